@@ -1,0 +1,184 @@
+"""Incremental PDU framing of a TCP byte stream (PS3.8 §9.3.1: type, reserved, 32-bit length).
+
+The framer takes bytes in arbitrary chunks and yields whole decoded PDUs. Two ways in:
+
+- :meth:`PDUFramer.feed` for chunks the caller already holds (each byte copied once into the
+  PDU's own buffer);
+- :meth:`PDUFramer.get_buffer` / :meth:`PDUFramer.buffer_updated`, the shape of
+  :class:`asyncio.BufferedProtocol`: while the body of a large PDU is being received the
+  socket reads straight into that PDU's buffer, so its payload is never copied at all.
+
+Every PDU gets a buffer of its own, so the memoryviews that P-DATA-TF values hold stay
+valid after the framer moves on. A PDU length above the receiver's limit is rejected from
+the 6-byte header, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+from .pdu import PDU, PDU_HEADER_LENGTH, PDUError, PDUType, decode, peek_header
+
+__all__ = ["DEFAULT_MAX_CONTROL_PDU_LENGTH", "PDUFramer"]
+
+#: Bound on PDUs other than P-DATA-TF (A-ASSOCIATE with many contexts or a user identity
+#: token is the largest legitimate one, a few hundred KiB at most).
+DEFAULT_MAX_CONTROL_PDU_LENGTH = 1 << 20
+#: Largest body allocated at once for a length no configured limit vouches for; larger
+#: PDUs (only possible with an unlimited maximum) grow as their bytes arrive.
+_PREALLOCATE_UNTRUSTED = 1 << 20
+#: Read straight into a PDU's buffer when at least this much of it is still missing.
+_DIRECT_READ_THRESHOLD = 16 << 10
+_STAGING_SIZE = 64 << 10
+
+
+class PDUFramer:
+    """Cut a byte stream into PDUs.
+
+    ``max_pdu_length`` bounds the length field of P-DATA-TF PDUs: it is the Maximum Length
+    this side announced (PS3.8 D.1); 0 means unlimited. ``max_control_pdu_length`` bounds
+    every other PDU. After a :class:`PDUError` the stream cannot be resynchronised and every
+    further call raises again.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_filled",
+        "_body_length",
+        "_body_view",
+        "_direct",
+        "_failed",
+        "_header",
+        "_header_filled",
+        "_staging",
+        "_staging_view",
+        "max_control_pdu_length",
+        "max_pdu_length",
+    )
+
+    def __init__(
+        self,
+        max_pdu_length: int = 0,
+        max_control_pdu_length: int = DEFAULT_MAX_CONTROL_PDU_LENGTH,
+    ) -> None:
+        self.max_pdu_length = max_pdu_length
+        self.max_control_pdu_length = max_control_pdu_length
+        self._header = bytearray(PDU_HEADER_LENGTH)
+        self._header_filled = 0
+        self._body: bytearray | None = None
+        self._body_view: memoryview | None = None
+        self._body_length = 0  # total bytes of the PDU in progress, header included
+        self._body_filled = 0
+        self._staging = bytearray(_STAGING_SIZE)
+        self._staging_view = memoryview(self._staging)
+        self._direct = False
+        self._failed: PDUError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete PDU held; 0 means the stream is at a PDU boundary."""
+        return self._body_filled if self._body is not None else self._header_filled
+
+    # -- asyncio.BufferedProtocol shape ------------------------------------------------
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """A buffer to receive into; pass the count received to :meth:`buffer_updated`."""
+        if self._failed is not None:
+            raise self._failed
+        view = self._body_view
+        if view is not None and self._body_length - self._body_filled >= _DIRECT_READ_THRESHOLD:
+            self._direct = True
+            return view[self._body_filled : self._body_length]
+        self._direct = False
+        return self._staging_view
+
+    def buffer_updated(self, nbytes: int) -> list[PDU]:
+        """Account for ``nbytes`` received into the last :meth:`get_buffer` buffer."""
+        if self._direct:
+            self._direct = False
+            self._body_filled += nbytes
+            if self._body_filled == self._body_length:
+                return [self._finish()]
+            return []
+        return self.feed(self._staging_view[:nbytes])
+
+    # -- plain chunks ----------------------------------------------------------------------
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[PDU]:
+        """Consume a chunk of the stream; return the PDUs it completes, in order."""
+        if self._failed is not None:
+            raise self._failed
+        view = memoryview(data)
+        pdus: list[PDU] = []
+        pos, end = 0, len(view)
+        try:
+            while pos < end:
+                if self._body is None:
+                    take = min(PDU_HEADER_LENGTH - self._header_filled, end - pos)
+                    filled = self._header_filled
+                    self._header[filled : filled + take] = view[pos : pos + take]
+                    self._header_filled = filled + take
+                    pos += take
+                    if self._header_filled == PDU_HEADER_LENGTH:
+                        self._start_body()
+                        if self._body_filled == self._body_length:
+                            pdus.append(self._finish())
+                    continue
+                if self._body_view is not None:
+                    take = min(self._body_length - self._body_filled, end - pos)
+                    filled = self._body_filled
+                    self._body_view[filled : filled + take] = view[pos : pos + take]
+                else:  # growing body of a PDU no limit vouches for
+                    take = min(self._body_length - self._body_filled, end - pos)
+                    self._body.extend(view[pos : pos + take])
+                self._body_filled += take
+                pos += take
+                if self._body_filled == self._body_length:
+                    pdus.append(self._finish())
+        except PDUError as exc:
+            self._failed = exc
+            raise
+        return pdus
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _start_body(self) -> None:
+        pdu_type, length = peek_header(self._header)
+        if pdu_type == PDUType.P_DATA_TF:
+            limit = self.max_pdu_length
+            if limit and length > limit:
+                raise PDUError(
+                    f"P-DATA-TF length {length} exceeds the maximum length {limit} "
+                    "announced to the peer",
+                    2,
+                )
+        else:
+            limit = self.max_control_pdu_length
+            if length > limit:
+                raise PDUError(
+                    f"{PDUType(pdu_type).name.replace('_', '-')} length {length} exceeds "
+                    f"the receiver's limit of {limit} bytes",
+                    2,
+                )
+        total = PDU_HEADER_LENGTH + length
+        self._body_length = total
+        self._body_filled = PDU_HEADER_LENGTH
+        if limit or length <= _PREALLOCATE_UNTRUSTED:
+            body = bytearray(total)
+            body[:PDU_HEADER_LENGTH] = self._header
+            self._body = body
+            self._body_view = memoryview(body)
+        else:
+            self._body = bytearray(self._header)
+            self._body_view = None
+
+    def _finish(self) -> PDU:
+        body = self._body
+        assert body is not None
+        self._body = None
+        self._body_view = None
+        self._header_filled = 0
+        self._body_filled = 0
+        try:
+            return decode(body)
+        except PDUError as exc:
+            self._failed = exc
+            raise
