@@ -99,11 +99,17 @@ _ASSOCIATE_FIXED_LENGTH = _ASSOCIATE_FIXED.size  # 68
 
 
 class PDUError(DicomWireError):
-    """A PDU is malformed; :attr:`offset` is the byte (from the PDU's start) at fault."""
+    """A PDU is malformed; :attr:`offset` is the byte (from the PDU's start) at fault.
 
-    def __init__(self, message: str, offset: int | None = None) -> None:
+    :attr:`abort_reason` is the A-ABORT reason (PS3.8 Table 9-26) a receiver answers with:
+    1 unrecognized PDU, 4 unrecognized PDU parameter, 5 unexpected PDU parameter, 6 invalid
+    PDU parameter value (the default).
+    """
+
+    def __init__(self, message: str, offset: int | None = None, abort_reason: int = 6) -> None:
         self.offset = offset
         self.reason = message
+        self.abort_reason = abort_reason
         super().__init__(message if offset is None else f"{message} (at byte {offset})")
 
 
@@ -870,6 +876,16 @@ PDU: TypeAlias = (
 # --------------------------------------------------------------------------- decoding
 
 
+_KNOWN_ITEM_TYPES = frozenset((0x10, 0x20, 0x21, 0x30, 0x40, 0x50, *range(0x51, 0x5A)))
+
+
+def _misplaced_item_reason(item_type: int) -> int:
+    """A-ABORT reason for an item where it may not stand: known type 5, unknown type 4."""
+    if item_type in _KNOWN_ITEM_TYPES:
+        return AbortReason.UNEXPECTED_PDU_PARAMETER
+    return AbortReason.UNRECOGNIZED_PDU_PARAMETER
+
+
 def _decode_syntax_item(
     buf: bytes, item_type: int, reserved: int, start: int, end: int
 ) -> SyntaxItem:
@@ -897,6 +913,7 @@ def _decode_presentation_context(
                 raise PDUError(
                     f"item type 0x{sub_type:02X} is not allowed in a presentation context RQ item",
                     sub_start - ITEM_HEADER_LENGTH,
+                    _misplaced_item_reason(sub_type),
                 )
             sub_items.append(_decode_syntax_item(buf, sub_type, sub_reserved, sub_start, sub_end))
         return PresentationContextRQItem(
@@ -915,6 +932,7 @@ def _decode_presentation_context(
             raise PDUError(
                 f"item type 0x{sub_type:02X} is not allowed in a presentation context AC item",
                 sub_start - ITEM_HEADER_LENGTH,
+                _misplaced_item_reason(sub_type),
             )
         transfer.append(
             TransferSyntaxItem(decode_uid(buf[sub_start:sub_end]), reserved=sub_reserved)
@@ -1015,6 +1033,7 @@ def _decode_associate(buf: bytes, pdu_type: int, reserved: int) -> AAssociateRQ 
             raise PDUError(
                 f"item type 0x{item_type:02X} is not allowed in an {name}",
                 start - ITEM_HEADER_LENGTH,
+                _misplaced_item_reason(item_type),
             )
     cls = AAssociateRQ if is_rq else AAssociateAC
     return cls(
@@ -1078,7 +1097,7 @@ def peek_header(data: Buffer) -> tuple[int, int]:
         raise PDUError(f"truncated PDU header: {len(data)} of 6 bytes", len(data))
     pdu_type, _, length = _PDU_HEADER.unpack_from(data, 0)
     if pdu_type not in _VALID_TYPES:
-        raise PDUError(f"unknown PDU type 0x{pdu_type:02X}", 0)
+        raise PDUError(f"unknown PDU type 0x{pdu_type:02X}", 0, AbortReason.UNRECOGNIZED_PDU)
     return pdu_type, length
 
 
