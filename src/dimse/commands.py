@@ -1,0 +1,237 @@
+"""DIMSE command sets: PS3.7 §9.3 and §10.3, encoded per PS3.7 §6.3.1 (group 0000, Implicit VR LE).
+
+A command set is a mapping of tag to value; :func:`encode_command` writes it with the
+Command Group Length (0000,0000) computed, :func:`decode_command` reads it back. Elements
+this module does not know are kept as raw bytes and written back unchanged.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+from typing import TypeAlias
+
+from ..errors import DicomWireError
+from ..ul.identifiers import WireStr, decode_uid, encode_uid
+
+__all__ = [
+    "COMMAND_ELEMENTS",
+    "CommandError",
+    "CommandField",
+    "CommandSet",
+    "DataSetType",
+    "Tag",
+    "decode_command",
+    "encode_command",
+]
+
+
+class CommandError(DicomWireError):
+    """A command set is malformed or misses a required element."""
+
+
+class Tag(IntEnum):
+    """Command elements of PS3.7 Annex E (group 0000), as 32-bit tags."""
+
+    CommandGroupLength = 0x00000000
+    AffectedSOPClassUID = 0x00000002
+    RequestedSOPClassUID = 0x00000003
+    CommandField = 0x00000100
+    MessageID = 0x00000110
+    MessageIDBeingRespondedTo = 0x00000120
+    MoveDestination = 0x00000600
+    Priority = 0x00000700
+    CommandDataSetType = 0x00000800
+    Status = 0x00000900
+    OffendingElement = 0x00000901
+    ErrorComment = 0x00000902
+    ErrorID = 0x00000903
+    AffectedSOPInstanceUID = 0x00001000
+    RequestedSOPInstanceUID = 0x00001001
+    EventTypeID = 0x00001002
+    AttributeIdentifierList = 0x00001005
+    ActionTypeID = 0x00001008
+    NumberOfRemainingSuboperations = 0x00001020
+    NumberOfCompletedSuboperations = 0x00001021
+    NumberOfFailedSuboperations = 0x00001022
+    NumberOfWarningSuboperations = 0x00001023
+    MoveOriginatorApplicationEntityTitle = 0x00001030
+    MoveOriginatorMessageID = 0x00001031
+
+
+class CommandField(IntEnum):
+    """Command Field values of PS3.7 §9.3 and §10.3."""
+
+    C_STORE_RQ = 0x0001
+    C_STORE_RSP = 0x8001
+    C_GET_RQ = 0x0010
+    C_GET_RSP = 0x8010
+    C_FIND_RQ = 0x0020
+    C_FIND_RSP = 0x8020
+    C_MOVE_RQ = 0x0021
+    C_MOVE_RSP = 0x8021
+    C_ECHO_RQ = 0x0030
+    C_ECHO_RSP = 0x8030
+    N_EVENT_REPORT_RQ = 0x0100
+    N_EVENT_REPORT_RSP = 0x8100
+    N_GET_RQ = 0x0110
+    N_GET_RSP = 0x8110
+    N_SET_RQ = 0x0120
+    N_SET_RSP = 0x8120
+    N_ACTION_RQ = 0x0130
+    N_ACTION_RSP = 0x8130
+    N_CREATE_RQ = 0x0140
+    N_CREATE_RSP = 0x8140
+    N_DELETE_RQ = 0x0150
+    N_DELETE_RSP = 0x8150
+    C_CANCEL_RQ = 0x0FFF
+
+
+class DataSetType(IntEnum):
+    """Command Data Set Type (0000,0800): 0101H means no data set follows."""
+
+    PRESENT = 0x0000
+    ABSENT = 0x0101
+
+
+#: VR of each known command element.
+COMMAND_ELEMENTS: dict[int, str] = {
+    Tag.CommandGroupLength: "UL",
+    Tag.AffectedSOPClassUID: "UI",
+    Tag.RequestedSOPClassUID: "UI",
+    Tag.CommandField: "US",
+    Tag.MessageID: "US",
+    Tag.MessageIDBeingRespondedTo: "US",
+    Tag.MoveDestination: "AE",
+    Tag.Priority: "US",
+    Tag.CommandDataSetType: "US",
+    Tag.Status: "US",
+    Tag.OffendingElement: "AT",
+    Tag.ErrorComment: "LO",
+    Tag.ErrorID: "US",
+    Tag.AffectedSOPInstanceUID: "UI",
+    Tag.RequestedSOPInstanceUID: "UI",
+    Tag.EventTypeID: "US",
+    Tag.AttributeIdentifierList: "AT",
+    Tag.ActionTypeID: "US",
+    Tag.NumberOfRemainingSuboperations: "US",
+    Tag.NumberOfCompletedSuboperations: "US",
+    Tag.NumberOfFailedSuboperations: "US",
+    Tag.NumberOfWarningSuboperations: "US",
+    Tag.MoveOriginatorApplicationEntityTitle: "AE",
+    Tag.MoveOriginatorMessageID: "US",
+}
+
+CommandValue: TypeAlias = int | str | list[int] | bytes
+CommandSet: TypeAlias = dict[int, CommandValue]
+
+_ELEMENT_HEADER = struct.Struct("<HHL")
+_US = struct.Struct("<H")
+_UL = struct.Struct("<L")
+_AT = struct.Struct("<HH")
+
+
+def _encode_value(tag: int, value: CommandValue) -> bytes:
+    vr = COMMAND_ELEMENTS.get(tag)
+    if vr is None or isinstance(value, bytes):
+        if not isinstance(value, bytes):
+            raise CommandError(
+                f"unknown command element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs a bytes value"
+            )
+        return value
+    if vr == "US":
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise CommandError(f"{Tag(tag).name} must be an unsigned 16-bit int, not {value!r}")
+        return _US.pack(value)
+    if vr == "UL":
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            raise CommandError(f"{Tag(tag).name} must be an unsigned 32-bit int, not {value!r}")
+        return _UL.pack(value)
+    if vr == "UI":
+        if not isinstance(value, str):
+            raise CommandError(f"{Tag(tag).name} must be a UID string, not {value!r}")
+        raw = encode_uid(value, Tag(tag).name)
+        return raw + b"\x00" if len(raw) % 2 else raw
+    if vr == "AT":
+        tags = [value] if isinstance(value, int) else value
+        if not isinstance(tags, list) or not all(isinstance(t, int) for t in tags):
+            raise CommandError(f"{Tag(tag).name} must be a tag or list of tags")
+        return b"".join(_AT.pack(t >> 16, t & 0xFFFF) for t in tags)
+    # AE, LO: text padded with a space to even length
+    if not isinstance(value, str):
+        raise CommandError(f"{Tag(tag).name} must be text, not {value!r}")
+    raw = value.wire if isinstance(value, WireStr) else value.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def encode_command(command: CommandSet) -> bytes:
+    """Encode a command set, Command Group Length first and elements in tag order."""
+    body = bytearray()
+    for tag in sorted(command):
+        if tag == Tag.CommandGroupLength:
+            continue
+        value = _encode_value(tag, command[tag])
+        body += _ELEMENT_HEADER.pack(tag >> 16, tag & 0xFFFF, len(value))
+        body += value
+    header = _ELEMENT_HEADER.pack(0, 0, 4) + _UL.pack(len(body))
+    return header + bytes(body)
+
+
+def _decode_value(tag: int, raw: bytes) -> CommandValue:
+    vr = COMMAND_ELEMENTS.get(tag)
+    if vr == "US":
+        if len(raw) != 2:
+            raise CommandError(f"{Tag(tag).name} has length {len(raw)}; expected 2")
+        return int(_US.unpack(raw)[0])
+    if vr == "UL":
+        if len(raw) != 4:
+            raise CommandError(f"{Tag(tag).name} has length {len(raw)}; expected 4")
+        return int(_UL.unpack(raw)[0])
+    if vr == "UI":
+        return decode_uid(raw)
+    if vr == "AT":
+        if len(raw) % 4:
+            raise CommandError(f"{Tag(tag).name} length {len(raw)} is not a multiple of 4")
+        return [(g << 16) | e for g, e in _AT.iter_unpack(raw)]
+    if vr in ("AE", "LO"):
+        return WireStr.from_wire(raw, raw.decode("latin-1").strip(" \x00"))
+    return raw
+
+
+def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
+    """Decode a command set; raises :class:`CommandError` naming what is wrong."""
+    raw = bytes(data)
+    command: CommandSet = {}
+    pos, end = 0, len(raw)
+    previous = -1
+    while pos < end:
+        if end - pos < 8:
+            raise CommandError(f"truncated command element header at byte {pos}")
+        group, element, length = _ELEMENT_HEADER.unpack_from(raw, pos)
+        tag = (group << 16) | element
+        if group != 0:
+            raise CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
+        if tag <= previous:
+            raise CommandError(f"command elements out of order at ({group:04X},{element:04X})")
+        previous = tag
+        start = pos + 8
+        if start + length > end:
+            raise CommandError(
+                f"element (0000,{element:04X}) length {length} overruns the command set"
+            )
+        command[tag] = _decode_value(tag, raw[start : start + length])
+        pos = start + length
+    return command
+
+
+def require(command: CommandSet, *tags: Tag) -> None:
+    """Raise :class:`CommandError` naming the first of ``tags`` missing from ``command``."""
+    for tag in tags:
+        if tag not in command:
+            field = command.get(Tag.CommandField)
+            kind = (
+                CommandField(field).name
+                if isinstance(field, int) and field in (CommandField._value2member_map_)
+                else "?"
+            )
+            raise CommandError(f"{kind} command set lacks {tag.name} (0000,{tag & 0xFFFF:04X})")

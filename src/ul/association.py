@@ -1,0 +1,738 @@
+"""The asyncio side of the Upper Layer: associations over TCP (PS3.8 §9, §10 TCP/IP mapping).
+
+A thin adapter: :class:`_Protocol` (an :class:`asyncio.BufferedProtocol`) receives straight
+into the framer's buffers and feeds :class:`~dicomwire.ul.machine.UpperLayer`; the effects
+it returns are carried out here (write PDUs, arm ARTIM, close the transport, wake the
+application). No thread per association, no polling.
+
+- requestor: ``async with connect(host, port, RequestorConfig(...)) as association``;
+- acceptor: :class:`AssociationServer` accepts connections and hands each established
+  association to an async handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from ..errors import DicomWireError
+from .fsm import State
+from .machine import (
+    AbortIndication,
+    ARTIMStart,
+    ARTIMStop,
+    AssociateAccepted,
+    AssociateIndication,
+    AssociateRejected,
+    AssociationStateError,
+    CloseTransport,
+    ConnectTransport,
+    Effect,
+    PDataIndication,
+    ReleaseConfirmation,
+    ReleaseIndication,
+    SendPDU,
+    UpperLayer,
+)
+from .negotiation import (
+    AcceptorPolicy,
+    NegotiatedAssociation,
+    PresentationContext,
+    RequestorConfig,
+    accept_or_reject,
+    build_request,
+    read_accept,
+)
+from .pdu import (
+    PDU,
+    AAssociateRJ,
+    AbortSource,
+    PDataTF,
+    PresentationRejectReason,
+    RejectResult,
+    RejectSource,
+)
+
+__all__ = [
+    "Association",
+    "AssociationAborted",
+    "AssociationRejected",
+    "AssociationServer",
+    "DicomTimeoutError",
+    "Timeouts",
+    "connect",
+]
+
+log = logging.getLogger("dicomwire.ul")
+pdu_log = logging.getLogger("dicomwire.ul.pdu")
+
+_REJECT_TEXT = {
+    (1, 1): "no reason given",
+    (1, 2): "application context name not supported",
+    (1, 3): "calling AE title not recognized",
+    (1, 7): "called AE title not recognized",
+    (2, 1): "no reason given",
+    (2, 2): "protocol version not supported",
+    (3, 1): "temporary congestion",
+    (3, 2): "local limit exceeded",
+}
+
+
+class AssociationRejected(DicomWireError):
+    """The peer answered A-ASSOCIATE-RJ (PS3.8 Table 9-21)."""
+
+    def __init__(self, result: int, source: int, reason: int) -> None:
+        self.result, self.source, self.reason = result, source, reason
+        kind = "permanent" if result == RejectResult.REJECTED_PERMANENT else "transient"
+        text = _REJECT_TEXT.get((source, reason), "unknown reason")
+        super().__init__(
+            f"association rejected ({kind}): {text} (result {result}, source {source}, "
+            f"reason {reason})"
+        )
+
+
+class AssociationAborted(DicomWireError):
+    """The association ended by A-ABORT or A-P-ABORT (PS3.8 Table 9-26)."""
+
+    def __init__(self, indication: AbortIndication) -> None:
+        self.indication = indication
+        who = "A-P-ABORT" if indication.provider else "A-ABORT"
+        where = "by this side" if indication.local else "by the peer"
+        detail = f": {indication.detail}" if indication.detail else ""
+        super().__init__(
+            f"{who} {where} (source {indication.source}, reason {indication.reason}){detail}"
+        )
+
+
+class DicomTimeoutError(DicomWireError, TimeoutError):
+    """A configured timeout ran out (connect, ACSE, DIMSE, network idle)."""
+
+
+@dataclass(slots=True)
+class Timeouts:
+    """Timeouts in seconds; None disables one (defaults as PS3.8 users expect them)."""
+
+    artim: float = 30.0
+    acse: float | None = 30.0
+    dimse: float | None = 60.0
+    network_idle: float | None = 60.0
+    connect: float | None = 15.0
+
+
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    """TCP_NODELAY: without it Nagle and delayed ACKs cost ~40 ms per exchange."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Protocol(asyncio.BufferedProtocol):
+    """Bytes in and out for one :class:`Association`."""
+
+    def __init__(self, association: Association) -> None:
+        self.association = association
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.association._connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.association._core.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        association = self.association
+        association._last_receive = time.monotonic()
+        association._apply(association._core.buffer_updated(nbytes))
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.association._connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.association._writing_paused = True
+
+    def resume_writing(self) -> None:
+        association = self.association
+        association._writing_paused = False
+        waiter = association._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+# Bounded receive queue: past this many P-DATA-TF PDUs waiting, stop reading the socket.
+_RECEIVE_QUEUE_HIGH = 64
+_RECEIVE_QUEUE_LOW = 16
+
+
+class Association:
+    """One association, established or being established, on either side.
+
+    Applications get one from :func:`connect` (requestor) or from an
+    :class:`AssociationServer` handler (acceptor). After establishment
+    :attr:`negotiated` says what was agreed. P-DATA flows with :meth:`send` and
+    :meth:`receive`; :meth:`release` and :meth:`abort` end it.
+    """
+
+    def __init__(
+        self,
+        *,
+        requestor: bool,
+        max_pdu_length: int,
+        timeouts: Timeouts | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self.timeouts = timeouts or Timeouts()
+        self._core = UpperLayer(requestor=requestor, max_pdu_length=max_pdu_length)
+        self._transport: asyncio.Transport | None = None
+        self._artim: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._last_receive = time.monotonic()
+        self._writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._received: deque[PDataTF] = deque()
+        self._receive_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._established: asyncio.Future[NegotiatedAssociation] = self._loop.create_future()
+        self._released: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[None] = self._loop.create_future()
+        self._release_requested = False
+        self._error: DicomWireError | None = None
+        self._started = time.monotonic()
+        self.negotiated: NegotiatedAssociation | None = None
+        self.peer_address: tuple[str, int] | None = None
+        #: Acceptor only: how to answer the A-ASSOCIATE indication.
+        self.on_associate: Callable[[AssociateIndication], None] | None = None
+        self._proposed: list[PresentationContext] = []
+        self._config: RequestorConfig | None = None
+
+    # -- properties -------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._core.state
+
+    @property
+    def is_established(self) -> bool:
+        return self._core.state in (State.STA6, State.STA7, State.STA8)
+
+    @property
+    def release_requested(self) -> bool:
+        """The peer asked to release; answer with :meth:`release_response`."""
+        return self._release_requested
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Done once the transport connection is closed."""
+        return self._closed
+
+    @property
+    def error(self) -> DicomWireError | None:
+        """Why the association ended abnormally, if it did."""
+        return self._error
+
+    # -- transport callbacks -----------------------------------------------------------
+
+    def _connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        _set_nodelay(transport)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.peer_address = (str(peer[0]), int(peer[1]))
+        self._arm_idle()
+        self._apply(self._core.transport_connected())
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        truncated = self._core.buffered
+        effects = self._core.transport_closed()
+        if truncated:
+            log.debug("connection closed inside a PDU (%d bytes buffered)", truncated)
+        self._apply(effects)
+        self._cancel_timers()
+        self._transport = None
+        self._wake_receiver()
+        if not self._established.done():
+            self._established.set_exception(
+                self._error
+                or AssociationAborted(
+                    AbortIndication(2, 0, provider=True, local=True, detail="connection closed")
+                )
+            )
+            self._established.exception()  # mark retrieved: the caller may be gone
+        if not self._released.done():
+            self._released.set_exception(self._error or DicomWireError("connection closed"))
+            self._released.exception()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+        if self.negotiated is not None:
+            log.info(
+                "association with %s ended after %.3f s%s",
+                self.negotiated.remote_ae_title,
+                time.monotonic() - self._started,
+                f" ({self._error})" if self._error else "",
+            )
+
+    # -- effects ----------------------------------------------------------------------
+
+    def _apply(self, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, SendPDU):
+                self._write(effect.pdu)
+            elif isinstance(effect, PDataIndication):
+                self._received.append(effect.pdu)
+                if len(self._received) >= _RECEIVE_QUEUE_HIGH and not self._reading_paused:
+                    if self._transport is not None:
+                        self._transport.pause_reading()
+                    self._reading_paused = True
+                self._wake_receiver()
+            elif isinstance(effect, ARTIMStart):
+                if self._artim is not None:
+                    self._artim.cancel()
+                self._artim = self._loop.call_later(self.timeouts.artim, self._on_artim)
+            elif isinstance(effect, ARTIMStop):
+                if self._artim is not None:
+                    self._artim.cancel()
+                    self._artim = None
+            elif isinstance(effect, CloseTransport):
+                if self._transport is not None:
+                    self._transport.close()
+            elif isinstance(effect, AssociateIndication):
+                self._on_associate_indication(effect)
+            elif isinstance(effect, AssociateAccepted):
+                assert self._config is not None
+                self.negotiated = read_accept(self._config, self._proposed, effect.accept)
+                self.negotiated.peer_address = self.peer_address
+                if not self._established.done():
+                    self._established.set_result(self.negotiated)
+            elif isinstance(effect, AssociateRejected):
+                rj = effect.reject
+                self._error = AssociationRejected(rj.result, rj.source, rj.reason)
+                if not self._established.done():
+                    self._established.set_exception(self._error)
+            elif isinstance(effect, ReleaseIndication):
+                self._on_release_indication(effect)
+            elif isinstance(effect, ReleaseConfirmation):
+                if self._core.state is State.STA12:  # collision, acceptor side: AR-10
+                    self._apply(self._core.release_response())
+                if not self._released.done():
+                    self._released.set_result(None)
+            elif isinstance(effect, AbortIndication):
+                self._on_abort(effect)
+            elif isinstance(effect, ConnectTransport):
+                pass  # connect() opens the connection itself, right after Evt1
+
+    def _write(self, pdu: PDU) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if pdu_log.isEnabledFor(logging.DEBUG):
+            pdu_log.debug("sent %r", pdu)
+        if isinstance(pdu, PDataTF):
+            transport.writelines(pdu.encode_parts())
+        else:
+            transport.write(pdu.encode())
+
+    def _on_associate_indication(self, indication: AssociateIndication) -> None:
+        if pdu_log.isEnabledFor(logging.DEBUG):
+            pdu_log.debug("received %r", indication.request)
+        if self.on_associate is None:
+            self._apply(self._core.reject(AAssociateRJ(2, 3, 1)))
+        else:
+            self.on_associate(indication)
+
+    def _on_release_indication(self, indication: ReleaseIndication) -> None:
+        if indication.collision:
+            if self._core.requestor:  # AR-8 -> Sta9: answer at once (AR-9)
+                self._apply(self._core.release_response())
+            return  # acceptor side (Sta10): wait for the peer's A-RELEASE-RP
+        self._release_requested = True
+        self._wake_receiver()
+
+    def _on_abort(self, indication: AbortIndication) -> None:
+        self._error = AssociationAborted(indication)
+        level = logging.INFO if not indication.local else logging.WARNING
+        log.log(level, "%s", self._error)
+        if not self._established.done():
+            self._established.set_exception(self._error)
+            self._established.exception()
+        self._wake_receiver()
+
+    def _wake_receiver(self) -> None:
+        waiter = self._receive_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- timers -----------------------------------------------------------------------
+
+    def _on_artim(self) -> None:
+        self._artim = None
+        log.info("ARTIM timer expired in %s", self._core.state.value)
+        self._apply(self._core.artim_expired())
+
+    def _arm_idle(self) -> None:
+        idle = self.timeouts.network_idle
+        if idle is not None:
+            self._idle = self._loop.call_later(idle, self._check_idle)
+
+    def _check_idle(self) -> None:
+        idle = self.timeouts.network_idle
+        assert idle is not None
+        remaining = self._last_receive + idle - time.monotonic()
+        if remaining > 0:
+            self._idle = self._loop.call_later(remaining, self._check_idle)
+            return
+        self._idle = None
+        log.warning("network idle for %.1f s: aborting", idle)
+        self._error = DicomTimeoutError(f"no data received for {idle} s")
+        self._force_abort()
+
+    def _cancel_timers(self) -> None:
+        for handle in (self._artim, self._idle):
+            if handle is not None:
+                handle.cancel()
+        self._artim = self._idle = None
+
+    def _force_abort(self) -> None:
+        """Abort whatever the state: A-ABORT where the table allows it, else close."""
+        with contextlib.suppress(AssociationStateError):
+            self._apply(self._core.abort())
+        if self._transport is not None and self._core.state is not State.STA13:
+            self._transport.close()
+
+    # -- application API --------------------------------------------------------------
+
+    async def wait_established(self) -> NegotiatedAssociation:
+        """Wait for A-ASSOCIATE-AC (or raise AssociationRejected / AssociationAborted)."""
+        return await self._established
+
+    async def send(self, pdu: PDataTF) -> None:
+        """Send one P-DATA-TF, waiting while the peer is slow to read (backpressure)."""
+        if self._error is not None and not self.is_established:
+            raise self._error
+        self._apply(self._core.send_data(pdu))
+        if self._writing_paused and self._transport is not None:
+            await self._drain()
+
+    def send_nowait(self, pdu: PDataTF) -> None:
+        """Send one P-DATA-TF without waiting; call :meth:`drain` now and then."""
+        self._apply(self._core.send_data(pdu))
+
+    async def drain(self) -> None:
+        """Wait until the transport's write buffer is below its high-water mark."""
+        if self._writing_paused and self._transport is not None:
+            await self._drain()
+
+    async def _drain(self) -> None:
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        try:
+            await waiter
+        finally:
+            self._drain_waiter = None
+
+    async def receive(self, timeout: float | None = None) -> PDataTF | None:
+        """The next received P-DATA-TF; None once the peer asked to release.
+
+        Raises :class:`AssociationAborted` (or the error that ended the association)
+        when it ends abnormally, :class:`DicomTimeoutError` after ``timeout`` seconds.
+        """
+        while not self._received:
+            if self._release_requested or self._released.done():
+                return None
+            if self._error is not None:
+                raise self._error
+            if self._transport is None:
+                raise DicomWireError("the association's connection is closed")
+            waiter = self._loop.create_future()
+            self._receive_waiter = waiter
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                raise DicomTimeoutError(f"no P-DATA within {timeout} s") from None
+            finally:
+                self._receive_waiter = None
+        pdu = self._received.popleft()
+        if self._reading_paused and len(self._received) <= _RECEIVE_QUEUE_LOW:
+            self._reading_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+        return pdu
+
+    async def release(self) -> None:
+        """A-RELEASE: ask the peer to release and wait for its answer (ACSE timeout)."""
+        if self._core.state is State.STA1 or self._closed.done():
+            return
+        if self._release_requested:  # the peer asked first: just answer
+            self.release_response()
+            return
+        self._apply(self._core.request_release())
+        try:
+            if self.timeouts.acse is None:
+                await self._released
+            else:
+                await asyncio.wait_for(asyncio.shield(self._released), self.timeouts.acse)
+        except TimeoutError:
+            self._error = DicomTimeoutError(f"no A-RELEASE-RP within {self.timeouts.acse} s")
+            self._force_abort()
+            raise self._error from None
+        await self._closed_soon()
+
+    def release_response(self) -> None:
+        """Answer the peer's A-RELEASE-RQ (A-RELEASE response primitive)."""
+        if self._core.state in (State.STA8, State.STA9, State.STA12):
+            self._apply(self._core.release_response())
+
+    def abort(self, reason: int = 0) -> None:
+        """A-ABORT (service-user source); the transport closes once the peer does or ARTIM."""
+        self._apply(self._core.abort(AbortSource.SERVICE_USER, reason))
+        if self._error is None:
+            self._error = AssociationAborted(
+                AbortIndication(0, reason, provider=False, local=True, detail="aborted locally")
+            )
+        self._wake_receiver()
+
+    async def closed_or_timeout(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for the connection to close, then cut it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._closed), timeout)
+        if self._transport is not None:
+            self._transport.abort()
+
+    async def _closed_soon(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._closed), self.timeouts.artim)
+        if self._transport is not None:
+            self._transport.close()
+
+    async def __aenter__(self) -> Association:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc is None and self.is_established:
+            with contextlib.suppress(DicomWireError):
+                await self.release()
+            return
+        if self._core.state not in (State.STA1, State.STA13):
+            self.abort()
+        if self._transport is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._closed), 1.0)
+            if self._transport is not None:
+                self._transport.abort()
+
+
+async def connect(
+    host: str,
+    port: int,
+    config: RequestorConfig,
+    *,
+    timeouts: Timeouts | None = None,
+) -> Association:
+    """Open an association as requestor; use it with ``async with``.
+
+    Raises :class:`AssociationRejected`, :class:`AssociationAborted`,
+    :class:`DicomTimeoutError` (TCP connect or ACSE) or :class:`DicomWireError` when the
+    connection cannot be made.
+    """
+    timeouts = timeouts or Timeouts()
+    loop = asyncio.get_running_loop()
+    request, proposed = build_request(config)
+    association = Association(
+        requestor=True, max_pdu_length=config.max_pdu_length, timeouts=timeouts, loop=loop
+    )
+    association._config = config
+    association._proposed = proposed
+    association._apply(association._core.request_association(request))
+    try:
+        await asyncio.wait_for(
+            loop.create_connection(lambda: _Protocol(association), host, port),
+            timeouts.connect,
+        )
+    except TimeoutError:
+        raise DicomTimeoutError(
+            f"TCP connect to {host}:{port} took over {timeouts.connect} s"
+        ) from None
+    except OSError as exc:
+        raise DicomWireError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        negotiated = await asyncio.wait_for(
+            asyncio.shield(association._established),
+            timeouts.acse,
+        )
+    except TimeoutError:
+        association._error = DicomTimeoutError(f"no A-ASSOCIATE-AC or -RJ within {timeouts.acse} s")
+        association._force_abort()
+        await association.closed_or_timeout(1.0)
+        raise association._error from None
+    except DicomWireError:
+        await association.closed_or_timeout(1.0)
+        raise
+    log.info(
+        "associated with %s at %s:%d: %d of %d contexts accepted, max PDU %d sent / %d received",
+        negotiated.remote_ae_title,
+        host,
+        port,
+        len(negotiated.accepted_contexts),
+        len(proposed),
+        negotiated.remote_max_pdu_length,
+        negotiated.local_max_pdu_length,
+    )
+    return association
+
+
+AssociationHandler = Callable[[Association], Awaitable[None]]
+
+
+class AssociationServer:
+    """Accept associations on one or more addresses and run ``handler`` for each.
+
+    ``policy`` answers each A-ASSOCIATE-RQ (see :class:`AcceptorPolicy`); the handler runs
+    once the association is established and should consume P-DATA until
+    :meth:`Association.receive` returns None, then call ``release_response()``.
+    """
+
+    def __init__(
+        self,
+        policy: AcceptorPolicy,
+        handler: AssociationHandler,
+        *,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self.policy = policy
+        self.handler = handler
+        self.timeouts = timeouts or Timeouts(dimse=None)
+        self._servers: list[asyncio.Server] = []
+        self._associations: set[Association] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._established = 0
+
+    @property
+    def active_associations(self) -> int:
+        return self._established
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for server in self._servers for s in server.sockets]
+
+    @property
+    def port(self) -> int:
+        """The first listening port (useful with port 0)."""
+        return int(self.sockets[0].getsockname()[1])
+
+    async def start(self, host: str | None = "127.0.0.1", port: int = 11112) -> None:
+        """Start listening; ``host`` None listens on every address (IPv4 and IPv6)."""
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        self._servers.append(server)
+        log.info("listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
+
+    def _protocol(self) -> _Protocol:
+        association = Association(
+            requestor=False, max_pdu_length=self.policy.max_pdu_length, timeouts=self.timeouts
+        )
+        association.on_associate = lambda ind: self._answer(association, ind)
+        self._associations.add(association)
+        association.closed.add_done_callback(lambda _: self._associations.discard(association))
+        return _Protocol(association)
+
+    def _answer(self, association: Association, indication: AssociateIndication) -> None:
+        core = association._core
+        try:
+            answer = accept_or_reject(
+                self.policy, indication.request, association.peer_address, self._established
+            )
+        except Exception:  # a policy bug must not kill the server: answer congestion
+            log.exception("acceptance policy failed")
+            answer = AAssociateRJ(
+                RejectResult.REJECTED_TRANSIENT,
+                RejectSource.SERVICE_PROVIDER_PRESENTATION,
+                PresentationRejectReason.TEMPORARY_CONGESTION,
+            )
+        if isinstance(answer, AAssociateRJ):
+            log.info(
+                "rejected association from %s (%s) at %s: result %d source %d reason %d",
+                indication.request.calling_ae_title,
+                association.peer_address,
+                indication.request.called_ae_title,
+                answer.result,
+                answer.source,
+                answer.reason,
+            )
+            association._apply(core.reject(answer))
+            return
+        accept, negotiated = answer
+        association.negotiated = negotiated
+        association._apply(core.accept(accept))
+        if pdu_log.isEnabledFor(logging.DEBUG):
+            pdu_log.debug("sent %r", accept)
+        log.info(
+            "accepted association from %s at %s: %d of %d contexts, max PDU %d / %d",
+            negotiated.remote_ae_title,
+            association.peer_address,
+            len(negotiated.accepted_contexts),
+            len(negotiated.contexts),
+            negotiated.remote_max_pdu_length,
+            negotiated.local_max_pdu_length,
+        )
+        association._established.set_result(negotiated)
+        self._established += 1
+        task = asyncio.get_running_loop().create_task(self._run(association))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, association: Association) -> None:
+        try:
+            await self.handler(association)
+        except DicomWireError as exc:
+            log.info("association ended: %s", exc)
+        except Exception:
+            log.exception("association handler failed; aborting the association")
+            association.abort()
+        finally:
+            self._established -= 1
+            if association.release_requested:
+                association.release_response()
+            elif association.is_established:
+                association.abort()
+            await association.closed_or_timeout(self.timeouts.artim)
+
+    def close(self) -> None:
+        """Stop accepting new connections."""
+        for server in self._servers:
+            server.close()
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting, let running associations finish for ``grace`` s, abort the rest."""
+        self.close()
+        for server in self._servers:
+            await server.wait_closed()
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for association in list(self._associations):
+                association._force_abort()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        for association in list(self._associations):
+            if association._transport is not None:
+                association._transport.abort()
+
+    async def __aenter__(self) -> AssociationServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown(grace=1.0)
