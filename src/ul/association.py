@@ -193,6 +193,8 @@ class Association:
         self._loop = loop or asyncio.get_running_loop()
         self.timeouts = timeouts or Timeouts()
         self._core = UpperLayer(requestor=requestor, max_pdu_length=max_pdu_length)
+        if pdu_log.isEnabledFor(logging.DEBUG):
+            self._core.on_pdu = self._log_received
         self._transport: asyncio.Transport | None = None
         self._artim: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
@@ -338,15 +340,16 @@ class Association:
         if transport is None or transport.is_closing():
             return
         if pdu_log.isEnabledFor(logging.DEBUG):
-            pdu_log.debug("sent %r", pdu)
+            pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
         if isinstance(pdu, PDataTF):
             transport.writelines(pdu.encode_parts())
         else:
             transport.write(pdu.encode())
 
+    def _log_received(self, pdu: PDU) -> None:
+        pdu_log.debug("received from %s: %r", self.peer_address, pdu)
+
     def _on_associate_indication(self, indication: AssociateIndication) -> None:
-        if pdu_log.isEnabledFor(logging.DEBUG):
-            pdu_log.debug("received %r", indication.request)
         if self.on_associate is None:
             self._apply(self._core.reject(AAssociateRJ(2, 3, 1)))
         else:
@@ -678,8 +681,6 @@ class AssociationServer:
         accept, negotiated = answer
         association.negotiated = negotiated
         association._apply(core.accept(accept))
-        if pdu_log.isEnabledFor(logging.DEBUG):
-            pdu_log.debug("sent %r", accept)
         log.info(
             "accepted association from %s at %s: %d of %d contexts, max PDU %d / %d",
             negotiated.remote_ae_title,

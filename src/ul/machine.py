@@ -215,6 +215,7 @@ class UpperLayer:
         "_request",
         "artim_running",
         "last_action",
+        "on_pdu",
         "provider_check",
         "requestor",
         "state",
@@ -233,6 +234,8 @@ class UpperLayer:
         self.artim_running = False
         self.last_action: Action | None = None
         self.provider_check = provider_check
+        #: Called with every PDU received, before it is acted on (``-d`` logging, traces).
+        self.on_pdu: Callable[[PDU], None] | None = None
         self._framer = PDUFramer(max_pdu_length, max_control_pdu_length)
         self._pending_pdu: PDU | None = None
         self._request: AAssociateRQ | None = None
@@ -335,6 +338,9 @@ class UpperLayer:
         return self._received([pdu])
 
     def _received(self, pdus: list[PDU]) -> list[Effect]:
+        if self.on_pdu is not None:
+            for pdu in pdus:
+                self.on_pdu(pdu)
         if len(pdus) == 1:  # the common case, P-DATA on a stream
             pdu = pdus[0]
             self._pending_pdu = pdu

@@ -1,0 +1,67 @@
+"""The asyncio adapter: TCP_NODELAY on both sides, IPv6, uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from dicomwire.services.node import NodeConfig, build_policy, handle_association
+from dicomwire.services.verification import VERIFICATION_SOP_CLASS, echo
+from dicomwire.ul.association import Association, AssociationServer, connect
+from dicomwire.ul.negotiation import RequestorConfig
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+async def _nodelay_of_both_sides() -> tuple[int, int]:
+    seen: dict[str, int] = {}
+
+    async def handler(association: Association) -> None:
+        transport = association._transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        seen["acceptor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        await handle_association(association)
+
+    async with AssociationServer(build_policy(NodeConfig()), handler) as server:
+        await server.start("127.0.0.1", 0)
+        config = RequestorConfig(
+            "SCU", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, ["1.2.840.10008.1.2"])]
+        )
+        async with await connect("127.0.0.1", server.port, config) as association:
+            transport = association._transport
+            assert transport is not None
+            sock = transport.get_extra_info("socket")
+            seen["requestor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    return seen["requestor"], seen["acceptor"]
+
+
+def test_tcp_nodelay_on_both_sides() -> None:
+    requestor, acceptor = asyncio.run(_nodelay_of_both_sides())
+    assert requestor != 0
+    assert acceptor != 0
+
+
+def test_tcp_nodelay_with_uvloop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    requestor, acceptor = uvloop.run(_nodelay_of_both_sides())
+    assert requestor != 0 and acceptor != 0
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_echo_over_ipv6() -> None:
+    async def run() -> int:
+        async with AssociationServer(build_policy(NodeConfig()), handle_association) as server:
+            await server.start("::1", 0)
+            return await echo("::1", server.port, called_ae_title="DICOMWIRE")
+
+    assert asyncio.run(run()) == 0x0000
