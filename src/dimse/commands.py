@@ -16,6 +16,7 @@ from ..ul.identifiers import WireStr, decode_uid, encode_uid
 
 __all__ = [
     "COMMAND_ELEMENTS",
+    "REQUIRED_ELEMENTS",
     "CommandError",
     "CommandField",
     "CommandSet",
@@ -23,6 +24,8 @@ __all__ = [
     "Tag",
     "decode_command",
     "encode_command",
+    "require",
+    "validate_command",
 ]
 
 
@@ -222,6 +225,76 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
         command[tag] = _decode_value(tag, raw[start : start + length])
         pos = start + length
     return command
+
+
+_CF = CommandField
+_T = Tag
+_RQ_BASE = (_T.CommandField, _T.MessageID, _T.CommandDataSetType)
+_RSP_BASE = (_T.CommandField, _T.MessageIDBeingRespondedTo, _T.CommandDataSetType, _T.Status)
+
+#: Elements each message must carry (M in PS3.7 Tables 9.3-1..9.3-12 and 10.3-1..10.3-12).
+REQUIRED_ELEMENTS: dict[int, tuple[Tag, ...]] = {
+    _CF.C_STORE_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID, _T.Priority, _T.AffectedSOPInstanceUID),
+    _CF.C_STORE_RSP: _RSP_BASE,
+    _CF.C_FIND_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID, _T.Priority),
+    _CF.C_FIND_RSP: _RSP_BASE,
+    _CF.C_GET_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID, _T.Priority),
+    _CF.C_GET_RSP: _RSP_BASE,
+    _CF.C_MOVE_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID, _T.Priority, _T.MoveDestination),
+    _CF.C_MOVE_RSP: _RSP_BASE,
+    _CF.C_ECHO_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID),
+    _CF.C_ECHO_RSP: _RSP_BASE,
+    _CF.C_CANCEL_RQ: (_T.CommandField, _T.MessageIDBeingRespondedTo, _T.CommandDataSetType),
+    _CF.N_EVENT_REPORT_RQ: (
+        *_RQ_BASE,
+        _T.AffectedSOPClassUID,
+        _T.AffectedSOPInstanceUID,
+        _T.EventTypeID,
+    ),
+    _CF.N_EVENT_REPORT_RSP: _RSP_BASE,
+    _CF.N_GET_RQ: (*_RQ_BASE, _T.RequestedSOPClassUID, _T.RequestedSOPInstanceUID),
+    _CF.N_GET_RSP: _RSP_BASE,
+    _CF.N_SET_RQ: (*_RQ_BASE, _T.RequestedSOPClassUID, _T.RequestedSOPInstanceUID),
+    _CF.N_SET_RSP: _RSP_BASE,
+    _CF.N_ACTION_RQ: (
+        *_RQ_BASE,
+        _T.RequestedSOPClassUID,
+        _T.RequestedSOPInstanceUID,
+        _T.ActionTypeID,
+    ),
+    _CF.N_ACTION_RSP: _RSP_BASE,
+    _CF.N_CREATE_RQ: (*_RQ_BASE, _T.AffectedSOPClassUID),
+    _CF.N_CREATE_RSP: _RSP_BASE,
+    _CF.N_DELETE_RQ: (*_RQ_BASE, _T.RequestedSOPClassUID, _T.RequestedSOPInstanceUID),
+    _CF.N_DELETE_RSP: _RSP_BASE,
+}
+
+#: Requests that must carry a data set, and those that must not (PS3.7 §9.3, §10.3).
+DATASET_REQUIRED = frozenset(
+    (_CF.C_STORE_RQ, _CF.C_FIND_RQ, _CF.C_GET_RQ, _CF.C_MOVE_RQ, _CF.N_SET_RQ)
+)
+DATASET_FORBIDDEN = frozenset(
+    (_CF.C_ECHO_RQ, _CF.C_ECHO_RSP, _CF.C_CANCEL_RQ, _CF.N_GET_RQ, _CF.N_DELETE_RQ)
+)
+
+
+def validate_command(command: CommandSet) -> None:
+    """Check a command set's required and conditional elements (PS3.7 §9.3, §10.3).
+
+    Raises :class:`CommandError` naming the first missing or wrong element.
+    """
+    field = command.get(Tag.CommandField)
+    if not isinstance(field, int):
+        raise CommandError("command set lacks CommandField (0000,0100)")
+    if field not in REQUIRED_ELEMENTS:
+        raise CommandError(f"unknown CommandField 0x{field:04X}")
+    require(command, *REQUIRED_ELEMENTS[field])
+    present = command[Tag.CommandDataSetType] != DataSetType.ABSENT
+    name = CommandField(field).name
+    if field in DATASET_REQUIRED and not present:
+        raise CommandError(f"{name} needs a data set but CommandDataSetType says none")
+    if field in DATASET_FORBIDDEN and present:
+        raise CommandError(f"{name} carries no data set but CommandDataSetType says one")
 
 
 def require(command: CommandSet, *tags: Tag) -> None:

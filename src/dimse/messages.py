@@ -1,74 +1,100 @@
 """DIMSE messages on P-DATA: fragmentation and reassembly (PS3.7 §6.3.1, PS3.8 Annex E).
 
 A message is a command set, then (when the command says so) a data set, each carried in
-one or more PDVs of one presentation context. The message control header marks command vs
-data set fragments and the last fragment of each (PS3.8 Annex E.2).
+one or more PDVs of one presentation context; the message control header marks command
+or data set fragments and the last one of each (PS3.8 Annex E.2).
+
+Sending (PS3.8 E.1): every fragment of a message on the same presentation context, even
+fragment lengths (DCMTK requires it), no fragment of another message until the current
+one is complete; several PDVs of one message share a P-DATA-TF when they fit.
+
+Receiving asks nothing the standard does not: fragments split at any boundary or of odd
+length, command and data set PDVs in one PDU, PDVs of consecutive messages in one PDU
+(E.1 asks senders not to do that; we accept it). What the standard forbids is answered
+with :class:`DimseProtocolError` (the session aborts the association): a fragment on
+another presentation context than its message's, fragments of two messages interleaved,
+a data set fragment with no command before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from ..errors import DicomWireError
 from ..ul.pdu import PDV_HEADER_LENGTH, PDataTF, PresentationDataValue
-from .commands import CommandSet, DataSetType, Tag, decode_command
+from .commands import CommandError, CommandSet, DataSetType, Tag, decode_command
 
-__all__ = ["DimseProtocolError", "Message", "MessageAssembler", "fragment_message"]
+__all__ = [
+    "MAX_COMMAND_LENGTH",
+    "CommandComplete",
+    "DataSetFragment",
+    "DimseProtocolError",
+    "MessageAssembler",
+    "fragment_limit",
+    "fragment_message",
+    "fragment_stream",
+]
 
 Buffer = bytes | bytearray | memoryview
+
+#: A command set is a few hundred bytes; more than this is an attack or a bug.
+MAX_COMMAND_LENGTH = 1 << 20
 
 _COMMAND = 0x01
 _LAST = 0x02
 
 
 class DimseProtocolError(DicomWireError):
-    """The peer broke the DIMSE rules of PS3.7 §6.3.1 (answered with A-ABORT)."""
+    """The peer broke the DIMSE encapsulation rules (answered with A-ABORT)."""
 
 
-@dataclass(slots=True)
-class Message:
-    """A reassembled DIMSE message: its command set and data set bytes, if any."""
+@dataclass(frozen=True, slots=True)
+class CommandComplete:
+    """A whole command set arrived; a data set follows when ``has_dataset``."""
 
     context_id: int
     command: CommandSet
-    dataset: bytes | None = None
+    has_dataset: bool
 
-    @property
-    def command_field(self) -> int:
-        value = self.command.get(Tag.CommandField)
-        return value if isinstance(value, int) else -1
+
+@dataclass(frozen=True, slots=True)
+class DataSetFragment:
+    """A piece of the current message's data set (a view into the received PDU)."""
+
+    context_id: int
+    data: memoryview
+    last: bool
+
+
+AssemblyEvent = CommandComplete | DataSetFragment
+
+
+def fragment_limit(max_pdu_length: int) -> int:
+    """Largest even fragment that fits a P-DATA-TF of ``max_pdu_length`` (0: no limit)."""
+    if max_pdu_length == 0:
+        return 0
+    limit = (max_pdu_length - PDV_HEADER_LENGTH) & ~1
+    if limit <= 0:
+        raise DicomWireError(f"maximum PDU length {max_pdu_length} leaves no room for data")
+    return limit
 
 
 def _fragments(
-    context_id: int, data: Buffer, control: int, limit: int
+    context_id: int, data: Buffer, control: int, limit: int, last: bool = True
 ) -> Iterator[PresentationDataValue]:
     view = memoryview(data)
     if limit <= 0 or len(view) <= limit:
-        yield PresentationDataValue(context_id, control | _LAST, view)
+        yield PresentationDataValue(context_id, control | (_LAST if last else 0), view)
         return
     for start in range(0, len(view), limit):
-        chunk = view[start : start + limit]
-        last = _LAST if start + limit >= len(view) else 0
-        yield PresentationDataValue(context_id, control | last, chunk)
+        end = start + limit
+        final = _LAST if last and end >= len(view) else 0
+        yield PresentationDataValue(context_id, control | final, view[start:end])
 
 
-def fragment_message(
-    context_id: int, command: bytes, dataset: Buffer | None, max_pdu_length: int
-) -> Iterator[PDataTF]:
-    """P-DATA-TF PDUs for one message within the peer's maximum PDU length.
-
-    Fragments are even-length (DCMTK requires it); several PDVs share a PDU when they fit.
-    ``max_pdu_length`` 0 means the peer set no limit.
-    """
-    limit = 0
-    if max_pdu_length:
-        limit = (max_pdu_length - PDV_HEADER_LENGTH) & ~1
-        if limit <= 0:
-            raise DicomWireError(f"maximum PDU length {max_pdu_length} leaves no room for data")
-    pdvs = list(_fragments(context_id, command, _COMMAND, limit))
-    if dataset is not None:
-        pdvs.extend(_fragments(context_id, dataset, 0, limit))
+def _batch(pdvs: Iterator[PresentationDataValue], max_pdu_length: int) -> Iterator[PDataTF]:
+    """Pack consecutive PDVs of one message into as few P-DATA-TF as fit."""
     batch: list[PresentationDataValue] = []
     size = 0
     for pdv in pdvs:
@@ -82,50 +108,99 @@ def fragment_message(
         yield PDataTF(batch)
 
 
-class MessageAssembler:
-    """Reassemble DIMSE messages from received PDVs, one message at a time."""
+def fragment_message(
+    context_id: int, command: bytes, dataset: Buffer | None, max_pdu_length: int
+) -> Iterator[PDataTF]:
+    """P-DATA-TF PDUs for one message whose data set is in memory."""
+    limit = fragment_limit(max_pdu_length)
 
-    __slots__ = ("_command", "_context_id", "_dataset", "_message")
+    def pdvs() -> Iterator[PresentationDataValue]:
+        yield from _fragments(context_id, command, _COMMAND, limit)
+        if dataset is not None:
+            yield from _fragments(context_id, dataset, 0, limit)
+
+    return _batch(pdvs(), max_pdu_length)
+
+
+async def fragment_stream(
+    context_id: int, chunks: AsyncIterator[Buffer], max_pdu_length: int
+) -> AsyncIterator[PDataTF]:
+    """P-DATA-TF PDUs for a data set read from ``chunks`` of any size, one PDU at a time.
+
+    Fragments are cut to the largest even size that fits; only the data set's very last
+    fragment can be odd (when the data set itself is). Memory stays at about one PDU.
+    """
+    limit = fragment_limit(max_pdu_length) or (1 << 20)
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        while len(pending) > limit:  # keep at least one byte back to know which is last
+            piece = bytes(pending[:limit])
+            del pending[:limit]
+            yield PDataTF([PresentationDataValue(context_id, 0, piece)])
+    yield PDataTF([PresentationDataValue(context_id, _LAST, bytes(pending))])
+
+
+class MessageAssembler:
+    """Turn received PDVs into :class:`CommandComplete` and :class:`DataSetFragment` events."""
+
+    __slots__ = ("_command", "_context_id", "_in_dataset")
 
     def __init__(self) -> None:
         self._context_id: int | None = None
         self._command = bytearray()
-        self._dataset: bytearray | None = None
-        self._message: Message | None = None
+        self._in_dataset = False
 
-    def feed(self, pdu: PDataTF) -> list[Message]:
-        """Consume a P-DATA-TF; return the messages it completes."""
-        done: list[Message] = []
+    @property
+    def idle(self) -> bool:
+        """True between messages."""
+        return self._context_id is None
+
+    def feed(self, pdu: PDataTF) -> list[AssemblyEvent]:
+        """Consume one P-DATA-TF; raise :class:`DimseProtocolError` on a violation."""
+        events: list[AssemblyEvent] = []
         for pdv in pdu.pdvs:
+            context_id = pdv.context_id
             if self._context_id is None:
-                self._context_id = pdv.context_id
-            elif pdv.context_id != self._context_id:
+                if not pdv.is_command:
+                    raise DimseProtocolError(
+                        f"data set fragment on presentation context {context_id} with no "
+                        "command before it"
+                    )
+                self._context_id = context_id
+            elif context_id != self._context_id:
                 raise DimseProtocolError(
-                    f"PDV on presentation context {pdv.context_id} inside a message on "
-                    f"context {self._context_id}"
+                    f"fragment on presentation context {context_id} inside a message on "
+                    f"context {self._context_id} (PS3.8 E.1)"
                 )
-            if pdv.is_command:
-                if self._message is not None:
-                    raise DimseProtocolError("command fragment received while a data set is due")
-                self._command += pdv.data
-                if pdv.is_last:
+            if self._in_dataset:
+                if pdv.is_command:
+                    raise DimseProtocolError(
+                        "command fragment while a data set is due: messages interleaved (PS3.8 E.1)"
+                    )
+                last = pdv.is_last
+                events.append(DataSetFragment(context_id, memoryview(pdv.data), last))
+                if last:
+                    self._context_id = None
+                    self._in_dataset = False
+                continue
+            if not pdv.is_command:
+                raise DimseProtocolError("data set fragment before the command set was complete")
+            self._command += pdv.data
+            if len(self._command) > MAX_COMMAND_LENGTH:
+                raise DimseProtocolError(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
+            if pdv.is_last:
+                try:
                     command = decode_command(self._command)
-                    self._command = bytearray()
-                    message = Message(pdv.context_id, command)
-                    if command.get(Tag.CommandDataSetType, DataSetType.ABSENT) == (
-                        DataSetType.ABSENT
-                    ):
-                        done.append(message)
-                        self._context_id = None
-                    else:
-                        self._message = message
-                        self._dataset = bytearray()
-            else:
-                if self._message is None or self._dataset is None:
-                    raise DimseProtocolError("data set fragment received before its command")
-                self._dataset += pdv.data
-                if pdv.is_last:
-                    self._message.dataset = bytes(self._dataset)
-                    done.append(self._message)
-                    self._message, self._dataset, self._context_id = None, None, None
-        return done
+                except CommandError as exc:
+                    raise DimseProtocolError(f"undecodable command set: {exc}") from exc
+                self._command = bytearray()
+                has_dataset = command.get(Tag.CommandDataSetType, DataSetType.ABSENT) != (
+                    DataSetType.ABSENT
+                )
+                events.append(CommandComplete(context_id, command, has_dataset))
+                if has_dataset:
+                    self._in_dataset = True
+                else:
+                    self._context_id = None
+        return events

@@ -210,8 +210,8 @@ async def _echo(args: argparse.Namespace) -> int:
     except DicomWireError as exc:
         print(f"echo failed: {exc}", file=sys.stderr)
         return 1
-    if status != 0:
-        print(f"C-ECHO status 0x{status:04X}", file=sys.stderr)
+    if not status.is_success:
+        print(f"C-ECHO status {status}", file=sys.stderr)
         return 1
     print(f"C-ECHO to {args.aec} at {args.host}:{args.port}: success (0x0000)")
     return 0

@@ -10,14 +10,11 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..dimse.channel import DimseChannel
-from ..dimse.commands import CommandField, CommandSet, DataSetType, Tag
-from ..dimse.messages import Message
-from ..errors import DicomWireError
+from ..dimse.commands import CommandField
+from ..dimse.session import DimseSession, Handler
 from ..ul.association import Association, AssociationServer, Timeouts
 from ..ul.negotiation import (
     DEFAULT_MAX_PDU_LENGTH,
@@ -25,24 +22,14 @@ from ..ul.negotiation import (
     AcceptorPolicy,
     KnownNode,
 )
-from .verification import VERIFICATION_SOP_CLASS, echo_response
+from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
 __all__ = ["HANDLERS", "NodeConfig", "build_policy", "handle_association", "run_node"]
 
 log = logging.getLogger("dicomwire.services.node")
 
-#: The status for a request no handler serves: Unrecognized operation (PS3.7 C.5.9? 0211H).
-UNRECOGNIZED_OPERATION = 0x0211
-
-Handler = Callable[[DimseChannel, Message], Awaitable[CommandSet]]
-
-
-async def _handle_echo(channel: DimseChannel, request: Message) -> CommandSet:
-    return echo_response(request)
-
-
-#: Command field of a request -> the coroutine that answers it.
-HANDLERS: dict[int, Handler] = {CommandField.C_ECHO_RQ: _handle_echo}
+#: Command field (or SOP class and command field) of a request -> its handler.
+HANDLERS: dict[int | tuple[str, int], Handler] = {CommandField.C_ECHO_RQ: handle_echo}
 
 
 @dataclass(slots=True)
@@ -72,43 +59,9 @@ def build_policy(config: NodeConfig) -> AcceptorPolicy:
     )
 
 
-def _failure_response(request: Message, status: int) -> CommandSet:
-    response: CommandSet = {
-        Tag.CommandField: request.command_field | 0x8000,
-        Tag.MessageIDBeingRespondedTo: request.command.get(Tag.MessageID, 0),
-        Tag.CommandDataSetType: DataSetType.ABSENT,
-        Tag.Status: status,
-    }
-    for tag in (Tag.AffectedSOPClassUID, Tag.AffectedSOPInstanceUID):
-        if tag in request.command:
-            response[tag] = request.command[tag]
-    return response
-
-
 async def handle_association(association: Association) -> None:
     """Serve DIMSE requests on one association until the peer releases or aborts."""
-    channel = DimseChannel(association)
-    while True:
-        message = await channel.receive()
-        if message is None:
-            association.release_response()
-            return
-        field_value = message.command_field
-        if field_value & 0x8000 or field_value == CommandField.C_CANCEL_RQ:
-            log.debug("ignoring message 0x%04X with no request outstanding", field_value)
-            continue
-        handler = HANDLERS.get(field_value)
-        if handler is None:
-            response = _failure_response(message, UNRECOGNIZED_OPERATION)
-        else:
-            try:
-                response = await handler(channel, message)
-            except DicomWireError:
-                raise
-            except Exception:
-                log.exception("handler for 0x%04X failed", field_value)
-                response = _failure_response(message, 0x0110)
-        await channel.send(message.context_id, response)
+    await DimseSession(association, handlers=HANDLERS).run()
 
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:

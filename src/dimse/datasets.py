@@ -1,0 +1,66 @@
+"""Data sets as bytes on the wire, and pydicom only where the application asks for one.
+
+PS3.5 §10 transfer syntaxes: a data set travels in its presentation context's transfer
+syntax. Storing or forwarding never decodes it; :func:`decode_dataset` and
+:func:`encode_dataset` are for handlers that want a :class:`pydicom.Dataset`.
+"""
+
+from __future__ import annotations
+
+import zlib
+from io import BytesIO
+
+from pydicom import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+
+from ..errors import DicomWireError
+
+__all__ = ["DataSetError", "decode_dataset", "encode_dataset"]
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+
+
+class DataSetError(DicomWireError):
+    """A data set cannot be decoded or encoded in the given transfer syntax."""
+
+
+def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
+    """(implicit VR, little endian) of a transfer syntax; compressed ones are explicit LE."""
+    return (
+        transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN,
+        transfer_syntax != EXPLICIT_VR_BIG_ENDIAN,
+    )
+
+
+def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
+    """Decode a data set received in ``transfer_syntax``."""
+    raw = bytes(data)
+    try:
+        if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+        implicit, little = _encoding(transfer_syntax)
+        dataset = read_dataset(BytesIO(raw), implicit, little)
+    except Exception as exc:  # pydicom raises many types on bad input
+        raise DataSetError(f"cannot decode data set ({transfer_syntax}): {exc}") from exc
+    return dataset
+
+
+def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
+    """Encode ``dataset`` for a presentation context with ``transfer_syntax``."""
+    implicit, little = _encoding(transfer_syntax)
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR = implicit
+    buffer.is_little_endian = little
+    try:
+        write_dataset(buffer, dataset)
+    except Exception as exc:
+        raise DataSetError(f"cannot encode data set ({transfer_syntax}): {exc}") from exc
+    raw = buffer.getvalue()
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        raw = compressor.compress(raw) + compressor.flush()
+    return raw
