@@ -112,7 +112,8 @@ class ReceivedMessage:
 
     @property
     def message_id(self) -> int:
-        tag = Tag.MessageIDBeingRespondedTo if self.command_field & 0x8000 else Tag.MessageID
+        responds = self.command_field & 0x8000 or self.command_field == CommandField.C_CANCEL_RQ
+        tag = Tag.MessageIDBeingRespondedTo if responds else Tag.MessageID
         value = self.command.get(tag)
         return value if isinstance(value, int) else -1
 

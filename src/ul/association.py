@@ -168,9 +168,14 @@ class _Protocol(asyncio.BufferedProtocol):
             waiter.set_result(None)
 
 
-# Bounded receive queue: past this many P-DATA-TF PDUs waiting, stop reading the socket.
+# Bounded receive queue: past this many P-DATA-TF PDUs, or bytes, waiting for the
+# application, stop reading the socket until it has caught up (backpressure to the peer).
 _RECEIVE_QUEUE_HIGH = 64
-_RECEIVE_QUEUE_LOW = 16
+_RECEIVE_QUEUE_HIGH_BYTES = 8 << 20
+
+
+def _payload_length(pdu: PDataTF) -> int:
+    return sum(len(pdv.data) for pdv in pdu.pdvs)
 
 
 class Association:
@@ -202,6 +207,7 @@ class Association:
         self._writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._received: deque[PDataTF] = deque()
+        self._received_bytes = 0
         self._receive_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._established: asyncio.Future[NegotiatedAssociation] = self._loop.create_future()
@@ -294,7 +300,11 @@ class Association:
                 self._write(effect.pdu)
             elif isinstance(effect, PDataIndication):
                 self._received.append(effect.pdu)
-                if len(self._received) >= _RECEIVE_QUEUE_HIGH and not self._reading_paused:
+                self._received_bytes += _payload_length(effect.pdu)
+                if not self._reading_paused and (
+                    len(self._received) >= _RECEIVE_QUEUE_HIGH
+                    or self._received_bytes >= _RECEIVE_QUEUE_HIGH_BYTES
+                ):
                     if self._transport is not None:
                         self._transport.pause_reading()
                     self._reading_paused = True
@@ -470,7 +480,12 @@ class Association:
             finally:
                 self._receive_waiter = None
         pdu = self._received.popleft()
-        if self._reading_paused and len(self._received) <= _RECEIVE_QUEUE_LOW:
+        self._received_bytes -= _payload_length(pdu)
+        if (
+            self._reading_paused
+            and len(self._received) <= _RECEIVE_QUEUE_HIGH // 4
+            and self._received_bytes <= _RECEIVE_QUEUE_HIGH_BYTES // 4
+        ):
             self._reading_paused = False
             if self._transport is not None:
                 self._transport.resume_reading()
