@@ -18,7 +18,7 @@ a data set fragment with no command before it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from ..errors import DicomWireError
@@ -123,7 +123,7 @@ def fragment_message(
 
 
 async def fragment_stream(
-    context_id: int, chunks: AsyncIterator[Buffer], max_pdu_length: int
+    context_id: int, chunks: AsyncIterable[Buffer], max_pdu_length: int
 ) -> AsyncIterator[PDataTF]:
     """P-DATA-TF PDUs for a data set read from ``chunks`` of any size, one PDU at a time.
 

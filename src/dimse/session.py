@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ __all__ = [
 
 log = logging.getLogger("dicomwire.dimse")
 
-DataSetInput = bytes | bytearray | memoryview | Dataset | AsyncIterator[bytes] | None
+DataSetInput = bytes | bytearray | memoryview | Dataset | AsyncIterable[bytes] | None
 
 #: When a window value is 0 (unlimited), concurrency is still bounded by these.
 _UNLIMITED_INVOKED = 1024

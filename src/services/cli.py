@@ -1,7 +1,8 @@
 """The ``dicomwire`` command line: one subcommand per tool, DCMTK-like flags.
 
 - ``dicomwire echo HOST PORT`` — Verification SCU (like DCMTK's echoscu);
-- ``dicomwire serve`` — the node (Verification SCP today; storage etc. with later issues).
+- ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu);
+- ``dicomwire serve`` — the node: Verification and Storage SCP.
 
 Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, timeout);
 2 bad usage.
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,8 @@ from ..errors import DicomWireError
 from ..ul.association import Timeouts
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH
+from .node import NodeConfig, load_config, run_node
+from .storage import store_files
 
 log = logging.getLogger("dicomwire.cli")
 
@@ -40,31 +44,40 @@ def _pdu_length(value: str) -> int:
     return number
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """Flags every tool has; ``defaults=False`` leaves them None so a config file wins."""
+
+    def default(value: float) -> float | None:
+        return value if defaults else None
+
     parser.add_argument("-v", "--verbose", action="store_true", help="log association events")
     parser.add_argument("-d", "--debug", action="store_true", help="log every PDU decoded")
     parser.add_argument(
         "--max-pdu",
         "-pdu",
         type=_pdu_length,
-        default=DEFAULT_MAX_PDU_LENGTH,
+        default=DEFAULT_MAX_PDU_LENGTH if defaults else None,
         metavar="N",
         help=f"maximum PDU length we receive (0 = unlimited; default {DEFAULT_MAX_PDU_LENGTH})",
     )
     parser.add_argument(
         "--acse-timeout",
         type=float,
-        default=30.0,
+        default=default(30.0),
         metavar="S",
         help="seconds to wait for A-ASSOCIATE-AC/RJ and A-RELEASE-RP (30)",
     )
     parser.add_argument(
-        "--artim-timeout", type=float, default=30.0, metavar="S", help="ARTIM timer in seconds (30)"
+        "--artim-timeout",
+        type=float,
+        default=default(30.0),
+        metavar="S",
+        help="ARTIM timer in seconds (30)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=60.0,
+        default=default(60.0),
         metavar="S",
         help="abort after this many seconds without data (60; 0 = never)",
     )
@@ -132,33 +145,127 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the node (Verification SCP; storage with later issues)",
-        description="Accept associations and answer DIMSE requests until SIGINT/SIGTERM.",
+        help="run the node: Verification and Storage SCP",
+        description=(
+            "Accept associations; answer C-ECHO; store every instance received as a Part 10 "
+            "file. Settings come from --config (TOML) and are overridden by flags. Stops "
+            "gracefully on SIGINT/SIGTERM."
+        ),
     )
-    serve.add_argument("--port", "-p", type=int, default=11112, help="TCP port (11112)")
+    serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
+    serve.add_argument("--port", "-p", type=int, help="TCP port (11112)")
     serve.add_argument(
-        "--host", default=None, help="address to listen on (default: every address, IPv4 and IPv6)"
+        "--host", help="address to listen on (default: every address, IPv4 and IPv6)"
     )
     serve.add_argument(
         "--aet",
         "-aet",
         type=_ae_title,
         action="append",
-        default=None,
         help="our AE title; repeat for several (DICOMWIRE)",
     )
+    serve.add_argument("--storage", "-od", type=Path, help="storage directory (./data)")
     serve.add_argument(
-        "--storage", type=Path, default=Path("data"), help="storage directory (./data)"
+        "--layout",
+        help="path of each file under the storage directory "
+        "({StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm)",
     )
-    serve.add_argument("--promiscuous", action="store_true", help="accept any called AE title")
+    serve.add_argument(
+        "--discard",
+        action="store_true",
+        default=None,
+        help="receive and answer success without writing (like storescp --ignore)",
+    )
+    serve.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        default=None,
+        help="do not fsync files before answering success (faster, less durable)",
+    )
+    serve.add_argument(
+        "--duplicates",
+        choices=("overwrite", "keep", "reject"),
+        help="what to do when an instance is already stored (overwrite)",
+    )
+    serve.add_argument(
+        "--promiscuous",
+        action="store_true",
+        default=None,
+        help="accept any called AE title and any abstract syntax",
+    )
     serve.add_argument(
         "--max-associations",
         type=int,
-        default=100,
         metavar="N",
         help="simultaneous associations before rejecting (100)",
     )
-    _add_common(serve)
+    _add_common(serve, defaults=False)
+
+    store = commands.add_parser(
+        "store",
+        help="Storage SCU: send DICOM files and directories (like storescu)",
+        description=(
+            "Send Part 10 files (directories recursively) with C-STORE. Exit 0 only when "
+            "every instance was stored (warnings count as stored)."
+        ),
+    )
+    store.add_argument("host", help="peer host name or address")
+    store.add_argument("port", type=int, help="peer TCP port")
+    store.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
+    store.add_argument(
+        "--aet",
+        "-aet",
+        type=_ae_title,
+        default="DICOMWIRE",
+        help="our (calling) AE title (DICOMWIRE)",
+    )
+    store.add_argument(
+        "--aec",
+        "-aec",
+        type=_ae_title,
+        default="ANY-SCP",
+        help="the peer's (called) AE title (ANY-SCP)",
+    )
+    store.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        metavar="N",
+        help="asynchronous operations window: up to N C-STORE outstanding (1)",
+    )
+    store.add_argument(
+        "--associations",
+        type=int,
+        default=1,
+        metavar="N",
+        help="send over N associations in parallel (1)",
+    )
+    store.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        metavar="N",
+        help="retries for transient failures: A7xx status, lost connection (2)",
+    )
+    store.add_argument(
+        "--dimse-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds to wait for each C-STORE-RSP (60)",
+    )
+    store.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for the TCP connection (15)",
+    )
+    store.add_argument(
+        "--no-progress", action="store_true", help="no progress line even on a terminal"
+    )
+    _add_common(store)
     return parser
 
 
@@ -217,26 +324,107 @@ async def _echo(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    from .node import NodeConfig, run_node
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    """The TOML file's settings (or defaults), overridden by the flags given."""
+    config = load_config(args.config) if args.config else NodeConfig()
+    overrides: dict[str, Any] = {
+        "ae_titles": args.aet,
+        "host": args.host,
+        "port": args.port,
+        "promiscuous": args.promiscuous,
+        "max_associations": args.max_associations,
+        "max_pdu_length": args.max_pdu,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    storage = {
+        "root": args.storage,
+        "layout": args.layout,
+        "discard": args.discard,
+        "fsync": args.fsync,
+        "duplicates": args.duplicates,
+    }
+    for name, value in storage.items():
+        if value is not None:
+            setattr(config.storage, name, value)
+    timeouts = {
+        "artim": args.artim_timeout,
+        "acse": args.acse_timeout,
+        "network_idle": args.idle_timeout,
+    }
+    for name, value in timeouts.items():
+        if value is not None:
+            setattr(config.timeouts, name, value or None)
+    return config
 
-    config = NodeConfig(
-        ae_titles=args.aet or ["DICOMWIRE"],
-        host=args.host,
-        port=args.port,
-        storage=args.storage,
-        promiscuous=args.promiscuous,
-        max_associations=args.max_associations,
-        max_pdu_length=args.max_pdu,
-        timeouts=_timeouts(args, None),
-    )
-    config.storage.mkdir(parents=True, exist_ok=True)
+
+async def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = _node_config(args)
+    except DicomWireError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     try:
         await run_node(config)
     except OSError as exc:
-        print(f"cannot listen on port {args.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"cannot listen on port {config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
+
+
+class _Progress:
+    """One status line on a terminal: instances sent and rate."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int, sent_bytes: int) -> None:
+        if not self.enabled:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-6)
+        sys.stderr.write(
+            f"\r{done}/{total} instances  {sent_bytes / 1e6:9.1f} MB  "
+            f"{sent_bytes / 1e6 / elapsed:7.1f} MB/s  {done / elapsed:7.1f}/s"
+        )
+        sys.stderr.flush()
+        if done == total:
+            sys.stderr.write("\n")
+
+
+async def _store(args: argparse.Namespace) -> int:
+    progress = _Progress(sys.stderr.isatty() and not args.no_progress)
+    try:
+        summary = await store_files(
+            args.host,
+            args.port,
+            args.paths,
+            calling_ae_title=args.aet,
+            called_ae_title=args.aec,
+            max_pdu_length=args.max_pdu,
+            window=args.window,
+            associations=args.associations,
+            retries=args.retries,
+            timeouts=_timeouts(args, args.dimse_timeout or None),
+            progress=progress,
+        )
+    except DicomWireError as exc:
+        print(f"store failed: {exc}", file=sys.stderr)
+        return 1
+    for outcome in summary.outcomes:
+        if outcome.status is None or outcome.status.is_failure:
+            reason = outcome.error or f"status {outcome.status}"
+            print(f"failed: {outcome.path}: {reason}", file=sys.stderr)
+        elif not outcome.status.is_success:
+            print(f"warning: {outcome.path}: status {outcome.status}", file=sys.stderr)
+    print(
+        f"sent {summary.sent} of {len(summary.outcomes)} instances "
+        f"({summary.warnings} warnings, {summary.failures} failures), "
+        f"{summary.bytes_sent / 1e6:.1f} MB in {summary.seconds:.2f} s "
+        f"({summary.megabytes_per_second:.1f} MB/s)"
+    )
+    return 0 if summary.failures == 0 and summary.outcomes else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -248,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args)
     if args.command == "echo":
         return _run(_echo(args))
+    if args.command == "store":
+        return _run(_store(args))
     return _run(_serve(args))
 
 

@@ -1,7 +1,9 @@
-"""The dicomwire node: one AE answering associations (PS3.8 acceptor, PS3.7 DIMSE SCP).
+"""The dicomwire node: one process answering associations as Verification and Storage SCP.
 
-Today the node is a Verification SCP; the storage and other service issues add their
-handlers to :data:`HANDLERS`. ``dicomwire serve`` and ``make serve`` run it.
+PS3.8 acceptor with the acceptance policy of :mod:`dicomwire.ul.negotiation`, PS3.7 DIMSE
+through :class:`~dicomwire.dimse.session.DimseSession`, PS3.4 Annex A (verification) and
+Annex B (storage). Configuration is a :class:`NodeConfig`, loaded from TOML by
+:func:`load_config`; ``dicomwire serve`` and ``make serve`` run it.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass, field
+import tomllib
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ..dimse.commands import CommandField
-from ..dimse.session import DimseSession, Handler
+from ..dimse.session import DimseSession, Handler, SinkFactory
+from ..errors import DicomWireError
 from ..ul.association import Association, AssociationServer, Timeouts
 from ..ul.negotiation import (
     DEFAULT_MAX_PDU_LENGTH,
@@ -22,53 +27,138 @@ from ..ul.negotiation import (
     AcceptorPolicy,
     KnownNode,
 )
+from .storage import STORAGE_SOP_CLASSES, StorageConfig, StorageSCP
 from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
-__all__ = ["HANDLERS", "NodeConfig", "build_policy", "handle_association", "run_node"]
+__all__ = ["ConfigError", "Node", "NodeConfig", "load_config", "run_node"]
 
 log = logging.getLogger("dicomwire.services.node")
 
-#: Command field (or SOP class and command field) of a request -> its handler.
-HANDLERS: dict[int | tuple[str, int], Handler] = {CommandField.C_ECHO_RQ: handle_echo}
+
+class ConfigError(DicomWireError):
+    """The node configuration is invalid (unknown key, wrong type...)."""
 
 
 @dataclass(slots=True)
 class NodeConfig:
-    """What a node is: AE titles, where it listens, limits, known remote nodes."""
+    """What a node is: AE titles, where it listens, limits, storage, known remote nodes."""
 
     ae_titles: list[str] = field(default_factory=lambda: ["DICOMWIRE"])
     host: str | None = None
     port: int = 11112
-    storage: Path = Path("data")
     promiscuous: bool = False
     max_associations: int = 100
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     known_nodes: list[KnownNode] = field(default_factory=list)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     timeouts: Timeouts = field(default_factory=lambda: Timeouts(dimse=None))
+    shutdown_grace: float = 10.0
 
 
-def build_policy(config: NodeConfig) -> AcceptorPolicy:
-    """The acceptance policy a node with ``config`` applies."""
-    return AcceptorPolicy(
-        ae_titles=tuple(config.ae_titles),
-        promiscuous=config.promiscuous,
-        known_nodes=tuple(config.known_nodes),
-        abstract_syntaxes={VERIFICATION_SOP_CLASS: DEFAULT_TRANSFER_SYNTAXES},
-        max_pdu_length=config.max_pdu_length,
-        max_associations=config.max_associations,
-    )
+def _build(kind: type[Any], table: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in fields(kind)}
+    unknown = sorted(set(table) - names)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
+    return kind(**table)
 
 
-async def handle_association(association: Association) -> None:
-    """Serve DIMSE requests on one association until the peer releases or aborts."""
-    await DimseSession(association, handlers=HANDLERS).run()
+def load_config(path: str | Path) -> NodeConfig:
+    """Read a node configuration from TOML (see docs/node.md for every key)."""
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    data = dict(data)
+    try:
+        storage = dict(data.pop("storage", {}))
+        if "root" in storage:
+            storage["root"] = Path(storage["root"])
+        timeouts = {
+            key: (None if value in (0, None) else float(value))
+            for key, value in dict(data.pop("timeouts", {})).items()
+        }
+        known = [_build(KnownNode, dict(n), "[[known_nodes]]") for n in data.pop("known_nodes", [])]
+        config: NodeConfig = _build(NodeConfig, data, str(path))
+        config.storage = _build(StorageConfig, storage, "[storage]")
+        config.timeouts = _build(Timeouts, {"dimse": None, **timeouts}, "[timeouts]")
+        config.known_nodes = known
+    except TypeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if isinstance(config.ae_titles, str):
+        config.ae_titles = [config.ae_titles]
+    return config
+
+
+class Node:
+    """The node's acceptance policy and the DIMSE services each association gets."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.storage = StorageSCP(config.storage)
+        self.handlers: dict[int | tuple[str, int], Handler] = {
+            CommandField.C_ECHO_RQ: handle_echo,
+            CommandField.C_STORE_RQ: self.storage.handle,
+        }
+        self.policy = self.build_policy()
+        self.server = AssociationServer(self.policy, self.handle, timeouts=config.timeouts)
+
+    def build_policy(self) -> AcceptorPolicy:
+        """Verification plus every storage SOP class (any abstract syntax if promiscuous)."""
+        syntaxes: dict[str, tuple[str, ...]] = {
+            uid: tuple(self.config.storage.transfer_syntaxes) for uid in STORAGE_SOP_CLASSES
+        }
+        syntaxes[VERIFICATION_SOP_CLASS] = DEFAULT_TRANSFER_SYNTAXES
+        return AcceptorPolicy(
+            ae_titles=tuple(self.config.ae_titles),
+            promiscuous=self.config.promiscuous,
+            known_nodes=tuple(self.config.known_nodes),
+            abstract_syntaxes=syntaxes,
+            transfer_syntaxes=tuple(self.config.storage.transfer_syntaxes),
+            accept_any_abstract_syntax=self.config.promiscuous,
+            max_pdu_length=self.config.max_pdu_length,
+            max_associations=self.config.max_associations,
+        )
+
+    async def handle(self, association: Association) -> None:
+        """Serve DIMSE requests on one association until the peer releases or aborts."""
+        session = DimseSession(association, handlers=self.handlers)
+        sink: SinkFactory = self.storage.sink_for(session)
+        session.sinks[CommandField.C_STORE_RQ] = sink
+        await session.run()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        return self.server.port
+
+    async def start(self) -> None:
+        await self.server.start(self.config.host, self.config.port)
+
+    async def shutdown(self) -> None:
+        await self.server.shutdown(grace=self.config.shutdown_grace)
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.shutdown()
 
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the node until SIGINT or SIGTERM, then shut down gracefully."""
-    server = AssociationServer(build_policy(config), handle_association, timeouts=config.timeouts)
-    await server.start(config.host, config.port)
-    log.warning("dicomwire node %s listening on port %d", "/".join(config.ae_titles), server.port)
+    config.storage.root.mkdir(parents=True, exist_ok=True)
+    node = Node(config)
+    await node.start()
+    log.warning(
+        "dicomwire node %s listening on port %d, storing under %s%s",
+        "/".join(config.ae_titles),
+        node.server.port,
+        config.storage.root,
+        " (discarding)" if config.storage.discard else "",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -80,4 +170,4 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
         await stop.wait()
     finally:
         log.warning("shutting down")
-        await server.shutdown(grace=10.0)
+        await node.shutdown()

@@ -95,8 +95,8 @@ def decode_uid(raw: bytes) -> WireStr:
 
 
 def decode_ae_title(raw: bytes) -> WireStr:
-    """Read a 16-byte AE title field leniently: insignificant spaces removed, bytes kept."""
-    return WireStr.from_wire(raw, normalize_ae_title(raw.decode("latin-1")))
+    """Read a 16-byte AE title field leniently: spaces and NUL padding removed, bytes kept."""
+    return WireStr.from_wire(raw, normalize_ae_title(raw.rstrip(b"\x00").decode("latin-1")))
 
 
 def encode_uid(value: str, what: str = "UID") -> bytes:

@@ -88,6 +88,7 @@ _ITEM_HEADER = struct.Struct(">BBH")
 _ASSOCIATE_FIXED = struct.Struct(">HH16s16s32s")  # version, reserved, called, calling, reserved
 _PDV_HEADER = struct.Struct(">LBB")
 _FOUR_BYTES = struct.Struct(">BBBB")
+_TWO_BYTES = struct.Struct(">BB")
 _UINT16 = struct.Struct(">H")
 _UINT32 = struct.Struct(">L")
 _TWO_UINT16 = struct.Struct(">HH")
@@ -206,16 +207,24 @@ class UserIdentityType(IntEnum):
 # --------------------------------------------------------------------------- helpers
 
 
+def _pack(layout: struct.Struct, what: str, *values: int | bytes) -> bytes:
+    """``layout.pack(*values)``, or a ValidationError naming ``what`` when a value does not fit."""
+    try:
+        return layout.pack(*values)
+    except struct.error as exc:
+        raise ValidationError(f"{what}: a field does not fit its width ({exc}): {values}") from None
+
+
 def _item(item_type: int, reserved: int, value: bytes) -> bytes:
     """Frame ``value`` as an item: type, reserved byte, 16-bit length."""
     if len(value) > 0xFFFF:
-        raise PDUError(f"item 0x{item_type:02X} value of {len(value)} bytes exceeds 65535")
-    return _ITEM_HEADER.pack(item_type, reserved, len(value)) + value
+        raise ValidationError(f"item 0x{item_type:02X} value of {len(value)} bytes exceeds 65535")
+    return _pack(_ITEM_HEADER, f"item 0x{item_type:02X}", item_type, reserved, len(value)) + value
 
 
 def _u16_prefixed(value: bytes, what: str) -> bytes:
     if len(value) > 0xFFFF:
-        raise PDUError(f"{what} of {len(value)} bytes exceeds 65535")
+        raise ValidationError(f"{what} of {len(value)} bytes exceeds 65535")
     return _UINT16.pack(len(value)) + value
 
 
@@ -303,7 +312,9 @@ class TransferSyntaxItem:
 
     def encode(self) -> bytes:
         # An empty name is allowed: acceptors send it with rejected presentation contexts.
-        value = b"" if self.name == "" else encode_uid(self.name, "transfer syntax")
+        name = self.name
+        empty = name == "" and not isinstance(name, WireStr)
+        value = b"" if empty else encode_uid(name, "transfer syntax")
         return _item(self.item_type, self.reserved, value)
 
 
@@ -349,8 +360,13 @@ class PresentationContextRQItem:
         return [item.name for item in self.sub_items if isinstance(item, TransferSyntaxItem)]
 
     def encode(self) -> bytes:
-        body = bytes(
-            (self.context_id & 0xFF, self.reserved_5, self.reserved_6, self.reserved_7)
+        body = _pack(
+            _FOUR_BYTES,
+            "presentation context RQ item",
+            self.context_id,
+            self.reserved_5,
+            self.reserved_6,
+            self.reserved_7,
         ) + b"".join(item.encode() for item in self.sub_items)
         return _item(self.item_type, self.reserved, body)
 
@@ -382,8 +398,13 @@ class PresentationContextACItem:
         return self.sub_items[0].name if self.sub_items else None
 
     def encode(self) -> bytes:
-        body = bytes(
-            (self.context_id & 0xFF, self.reserved_5, self.result & 0xFF, self.reserved_7)
+        body = _pack(
+            _FOUR_BYTES,
+            "presentation context AC item",
+            self.context_id,
+            self.reserved_5,
+            self.result,
+            self.reserved_7,
         ) + b"".join(item.encode() for item in self.sub_items)
         return _item(self.item_type, self.reserved, body)
 
@@ -461,7 +482,9 @@ class RoleSelectionItem:
     def encode(self) -> bytes:
         uid = _u16_prefixed(encode_uid(self.sop_class_uid, "SOP class UID"), "SOP class UID")
         return _item(
-            self.item_type, self.reserved, uid + bytes((self.scu_role & 0xFF, self.scp_role & 0xFF))
+            self.item_type,
+            self.reserved,
+            uid + _pack(_TWO_BYTES, "role selection", self.scu_role, self.scp_role),
         )
 
 
@@ -521,7 +544,12 @@ class UserIdentityRQItem:
 
     def encode(self) -> bytes:
         body = (
-            bytes((self.user_identity_type & 0xFF, self.positive_response_requested & 0xFF))
+            _pack(
+                _TWO_BYTES,
+                "user identity",
+                self.user_identity_type,
+                self.positive_response_requested,
+            )
             + _u16_prefixed(bytes(self.primary_field), "user identity primary field")
             + _u16_prefixed(bytes(self.secondary_field), "user identity secondary field")
         )
@@ -703,7 +731,9 @@ class _AssociatePDU:
     def encode(self) -> bytes:
         if len(self.reserved_42) != 32:
             raise ValidationError("reserved_42 must be exactly 32 bytes")
-        fixed = _ASSOCIATE_FIXED.pack(
+        fixed = _pack(
+            _ASSOCIATE_FIXED,
+            type(self).__name__,
             self.protocol_version,
             self.reserved_8,
             encode_ae_title(self.called_ae_title),
@@ -711,7 +741,9 @@ class _AssociatePDU:
             self.reserved_42,
         )
         body = fixed + b"".join(item.encode() for item in self.variable_items)
-        return _PDU_HEADER.pack(self.pdu_type, self.reserved, len(body)) + body
+        return (
+            _pack(_PDU_HEADER, type(self).__name__, self.pdu_type, self.reserved, len(body)) + body
+        )
 
 
 @dataclass(slots=True)
@@ -748,8 +780,8 @@ class AAssociateRJ:
     reserved_6: int = field(default=0, kw_only=True)
 
     def encode(self) -> bytes:
-        return _PDU_HEADER.pack(self.pdu_type, self.reserved, 4) + _FOUR_BYTES.pack(
-            self.reserved_6 & 0xFF, self.result & 0xFF, self.source & 0xFF, self.reason & 0xFF
+        return _pack(_PDU_HEADER, "A-ASSOCIATE-RJ", self.pdu_type, self.reserved, 4) + _pack(
+            _FOUR_BYTES, "A-ASSOCIATE-RJ", self.reserved_6, self.result, self.source, self.reason
         )
 
 
@@ -778,8 +810,12 @@ class PresentationDataValue:
 
     def header(self) -> bytes:
         """The 6-byte item header (length, context ID, message control header)."""
-        return _PDV_HEADER.pack(
-            len(self.data) + 2, self.context_id & 0xFF, self.control_header & 0xFF
+        return _pack(
+            _PDV_HEADER,
+            "presentation data value",
+            len(self.data) + 2,
+            self.context_id,
+            self.control_header,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -812,8 +848,12 @@ class PDataTF:
         """Headers and payloads as separate buffers, for ``transport.writelines()``."""
         length = sum(len(pdv.data) + PDV_HEADER_LENGTH for pdv in self.pdvs)
         if length > 0xFFFFFFFF:
-            raise PDUError(f"P-DATA-TF of {length} bytes exceeds the 32-bit length field")
-        parts: list[Buffer] = [_PDU_HEADER.pack(self.pdu_type, self.reserved, length)]
+            raise ValidationError(f"P-DATA-TF of {length} bytes exceeds the 32-bit length field")
+        if not self.pdvs:
+            raise ValidationError("a P-DATA-TF needs at least one presentation data value")
+        parts: list[Buffer] = [
+            _pack(_PDU_HEADER, "P-DATA-TF", self.pdu_type, self.reserved, length)
+        ]
         for pdv in self.pdvs:
             parts.append(pdv.header())
             parts.append(pdv.data)
@@ -832,8 +872,8 @@ class _FourReservedBytesPDU:
     reserved_6: int = field(default=0, kw_only=True)
 
     def encode(self) -> bytes:
-        return _PDU_HEADER.pack(self.pdu_type, self.reserved, 4) + _UINT32.pack(
-            self.reserved_6 & 0xFFFFFFFF
+        return _pack(_PDU_HEADER, type(self).__name__, self.pdu_type, self.reserved, 4) + _pack(
+            _UINT32, type(self).__name__, self.reserved_6
         )
 
 
@@ -863,8 +903,8 @@ class AAbort:
     reserved_7: int = field(default=0, kw_only=True)
 
     def encode(self) -> bytes:
-        return _PDU_HEADER.pack(self.pdu_type, self.reserved, 4) + _FOUR_BYTES.pack(
-            self.reserved_6 & 0xFF, self.reserved_7 & 0xFF, self.source & 0xFF, self.reason & 0xFF
+        return _pack(_PDU_HEADER, "A-ABORT", self.pdu_type, self.reserved, 4) + _pack(
+            _FOUR_BYTES, "A-ABORT", self.reserved_6, self.reserved_7, self.source, self.reason
         )
 
 

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from dicomwire.services.node import NodeConfig, build_policy, handle_association
+from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.verification import VERIFICATION_SOP_CLASS, echo
 from dicomwire.ul.association import Association, AssociationServer, connect
 from dicomwire.ul.negotiation import RequestorConfig
@@ -30,9 +30,10 @@ async def _nodelay_of_both_sides() -> tuple[int, int]:
         assert transport is not None
         sock = transport.get_extra_info("socket")
         seen["acceptor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        await handle_association(association)
+        await node.handle(association)
 
-    async with AssociationServer(build_policy(NodeConfig()), handler) as server:
+    node = Node(NodeConfig())
+    async with AssociationServer(node.policy, handler) as server:
         await server.start("127.0.0.1", 0)
         config = RequestorConfig(
             "SCU", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, ["1.2.840.10008.1.2"])]
@@ -60,8 +61,7 @@ def test_tcp_nodelay_with_uvloop() -> None:
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback on this machine")
 def test_echo_over_ipv6() -> None:
     async def run() -> int:
-        async with AssociationServer(build_policy(NodeConfig()), handle_association) as server:
-            await server.start("::1", 0)
-            return await echo("::1", server.port, called_ae_title="DICOMWIRE")
+        async with Node(NodeConfig(host="::1", port=0)) as node:
+            return await echo("::1", node.port, called_ae_title="DICOMWIRE")
 
     assert asyncio.run(run()) == 0x0000

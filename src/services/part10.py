@@ -1,0 +1,138 @@
+"""DICOM Part 10 files: PS3.10 §7.1 (preamble, "DICM", File Meta Information group 0002).
+
+Written and read without pydicom on the hot path: the node writes the file meta before a
+received data set's bytes, and the SCU reads only the file meta to know where the data set
+starts and in which transfer syntax it is.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from ..errors import DicomWireError
+from ..ul.identifiers import WireStr
+
+__all__ = ["FileInfo", "Part10Error", "build_file_meta", "read_file_info"]
+
+PREAMBLE_LENGTH = 128
+MAGIC = b"DICM"
+
+_SHORT = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
+_LONG = struct.Struct("<HH2s2xL")  # group, element, VR, reserved, 32-bit length
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+
+
+class Part10Error(DicomWireError):
+    """A file is not a DICOM Part 10 file, or its file meta is unusable."""
+
+
+def _element(element: int, vr: bytes, value: bytes) -> bytes:
+    if vr in _LONG_VRS:
+        return _LONG.pack(0x0002, element, vr, len(value)) + value
+    return _SHORT.pack(0x0002, element, vr, len(value)) + value
+
+
+def _ui(value: str) -> bytes:
+    raw = value.wire if isinstance(value, WireStr) else value.encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _text(value: str) -> bytes:
+    raw = value.encode("ascii", "replace")
+    return raw + b" " if len(raw) % 2 else raw
+
+
+def build_file_meta(
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    transfer_syntax: str,
+    source_ae_title: str | None = None,
+) -> bytes:
+    """Preamble, "DICM" and the File Meta Information group (Explicit VR Little Endian)."""
+    elements = [
+        _element(0x0001, b"OB", b"\x00\x01"),
+        _element(0x0002, b"UI", _ui(sop_class_uid)),
+        _element(0x0003, b"UI", _ui(sop_instance_uid)),
+        _element(0x0010, b"UI", _ui(transfer_syntax)),
+        _element(0x0012, b"UI", _ui(IMPLEMENTATION_CLASS_UID)),
+        _element(0x0013, b"SH", _text(IMPLEMENTATION_VERSION_NAME)),
+    ]
+    if source_ae_title:
+        elements.append(_element(0x0016, b"AE", _text(source_ae_title.strip())))
+    body = b"".join(elements)
+    group_length = _element(0x0000, b"UL", struct.pack("<L", len(body)))
+    return bytes(PREAMBLE_LENGTH) + MAGIC + group_length + body
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    """What a sender needs to know of a Part 10 file."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    dataset_offset: int
+    size: int
+
+    @property
+    def dataset_length(self) -> int:
+        return self.size - self.dataset_offset
+
+
+def read_file_info(path: str | Path) -> FileInfo:
+    """Read only the file meta of ``path`` (PS3.10 §7.1); raise :class:`Part10Error`."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as file:
+            head = file.read(PREAMBLE_LENGTH + 4 + 12)
+            if len(head) < PREAMBLE_LENGTH + 4 + 12 or head[PREAMBLE_LENGTH:132] != MAGIC:
+                raise Part10Error(f"{path}: not a DICOM Part 10 file (no DICM prefix)")
+            group, element, vr, length = _SHORT.unpack_from(head, 132)
+            if (group, element, vr, length) != (2, 0, b"UL", 4):
+                raise Part10Error(f"{path}: file meta does not start with its group length")
+            (group_length,) = struct.unpack_from("<L", head, 140)
+            if group_length > 1 << 20:
+                raise Part10Error(f"{path}: file meta group length {group_length} is absurd")
+            meta = file.read(group_length)
+            size = file.seek(0, 2)
+    except OSError as exc:
+        raise Part10Error(f"{path}: {exc.strerror or exc}") from exc
+    if len(meta) < group_length:
+        raise Part10Error(f"{path}: file meta truncated")
+    values: dict[int, bytes] = {}
+    pos = 0
+    while pos + 8 <= len(meta):
+        group, element, vr = struct.unpack_from("<HH2s", meta, pos)
+        if group != 2:
+            raise Part10Error(f"{path}: element ({group:04X},{element:04X}) inside file meta")
+        if vr in _LONG_VRS:
+            if pos + 12 > len(meta):
+                break
+            (length,) = struct.unpack_from("<L", meta, pos + 8)
+            start = pos + 12
+        else:
+            (length,) = struct.unpack_from("<H", meta, pos + 6)
+            start = pos + 8
+        values[element] = meta[start : start + length]
+        pos = start + length
+
+    def uid(element: int, name: str) -> str:
+        raw = values.get(element)
+        if not raw:
+            raise Part10Error(f"{path}: file meta lacks {name}")
+        return raw.rstrip(b"\x00 ").decode("ascii", "replace")
+
+    return FileInfo(
+        path=path,
+        sop_class_uid=uid(0x0002, "Media Storage SOP Class UID"),
+        sop_instance_uid=uid(0x0003, "Media Storage SOP Instance UID"),
+        transfer_syntax=uid(0x0010, "Transfer Syntax UID"),
+        dataset_offset=PREAMBLE_LENGTH + 4 + 12 + group_length,
+        size=size,
+    )

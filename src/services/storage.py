@@ -1,0 +1,624 @@
+"""Storage service class: C-STORE SCP and SCU (PS3.4 Annex B, PS3.7 §9.1.1, §9.3.1).
+
+SCP: every received data set streams straight into a Part 10 file (file meta written first,
+then the data set as received, never decoded), under a temporary name in the storage root;
+only its header is read back (SOP Class/Instance UID check, Study/Series UIDs for the
+path). It is fsync'd, renamed into place, and only then is success answered.
+
+SCU: files are read only as far as their file meta; each is sent from disk in the
+transfer syntax it is in, converted between uncompressed transfer syntaxes when the peer
+accepted only another one, never silently decompressed.
+
+Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
+resources (disk full, write error); A900 data set does not match SOP class (its SOP
+Class/Instance UID differ from the command's); C000 cannot understand (header not
+parseable); 0111 duplicate SOP instance (duplicates policy "reject").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import time
+import uuid
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+
+from pydicom._uid_dict import UID_dictionary
+from pydicom.filereader import read_dataset
+
+from ..dimse.commands import CommandField, CommandSet, Tag
+from ..dimse.datasets import DataSetError, decode_dataset, encode_dataset
+from ..dimse.session import (
+    DimseSession,
+    Operation,
+    Request,
+    Response,
+    SinkFactory,
+    open_session,
+)
+from ..dimse.status import Status
+from ..dimse.streams import DataSetSink, FileSource
+from ..errors import DicomWireError
+from ..ul.association import Timeouts
+from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
+from .part10 import FileInfo, Part10Error, build_file_meta, read_file_info
+
+__all__ = [
+    "COMPRESSED_TRANSFER_SYNTAXES",
+    "STORAGE_SOP_CLASSES",
+    "STORAGE_TRANSFER_SYNTAXES",
+    "UNCOMPRESSED_TRANSFER_SYNTAXES",
+    "StorageConfig",
+    "StorageSCP",
+    "StoreResult",
+    "StoreSummary",
+    "store_files",
+]
+
+log = logging.getLogger("dicomwire.services.storage")
+
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+
+#: Uncompressed transfer syntaxes, which the SCU may convert between.
+UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    DEFLATED_EXPLICIT_VR_LE,
+)
+#: JPEG baseline/extended/lossless/SV1, JPEG-LS, JPEG 2000, HTJ2K, RLE (PS3.5 Annex A).
+COMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.4.201",
+    "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.4.203",
+    "1.2.840.10008.1.2.5",
+)
+#: The SCP's default transfer syntax preference order (DCMTK's: uncompressed first).
+STORAGE_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES + COMPRESSED_TRANSFER_SYNTAXES
+
+#: Every storage SOP class pydicom knows (PS3.4 Table B.5-1), UID -> name.
+STORAGE_SOP_CLASSES: dict[str, str] = {
+    uid: entry[0]
+    for uid, entry in UID_dictionary.items()
+    if entry[1] == "SOP Class"
+    and "Storage" in entry[0]
+    and "Commitment" not in entry[0]
+    and uid != "1.2.840.10008.1.3.10"  # Media Storage Directory: a DICOMDIR, not sent
+}
+
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+Duplicates = Literal["overwrite", "keep", "reject"]
+DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+
+
+@dataclass(slots=True)
+class StorageConfig:
+    """How the SCP stores what it receives.
+
+    ``layout`` is a path relative to ``root`` with the fields {StudyInstanceUID},
+    {SeriesInstanceUID}, {SOPInstanceUID}, {SOPClassUID} and {CallingAETitle}; values that
+    are not safe path components are replaced by a digest, so no path escapes ``root``.
+    """
+
+    root: Path = Path("data")
+    layout: str = DEFAULT_LAYOUT
+    fsync: bool = True
+    duplicates: Duplicates = "overwrite"
+    discard: bool = False
+    transfer_syntaxes: Sequence[str] = STORAGE_TRANSFER_SYNTAXES
+    #: Called after each instance is stored: (path, request). May be async.
+    on_stored: Callable[[Path, Request], Awaitable[None] | None] | None = None
+
+
+# --------------------------------------------------------------------------- SCP
+
+
+@dataclass(slots=True)
+class StoreResult:
+    """What a storage sink hands to the C-STORE handler."""
+
+    path: Path | None
+    length: int
+    error: OSError | None = None
+    dataset_offset: int = 0
+
+
+class _PartialFileSink:
+    """Stream a Part 10 file under a temporary name; remember a write error, not raise it."""
+
+    __slots__ = ("_file", "dataset_offset", "error", "length", "path")
+
+    def __init__(self, path: Path, meta: bytes) -> None:
+        self.path = path
+        self.dataset_offset = len(meta)
+        self.length = 0
+        self.error: OSError | None = None
+        self._file = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+            self._file.write(meta)
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = exc
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def write(self, data: memoryview) -> None:
+        self.length += len(data)
+        if self._file is None:
+            return  # after an error: swallow the rest of the data set
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self._failed(exc)
+
+    async def close(self) -> StoreResult:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                self._file.close()
+            except OSError as exc:
+                self._failed(exc)
+            self._file = None
+        path = None if self.error else self.path
+        return StoreResult(path, self.length, self.error, self.dataset_offset)
+
+    async def abort(self) -> None:
+        self._failed(OSError("association ended before the data set was complete"))
+
+
+class _DiscardSink:
+    __slots__ = ("length",)
+
+    def __init__(self) -> None:
+        self.length = 0
+
+    def write(self, data: memoryview) -> None:
+        self.length += len(data)
+
+    async def close(self) -> StoreResult:
+        return StoreResult(None, self.length)
+
+    async def abort(self) -> None:
+        return None
+
+
+_SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+
+
+def _path_component(value: str | None) -> str:
+    """``value`` if it is a safe file name, else a digest of it (never '..' or '/')."""
+    if value and _SAFE_COMPONENT.fullmatch(value) and ".." not in value:
+        return value
+    digest = hashlib.sha256((value or "").encode("utf-8", "replace")).hexdigest()[:16]
+    return f"unknown-{digest}" if not value else f"invalid-{digest}"
+
+
+_HEADER_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
+
+
+def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
+    """SOP Class/Instance, Study and Series UIDs of the stored data set; DataSetError."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            head = file.read(1 << 16)
+        if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
+            head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, 1 << 16)
+        dataset = read_dataset(
+            BytesIO(head),
+            transfer_syntax == IMPLICIT_VR_LE,
+            transfer_syntax != EXPLICIT_VR_BE,
+            stop_when=lambda tag, vr, length: tag > 0x0020000E,
+        )
+        values: dict[int, str] = {}
+        for tag in _HEADER_TAGS:
+            if tag in dataset:
+                value = dataset[tag].value
+                values[tag] = str(value).rstrip("\x00 ") if value is not None else ""
+        return values
+    except Exception as exc:
+        raise DataSetError(f"cannot read the data set header: {exc}") from exc
+
+
+class StorageSCP:
+    """C-STORE SCP: a sink factory and a handler to register with a :class:`DimseSession`."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        self.config = config
+        self.root = config.root
+        self._incoming = config.root / ".incoming"
+        self.stored = 0
+
+    def sink_for(self, session: DimseSession) -> SinkFactory:
+        """The C-STORE sink factory for one association (its AE is the Source AE Title)."""
+
+        def factory(command: CommandSet, context: PresentationContext) -> DataSetSink:
+            if self.config.discard:
+                return _DiscardSink()
+            meta = build_file_meta(
+                str(command.get(Tag.AffectedSOPClassUID) or ""),
+                str(command.get(Tag.AffectedSOPInstanceUID) or ""),
+                context.transfer_syntax or IMPLICIT_VR_LE,
+                session.negotiated.remote_ae_title,
+            )
+            return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
+
+        return factory
+
+    async def handle(self, request: Request) -> Response:
+        """The C-STORE-RQ handler: check, place and make durable the received file."""
+        result = request.message.dataset
+        if self.config.discard:
+            return Response(0)
+        if not isinstance(result, StoreResult):
+            # Data set arrived in memory (no storage sink registered): write it now.
+            raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
+        if result.error is not None or result.path is None:
+            log.error("storing failed: %s", result.error)
+            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {result.error}"))
+        partial = result.path
+        try:
+            return await self._place(request, partial, result.dataset_offset)
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+    async def _place(self, request: Request, partial: Path, offset: int) -> Response:
+        command = request.command
+        sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
+        instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
+        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LE
+        try:
+            header = await asyncio.to_thread(_read_header, partial, offset, transfer_syntax)
+        except DataSetError as exc:
+            return Response(CANNOT_UNDERSTAND, None, _comment(str(exc)))
+        if header.get(0x00080016) != sop_class or header.get(0x00080018) != instance:
+            return Response(
+                DATASET_MISMATCH,
+                None,
+                _comment("SOP Class/Instance UID in the data set differ from the command"),
+            )
+        fields = {
+            "StudyInstanceUID": _path_component(header.get(0x0020000D)),
+            "SeriesInstanceUID": _path_component(header.get(0x0020000E)),
+            "SOPInstanceUID": _path_component(instance),
+            "SOPClassUID": _path_component(sop_class),
+            "CallingAETitle": _path_component(request.negotiated.remote_ae_title),
+        }
+        target = self.root / self.config.layout.format(**fields)
+        if not target.resolve().is_relative_to(self.root.resolve()):
+            return Response(CANNOT_UNDERSTAND, None, _comment("storage path escapes the root"))
+        if target.exists():
+            if self.config.duplicates == "keep":
+                log.info("duplicate %s kept as first received", instance)
+                return Response(0)
+            if self.config.duplicates == "reject":
+                return Response(DUPLICATE_SOP_INSTANCE, None, _comment("duplicate SOP instance"))
+        try:
+            await asyncio.to_thread(_commit, partial, target, self.config.fsync)
+        except OSError as exc:
+            log.error("storing %s failed: %s", target, exc)
+            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {exc.strerror}"))
+        self.stored += 1
+        log.info("stored %s", target)
+        hook = self.config.on_stored
+        if hook is not None:
+            outcome = hook(target, request)
+            if outcome is not None:
+                await outcome
+        return Response(0)
+
+
+def _comment(text: str) -> CommandSet:
+    return {Tag.ErrorComment: text[:64]}
+
+
+def _commit(partial: Path, target: Path, fsync: bool) -> None:
+    """Make ``partial`` durable and move it to ``target`` atomically."""
+    if fsync:
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, target)
+    if fsync:
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --------------------------------------------------------------------------- SCU
+
+
+@dataclass(slots=True)
+class FileOutcome:
+    """How one file fared."""
+
+    path: Path
+    status: Status | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class StoreSummary:
+    """Totals of a store run."""
+
+    outcomes: list[FileOutcome] = field(default_factory=list)
+    bytes_sent: int = 0
+    seconds: float = 0.0
+
+    @property
+    def sent(self) -> int:
+        return sum(1 for o in self.outcomes if o.status is not None and not o.status.is_failure)
+
+    @property
+    def warnings(self) -> int:
+        return sum(
+            1
+            for o in self.outcomes
+            if o.status is not None and o.status.category.value == "warning"
+        )
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for o in self.outcomes if o.status is None or o.status.is_failure)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.bytes_sent / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+def collect_files(paths: Iterable[str | Path]) -> tuple[list[FileInfo], list[FileOutcome]]:
+    """Part 10 files under ``paths`` (directories recursively); unreadable ones as failures."""
+    infos: list[FileInfo] = []
+    failures: list[FileOutcome] = []
+    for given in paths:
+        path = Path(given)
+        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for candidate in candidates:
+            try:
+                infos.append(read_file_info(candidate))
+            except Part10Error as exc:
+                if path.is_dir() and "no DICM prefix" in str(exc):
+                    continue  # not a DICOM file inside a directory: skip quietly
+                failures.append(FileOutcome(candidate, error=str(exc)))
+    return infos, failures
+
+
+def _contexts_for(infos: Sequence[FileInfo]) -> list[tuple[str, list[str]]]:
+    """One context per (SOP class, transfer syntax) plus Explicit/Implicit LE per class."""
+    contexts: list[tuple[str, list[str]]] = []
+    seen: set[tuple[str, str]] = set()
+    for info in infos:
+        key = (info.sop_class_uid, info.transfer_syntax)
+        if key not in seen:
+            seen.add(key)
+            contexts.append((info.sop_class_uid, [info.transfer_syntax]))
+    for sop_class in dict.fromkeys(i.sop_class_uid for i in infos):
+        key = (sop_class, "uncompressed")
+        if key not in seen:
+            seen.add(key)
+            contexts.append((sop_class, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]))
+    return contexts
+
+
+def _batches(infos: list[FileInfo], limit: int = 128) -> list[list[FileInfo]]:
+    """Split files so that each association proposes at most ``limit`` contexts."""
+    batches: list[list[FileInfo]] = []
+    current: list[FileInfo] = []
+    for info in infos:
+        if len(_contexts_for([*current, info])) > limit:
+            batches.append(current)
+            current = []
+        current.append(info)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _choose(session: DimseSession, info: FileInfo) -> tuple[PresentationContext, bool]:
+    """The context to send ``info`` on, and whether its data set must be converted."""
+    exact = session.negotiated.find_context(info.sop_class_uid, info.transfer_syntax)
+    if exact is not None:
+        return exact, False
+    if info.transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES:
+        for syntax in UNCOMPRESSED_TRANSFER_SYNTAXES:
+            context = session.negotiated.find_context(info.sop_class_uid, syntax)
+            if context is not None:
+                return context, True
+    name = STORAGE_SOP_CLASSES.get(info.sop_class_uid, info.sop_class_uid)
+    raise DicomWireError(
+        f"the peer accepted no context for {name} in {info.transfer_syntax}"
+        + (
+            ""
+            if info.transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES
+            else " (compressed: not decompressed silently)"
+        )
+    )
+
+
+def _store_command(info: FileInfo) -> CommandSet:
+    return {
+        Tag.CommandField: CommandField.C_STORE_RQ,
+        Tag.AffectedSOPClassUID: info.sop_class_uid,
+        Tag.AffectedSOPInstanceUID: info.sop_instance_uid,
+        Tag.Priority: 0,
+    }
+
+
+async def _send_batch(
+    session: DimseSession,
+    infos: Sequence[FileInfo],
+    outcomes: dict[Path, FileOutcome],
+    summary: StoreSummary,
+    progress: Callable[[], None],
+) -> None:
+    """Send files on one association, up to its window outstanding at once."""
+    waiting: list[asyncio.Task[None]] = []
+
+    async def finish(info: FileInfo, operation: Operation) -> None:
+        outcome = outcomes[info.path]
+        try:
+            response = await operation.wait()
+            outcome.status = response.status
+            outcome.error = None
+            if not response.status.is_failure:
+                summary.bytes_sent += info.dataset_length
+        except DicomWireError as exc:
+            outcome.error = str(exc)
+        progress()
+
+    for info in infos:
+        outcome = outcomes[info.path]
+        outcome.attempts += 1
+        try:
+            context, convert = _choose(session, info)
+            if convert:
+                source = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
+                operation = await session.request(context.context_id, _store_command(info), source)
+            else:
+                operation = await session.request(
+                    context.context_id,
+                    _store_command(info),
+                    FileSource(info.path, info.dataset_offset, info.dataset_length),
+                )
+        except DataSetError as exc:
+            outcome.error = str(exc)
+            progress()
+            continue
+        except DicomWireError as exc:
+            if not session.association.is_established:
+                outcome.error = str(exc)
+                break
+            outcome.error = str(exc)
+            progress()
+            continue
+        waiting.append(asyncio.get_running_loop().create_task(finish(info, operation)))
+    if waiting:
+        await asyncio.gather(*waiting)
+
+
+def _converted(info: FileInfo, transfer_syntax: str) -> bytes:
+    with open(info.path, "rb") as file:
+        file.seek(info.dataset_offset)
+        raw = file.read()
+    return encode_dataset(decode_dataset(raw, info.transfer_syntax), transfer_syntax)
+
+
+def _retryable(outcome: FileOutcome) -> bool:
+    if outcome.status is None:
+        return (
+            outcome.error is not None
+            and "accepted no context" not in outcome.error
+            and ("not a DICOM" not in outcome.error)
+        )
+    return 0xA700 <= outcome.status <= 0xA7FF
+
+
+async def store_files(
+    host: str,
+    port: int,
+    paths: Iterable[str | Path],
+    *,
+    calling_ae_title: str = "DICOMWIRE",
+    called_ae_title: str = "ANY-SCP",
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
+    window: int = 1,
+    associations: int = 1,
+    retries: int = 2,
+    timeouts: Timeouts | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> StoreSummary:
+    """Send Part 10 files and directories; return per-file outcomes and totals.
+
+    ``window`` > 1 proposes an asynchronous operations window; ``associations`` > 1 sends
+    in parallel; transient failures (A7xx, a lost association) are retried ``retries`` times.
+    """
+    started = time.perf_counter()
+    infos, failures = collect_files(paths)
+    summary = StoreSummary()
+    outcomes: dict[Path, FileOutcome] = {info.path: FileOutcome(info.path) for info in infos}
+    total = len(infos)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total, summary.bytes_sent)
+
+    pending = list(infos)
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        lanes = [pending[i::associations] for i in range(max(1, associations))]
+
+        async def lane(files: list[FileInfo]) -> None:
+            for batch in _batches(files):
+                config = RequestorConfig(
+                    calling_ae_title,
+                    called_ae_title,
+                    _contexts_for(batch),
+                    max_pdu_length=max_pdu_length,
+                    maximum_invoked=window if window != 1 else None,
+                    maximum_performed=1 if window != 1 else None,
+                )
+                try:
+                    async with open_session(host, port, config, timeouts=timeouts) as session:
+                        await _send_batch(session, batch, outcomes, summary, tick)
+                except DicomWireError as exc:
+                    for info in batch:
+                        outcome = outcomes[info.path]
+                        if outcome.status is None and outcome.error is None:
+                            outcome.error = str(exc)
+                            outcome.attempts += 1
+
+        await asyncio.gather(*(lane(files) for files in lanes if files))
+        pending = [info for info in pending if _retryable(outcomes[info.path])]
+        if pending and attempt < retries:
+            log.warning("retrying %d files after transient failures", len(pending))
+            for info in pending:
+                done -= 1
+                outcomes[info.path].status = None
+                outcomes[info.path].error = None
+            await asyncio.sleep(0.5 * (attempt + 1))
+    summary.outcomes = list(outcomes.values()) + failures
+    summary.seconds = time.perf_counter() - started
+    return summary

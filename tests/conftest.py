@@ -1,0 +1,122 @@
+"""Shared fixtures: DCMTK tools, free TCP ports on 127.0.0.1, background servers.
+
+DCMTK is the interoperability peer: when a tool is missing the test is skipped, except in
+CI (``CI=true``) where a missing peer is a failure, so CI cannot silently go green.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+LOCALHOST = "127.0.0.1"
+
+
+def find_dcmtk_tool(name: str) -> str:
+    """Path of the DCMTK binary ``name``; skip (or fail when ``CI=true``) if it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"DCMTK tool {name!r} not found on PATH (apt-get install dcmtk)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def dcmtk_tool() -> Callable[[str], str]:
+    """``dcmtk_tool("storescp")`` -> path of the binary (skip/fail when missing)."""
+    return find_dcmtk_tool
+
+
+def get_free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOCALHOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def free_tcp_port() -> int:
+    return get_free_tcp_port()
+
+
+def connected_tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two ends of one TCP connection over 127.0.0.1 (the listener is closed at once).
+
+    Hand one end to a server run in inetd mode (e.g. ``storescp --inetd``) and it serves
+    that connection without ever listening on a port.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((LOCALHOST, 0))
+        listener.listen(1)
+        ours = socket.create_connection(listener.getsockname(), timeout=10)
+        theirs, _ = listener.accept()
+    ours.settimeout(None)
+    return ours, theirs
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None = None, timeout: float = 10.0
+) -> None:
+    """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode} before listening")
+        try:
+            with socket.create_connection((LOCALHOST, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"nothing listens on {LOCALHOST}:{port} after {timeout}s"
+                ) from None
+            time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    """Terminate ``process`` (and only it), killing it if it does not exit in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+
+
+@pytest.fixture
+def background_server(
+    tmp_path: Path,
+) -> Iterator[Callable[[Sequence[str], int], subprocess.Popen[bytes]]]:
+    """Start servers that are always terminated at teardown.
+
+    ``background_server(argv, port)`` starts ``argv`` (output to a log file in ``tmp_path``)
+    and returns once it accepts connections on 127.0.0.1:``port``.
+    """
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(argv: Sequence[str], port: int) -> subprocess.Popen[bytes]:
+        log = open(tmp_path / f"server-{len(started)}.log", "wb")  # noqa: SIM115
+        try:
+            process = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
+        started.append(process)
+        wait_for_port(port, process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            stop_process(process)
