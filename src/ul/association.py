@@ -670,6 +670,10 @@ class AssociationServer:
 
     def _answer(self, association: Association, indication: AssociateIndication) -> None:
         core = association._core
+        if core.state is not State.STA3:
+            # PDUs that came in the same read as the RQ were already acted on (AA-8 in
+            # Sta3): the association is gone before we could answer it.
+            return
         try:
             answer = accept_or_reject(
                 self.policy, indication.request, association.peer_address, self._established

@@ -35,8 +35,13 @@ class PDUFramer:
 
     ``max_pdu_length`` bounds the length field of P-DATA-TF PDUs: it is the Maximum Length
     this side announced (PS3.8 D.1); 0 means unlimited. ``max_control_pdu_length`` bounds
-    every other PDU. After a :class:`PDUError` the stream cannot be resynchronised and every
-    further call raises again.
+    every other PDU.
+
+    A :class:`PDUError` is raised by the call that meets the bad bytes, unless that call
+    already completed PDUs before them: then those PDUs are returned (events keep their
+    order of arrival) and the error waits in :attr:`deferred_error`. After an error the
+    stream cannot be resynchronised: every later call raises it again, but
+    :meth:`get_buffer` still hands out a buffer so a transport can keep reading.
     """
 
     __slots__ = (
@@ -50,6 +55,7 @@ class PDUFramer:
         "_header_filled",
         "_staging",
         "_staging_view",
+        "deferred_error",
         "max_control_pdu_length",
         "max_pdu_length",
     )
@@ -71,6 +77,8 @@ class PDUFramer:
         self._staging_view = memoryview(self._staging)
         self._direct = False
         self._failed: PDUError | None = None
+        #: An error met after PDUs were completed in the same call; the caller reports it.
+        self.deferred_error: PDUError | None = None
 
     @property
     def buffered(self) -> int:
@@ -81,9 +89,10 @@ class PDUFramer:
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """A buffer to receive into; pass the count received to :meth:`buffer_updated`."""
-        if self._failed is not None:
-            raise self._failed
         view = self._body_view
+        if self._failed is not None:
+            self._direct = False
+            return self._staging_view
         if view is not None and self._body_length - self._body_filled >= _DIRECT_READ_THRESHOLD:
             self._direct = True
             return view[self._body_filled : self._body_length]
@@ -92,6 +101,8 @@ class PDUFramer:
 
     def buffer_updated(self, nbytes: int) -> list[PDU]:
         """Account for ``nbytes`` received into the last :meth:`get_buffer` buffer."""
+        if self._failed is not None:
+            raise self._failed
         if self._direct:
             self._direct = False
             self._body_filled += nbytes
@@ -135,6 +146,9 @@ class PDUFramer:
                     pdus.append(self._finish())
         except PDUError as exc:
             self._failed = exc
+            if pdus:
+                self.deferred_error = exc
+                return pdus
             raise
         return pdus
 

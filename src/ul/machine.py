@@ -341,16 +341,22 @@ class UpperLayer:
         if self.on_pdu is not None:
             for pdu in pdus:
                 self.on_pdu(pdu)
-        if len(pdus) == 1:  # the common case, P-DATA on a stream
+        framer = self._framer
+        if len(pdus) == 1 and framer.deferred_error is None:  # the common case: P-DATA
             pdu = pdus[0]
             self._pending_pdu = pdu
             return self._run(_EVENT_OF_PDU[type(pdu)])
         effects: list[Effect] = []
         for pdu in pdus:
+            if self.state is State.STA1:
+                return effects  # the connection is gone: nothing more is received
             self._pending_pdu = pdu
             effects.extend(self._run(_EVENT_OF_PDU[type(pdu)]))
-            if self.state is State.STA1:
-                break
+        error = framer.deferred_error
+        if error is not None:  # bad bytes after the PDUs above, in the same read
+            framer.deferred_error = None
+            if self.state is not State.STA1:
+                effects.extend(self._invalid_pdu(error))
         return effects
 
     def _invalid_pdu(self, error: PDUError) -> list[Effect]:

@@ -256,8 +256,9 @@ def test_p_data_over_the_maximum_via_get_buffer() -> None:
     buf[:6] = header
     with pytest.raises(PDUError):
         framer.buffer_updated(6)
+    framer.get_buffer(-1)  # still a buffer to read into...
     with pytest.raises(PDUError):
-        framer.get_buffer(-1)
+        framer.buffer_updated(1)  # ...but what arrives is refused
 
 
 @pytest.mark.parametrize("pdu_type", [0x01, 0x02, 0x03, 0x05, 0x06, 0x07])
@@ -335,8 +336,23 @@ def test_every_call_raises_after_an_error(bad: bytes) -> None:
     assert again.value is first.value
     with pytest.raises(PDUError):
         framer.feed(b"")
-    with pytest.raises(PDUError):
-        framer.get_buffer(-1)
+    # a transport may keep reading: get_buffer still gives a buffer, buffer_updated raises
+    buffer = framer.get_buffer(-1)
+    assert len(buffer) > 0
+    with pytest.raises(PDUError) as through_buffer:
+        framer.buffer_updated(1)
+    assert through_buffer.value is first.value
+
+
+def test_pdus_before_bad_bytes_in_one_chunk_are_returned() -> None:
+    framer = PDUFramer()
+    pdus = framer.feed(EXAMPLES["A-RELEASE-RQ"] + b"\x09\x00\x00\x00\x00\x00")
+    assert [type(p).__name__ for p in pdus] == ["AReleaseRQ"]
+    error = framer.deferred_error
+    assert error is not None and error.abort_reason == 1
+    with pytest.raises(PDUError) as later:
+        framer.feed(EXAMPLES["A-RELEASE-RP"])
+    assert later.value is error
 
 
 def test_error_in_a_directly_read_body_sticks() -> None:
@@ -347,8 +363,9 @@ def test_error_in_a_directly_read_body_sticks() -> None:
     with pytest.raises(PDUError) as info:
         read_via_buffers(framer, raw, [40_000])
     assert info.value.offset == 6
+    framer.get_buffer(-1)
     with pytest.raises(PDUError):
-        framer.get_buffer(-1)
+        framer.buffer_updated(1)
     with pytest.raises(PDUError):
         framer.feed(EXAMPLES["A-RELEASE-RQ"])
 
