@@ -32,6 +32,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
+from pydicom import Dataset
 from pydicom._uid_dict import UID_dictionary
 from pydicom.filereader import read_dataset
 
@@ -61,6 +62,7 @@ __all__ = [
     "StorageSCP",
     "StoreResult",
     "StoreSummary",
+    "store_dataset",
     "store_files",
 ]
 
@@ -474,13 +476,17 @@ def _choose(session: DimseSession, info: FileInfo) -> tuple[PresentationContext,
     )
 
 
-def _store_command(info: FileInfo) -> CommandSet:
+def _store_command_for(sop_class_uid: str, sop_instance_uid: str) -> CommandSet:
     return {
         Tag.CommandField: CommandField.C_STORE_RQ,
-        Tag.AffectedSOPClassUID: info.sop_class_uid,
-        Tag.AffectedSOPInstanceUID: info.sop_instance_uid,
+        Tag.AffectedSOPClassUID: sop_class_uid,
+        Tag.AffectedSOPInstanceUID: sop_instance_uid,
         Tag.Priority: 0,
     }
+
+
+def _store_command(info: FileInfo) -> CommandSet:
+    return _store_command_for(info.sop_class_uid, info.sop_instance_uid)
 
 
 async def _send_batch(
@@ -535,11 +541,51 @@ async def _send_batch(
         await asyncio.gather(*waiting)
 
 
+async def store_dataset(
+    session: DimseSession,
+    dataset: Dataset | bytes,
+    *,
+    sop_class_uid: str | None = None,
+    sop_instance_uid: str | None = None,
+    transfer_syntax: str | None = None,
+) -> Status:
+    """C-STORE one instance on an open session; return the response status.
+
+    A pydicom Dataset is encoded in the transfer syntax of the context the peer accepted
+    for its SOP class. Raw bytes need their SOP class, instance and transfer syntax; they
+    are sent as they are, or converted when only another uncompressed syntax was accepted.
+    """
+    if isinstance(dataset, Dataset):
+        sop_class_uid = sop_class_uid or str(dataset.SOPClassUID)
+        sop_instance_uid = sop_instance_uid or str(dataset.SOPInstanceUID)
+        context = session.find_context(sop_class_uid)
+        payload: bytes | Dataset = dataset
+    else:
+        if not (sop_class_uid and sop_instance_uid and transfer_syntax):
+            raise DicomWireError(
+                "raw data sets need sop_class_uid, sop_instance_uid and transfer_syntax"
+            )
+        info = FileInfo(Path(), sop_class_uid, sop_instance_uid, transfer_syntax, 0, len(dataset))
+        context, convert = _choose(session, info)
+        payload = dataset
+        if convert:
+            payload = await asyncio.to_thread(
+                _recode, dataset, transfer_syntax, context.transfer_syntax or IMPLICIT_VR_LE
+            )
+    command = _store_command_for(sop_class_uid, sop_instance_uid)
+    operation = await session.request(context.context_id, command, payload)
+    return (await operation.wait()).status
+
+
+def _recode(data: bytes, source: str, target: str) -> bytes:
+    return encode_dataset(decode_dataset(data, source), target)
+
+
 def _converted(info: FileInfo, transfer_syntax: str) -> bytes:
     with open(info.path, "rb") as file:
         file.seek(info.dataset_offset)
         raw = file.read()
-    return encode_dataset(decode_dataset(raw, info.transfer_syntax), transfer_syntax)
+    return _recode(raw, info.transfer_syntax, transfer_syntax)
 
 
 def _retryable(outcome: FileOutcome) -> bool:
