@@ -38,6 +38,7 @@ from ..ul.association import (
     connect,
 )
 from ..ul.negotiation import NegotiatedAssociation, PresentationContext, RequestorConfig
+from ..ul.tls import TLSConfig
 from .commands import (
     CommandField,
     CommandSet,
@@ -603,9 +604,10 @@ async def open_session(
     handlers: Mapping[int | tuple[str, int], Handler] | None = None,
     sinks: Mapping[int | tuple[str, int], SinkFactory] | None = None,
     timeouts: Timeouts | None = None,
+    tls: TLSConfig | None = None,
 ) -> AsyncIterator[DimseSession]:
     """Associate and yield a started :class:`DimseSession`; release (or abort) at the end."""
-    association = await connect(host, port, config, timeouts=timeouts)
+    association = await connect(host, port, config, timeouts=timeouts, tls=tls)
     session = DimseSession(association, handlers=handlers, sinks=sinks, timeouts=timeouts)
     async with session:
         yield session

@@ -2,7 +2,8 @@
 
 - ``dicomwire echo HOST PORT`` — Verification SCU (like DCMTK's echoscu);
 - ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu);
-- ``dicomwire serve`` — the node: Verification and Storage SCP.
+- ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS;
+- ``dicomwire certs DIR`` — a test CA and certificates for trying TLS.
 
 Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, timeout);
 2 bad usage.
@@ -24,6 +25,7 @@ from ..errors import DicomWireError
 from ..ul.association import Timeouts
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH
+from ..ul.tls import TLSConfig, TLSProfile
 from .node import NodeConfig, load_config, run_node
 from .storage import store_files
 
@@ -80,6 +82,68 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> No
         default=default(60.0),
         metavar="S",
         help="abort after this many seconds without data (60; 0 = never)",
+    )
+
+
+def _add_tls(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+    """PS3.15 secure transport flags (DCMTK's +tls, +cf, +py... spelled out)."""
+    group = parser.add_argument_group("TLS (PS3.15 Annex B secure transport)")
+    if server:
+        group.add_argument(
+            "--tls-port",
+            type=int,
+            metavar="N",
+            help="also listen for TLS connections on port N (e.g. 2762)",
+        )
+        group.add_argument(
+            "--no-peer-cert",
+            dest="require_peer_cert",
+            action="store_false",
+            default=True,
+            help="do not require a client certificate (mutual auth is the default)",
+        )
+    else:
+        group.add_argument("--tls", action="store_true", help="connect with TLS")
+    group.add_argument("--cert", type=Path, help="our certificate (PEM)")
+    group.add_argument("--key", type=Path, help="our private key (PEM)")
+    group.add_argument(
+        "--pkcs12", type=Path, metavar="FILE", help="our certificate and key as PKCS#12 (.p12/.pfx)"
+    )
+    group.add_argument(
+        "--password-file", type=Path, metavar="F", help="file holding the key or PKCS#12 password"
+    )
+    group.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE_OR_DIR",
+        help="trusted CA certificates (a PEM file or a hashed directory)",
+    )
+    group.add_argument(
+        "--tls-profile",
+        choices=[p.value for p in TLSProfile],
+        default=TLSProfile.NON_DOWNGRADING_BCP195.value,
+        help="secure transport profile (bcp195-nd: Non-Downgrading BCP 195)",
+    )
+
+
+def _tls_config(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS settings the flags describe, or None without TLS."""
+    wanted = getattr(args, "tls", False) or getattr(args, "tls_port", None) is not None
+    if not wanted:
+        return None
+    password = None
+    if args.password_file is not None:
+        password = args.password_file.read_bytes().rstrip(b"\r\n")
+    ca = args.ca
+    return TLSConfig(
+        certificate=args.cert,
+        key=args.key,
+        password=password,
+        pkcs12=args.pkcs12,
+        ca_file=ca if ca is not None and not ca.is_dir() else None,
+        ca_dir=ca if ca is not None and ca.is_dir() else None,
+        profile=TLSProfile(args.tls_profile),
+        require_peer_certificate=getattr(args, "require_peer_cert", True),
     )
 
 
@@ -142,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the TCP connection (15)",
     )
     _add_common(echo)
+    _add_tls(echo)
 
     serve = commands.add_parser(
         "serve",
@@ -201,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simultaneous associations before rejecting (100)",
     )
     _add_common(serve, defaults=False)
+    _add_tls(serve, server=True)
 
     store = commands.add_parser(
         "store",
@@ -266,6 +332,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress line even on a terminal"
     )
     _add_common(store)
+    _add_tls(store)
+
+    certs = commands.add_parser(
+        "certs",
+        help="create a test CA and node certificates for trying TLS locally",
+        description=(
+            "Write ca.pem and, for each name, NAME-rsa.pem / NAME-ecdsa.pem with their keys "
+            "and PKCS#12 bundles (password 'dicomwire' unless --password is given). For "
+            "tests only: the CA key is written too."
+        ),
+    )
+    certs.add_argument("directory", type=Path, help="where to write the files")
+    certs.add_argument(
+        "--name",
+        action="append",
+        dest="names",
+        metavar="NAME",
+        help="host name a certificate is for; repeatable (localhost)",
+    )
+    certs.add_argument("--password", default="dicomwire", help="PKCS#12 password (dicomwire)")
+    certs.add_argument("--days", type=int, default=365, help="validity in days (365)")
     return parser
 
 
@@ -313,6 +400,7 @@ async def _echo(args: argparse.Namespace) -> int:
             max_pdu_length=args.max_pdu,
             repeat=args.repeat,
             timeouts=_timeouts(args, args.dimse_timeout or None),
+            tls=_tls_config(args),
         )
     except DicomWireError as exc:
         print(f"echo failed: {exc}", file=sys.stderr)
@@ -356,6 +444,10 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     for name, value in timeouts.items():
         if value is not None:
             setattr(config.timeouts, name, value or None)
+    tls = _tls_config(args)
+    if tls is not None:
+        config.tls = tls
+        config.tls_port = args.tls_port
     return config
 
 
@@ -408,6 +500,7 @@ async def _store(args: argparse.Namespace) -> int:
             retries=args.retries,
             timeouts=_timeouts(args, args.dimse_timeout or None),
             progress=progress,
+            tls=_tls_config(args),
         )
     except DicomWireError as exc:
         print(f"store failed: {exc}", file=sys.stderr)
@@ -427,6 +520,21 @@ async def _store(args: argparse.Namespace) -> int:
     return 0 if summary.failures == 0 and summary.outcomes else 1
 
 
+def _certs(args: argparse.Namespace) -> int:
+    from .certs import make_test_pki
+
+    ca, issued = make_test_pki(
+        args.directory,
+        args.names or ["localhost"],
+        password=args.password.encode(),
+        days=args.days,
+    )
+    print(f"CA: {ca}")
+    for item in issued:
+        print(f"{item.name} ({item.kind}): {item.certificate} {item.key} {item.pkcs12}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -438,6 +546,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_echo(args))
     if args.command == "store":
         return _run(_store(args))
+    if args.command == "certs":
+        return _certs(args)
     return _run(_serve(args))
 
 

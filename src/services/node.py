@@ -27,6 +27,7 @@ from ..ul.negotiation import (
     AcceptorPolicy,
     KnownNode,
 )
+from ..ul.tls import TLSConfig, TLSProfile
 from .storage import STORAGE_SOP_CLASSES, StorageConfig, StorageSCP
 from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
@@ -53,6 +54,9 @@ class NodeConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     timeouts: Timeouts = field(default_factory=lambda: Timeouts(dimse=None))
     shutdown_grace: float = 10.0
+    #: PS3.15 secure transport: listen for TLS on ``tls_port`` beside the plain ``port``.
+    tls: TLSConfig | None = None
+    tls_port: int | None = None
 
 
 def _build(kind: type[Any], table: dict[str, Any], where: str) -> Any:
@@ -80,11 +84,21 @@ def load_config(path: str | Path) -> NodeConfig:
             for key, value in dict(data.pop("timeouts", {})).items()
         }
         known = [_build(KnownNode, dict(n), "[[known_nodes]]") for n in data.pop("known_nodes", [])]
+        tls_table = dict(data.pop("tls", {}))
+        for key in ("certificate", "key", "pkcs12", "ca_file", "ca_dir"):
+            if key in tls_table:
+                tls_table[key] = Path(tls_table[key])
+        if "password" in tls_table:
+            tls_table["password"] = str(tls_table["password"]).encode()
+        if "profile" in tls_table:
+            tls_table["profile"] = TLSProfile(tls_table["profile"])
         config: NodeConfig = _build(NodeConfig, data, str(path))
         config.storage = _build(StorageConfig, storage, "[storage]")
         config.timeouts = _build(Timeouts, {"dimse": None, **timeouts}, "[timeouts]")
         config.known_nodes = known
-    except TypeError as exc:
+        if tls_table:
+            config.tls = _build(TLSConfig, tls_table, "[tls]")
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     if isinstance(config.ae_titles, str):
         config.ae_titles = [config.ae_titles]
@@ -135,6 +149,8 @@ class Node:
 
     async def start(self) -> None:
         await self.server.start(self.config.host, self.config.port)
+        if self.config.tls is not None and self.config.tls_port is not None:
+            await self.server.start(self.config.host, self.config.tls_port, self.config.tls)
 
     async def shutdown(self) -> None:
         await self.server.shutdown(grace=self.config.shutdown_grace)

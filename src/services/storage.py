@@ -51,6 +51,7 @@ from ..dimse.streams import DataSetSink, FileSource
 from ..errors import DicomWireError
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
+from ..ul.tls import TLSConfig
 from .part10 import FileInfo, Part10Error, build_file_meta, read_file_info
 
 __all__ = [
@@ -611,6 +612,7 @@ async def store_files(
     retries: int = 2,
     timeouts: Timeouts | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    tls: TLSConfig | None = None,
 ) -> StoreSummary:
     """Send Part 10 files and directories; return per-file outcomes and totals.
 
@@ -647,7 +649,9 @@ async def store_files(
                     maximum_performed=1 if window != 1 else None,
                 )
                 try:
-                    async with open_session(host, port, config, timeouts=timeouts) as session:
+                    async with open_session(
+                        host, port, config, timeouts=timeouts, tls=tls
+                    ) as session:
                         await _send_batch(session, batch, outcomes, summary, tick)
                 except DicomWireError as exc:
                     for info in batch:

@@ -7,6 +7,7 @@ from ..dimse.session import DimseSession, Request, open_session
 from ..dimse.status import Status
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, DEFAULT_TRANSFER_SYNTAXES, RequestorConfig
+from ..ul.tls import TLSConfig
 
 __all__ = ["VERIFICATION_SOP_CLASS", "echo", "echo_on", "handle_echo"]
 
@@ -33,6 +34,7 @@ async def echo(
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
     repeat: int = 1,
     timeouts: Timeouts | None = None,
+    tls: TLSConfig | None = None,
 ) -> Status:
     """Associate, send ``repeat`` C-ECHO requests, release; return the last status."""
     config = RequestorConfig(
@@ -42,7 +44,7 @@ async def echo(
         max_pdu_length=max_pdu_length,
     )
     status = Status(0xC000)
-    async with open_session(host, port, config, timeouts=timeouts) as session:
+    async with open_session(host, port, config, timeouts=timeouts, tls=tls) as session:
         for _ in range(repeat):
             status = await echo_on(session)
     return status

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -59,6 +60,8 @@ from .pdu import (
     RejectResult,
     RejectSource,
 )
+from .tls import TLSConfig, TLSError, client_context, describe_tls_error, server_context
+from .tlstransport import TLSSession, TLSTransport
 
 __all__ = [
     "Association",
@@ -135,26 +138,79 @@ def _set_nodelay(transport: asyncio.BaseTransport) -> None:
 
 
 class _Protocol(asyncio.BufferedProtocol):
-    """Bytes in and out for one :class:`Association`."""
+    """Bytes in and out for one :class:`Association`.
 
-    def __init__(self, association: Association) -> None:
+    With ``tls_context`` set, a :class:`~dicomwire.ul.tlstransport.TLSSession` runs the
+    handshake first; the association sees the connection only once it succeeded, and a
+    failed one is logged once with the peer's address and reason.
+    """
+
+    def __init__(
+        self,
+        association: Association,
+        tls_context: ssl.SSLContext | None = None,
+        *,
+        server_hostname: str | None = None,
+        handshake_timeout: float = 15.0,
+    ) -> None:
         self.association = association
+        self.tls_context = tls_context
+        self.server_hostname = server_hostname
+        self.handshake_timeout = handshake_timeout
+        self.tls: TLSSession | None = None
+        self.handshake: asyncio.Future[None] | None = None
+        self._ciphertext = bytearray(1 << 16)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.tls_context is None:
+            self.association._connection_made(transport)
+            return
+        raw = cast(asyncio.Transport, transport)
+        _set_nodelay(raw)
+        self.handshake = asyncio.get_running_loop().create_future()
+        self.tls = TLSSession(
+            raw,
+            self.tls_context,
+            server_side=self.server_hostname is None,
+            server_hostname=self.server_hostname or None,
+            handshake_timeout=self.handshake_timeout,
+            on_ready=self._tls_ready,
+            on_failed=self._tls_failed,
+        )
+
+    def _tls_ready(self, transport: TLSTransport) -> None:
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.set_result(None)
         self.association._connection_made(transport)
 
+    def _tls_failed(self, error: BaseException) -> None:
+        if self.handshake is not None and not self.handshake.done():
+            self.handshake.set_exception(error)
+            self.handshake.exception()  # retrieved here: connect() may be gone
+        self.association._connection_lost(None)
+
     def get_buffer(self, sizehint: int) -> memoryview:
+        if self.tls is not None:
+            return memoryview(self._ciphertext)
         return self.association._core.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         association = self.association
         association._last_receive = time.monotonic()
-        association._apply(association._core.buffer_updated(nbytes))
+        if self.tls is None:
+            association._apply(association._core.buffer_updated(nbytes))
+            return
+        for plaintext in self.tls.decrypt(memoryview(self._ciphertext)[:nbytes]):
+            if association._closed.done():
+                return
+            association._apply(association._core.receive_data(plaintext))
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.tls is not None:
+            self.tls.connection_lost()
         self.association._connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -218,6 +274,8 @@ class Association:
         self._started = time.monotonic()
         self.negotiated: NegotiatedAssociation | None = None
         self.peer_address: tuple[str, int] | None = None
+        #: The peer's certificate (as ``ssl.SSLSocket.getpeercert()``) on a TLS connection.
+        self.peer_certificate: dict[str, Any] | None = None
         #: Acceptor only: how to answer the A-ASSOCIATE indication.
         self.on_associate: Callable[[AssociateIndication], None] | None = None
         self._proposed: list[PresentationContext] = []
@@ -257,12 +315,16 @@ class Association:
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer_address = (str(peer[0]), int(peer[1]))
+        self.peer_certificate = transport.get_extra_info("peercert")
         self._arm_idle()
         self._apply(self._core.transport_connected())
 
     def _connection_lost(self, exc: Exception | None) -> None:
+        if self._closed.done():
+            return
         truncated = self._core.buffered
-        effects = self._core.transport_closed()
+        # Never connected at this layer (e.g. a failed TLS handshake): no UL event.
+        effects = self._core.transport_closed() if self._transport is not None else []
         if truncated:
             log.debug("connection closed inside a PDU (%d bytes buffered)", truncated)
         self._apply(effects)
@@ -560,8 +622,12 @@ async def connect(
     config: RequestorConfig,
     *,
     timeouts: Timeouts | None = None,
+    tls: TLSConfig | None = None,
 ) -> Association:
     """Open an association as requestor; use it with ``async with``.
+
+    With ``tls`` the connection is a PS3.15 secure transport connection (its profile);
+    a failed handshake raises :class:`~dicomwire.ul.tls.TLSError`.
 
     Raises :class:`AssociationRejected`, :class:`AssociationAborted`,
     :class:`DicomTimeoutError` (TCP connect or ACSE) or :class:`DicomWireError` when the
@@ -576,12 +642,28 @@ async def connect(
     association._config = config
     association._proposed = proposed
     association._apply(association._core.request_association(request))
+    context = client_context(tls, host) if tls is not None else None
+    protocol = _Protocol(
+        association,
+        context,
+        server_hostname=host if context is not None and context.check_hostname else "",
+        handshake_timeout=tls.handshake_timeout if tls is not None else 15.0,
+    )
     try:
         await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(association), host, port),
-            timeouts.connect,
+            loop.create_connection(lambda: protocol, host, port), timeouts.connect
         )
+        if protocol.handshake is not None:
+            await protocol.handshake
+    except (ssl.SSLError, ssl.CertificateError, ConnectionResetError) as exc:
+        if protocol.handshake is None:
+            raise DicomWireError(f"cannot connect to {host}:{port}: {exc}") from exc
+        raise TLSError(
+            f"TLS handshake with {host}:{port} failed: {describe_tls_error(exc)}"
+        ) from exc
     except TimeoutError:
+        if protocol.handshake is not None and protocol.handshake.done():
+            raise TLSError(f"TLS handshake with {host}:{port} timed out") from None
         raise DicomTimeoutError(
             f"TCP connect to {host}:{port} took over {timeouts.connect} s"
         ) from None
@@ -652,21 +734,34 @@ class AssociationServer:
         """The first listening port (useful with port 0)."""
         return int(self.sockets[0].getsockname()[1])
 
-    async def start(self, host: str | None = "127.0.0.1", port: int = 11112) -> None:
-        """Start listening; ``host`` None listens on every address (IPv4 and IPv6)."""
+    async def start(
+        self, host: str | None = "127.0.0.1", port: int = 11112, tls: TLSConfig | None = None
+    ) -> None:
+        """Start listening; ``host`` None listens on every address (IPv4 and IPv6).
+
+        With ``tls`` this listener accepts only PS3.15 secure transport connections; call
+        start() once per port to serve plain TCP and TLS side by side.
+        """
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(self._protocol, host, port, reuse_address=True)
+        context = server_context(tls) if tls is not None else None
+
+        def factory() -> _Protocol:
+            return self._protocol(context, tls.handshake_timeout if tls is not None else 15.0)
+
+        server = await loop.create_server(factory, host, port, reuse_address=True)
         self._servers.append(server)
         log.info("listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
 
-    def _protocol(self) -> _Protocol:
+    def _protocol(
+        self, tls_context: ssl.SSLContext | None = None, handshake_timeout: float = 15.0
+    ) -> _Protocol:
         association = Association(
             requestor=False, max_pdu_length=self.policy.max_pdu_length, timeouts=self.timeouts
         )
         association.on_associate = lambda ind: self._answer(association, ind)
         self._associations.add(association)
         association.closed.add_done_callback(lambda _: self._associations.discard(association))
-        return _Protocol(association)
+        return _Protocol(association, tls_context, handshake_timeout=handshake_timeout)
 
     def _answer(self, association: Association, indication: AssociateIndication) -> None:
         core = association._core
@@ -676,7 +771,11 @@ class AssociationServer:
             return
         try:
             answer = accept_or_reject(
-                self.policy, indication.request, association.peer_address, self._established
+                self.policy,
+                indication.request,
+                association.peer_address,
+                self._established,
+                association.peer_certificate,
             )
         except Exception:  # a policy bug must not kill the server: answer congestion
             log.exception("acceptance policy failed")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..errors import ValidationError
@@ -321,6 +322,8 @@ def read_accept(
 
 #: ``(identity, calling AE, peer address) -> (accepted, server response or None)``.
 IdentityCheck = Callable[[UserIdentityRQItem, str, str | None], tuple[bool, bytes | None]]
+#: ``(peer certificate or None, calling AE) -> allowed``: e.g. a subject only for some AEs.
+CertificateCheck = Callable[[Mapping[str, Any] | None, str], bool]
 #: ``(SOP class UID, requestor's application information) -> reply, or None for none``.
 ExtendedNegotiationHandler = Callable[[str, bytes], bytes | None]
 
@@ -340,6 +343,8 @@ class AcceptorPolicy:
     - ``scp_role_for``: SOP classes for which the requestor may act as SCP (C-GET).
     - ``reject_without_contexts``: reject (1, 1, 1) when no context is acceptable, else
       accept with every context rejected.
+    - ``certificate_check``: on TLS, decide from the peer's certificate and calling AE
+      title (1, 1, 3 when refused).
     """
 
     ae_titles: Sequence[str] = ("DICOMWIRE",)
@@ -356,6 +361,7 @@ class AcceptorPolicy:
     maximum_performed: int = 16
     max_associations: int = 100
     identity_check: IdentityCheck | None = None
+    certificate_check: CertificateCheck | None = None
     extended_negotiation: ExtendedNegotiationHandler | None = None
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
@@ -421,11 +427,13 @@ def accept_or_reject(
     request: AAssociateRQ,
     peer_address: tuple[str, int] | None = None,
     active_associations: int = 0,
+    peer_certificate: Mapping[str, Any] | None = None,
 ) -> AAssociateRJ | tuple[AAssociateAC, NegotiatedAssociation]:
     """Answer ``request``: an A-ASSOCIATE-RJ, or the AC and what it agreed on.
 
     The checks run in this order: local limit (2, 3, 2), application context (1, 1, 2),
-    calling AE title (1, 1, 3), called AE title (1, 1, 7), known nodes (1, 1, 3), user
+    calling AE title (1, 1, 3), called AE title (1, 1, 7), known nodes (1, 1, 3), TLS peer
+    certificate (1, 1, 3), user
     identity (1, 1, 1), presentation contexts (1, 1, 1 when none is acceptable).
     """
     if policy.max_associations and active_associations >= policy.max_associations:
@@ -444,6 +452,10 @@ def accept_or_reject(
         return _user_reject(ServiceUserRejectReason.CALLED_AE_TITLE_NOT_RECOGNIZED)
     host = peer_address[0] if peer_address else None
     if policy.known_nodes and not any(n.matches(calling, host) for n in policy.known_nodes):
+        return _user_reject(ServiceUserRejectReason.CALLING_AE_TITLE_NOT_RECOGNIZED)
+    if policy.certificate_check is not None and not policy.certificate_check(
+        peer_certificate, calling
+    ):
         return _user_reject(ServiceUserRejectReason.CALLING_AE_TITLE_NOT_RECOGNIZED)
 
     user_info = request.user_information or UserInformationItem()
