@@ -224,6 +224,13 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
             )
         command[tag] = _decode_value(tag, raw[start : start + length])
         pos = start + length
+    group_length = command.get(Tag.CommandGroupLength)
+    if isinstance(group_length, int) and raw[:4] == b"\x00\x00\x00\x00":
+        following = len(raw) - 12  # bytes after the (0000,0000) element itself
+        if group_length != following:
+            raise CommandError(
+                f"CommandGroupLength says {group_length} bytes follow it, but {following} do"
+            )
     return command
 
 

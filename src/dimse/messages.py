@@ -80,10 +80,18 @@ def fragment_limit(max_pdu_length: int) -> int:
     return limit
 
 
+def _as_bytes_view(data: Buffer) -> memoryview:
+    """A one-dimensional byte view of ``data`` (lengths and slices count bytes)."""
+    view = memoryview(data)
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
+
+
 def _fragments(
     context_id: int, data: Buffer, control: int, limit: int, last: bool = True
 ) -> Iterator[PresentationDataValue]:
-    view = memoryview(data)
+    view = _as_bytes_view(data)
     if limit <= 0 or len(view) <= limit:
         yield PresentationDataValue(context_id, control | (_LAST if last else 0), view)
         return
@@ -131,14 +139,16 @@ async def fragment_stream(
     fragment can be odd (when the data set itself is). Memory stays at about one PDU.
     """
     limit = fragment_limit(max_pdu_length) or (1 << 20)
-    pending = bytearray()
+    carry = b""  # always keep at least one byte back: the last fragment must be marked
     async for chunk in chunks:
-        pending += chunk
-        while len(pending) > limit:  # keep at least one byte back to know which is last
-            piece = bytes(pending[:limit])
-            del pending[:limit]
-            yield PDataTF([PresentationDataValue(context_id, 0, piece)])
-    yield PDataTF([PresentationDataValue(context_id, _LAST, bytes(pending))])
+        data = carry + bytes(chunk) if carry else bytes(chunk)
+        view = memoryview(data)
+        position = 0
+        while len(view) - position > limit:
+            yield PDataTF([PresentationDataValue(context_id, 0, view[position : position + limit])])
+            position += limit
+        carry = bytes(view[position:])
+    yield PDataTF([PresentationDataValue(context_id, _LAST, carry)])
 
 
 class MessageAssembler:

@@ -40,6 +40,7 @@ from ..ul.association import (
 from ..ul.negotiation import NegotiatedAssociation, PresentationContext, RequestorConfig
 from ..ul.tls import TLSConfig
 from .commands import (
+    CommandError,
     CommandField,
     CommandSet,
     DataSetType,
@@ -56,7 +57,7 @@ from .messages import (
     fragment_stream,
 )
 from .status import Status
-from .streams import BytesSink, DataSetSink
+from .streams import BytesSink, DataSetSink, FileSource
 
 __all__ = [
     "DimseSession",
@@ -396,15 +397,15 @@ class DimseSession:
         if isinstance(dataset, Dataset):
             context = self.negotiated.contexts[context_id]
             dataset = encode_dataset(dataset, context.transfer_syntax or "1.2.840.10008.1.2")
+        if isinstance(dataset, FileSource) and dataset.fits_in_memory():
+            dataset = dataset.read()  # small: one write with the command
         encoded = encode_command(command)
         async with self._send_lock:
             if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
-                for pdu in fragment_message(context_id, encoded, dataset, limit):
-                    association.send_nowait(pdu)
-                    await association.drain()
+                association.send_many_nowait(fragment_message(context_id, encoded, dataset, limit))
+                await association.drain()
                 return
-            for pdu in fragment_message(context_id, encoded, None, limit):
-                association.send_nowait(pdu)
+            association.send_many_nowait(fragment_message(context_id, encoded, None, limit))
             async for pdu in fragment_stream(context_id, dataset, limit):
                 association.send_nowait(pdu)
                 await association.drain()
@@ -479,6 +480,10 @@ class DimseSession:
                 f"message on presentation context {event.context_id}, which was not accepted"
             )
         message = ReceivedMessage(event.context_id, context.transfer_syntax or "", event.command)
+        try:
+            validate_command(event.command)
+        except CommandError as exc:
+            raise DimseProtocolError(f"invalid command set: {exc}") from exc
         is_request = not message.command_field & 0x8000
         if not event.has_dataset:
             self._dispatch(message, is_request)

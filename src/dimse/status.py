@@ -101,6 +101,8 @@ class Status(int):
     __slots__ = ()
 
     def __new__(cls, code: int) -> Status:
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise TypeError(f"status must be an int, not {type(code).__name__}")
         if not 0 <= code <= 0xFFFF:
             raise ValueError(f"status {code!r} is not a 16-bit value")
         return super().__new__(cls, code)

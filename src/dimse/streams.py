@@ -125,6 +125,21 @@ class FileSource:
         self.length = length
         self.chunk_size = chunk_size
 
+    #: Data sets up to this size are read whole and sent in one write with their command.
+    SMALL = 4 << 20
+
+    def fits_in_memory(self) -> bool:
+        length = self.length
+        if length is None:
+            length = self.path.stat().st_size - self.offset
+        return length <= self.SMALL
+
+    def read(self) -> bytes:
+        """The whole range at once (for small data sets)."""
+        with open(self.path, "rb") as file:
+            file.seek(self.offset)
+            return file.read(-1 if self.length is None else self.length)
+
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 

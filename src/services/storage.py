@@ -425,20 +425,20 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[FileInfo], list[Fil
     return infos, failures
 
 
+def _context_keys(info: FileInfo) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two contexts a file needs: its own transfer syntax, and uncompressed LE."""
+    return (info.sop_class_uid, info.transfer_syntax), (info.sop_class_uid, "uncompressed")
+
+
 def _contexts_for(infos: Sequence[FileInfo]) -> list[tuple[str, list[str]]]:
     """One context per (SOP class, transfer syntax) plus Explicit/Implicit LE per class."""
-    contexts: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, str]] = set()
+    exact: dict[tuple[str, str], None] = {}
+    fallback: dict[str, None] = {}
     for info in infos:
-        key = (info.sop_class_uid, info.transfer_syntax)
-        if key not in seen:
-            seen.add(key)
-            contexts.append((info.sop_class_uid, [info.transfer_syntax]))
-    for sop_class in dict.fromkeys(i.sop_class_uid for i in infos):
-        key = (sop_class, "uncompressed")
-        if key not in seen:
-            seen.add(key)
-            contexts.append((sop_class, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]))
+        exact.setdefault((info.sop_class_uid, info.transfer_syntax))
+        fallback.setdefault(info.sop_class_uid)
+    contexts = [(sop_class, [syntax]) for sop_class, syntax in exact]
+    contexts.extend((sop_class, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]) for sop_class in fallback)
     return contexts
 
 
@@ -446,11 +446,15 @@ def _batches(infos: list[FileInfo], limit: int = 128) -> list[list[FileInfo]]:
     """Split files so that each association proposes at most ``limit`` contexts."""
     batches: list[list[FileInfo]] = []
     current: list[FileInfo] = []
+    keys: set[tuple[str, str]] = set()
     for info in infos:
-        if len(_contexts_for([*current, info])) > limit:
+        needed = set(_context_keys(info)) - keys
+        if current and len(keys) + len(needed) > limit:
             batches.append(current)
-            current = []
+            current, keys = [], set()
+            needed = set(_context_keys(info))
         current.append(info)
+        keys |= needed
     if current:
         batches.append(current)
     return batches

@@ -19,7 +19,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -264,6 +264,7 @@ class Association:
         self._drain_waiter: asyncio.Future[None] | None = None
         self._received: deque[PDataTF] = deque()
         self._received_bytes = 0
+        self._corked: list[bytes | bytearray | memoryview] | None = None
         self._receive_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._established: asyncio.Future[NegotiatedAssociation] = self._loop.create_future()
@@ -414,7 +415,10 @@ class Association:
         if pdu_log.isEnabledFor(logging.DEBUG):
             pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
         if isinstance(pdu, PDataTF):
-            transport.writelines(pdu.encode_parts())
+            if self._corked is not None:
+                self._corked.extend(pdu.encode_parts())
+            else:
+                transport.writelines(pdu.encode_parts())
         else:
             transport.write(pdu.encode())
 
@@ -422,6 +426,8 @@ class Association:
         pdu_log.debug("received from %s: %r", self.peer_address, pdu)
 
     def _on_associate_indication(self, indication: AssociateIndication) -> None:
+        if self._core.state is not State.STA3:
+            return  # already aborted by a PDU read together with the RQ
         if self.on_associate is None:
             self._apply(self._core.reject(AAssociateRJ(2, 3, 1)))
         else:
@@ -429,7 +435,9 @@ class Association:
 
     def _on_release_indication(self, indication: ReleaseIndication) -> None:
         if indication.collision:
-            if self._core.requestor:  # AR-8 -> Sta9: answer at once (AR-9)
+            # AR-8 -> Sta9 on the requestor: answer at once (AR-9). The state is checked
+            # because PDUs read together with the RQ may already have moved it on.
+            if self._core.requestor and self._core.state is State.STA9:
                 self._apply(self._core.release_response())
             return  # acceptor side (Sta10): wait for the peer's A-RELEASE-RP
         self._release_requested = True
@@ -442,6 +450,9 @@ class Association:
         if not self._established.done():
             self._established.set_exception(self._error)
             self._established.exception()
+        if not self._released.done():  # a release in progress ends here, not at ARTIM
+            self._released.set_exception(self._error)
+            self._released.exception()
         self._wake_receiver()
 
     def _wake_receiver(self) -> None:
@@ -504,6 +515,17 @@ class Association:
         """Send one P-DATA-TF without waiting; call :meth:`drain` now and then."""
         self._apply(self._core.send_data(pdu))
 
+    def send_many_nowait(self, pdus: Iterable[PDataTF]) -> None:
+        """Send several P-DATA-TF in one write (one system call for a small message)."""
+        self._corked = []
+        try:
+            for pdu in pdus:
+                self._apply(self._core.send_data(pdu))
+        finally:
+            parts, self._corked = self._corked, None
+            if parts and self._transport is not None and not self._transport.is_closing():
+                self._transport.writelines(parts)
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         if self._writing_paused and self._transport is not None:
@@ -524,10 +546,12 @@ class Association:
         when it ends abnormally, :class:`DicomTimeoutError` after ``timeout`` seconds.
         """
         while not self._received:
-            if self._release_requested or self._released.done():
+            if self._release_requested:
                 return None
             if self._error is not None:
                 raise self._error
+            if self._released.done():
+                return None
             if self._transport is None:
                 raise DicomWireError("the association's connection is closed")
             waiter = self._loop.create_future()

@@ -800,6 +800,12 @@ class PresentationDataValue:
     control_header: int
     data: Buffer
 
+    def __post_init__(self) -> None:
+        data = self.data
+        if type(data) is memoryview and (data.format != "B" or data.ndim != 1):
+            # lengths are counted in bytes, whatever the view's item type
+            self.data = data.cast("B") if data.c_contiguous else memoryview(data.tobytes())
+
     @property
     def is_command(self) -> bool:
         return bool(self.control_header & 0x01)

@@ -1,13 +1,15 @@
-"""A DIMSE server and client on loopback for the session tests."""
+"""A DIMSE server and client on loopback for the session tests, and a raw PDU-level peer."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from dicomwire.dimse.session import DimseSession, Handler, SinkFactory, open_session
 from dicomwire.ul.association import Association, AssociationServer, Timeouts
-from dicomwire.ul.negotiation import AcceptorPolicy, RequestorConfig
+from dicomwire.ul.negotiation import AcceptorPolicy, RequestorConfig, build_request
+from dicomwire.ul.pdu import PDU, AAssociateAC, decode
 
 IMPLICIT = "1.2.840.10008.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -57,3 +59,45 @@ async def dimse_pair(
             "127.0.0.1", server.port, config, handlers=client_handlers, timeouts=timeouts
         ) as session:
             yield session
+
+
+# --------------------------------------------------------------------------- raw peer
+
+
+async def read_pdu(reader: asyncio.StreamReader, timeout: float = 5.0) -> PDU:
+    """Read one whole PDU off a raw connection and decode it (PS3.8 §9.3.1 header)."""
+
+    async def read() -> PDU:
+        header = await reader.readexactly(6)
+        body = await reader.readexactly(int.from_bytes(header[2:], "big"))
+        return decode(header + body)
+
+    return await asyncio.wait_for(read(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def raw_association(
+    port: int,
+    contexts: Sequence[tuple[str, Sequence[str]]],
+    *,
+    called: str = "SERVER",
+    max_pdu_length: int = 16384,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter, AAssociateAC]]:
+    """A plain TCP connection that negotiated an association with the PDU codec only.
+
+    Yields the stream pair and the A-ASSOCIATE-AC; whatever is sent next is up to the test
+    (no DIMSE, no state machine on this side). The connection is closed at the end.
+    """
+    request, _ = build_request(
+        RequestorConfig("RAWPEER", called, list(contexts), max_pdu_length=max_pdu_length)
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request.encode())
+        accept = await read_pdu(reader)
+        assert isinstance(accept, AAssociateAC), accept
+        yield reader, writer, accept
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
