@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import zlib
 from io import BytesIO
-
-from pydicom import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
+from typing import TYPE_CHECKING
 
 from ..errors import DicomWireError
+
+if TYPE_CHECKING:  # pydicom is imported when a data set is first decoded or encoded
+    from pydicom import Dataset
 
 __all__ = ["DataSetError", "decode_dataset", "encode_dataset"]
 
@@ -38,6 +37,8 @@ def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
 
 def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -> Dataset:
     """Decode a data set received in ``transfer_syntax``."""
+    from pydicom.filereader import read_dataset
+
     raw = bytes(data)
     try:
         if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
@@ -51,6 +52,9 @@ def decode_dataset(data: bytes | bytearray | memoryview, transfer_syntax: str) -
 
 def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
     """Encode ``dataset`` for a presentation context with ``transfer_syntax``."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
     implicit, little = _encoding(transfer_syntax)
     buffer = DicomBytesIO()
     buffer.is_implicit_VR = implicit

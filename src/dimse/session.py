@@ -26,9 +26,7 @@ import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pydicom import Dataset
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import DicomWireError
 from ..ul.association import (
@@ -71,9 +69,12 @@ __all__ = [
     "open_session",
 ]
 
+if TYPE_CHECKING:  # pydicom is imported only where a Dataset is encoded or decoded
+    from pydicom import Dataset
+
 log = logging.getLogger("dicomwire.dimse")
 
-DataSetInput = bytes | bytearray | memoryview | Dataset | AsyncIterable[bytes] | None
+DataSetInput: TypeAlias = "bytes | bytearray | memoryview | Dataset | AsyncIterable[bytes] | None"
 
 #: When a window value is 0 (unlimited), concurrency is still bounded by these.
 _UNLIMITED_INVOKED = 1024
@@ -394,7 +395,9 @@ class DimseSession:
         """Send one whole message; no other message's fragments until it is done."""
         association = self.association
         limit = self.negotiated.remote_max_pdu_length
-        if isinstance(dataset, Dataset):
+        if dataset is not None and not isinstance(
+            dataset, (bytes, bytearray, memoryview, AsyncIterable)
+        ):  # a pydicom Dataset
             context = self.negotiated.contexts[context_id]
             dataset = encode_dataset(dataset, context.transfer_syntax or "1.2.840.10008.1.2")
         if isinstance(dataset, FileSource) and dataset.fits_in_memory():

@@ -28,7 +28,7 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig, TLSProfile
-from .storage import STORAGE_SOP_CLASSES, StorageConfig, StorageSCP
+from .storage import StorageConfig, StorageSCP, storage_sop_classes
 from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
 __all__ = ["ConfigError", "Node", "NodeConfig", "load_config", "run_node"]
@@ -121,7 +121,7 @@ class Node:
     def build_policy(self) -> AcceptorPolicy:
         """Verification plus every storage SOP class (any abstract syntax if promiscuous)."""
         syntaxes: dict[str, tuple[str, ...]] = {
-            uid: tuple(self.config.storage.transfer_syntaxes) for uid in STORAGE_SOP_CLASSES
+            uid: tuple(self.config.storage.transfer_syntaxes) for uid in storage_sop_classes()
         }
         syntaxes[VERIFICATION_SOP_CLASS] = DEFAULT_TRANSFER_SYNTAXES
         return AcceptorPolicy(

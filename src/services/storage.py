@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -30,11 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
-
-from pydicom import Dataset
-from pydicom._uid_dict import UID_dictionary
-from pydicom.filereader import read_dataset
+from typing import TYPE_CHECKING, Literal
 
 from ..dimse.commands import CommandField, CommandSet, Tag
 from ..dimse.datasets import DataSetError, decode_dataset, encode_dataset
@@ -56,7 +53,7 @@ from .part10 import FileInfo, Part10Error, build_file_meta, read_file_info
 
 __all__ = [
     "COMPRESSED_TRANSFER_SYNTAXES",
-    "STORAGE_SOP_CLASSES",
+    "storage_sop_classes",
     "STORAGE_TRANSFER_SYNTAXES",
     "UNCOMPRESSED_TRANSFER_SYNTAXES",
     "StorageConfig",
@@ -66,6 +63,9 @@ __all__ = [
     "store_dataset",
     "store_files",
 ]
+
+if TYPE_CHECKING:  # pydicom is imported only where a Dataset is needed
+    from pydicom import Dataset
 
 log = logging.getLogger("dicomwire.services.storage")
 
@@ -99,15 +99,21 @@ COMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
 #: The SCP's default transfer syntax preference order (DCMTK's: uncompressed first).
 STORAGE_TRANSFER_SYNTAXES = UNCOMPRESSED_TRANSFER_SYNTAXES + COMPRESSED_TRANSFER_SYNTAXES
 
-#: Every storage SOP class pydicom knows (PS3.4 Table B.5-1), UID -> name.
-STORAGE_SOP_CLASSES: dict[str, str] = {
-    uid: entry[0]
-    for uid, entry in UID_dictionary.items()
-    if entry[1] == "SOP Class"
-    and "Storage" in entry[0]
-    and "Commitment" not in entry[0]
-    and uid != "1.2.840.10008.1.3.10"  # Media Storage Directory: a DICOMDIR, not sent
-}
+
+@functools.cache
+def storage_sop_classes() -> dict[str, str]:
+    """Every storage SOP class pydicom knows (PS3.4 Table B.5-1), UID -> name."""
+    from pydicom._uid_dict import UID_dictionary
+
+    return {
+        uid: entry[0]
+        for uid, entry in UID_dictionary.items()
+        if entry[1] == "SOP Class"
+        and "Storage" in entry[0]
+        and "Commitment" not in entry[0]
+        and uid != "1.2.840.10008.1.3.10"  # Media Storage Directory: a DICOMDIR, not sent
+    }
+
 
 OUT_OF_RESOURCES = 0xA700
 DATASET_MISMATCH = 0xA900
@@ -233,6 +239,8 @@ _HEADER_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
 
 def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
     """SOP Class/Instance, Study and Series UIDs of the stored data set; DataSetError."""
+    from pydicom.filereader import read_dataset
+
     try:
         with open(path, "rb") as file:
             file.seek(offset)
@@ -470,7 +478,7 @@ def _choose(session: DimseSession, info: FileInfo) -> tuple[PresentationContext,
             context = session.negotiated.find_context(info.sop_class_uid, syntax)
             if context is not None:
                 return context, True
-    name = STORAGE_SOP_CLASSES.get(info.sop_class_uid, info.sop_class_uid)
+    name = storage_sop_classes().get(info.sop_class_uid, info.sop_class_uid)
     raise DicomWireError(
         f"the peer accepted no context for {name} in {info.transfer_syntax}"
         + (
@@ -522,14 +530,15 @@ async def _send_batch(
         try:
             context, convert = _choose(session, info)
             if convert:
-                source = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
-                operation = await session.request(context.context_id, _store_command(info), source)
-            else:
+                converted = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
                 operation = await session.request(
-                    context.context_id,
-                    _store_command(info),
-                    FileSource(info.path, info.dataset_offset, info.dataset_length),
+                    context.context_id, _store_command(info), converted
                 )
+            else:
+                source = FileSource(info.path, info.dataset_offset, info.dataset_length)
+                # Read a small data set now, while the previous operation is still out.
+                payload: bytes | FileSource = source.read() if source.fits_in_memory() else source
+                operation = await session.request(context.context_id, _store_command(info), payload)
         except DataSetError as exc:
             outcome.error = str(exc)
             progress()
@@ -560,7 +569,7 @@ async def store_dataset(
     for its SOP class. Raw bytes need their SOP class, instance and transfer syntax; they
     are sent as they are, or converted when only another uncompressed syntax was accepted.
     """
-    if isinstance(dataset, Dataset):
+    if not isinstance(dataset, (bytes, bytearray, memoryview)):  # a pydicom Dataset
         sop_class_uid = sop_class_uid or str(dataset.SOPClassUID)
         sop_instance_uid = sop_instance_uid or str(dataset.SOPInstanceUID)
         context = session.find_context(sop_class_uid)

@@ -26,8 +26,8 @@ DEFAULT_MAX_CONTROL_PDU_LENGTH = 1 << 20
 #: PDUs (only possible with an unlimited maximum) grow as their bytes arrive.
 _PREALLOCATE_UNTRUSTED = 1 << 20
 #: Read straight into a PDU's buffer when at least this much of it is still missing.
-_DIRECT_READ_THRESHOLD = 16 << 10
-_STAGING_SIZE = 64 << 10
+_DIRECT_READ_THRESHOLD = 4 << 10
+_STAGING_SIZE = 16 << 10
 
 
 class PDUFramer:

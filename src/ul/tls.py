@@ -31,9 +31,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
-
 from ..errors import DicomWireError
 
 __all__ = [
@@ -121,6 +118,9 @@ class TLSConfig:
 @contextlib.contextmanager
 def _pem_from_pkcs12(path: Path, password: bytes | None) -> Iterator[tuple[str, str]]:
     """Certificate chain and key of a PKCS#12 file as PEM files that live for the block."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     try:
         key, cert, extra = pkcs12.load_key_and_certificates(path.read_bytes(), password)
     except (OSError, ValueError) as exc:
