@@ -12,7 +12,6 @@ Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 import time
@@ -22,11 +21,12 @@ from typing import Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from ..errors import DicomWireError
-from ..ul.association import Timeouts
+from ..ul.association import Timeouts, run_event_loop
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH
 from ..ul.tls import TLSConfig, TLSProfile
-from .node import NodeConfig, load_config, run_node
+from ..ul.trace import start_trace
+from .node import NodeConfig, load_config, run_node, run_workers
 from .storage import store_files
 
 log = logging.getLogger("dicomwire.cli")
@@ -54,6 +54,12 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> No
 
     parser.add_argument("-v", "--verbose", action="store_true", help="log association events")
     parser.add_argument("-d", "--debug", action="store_true", help="log every PDU decoded")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write every PDU sent and received to FILE as JSON lines (exact bytes, base64)",
+    )
     parser.add_argument(
         "--max-pdu",
         "-pdu",
@@ -260,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept any called AE title and any abstract syntax",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="N processes share the ports (SO_REUSEPORT), e.g. one per core (1)",
+    )
+    serve.add_argument(
         "--max-associations",
         type=int,
         metavar="N",
@@ -381,11 +393,7 @@ def _timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:
 
 
 def _run(coroutine: Coroutine[Any, Any, int]) -> int:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
+    return run_event_loop(coroutine)
 
 
 async def _echo(args: argparse.Namespace) -> int:
@@ -422,6 +430,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "promiscuous": args.promiscuous,
         "max_associations": args.max_associations,
         "max_pdu_length": args.max_pdu,
+        "workers": args.workers,
     }
     for name, value in overrides.items():
         if value is not None:
@@ -542,10 +551,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _configure_logging(args)
+    if getattr(args, "trace", None) is not None:
+        start_trace(args.trace)
     if args.command == "echo":
         return _run(_echo(args))
     if args.command == "store":
         return _run(_store(args))
+    if args.command == "serve" and (args.workers or 1) > 1:
+        try:
+            return run_workers(_node_config(args))
+        except DicomWireError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 2
     if args.command == "certs":
         return _certs(args)
     return _run(_serve(args))

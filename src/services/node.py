@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -31,7 +32,7 @@ from ..ul.tls import TLSConfig, TLSProfile
 from .storage import StorageConfig, StorageSCP, storage_sop_classes
 from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
-__all__ = ["ConfigError", "Node", "NodeConfig", "load_config", "run_node"]
+__all__ = ["ConfigError", "Node", "NodeConfig", "load_config", "run_node", "run_workers"]
 
 log = logging.getLogger("dicomwire.services.node")
 
@@ -57,6 +58,8 @@ class NodeConfig:
     #: PS3.15 secure transport: listen for TLS on ``tls_port`` beside the plain ``port``.
     tls: TLSConfig | None = None
     tls_port: int | None = None
+    #: Processes sharing the ports with SO_REUSEPORT (one per core); limits are per process.
+    workers: int = 1
 
 
 def _build(kind: type[Any], table: dict[str, Any], where: str) -> Any:
@@ -148,9 +151,12 @@ class Node:
         return self.server.port
 
     async def start(self) -> None:
-        await self.server.start(self.config.host, self.config.port)
+        shared = self.config.workers > 1
+        await self.server.start(self.config.host, self.config.port, reuse_port=shared)
         if self.config.tls is not None and self.config.tls_port is not None:
-            await self.server.start(self.config.host, self.config.tls_port, self.config.tls)
+            await self.server.start(
+                self.config.host, self.config.tls_port, self.config.tls, reuse_port=shared
+            )
 
     async def shutdown(self) -> None:
         await self.server.shutdown(grace=self.config.shutdown_grace)
@@ -187,3 +193,43 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
     finally:
         log.warning("shutting down")
         await node.shutdown()
+
+
+def _worker(config: NodeConfig) -> None:  # pragma: no cover - runs in a child process
+    from ..ul.association import run_event_loop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_event_loop(run_node(config))
+
+
+def run_workers(config: NodeConfig) -> int:
+    """Run ``config.workers`` node processes on the same ports (SO_REUSEPORT).
+
+    The parent only supervises: SIGINT/SIGTERM are passed on, and it returns once every
+    worker has stopped (exit code 1 if one failed).
+    """
+    import multiprocessing
+
+    config.storage.root.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("fork")
+    processes = [
+        context.Process(target=_worker, args=(config,), name=f"dicomwire-worker-{n}")
+        for n in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def forward(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for process in processes:
+            process.join()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0 if all(p.exitcode == 0 for p in processes) else 1

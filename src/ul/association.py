@@ -19,9 +19,9 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ..errors import DicomWireError
 from .fsm import State
@@ -62,8 +62,10 @@ from .pdu import (
 )
 from .tls import TLSConfig, TLSError, client_context, describe_tls_error, server_context
 from .tlstransport import TLSSession, TLSTransport
+from .trace import active_trace
 
 __all__ = [
+    "run_event_loop",
     "Association",
     "AssociationAborted",
     "AssociationRejected",
@@ -72,6 +74,8 @@ __all__ = [
     "Timeouts",
     "connect",
 ]
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("dicomwire.ul")
 pdu_log = logging.getLogger("dicomwire.ul.pdu")
@@ -254,7 +258,9 @@ class Association:
         self._loop = loop or asyncio.get_running_loop()
         self.timeouts = timeouts or Timeouts()
         self._core = UpperLayer(requestor=requestor, max_pdu_length=max_pdu_length)
-        if pdu_log.isEnabledFor(logging.DEBUG):
+        self._trace = active_trace()
+        self._trace_id = self._trace.new_association_id() if self._trace else 0
+        if pdu_log.isEnabledFor(logging.DEBUG) or self._trace is not None:
             self._core.on_pdu = self._log_received
         self._transport: asyncio.Transport | None = None
         self._artim: asyncio.TimerHandle | None = None
@@ -414,6 +420,8 @@ class Association:
             return
         if pdu_log.isEnabledFor(logging.DEBUG):
             pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
+        if self._trace is not None:
+            self._trace.record("sent", self._trace_id, self.peer_address, pdu)
         if isinstance(pdu, PDataTF):
             if self._corked is not None:
                 self._corked.extend(pdu.encode_parts())
@@ -424,6 +432,8 @@ class Association:
 
     def _log_received(self, pdu: PDU) -> None:
         pdu_log.debug("received from %s: %r", self.peer_address, pdu)
+        if self._trace is not None:
+            self._trace.record("received", self._trace_id, self.peer_address, pdu)
 
     def _on_associate_indication(self, indication: AssociateIndication) -> None:
         if self._core.state is not State.STA3:
@@ -759,12 +769,19 @@ class AssociationServer:
         return int(self.sockets[0].getsockname()[1])
 
     async def start(
-        self, host: str | None = "127.0.0.1", port: int = 11112, tls: TLSConfig | None = None
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 11112,
+        tls: TLSConfig | None = None,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         """Start listening; ``host`` None listens on every address (IPv4 and IPv6).
 
         With ``tls`` this listener accepts only PS3.15 secure transport connections; call
-        start() once per port to serve plain TCP and TLS side by side.
+        start() once per port to serve plain TCP and TLS side by side. ``reuse_port``
+        (SO_REUSEPORT) lets several processes share the port; the kernel spreads
+        connections among them.
         """
         loop = asyncio.get_running_loop()
         context = server_context(tls) if tls is not None else None
@@ -772,7 +789,9 @@ class AssociationServer:
         def factory() -> _Protocol:
             return self._protocol(context, tls.handshake_timeout if tls is not None else 15.0)
 
-        server = await loop.create_server(factory, host, port, reuse_address=True)
+        server = await loop.create_server(
+            factory, host, port, reuse_address=True, reuse_port=reuse_port or None
+        )
         self._servers.append(server)
         log.info("listening on %s", ", ".join(str(s.getsockname()) for s in server.sockets))
 
@@ -879,3 +898,12 @@ class AssociationServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown(grace=1.0)
+
+
+def run_event_loop(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run ``coroutine`` on uvloop when it is installed, else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
