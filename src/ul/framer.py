@@ -28,6 +28,19 @@ _PREALLOCATE_UNTRUSTED = 1 << 20
 #: Read straight into a PDU's buffer when at least this much of it is still missing.
 _DIRECT_READ_THRESHOLD = 4 << 10
 _STAGING_SIZE = 16 << 10
+#: P-DATA-TF PDUs from this size up are received into reusable buffers.
+_POOLED_MINIMUM = 32 << 10
+_POOL_BUFFERS = 16
+
+
+def _unexported(buffer: bytearray) -> bool:
+    """True when no memoryview of ``buffer`` is alive (it can be resized)."""
+    try:
+        buffer.append(0)
+    except BufferError:
+        return False
+    del buffer[-1]
+    return True
 
 
 class PDUFramer:
@@ -53,6 +66,7 @@ class PDUFramer:
         "_failed",
         "_header",
         "_header_filled",
+        "_pool",
         "_staging",
         "_staging_view",
         "deferred_error",
@@ -77,6 +91,7 @@ class PDUFramer:
         self._staging_view = memoryview(self._staging)
         self._direct = False
         self._failed: PDUError | None = None
+        self._pool: list[bytearray] = []
         #: An error met after PDUs were completed in the same call; the caller reports it.
         self.deferred_error: PDUError | None = None
 
@@ -175,7 +190,13 @@ class PDUFramer:
         total = PDU_HEADER_LENGTH + length
         self._body_length = total
         self._body_filled = PDU_HEADER_LENGTH
-        if limit or length <= _PREALLOCATE_UNTRUSTED:
+        if pdu_type == PDUType.P_DATA_TF and total >= _POOLED_MINIMUM and limit:
+            body = self._pooled_buffer(total)
+            view = memoryview(body)[:total]
+            view[:PDU_HEADER_LENGTH] = self._header
+            self._body = body
+            self._body_view = view
+        elif limit or length <= _PREALLOCATE_UNTRUSTED:
             body = bytearray(total)
             body[:PDU_HEADER_LENGTH] = self._header
             self._body = body
@@ -184,14 +205,33 @@ class PDUFramer:
             self._body = bytearray(self._header)
             self._body_view = None
 
+    def _pooled_buffer(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes that nothing looks into any more.
+
+        A fresh large bytearray costs a page fault per 4 KiB on first write; reusing one
+        whose PDU has been consumed avoids that. "Consumed" means no memoryview of it is
+        alive (a PDV's data, a transport's read buffer): such a view is an export, and an
+        exported bytearray refuses to change size.
+        """
+        for buffer in self._pool:
+            if len(buffer) >= size and _unexported(buffer):
+                return buffer
+        buffer = bytearray(size)
+        if len(self._pool) < _POOL_BUFFERS:
+            self._pool.append(buffer)
+        return buffer
+
     def _finish(self) -> PDU:
         body = self._body
+        view = self._body_view
         assert body is not None
         self._body = None
         self._body_view = None
         self._header_filled = 0
         self._body_filled = 0
         try:
+            if view is not None and len(view) != len(body):  # a pooled, larger buffer
+                return decode(view)
             return decode(body)
         except PDUError as exc:
             self._failed = exc
