@@ -552,7 +552,9 @@ class DimseSession:
                 try:
                     await self._respond(message, response)
                 except DicomWireError as exc:
-                    log.info("could not send response to message %d: %s", message_id, exc)
+                    # A response that cannot be sent leaves the peer waiting: end it.
+                    log.warning("cannot send the response to message %d: %s", message_id, exc)
+                    self._fail(exc, abort=True)
 
     async def _call_handler(self, request: Request) -> Response:
         message = request.message

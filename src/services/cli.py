@@ -15,7 +15,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,10 @@ from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version_
 from ..errors import DicomWireError
 from ..ul.association import Timeouts, run_event_loop
 from ..ul.identifiers import validate_ae_title
-from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH
+from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
 from ..ul.tls import TLSConfig, TLSProfile
 from ..ul.trace import start_trace
-from .node import NodeConfig, load_config, run_node, run_workers
+from .node import NodeConfig, load_config, run_node, run_workers, validate_config
 from .storage import store_files
 
 log = logging.getLogger("dicomwire.cli")
@@ -37,6 +37,40 @@ def _ae_title(value: str) -> str:
         return validate_ae_title(value)
     except DicomWireError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
+        return number
+
+    return parse
+
+
+_peer_port = _int_in(1, 65535, "port")
+
+
+def _known_node(value: str) -> KnownNode:
+    """``AE``, ``AE@HOST`` or ``AE@HOST:PORT`` (HOST may be an address or a network)."""
+    title, _, where = value.partition("@")
+    host, port = where, None
+    if where.count(":") == 1:  # an IPv6 address or network has several colons
+        host, _, port_text = where.partition(":")
+        port = _peer_port(port_text)
+    return KnownNode(_ae_title(title), host or None, port)
+
+
+_listen_port = _int_in(0, 65535, "port")
+_positive = _int_in(1, 1 << 30, "value")
+_window = _int_in(0, 0xFFFF, "window (0 = unlimited)")
+_retries = _int_in(0, 100, "retries")
 
 
 def _pdu_length(value: str) -> int:
@@ -97,7 +131,7 @@ def _add_tls(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
     if server:
         group.add_argument(
             "--tls-port",
-            type=int,
+            type=_listen_port,
             metavar="N",
             help="also listen for TLS connections on port N (e.g. 2762)",
         )
@@ -174,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open an association, send C-ECHO-RQ, release. Exit 0 only on status 0000.",
     )
     echo.add_argument("host", help="peer host name or address")
-    echo.add_argument("port", type=int, help="peer TCP port")
+    echo.add_argument("port", type=_peer_port, help="peer TCP port")
     echo.add_argument(
         "--aet",
         "-aet",
@@ -192,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument(
         "--repeat",
         "-r",
-        type=int,
+        type=_positive,
         default=1,
         metavar="N",
         help="send N C-ECHO requests on the association (1)",
@@ -224,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
-    serve.add_argument("--port", "-p", type=int, help="TCP port (11112)")
+    serve.add_argument("--port", "-p", type=_listen_port, help="TCP port (11112)")
     serve.add_argument(
         "--host", help="address to listen on (default: every address, IPv4 and IPv6)"
     )
@@ -266,14 +300,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept any called AE title and any abstract syntax",
     )
     serve.add_argument(
+        "--transfer-syntaxes",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        metavar="UID,UID,...",
+        help="storage transfer syntaxes in preference order (uncompressed, then compressed)",
+    )
+    serve.add_argument(
+        "--dimse-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for a DIMSE message the node expects (0 = none, the default)",
+    )
+    serve.add_argument(
+        "--known-node",
+        action="append",
+        type=_known_node,
+        metavar="AE[@HOST[:PORT]]",
+        help="a remote AE allowed to associate (HOST may be a network like 10.0.0.0/24); "
+        "repeatable; when given, only these callers are accepted",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="S",
+        help="on SIGINT/SIGTERM, let running associations finish for S seconds (10)",
+    )
+    serve.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         metavar="N",
         help="N processes share the ports (SO_REUSEPORT), e.g. one per core (1)",
     )
     serve.add_argument(
         "--max-associations",
-        type=int,
+        type=_positive,
         metavar="N",
         help="simultaneous associations before rejecting (100)",
     )
@@ -289,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     store.add_argument("host", help="peer host name or address")
-    store.add_argument("port", type=int, help="peer TCP port")
+    store.add_argument("port", type=_peer_port, help="peer TCP port")
     store.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or directories")
     store.add_argument(
         "--aet",
@@ -307,21 +367,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.add_argument(
         "--window",
-        type=int,
+        type=_window,
         default=1,
         metavar="N",
         help="asynchronous operations window: up to N C-STORE outstanding (1)",
     )
     store.add_argument(
         "--associations",
-        type=int,
+        type=_positive,
         default=1,
         metavar="N",
         help="send over N associations in parallel (1)",
     )
     store.add_argument(
         "--retries",
-        type=int,
+        type=_retries,
         default=2,
         metavar="N",
         help="retries for transient failures: A7xx status, lost connection (2)",
@@ -364,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="host name a certificate is for; repeatable (localhost)",
     )
     certs.add_argument("--password", default="dicomwire", help="PKCS#12 password (dicomwire)")
-    certs.add_argument("--days", type=int, default=365, help="validity in days (365)")
+    certs.add_argument("--days", type=_positive, default=365, help="validity in days (365)")
     return parser
 
 
@@ -431,6 +491,8 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "max_associations": args.max_associations,
         "max_pdu_length": args.max_pdu,
         "workers": args.workers,
+        "known_nodes": args.known_node,
+        "shutdown_grace": args.shutdown_grace,
     }
     for name, value in overrides.items():
         if value is not None:
@@ -441,6 +503,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "discard": args.discard,
         "fsync": args.fsync,
         "duplicates": args.duplicates,
+        "transfer_syntaxes": args.transfer_syntaxes,
     }
     for name, value in storage.items():
         if value is not None:
@@ -449,6 +512,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         "artim": args.artim_timeout,
         "acse": args.acse_timeout,
         "network_idle": args.idle_timeout,
+        "dimse": args.dimse_timeout,
     }
     for name, value in timeouts.items():
         if value is not None:
@@ -462,7 +526,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
 
 async def _serve(args: argparse.Namespace) -> int:
     try:
-        config = _node_config(args)
+        config = validate_config(_node_config(args))
     except DicomWireError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -559,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(_store(args))
     if args.command == "serve" and (args.workers or 1) > 1:
         try:
-            return run_workers(_node_config(args))
+            return run_workers(validate_config(_node_config(args)))
         except DicomWireError as exc:
             print(f"serve: {exc}", file=sys.stderr)
             return 2

@@ -22,6 +22,7 @@ from ..dimse.commands import CommandField
 from ..dimse.session import DimseSession, Handler, SinkFactory
 from ..errors import DicomWireError
 from ..ul.association import Association, AssociationServer, Timeouts
+from ..ul.identifiers import is_valid_uid, validate_ae_title
 from ..ul.negotiation import (
     DEFAULT_MAX_PDU_LENGTH,
     DEFAULT_TRANSFER_SYNTAXES,
@@ -29,10 +30,18 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig, TLSProfile
-from .storage import StorageConfig, StorageSCP, storage_sop_classes
+from .storage import StorageConfig, StorageSCP, storage_sop_classes, validate_layout
 from .verification import VERIFICATION_SOP_CLASS, handle_echo
 
-__all__ = ["ConfigError", "Node", "NodeConfig", "load_config", "run_node", "run_workers"]
+__all__ = [
+    "ConfigError",
+    "Node",
+    "NodeConfig",
+    "load_config",
+    "run_node",
+    "run_workers",
+    "validate_config",
+]
 
 log = logging.getLogger("dicomwire.services.node")
 
@@ -105,6 +114,68 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"{path}: {exc}") from exc
     if isinstance(config.ae_titles, str):
         config.ae_titles = [config.ae_titles]
+    return validate_config(config)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate_config(config: NodeConfig) -> NodeConfig:
+    """Check every setting's type and range; raise :class:`ConfigError` naming the first bad one."""
+    titles = config.ae_titles
+    _check(
+        isinstance(titles, list) and bool(titles) and all(isinstance(t, str) for t in titles),
+        f"ae_titles must be a non-empty list of AE titles, not {titles!r}",
+    )
+    try:
+        config.ae_titles = [validate_ae_title(t) for t in titles]
+    except DicomWireError as exc:
+        raise ConfigError(f"ae_titles: {exc}") from None
+
+    def whole(name: str, value: object, low: int, high: int) -> None:
+        _check(
+            isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
+            f"{name} must be a whole number from {low} to {high}, not {value!r}",
+        )
+
+    whole("port", config.port, 0, 65535)
+    if config.tls_port is not None:
+        whole("tls_port", config.tls_port, 0, 65535)
+    whole("max_associations", config.max_associations, 1, 1 << 30)
+    whole("max_pdu_length", config.max_pdu_length, 0, 0xFFFFFFFF)
+    whole("workers", config.workers, 1, 1024)
+    for name in ("promiscuous",):
+        _check(isinstance(getattr(config, name), bool), f"{name} must be true or false")
+    _check(
+        config.host is None or isinstance(config.host, str), f"host must be text: {config.host!r}"
+    )
+    storage = config.storage
+    for name in ("fsync", "discard"):
+        _check(isinstance(getattr(storage, name), bool), f"storage.{name} must be true or false")
+    _check(
+        storage.duplicates in ("overwrite", "keep", "reject"),
+        f"storage.duplicates must be overwrite, keep or reject, not {storage.duplicates!r}",
+    )
+    try:
+        validate_layout(storage.layout)
+    except DicomWireError as exc:
+        raise ConfigError(str(exc)) from None
+    _check(
+        bool(storage.transfer_syntaxes) and all(is_valid_uid(t) for t in storage.transfer_syntaxes),
+        f"storage.transfer_syntaxes must be a list of UIDs: {storage.transfer_syntaxes!r}",
+    )
+    for name in ("artim", "acse", "dimse", "network_idle", "connect"):
+        value = getattr(config.timeouts, name)
+        _check(
+            value is None or (isinstance(value, int | float) and value > 0),
+            f"timeouts.{name} must be a positive number of seconds, not {value!r}",
+        )
+    _check(
+        isinstance(config.shutdown_grace, int | float) and config.shutdown_grace >= 0,
+        f"shutdown_grace must be a number of seconds, not {config.shutdown_grace!r}",
+    )
     return config
 
 
@@ -112,7 +183,7 @@ class Node:
     """The node's acceptance policy and the DIMSE services each association gets."""
 
     def __init__(self, config: NodeConfig) -> None:
-        self.config = config
+        self.config = validate_config(config)
         self.storage = StorageSCP(config.storage)
         self.handlers: dict[int | tuple[str, int], Handler] = {
             CommandField.C_ECHO_RQ: handle_echo,

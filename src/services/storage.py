@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from ..dimse.commands import CommandField, CommandSet, Tag
 from ..dimse.datasets import DataSetError, decode_dataset, encode_dataset
@@ -46,8 +46,9 @@ from ..dimse.session import (
 from ..dimse.status import Status
 from ..dimse.streams import DataSetSink, FileSource
 from ..errors import DicomWireError
-from ..ul.association import Timeouts
+from ..ul.association import AssociationRejected, Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
+from ..ul.pdu import RejectResult
 from ..ul.tls import TLSConfig
 from .part10 import FileInfo, Part10Error, build_file_meta, read_file_info
 
@@ -237,27 +238,39 @@ def _path_component(value: str | None) -> str:
 _HEADER_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
 
 
+#: A deflated data set is inflated at most this far to find its header.
+_DEFLATED_HEADER_LIMIT = 16 << 20
+
+
 def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
-    """SOP Class/Instance, Study and Series UIDs of the stored data set; DataSetError."""
+    """SOP Class/Instance, Study and Series UIDs of the stored data set; DataSetError.
+
+    Reads elements up to (0020,000E) straight from the file, skipping large values
+    (pixel data, big private elements), however far into the data set they are.
+    """
     from pydicom.filereader import read_dataset
 
     try:
         with open(path, "rb") as file:
             file.seek(offset)
-            head = file.read(1 << 16)
-        if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
-            head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, 1 << 16)
-        dataset = read_dataset(
-            BytesIO(head),
-            transfer_syntax == IMPLICIT_VR_LE,
-            transfer_syntax != EXPLICIT_VR_BE,
-            stop_when=lambda tag, vr, length: tag > 0x0020000E,
-        )
-        values: dict[int, str] = {}
-        for tag in _HEADER_TAGS:
-            if tag in dataset:
-                value = dataset[tag].value
-                values[tag] = str(value).rstrip("\x00 ") if value is not None else ""
+            source: BinaryIO = file
+            if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                source = BytesIO(
+                    inflater.decompress(file.read(_DEFLATED_HEADER_LIMIT), _DEFLATED_HEADER_LIMIT)
+                )
+            dataset = read_dataset(
+                source,
+                transfer_syntax == IMPLICIT_VR_LE,
+                transfer_syntax != EXPLICIT_VR_BE,
+                stop_when=lambda tag, vr, length: tag > 0x0020000E,
+                defer_size=1024,
+            )
+            values: dict[int, str] = {}
+            for tag in _HEADER_TAGS:
+                if tag in dataset:
+                    value = dataset[tag].value
+                    values[tag] = str(value).rstrip("\x00 ") if value is not None else ""
         return values
     except Exception as exc:
         raise DataSetError(f"cannot read the data set header: {exc}") from exc
@@ -315,6 +328,11 @@ class StorageSCP:
             header = await asyncio.to_thread(_read_header, partial, offset, transfer_syntax)
         except DataSetError as exc:
             return Response(CANNOT_UNDERSTAND, None, _comment(str(exc)))
+        if 0x00080016 not in header and 0x00080018 not in header:
+            # Nothing parseable where a composite instance starts: not a data set at all.
+            return Response(
+                CANNOT_UNDERSTAND, None, _comment("no SOP Class/Instance UID in the data set")
+            )
         if header.get(0x00080016) != sop_class or header.get(0x00080018) != instance:
             return Response(
                 DATASET_MISMATCH,
@@ -352,6 +370,28 @@ class StorageSCP:
         return Response(0)
 
 
+LAYOUT_FIELDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "CallingAETitle",
+)
+
+
+def validate_layout(layout: str) -> str:
+    """Check a storage layout names only known fields and stays relative; return it."""
+    try:
+        sample = layout.format(**{name: "1.2.3" for name in LAYOUT_FIELDS})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DicomWireError(
+            f"storage layout {layout!r} is invalid ({exc}); fields: {', '.join(LAYOUT_FIELDS)}"
+        ) from None
+    if not sample or Path(sample).is_absolute() or ".." in Path(sample).parts:
+        raise DicomWireError(f"storage layout {layout!r} must be a relative path")
+    return layout
+
+
 def _comment(text: str) -> CommandSet:
     return {Tag.ErrorComment: text[:64]}
 
@@ -385,6 +425,8 @@ class FileOutcome:
     status: Status | None = None
     error: str | None = None
     attempts: int = 0
+    #: The failure will not go away by trying again (e.g. a permanent rejection).
+    permanent: bool = False
 
 
 @dataclass(slots=True)
@@ -420,16 +462,21 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[FileInfo], list[Fil
     """Part 10 files under ``paths`` (directories recursively); unreadable ones as failures."""
     infos: list[FileInfo] = []
     failures: list[FileOutcome] = []
+    seen: set[Path] = set()
     for given in paths:
         path = Path(given)
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for candidate in candidates:
+            if candidate.resolve() in seen:
+                continue  # the same file named twice is sent once
+            seen.add(candidate.resolve())
             try:
                 infos.append(read_file_info(candidate))
             except Part10Error as exc:
                 if path.is_dir() and "no DICM prefix" in str(exc):
                     continue  # not a DICOM file inside a directory: skip quietly
-                failures.append(FileOutcome(candidate, error=str(exc)))
+                reason = str(exc).removeprefix(f"{candidate}: ")
+                failures.append(FileOutcome(candidate, error=reason, permanent=True))
     return infos, failures
 
 
@@ -603,6 +650,8 @@ def _converted(info: FileInfo, transfer_syntax: str) -> bytes:
 
 
 def _retryable(outcome: FileOutcome) -> bool:
+    if outcome.permanent:
+        return False
     if outcome.status is None:
         return (
             outcome.error is not None
@@ -667,11 +716,15 @@ async def store_files(
                     ) as session:
                         await _send_batch(session, batch, outcomes, summary, tick)
                 except DicomWireError as exc:
+                    permanent = isinstance(exc, AssociationRejected) and (
+                        exc.result == RejectResult.REJECTED_PERMANENT
+                    )
                     for info in batch:
                         outcome = outcomes[info.path]
                         if outcome.status is None and outcome.error is None:
                             outcome.error = str(exc)
                             outcome.attempts += 1
+                            outcome.permanent = permanent
 
         await asyncio.gather(*(lane(files) for files in lanes if files))
         pending = [info for info in pending if _retryable(outcomes[info.path])]

@@ -892,6 +892,8 @@ class AssociationServer:
         for association in list(self._associations):
             if association._transport is not None:
                 association._transport.abort()
+            else:  # accepted while the server closed: never connected, nothing to wait for
+                association._connection_lost(None)
 
     async def __aenter__(self) -> AssociationServer:
         return self

@@ -471,12 +471,13 @@ class UpperLayer:
         return [ReleaseConfirmation()]
 
     def _aa1(self, event: Event, detail: str) -> list[Effect]:
+        # Table 9-9: "Send A-ABORT PDU (service-user source)". For a PDU received in Sta2
+        # (before any association exists) that is source 0, whose reason "shall not be
+        # significant" and is sent as 00H (§9.3.8); a local A-ABORT request passes its own.
         if event is Event.EVT15:
             source, reason = self._pending_abort
-        elif event is Event.EVT19:
-            source, reason = self._pending_abort  # set by _invalid_pdu
-        else:  # a well-formed PDU out of place in Sta2
-            source, reason = AbortSource.SERVICE_PROVIDER, AbortReason.UNEXPECTED_PDU
+        else:
+            source, reason = AbortSource.SERVICE_USER, 0
         return [SendPDU(AAbort(source, reason)), self._start_artim()]
 
     def _aa2(self, event: Event, detail: str) -> list[Effect]:

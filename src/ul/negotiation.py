@@ -59,6 +59,9 @@ __all__ = [
 
 #: Our default Maximum Length Received (PS3.8 D.1); 0 would mean unlimited.
 DEFAULT_MAX_PDU_LENGTH = 1 << 16
+#: Below this a requestor's Maximum Length leaves no room for any fragment: a PDV item
+#: header is 6 bytes and fragments are even (PS3.8 E.1). Such requests are refused.
+MINIMUM_USABLE_PDU_LENGTH = 8
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -238,7 +241,10 @@ def build_request(config: RequestorConfig) -> tuple[AAssociateRQ, list[Presentat
     contexts = config.presentation_contexts()
     window = None
     if config.maximum_invoked is not None or config.maximum_performed is not None:
-        window = (config.maximum_invoked or 1, config.maximum_performed or 1)
+        window = (  # 0 means unlimited (PS3.7 D.3.3.3); an unset side stays at 1
+            1 if config.maximum_invoked is None else config.maximum_invoked,
+            1 if config.maximum_performed is None else config.maximum_performed,
+        )
     user_info = UserInformationItem.create(
         config.max_pdu_length,
         config.implementation_class_uid,
@@ -459,6 +465,10 @@ def accept_or_reject(
         return _user_reject(ServiceUserRejectReason.CALLING_AE_TITLE_NOT_RECOGNIZED)
 
     user_info = request.user_information or UserInformationItem()
+    announced = user_info.maximum_length
+    if announced is not None and 0 < announced < MINIMUM_USABLE_PDU_LENGTH:
+        # No DIMSE message fits in P-DATA-TF that small: refuse rather than hang later.
+        return _user_reject(ServiceUserRejectReason.NO_REASON_GIVEN)
     replies: list[UserInformationSubItem] = []
     identity = user_info.user_identity
     identity_response: bytes | None = None

@@ -161,9 +161,10 @@ def _context(config: TLSConfig, purpose: int) -> ssl.SSLContext:
             with _pem_from_pkcs12(config.pkcs12, config.password) as (cert, key):
                 context.load_cert_chain(cert, key)
         elif config.certificate is not None:
-            context.load_cert_chain(
-                config.certificate, config.key, password=config.password or None
-            )
+            # Never let OpenSSL prompt on a terminal for an encrypted key's pass phrase:
+            # without a password, an empty one is tried and a clear error follows.
+            password = config.password if config.password is not None else (lambda: b"")
+            context.load_cert_chain(config.certificate, config.key, password=password)
         if config.ca_file is not None or config.ca_dir is not None:
             context.load_verify_locations(
                 cafile=str(config.ca_file) if config.ca_file else None,

@@ -242,7 +242,11 @@ def expected_effects(action: str, event: Event, artim_running: bool) -> list[tup
         "AR-8": [("release-ind", True)],
         "AR-9": [("send", "AReleaseRP")],
         "AR-10": [("release-conf",)],
-        "AA-1": [("send", "A-ABORT", *abort_by), ("artim-start",)],
+        # AA-1 (Table 9-9): "service-user source"; received-PDU triggers send (0, 0)
+        "AA-1": [
+            ("send", "A-ABORT", *(abort_by if event is Event.EVT15 else (0, 0))),
+            ("artim-start",),
+        ],
         "AA-2": [*stop, ("close",)],
         "AA-3": [*stop, ("abort-ind", 0, 0, False, False), ("close",)],
         "AA-4": [*stop, ("abort-ind", 2, 0, True, True)],
@@ -413,7 +417,6 @@ def test_ae6_uses_the_configured_provider_check() -> None:
 @pytest.mark.parametrize(
     ("state", "requestor", "action"),
     [
-        (State.STA2, False, Action.AA1),
         (State.STA3, False, Action.AA8),
         (State.STA5, True, Action.AA8),
         (State.STA6, True, Action.AA8),
@@ -490,10 +493,11 @@ def test_aa1_local_abort_sends_the_callers_source_and_reason(state: State) -> No
     [AC, RJ, P_DATA, AReleaseRQ(), AReleaseRP()],
     ids=lambda p: type(p).__name__,
 )
-def test_aa1_in_sta2_for_a_well_formed_pdu_is_provider_unexpected_pdu(pdu: object) -> None:
+def test_aa1_in_sta2_for_a_well_formed_pdu_is_service_user_source(pdu: object) -> None:
+    """Table 9-9 AA-1: "Send A-ABORT PDU (service-user source)"; its reason is 00H (§9.3.8)."""
     ul = drive_to(State.STA2, requestor=False)
     effects = ul.receive_data(pdu.encode())  # type: ignore[attr-defined]
-    assert [describe(e) for e in effects] == [("send", "A-ABORT", 2, 2), ("artim-start",)]
+    assert [describe(e) for e in effects] == [("send", "A-ABORT", 0, 0), ("artim-start",)]
     assert ul.last_action is Action.AA1
     assert ul.state is State.STA13
 
@@ -650,3 +654,11 @@ def test_buffered_protocol_path_after_evt19_is_aa7_like_receive_data() -> None:
     assert [describe(e) for e in effects] == [("send", "A-ABORT", 2, 1)]
     assert ul.transport_closed() == [ARTIMStop()]  # Evt17 in Sta13: AR-5
     assert ul.state is State.STA1
+
+
+@pytest.mark.parametrize(("payload", "reason"), INVALID_PDUS.values(), ids=INVALID_PDUS.keys())
+def test_aa1_in_sta2_for_an_invalid_pdu_is_service_user_source(payload: bytes, reason: int) -> None:
+    ul = drive_to(State.STA2, requestor=False)
+    effects = ul.receive_data(payload)
+    assert ul.last_action is Action.AA1
+    assert [describe(e) for e in effects] == [("send", "A-ABORT", 0, 0), ("artim-start",)]

@@ -162,13 +162,13 @@ async def _closes_at_once(peer: RawPeer) -> None:
     pdus("AC", "RJ", "P-DATA", "RELEASE-RQ", "RELEASE-RP"),
 )
 def test_sta2_unexpected_pdu_aa1_then_artim_closes(pdu: PDU) -> None:
-    """Sta2 + Evt3/4/10/12/13: AA-1, A-ABORT (2, 2); Sta13 + Evt18: AA-2 closes."""
+    """Sta2 + Evt3/4/10/12/13: AA-1, A-ABORT (0, 0); Sta13 + Evt18: AA-2 closes."""
 
     async def scenario() -> None:
         async with serving() as server:
             peer = await RawPeer.connect(server.port)
             await peer.send(pdu)
-            await peer.expect_abort(2, 2)
+            await peer.expect_abort(0, 0)  # AA-1: service-user source
             await _closes_after_artim(peer)
             await peer.close()
 
@@ -177,13 +177,13 @@ def test_sta2_unexpected_pdu_aa1_then_artim_closes(pdu: PDU) -> None:
 
 @pytest.mark.parametrize(("payload", "reason"), WIRE_INVALID.values(), ids=WIRE_INVALID.keys())
 def test_sta2_invalid_pdu_aa1_with_its_reason(payload: bytes, reason: int) -> None:
-    """Sta2 + Evt19: AA-1, A-ABORT (2, reason); then Sta13 + Evt18: AA-2."""
+    """Sta2 + Evt19: AA-1, A-ABORT (0, 0) (service-user source); then Sta13 + Evt18: AA-2."""
 
     async def scenario() -> None:
         async with serving() as server:
             peer = await RawPeer.connect(server.port)
             await peer.send(payload)
-            await peer.expect_abort(2, reason)
+            await peer.expect_abort(0, 0)  # AA-1: service-user source
             await _closes_after_artim(peer)
 
     run(scenario)

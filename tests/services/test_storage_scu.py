@@ -1,0 +1,307 @@
+"""The Storage SCU side: :func:`store_files` and :func:`collect_files` (PS3.4 Annex B).
+
+Files are sent from disk in their own transfer syntax; converted between uncompressed
+transfer syntaxes when the peer accepted only another one; never decompressed (a
+compressed file the peer cannot take fails with a clear reason); transient failures
+(A7xx) are retried. The peer is an in-process :class:`Node` on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import AsyncIterator, Awaitable
+from io import BytesIO
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID
+
+from dicomwire.dimse.session import Request
+from dicomwire.services.node import Node, NodeConfig
+from dicomwire.services.storage import (
+    StorageConfig,
+    StoreSummary,
+    collect_files,
+    store_files,
+)
+from dicomwire.testing.corpus import make_ct, write_corpus, write_part10
+from dicomwire.ul.association import Timeouts
+
+LOCALHOST = "127.0.0.1"
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+NODE_AE = "DICOMWIRE"
+TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+TEST_TIMEOUT = 30.0
+
+T = TypeVar("T")
+
+
+def run(coroutine: Awaitable[T]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(coroutine, TEST_TIMEOUT)
+
+    return asyncio.run(bounded())
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    root: Path, *, ae_titles: tuple[str, ...] = (NODE_AE,), **storage: Any
+) -> AsyncIterator[Node]:
+    config = NodeConfig(
+        ae_titles=list(ae_titles),
+        host=LOCALHOST,
+        port=0,
+        storage=StorageConfig(root=root, fsync=False, **storage),
+        timeouts=TIMEOUTS,
+        shutdown_grace=1.0,
+    )
+    async with Node(config) as node:
+        yield node
+
+
+async def send(node: Node, paths: list[Path], **options: Any) -> StoreSummary:
+    options.setdefault("called_ae_title", NODE_AE)
+    options.setdefault("timeouts", TIMEOUTS)
+    return await store_files(LOCALHOST, node.port, paths, **options)
+
+
+def split_part10(path: Path) -> tuple[str, bytes]:
+    """(transfer syntax, data set bytes after the meta group), read without dicomwire."""
+    raw = path.read_bytes()
+    assert raw[128:132] == b"DICM"
+    (group_length,) = struct.unpack_from("<L", raw, 140)
+    meta = dcmread(path, stop_before_pixels=True).file_meta
+    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
+
+
+def decode(data: bytes, transfer_syntax: str) -> Dataset:
+    return read_dataset(
+        BytesIO(data),
+        is_implicit_VR=transfer_syntax == IMPLICIT_VR_LE,
+        is_little_endian=transfer_syntax != EXPLICIT_VR_BE,
+    )
+
+
+def stored(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.dcm")) if root.exists() else []
+
+
+def write_jpeg_lossless(path: Path, index: int) -> Dataset:
+    """A CT file in JPEG Lossless SV1 (encapsulated; the SCU never looks at the pixels)."""
+    ds = make_ct(index, rows=8, columns=8)
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xc3 not really a JPEG stream \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(JPEG_LOSSLESS_SV1)
+    ds.file_meta = meta
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return ds
+
+
+def write_big_endian(path: Path, index: int) -> Dataset:
+    ds = make_ct(index, rows=8, columns=8)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = UID(EXPLICIT_VR_BE)
+    ds.file_meta = meta
+    ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=False)
+    return ds
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+@pytest.mark.parametrize(
+    ("source_syntax", "peer_syntax"),
+    [
+        (EXPLICIT_VR_LE, IMPLICIT_VR_LE),
+        (IMPLICIT_VR_LE, EXPLICIT_VR_LE),
+        (EXPLICIT_VR_BE, IMPLICIT_VR_LE),
+    ],
+    ids=["explicit-to-implicit", "implicit-to-explicit", "big-endian-to-implicit"],
+)
+def test_uncompressed_files_are_converted_to_what_the_peer_accepts(
+    tmp_path: Path, source_syntax: str, peer_syntax: str
+) -> None:
+    if source_syntax == EXPLICIT_VR_BE:
+        path = tmp_path / "in" / "be.dcm"
+        path.parent.mkdir()
+        write_big_endian(path, 1)
+    else:
+        path = write_part10(
+            make_ct(1, rows=16, columns=16), tmp_path / "in" / "one.dcm", source_syntax
+        )
+    root = tmp_path / "store"
+
+    async def scenario() -> StoreSummary:
+        async with serving(root, transfer_syntaxes=(peer_syntax,)) as node:
+            return await send(node, [path])
+
+    summary = run(scenario())
+    assert [o.status for o in summary.outcomes] == [0]
+    (target,) = stored(root)
+    syntax, data = split_part10(target)
+    assert syntax == peer_syntax
+    original = dcmread(path)
+    received = decode(data, peer_syntax)
+    assert received.SOPInstanceUID == original.SOPInstanceUID
+    assert received.PatientName == original.PatientName
+    assert received.Rows == original.Rows
+    assert received.PixelData == original.PixelData
+    assert [e.tag for e in received] == [e.tag for e in original]
+    for element in original:
+        assert received[element.tag].value == element.value, element.keyword
+
+
+def test_compressed_file_is_not_decompressed_for_an_uncompressed_only_peer(
+    tmp_path: Path,
+) -> None:
+    jpeg = tmp_path / "in" / "jpeg.dcm"
+    write_jpeg_lossless(jpeg, 2)
+    plain = write_part10(make_ct(3, rows=8, columns=8), tmp_path / "in" / "plain.dcm")
+    root = tmp_path / "store"
+
+    async def scenario() -> StoreSummary:
+        async with serving(root, transfer_syntaxes=(EXPLICIT_VR_LE, IMPLICIT_VR_LE)) as node:
+            return await send(node, [jpeg, plain], retries=2)
+
+    summary = run(scenario())
+    outcomes = {o.path.name: o for o in summary.outcomes}
+    assert outcomes["plain.dcm"].status == 0
+    failed = outcomes["jpeg.dcm"]
+    assert failed.status is None
+    assert failed.error is not None
+    assert "1.2.840.10008.1.2.4.70" in failed.error
+    assert "not decompressed" in failed.error
+    assert failed.attempts == 1  # a permanent failure: not retried
+    assert summary.sent == 1
+    assert summary.failures == 1
+    assert [split_part10(p)[0] for p in stored(root)] == [EXPLICIT_VR_LE]
+
+
+def test_compressed_file_goes_as_is_to_a_peer_accepting_it(tmp_path: Path) -> None:
+    jpeg = tmp_path / "in" / "jpeg.dcm"
+    write_jpeg_lossless(jpeg, 4)
+    root = tmp_path / "store"
+
+    async def scenario() -> StoreSummary:
+        async with serving(root) as node:
+            return await send(node, [jpeg])
+
+    summary = run(scenario())
+    assert [o.status for o in summary.outcomes] == [0]
+    (target,) = stored(root)
+    assert split_part10(target) == split_part10(jpeg)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_collect_files_skips_non_dicom_in_directories_but_not_when_named(
+    tmp_path: Path,
+) -> None:
+    good = write_corpus(tmp_path / "dir" / "deep" / "er", 2, "small")
+    (tmp_path / "dir" / "README.txt").write_text("not DICOM")
+    (tmp_path / "dir" / "deep" / "empty.dcm").write_bytes(b"")
+    named = tmp_path / "named.txt"
+    named.write_text("not DICOM either")
+
+    infos, failures = collect_files([tmp_path / "dir", named])
+    assert sorted(i.path for i in infos) == sorted(good)
+    assert [f.path for f in failures] == [named]
+    assert "not a DICOM" in (failures[0].error or "")
+    for info in infos:
+        syntax, data = split_part10(info.path)
+        assert info.transfer_syntax == syntax
+        assert info.dataset_length == len(data)
+
+
+def test_store_files_reports_unreadable_files_as_failures(tmp_path: Path) -> None:
+    good = write_corpus(tmp_path / "in", 2, "small")
+    bad = tmp_path / "bad.dcm"
+    bad.write_bytes(b"\x00" * 200)
+    root = tmp_path / "store"
+
+    async def scenario() -> StoreSummary:
+        async with serving(root) as node:
+            return await send(node, [tmp_path / "in", bad])
+
+    summary = run(scenario())
+    assert summary.sent == 2
+    assert summary.failures == 1
+    (failure,) = [o for o in summary.outcomes if o.status is None]
+    assert failure.path == bad
+    assert len(stored(root)) == len(good)
+
+
+def test_out_of_resources_is_retried(tmp_path: Path) -> None:
+    path = write_part10(make_ct(5, rows=8, columns=8), tmp_path / "in" / "one.dcm")
+    root = tmp_path / "not-a-directory"
+    root.write_bytes(b"")  # every write under it fails: A700 each time
+
+    async def scenario() -> StoreSummary:
+        async with serving(root) as node:
+            return await send(node, [path], retries=1)
+
+    summary = run(scenario())
+    (outcome,) = summary.outcomes
+    assert outcome.status == 0xA700
+    assert outcome.attempts == 2
+    assert summary.failures == 1
+
+
+def test_permanent_association_rejection_is_not_retried(tmp_path: Path) -> None:
+    path = write_part10(make_ct(6, rows=8, columns=8), tmp_path / "in" / "one.dcm")
+
+    async def scenario() -> StoreSummary:
+        async with serving(tmp_path / "store", ae_titles=("SOMEONE-ELSE",)) as node:
+            return await send(node, [path], retries=2)
+
+    summary = run(scenario())
+    (outcome,) = summary.outcomes
+    assert outcome.status is None
+    assert "rejected" in (outcome.error or "")
+    assert outcome.attempts == 1
+
+
+# --------------------------------------------------------------------------- window / lanes
+
+
+@pytest.mark.parametrize(("window", "associations"), [(8, 1), (1, 3), (4, 2)])
+def test_window_and_parallel_associations_deliver_every_file(
+    tmp_path: Path, window: int, associations: int
+) -> None:
+    sources = write_corpus(tmp_path / "in", 12, "small", size=2000)
+    root = tmp_path / "store"
+    seen: list[tuple[int, int, str]] = []
+
+    def record(path: Path, request: Request) -> None:
+        seen.append((id(request.session), request.negotiated.maximum_invoked, path.stem))
+
+    async def scenario() -> StoreSummary:
+        async with serving(root, on_stored=record) as node:
+            return await send(node, [tmp_path / "in"], window=window, associations=associations)
+
+    summary = run(scenario())
+    assert summary.sent == len(sources)
+    assert summary.failures == 0
+    assert sorted(stem for _, _, stem in seen) == sorted(
+        str(dcmread(s).SOPInstanceUID) for s in sources
+    )
+    assert len(stored(root)) == len(sources)
+    assert len({session for session, _, _ in seen}) == associations
+    assert {invoked for _, invoked, _ in seen} == {window}
