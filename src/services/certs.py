@@ -84,6 +84,9 @@ def make_test_pki(
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
@@ -123,6 +126,13 @@ def make_test_pki(
                 .not_valid_before(now - datetime.timedelta(days=2))
                 .not_valid_after(not_after)
                 .add_extension(x509.SubjectAlternativeName(alternative), critical=False)
+                .add_extension(  # RFC 5280 §4.2.1.1: MUST in certificates a CA issues
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                    critical=False,
+                )
+                .add_extension(
+                    x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+                )
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(
                     x509.ExtendedKeyUsage(

@@ -532,6 +532,9 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         await run_node(config)
+    except DicomWireError as exc:  # e.g. TLS certificates or keys that do not load
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"cannot listen on port {config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

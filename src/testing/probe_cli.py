@@ -14,22 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..errors import DicomWireError
 from ..ul.identifiers import validate_ae_title
 from ..ul.tls import TLSConfig, TLSProfile
-from .prober import (
-    SCENARIOS,
-    ProbeTarget,
-    ScenarioResult,
-    run_suite,
-    select_scenarios,
-    write_footer,
-    write_header,
-    write_report,
-    write_result,
-)
+
+if TYPE_CHECKING:  # the prober is imported when a probe runs: the CLI starts fast
+    from .prober import ScenarioResult
 
 __all__ = ["add_probe_parser", "run_probe"]
 
@@ -152,6 +144,8 @@ def _tls(args: argparse.Namespace) -> TLSConfig | None:
 
 
 def _list(stream: TextIO) -> None:
+    from .prober import SCENARIOS
+
     for item in SCENARIOS:
         slow = " (waits for ARTIM)" if item.slow else ""
         stream.write(f"{item.name:40} {item.group:12} {item.title}{slow}\n")
@@ -159,6 +153,16 @@ def _list(stream: TextIO) -> None:
 
 async def run_probe(args: argparse.Namespace, stream: TextIO | None = None) -> int:
     """Run ``dicomwire probe`` as parsed by :func:`add_probe_parser`; the exit status."""
+    from .prober import (
+        ProbeTarget,
+        run_suite,
+        select_scenarios,
+        write_footer,
+        write_header,
+        write_report,
+        write_result,
+    )
+
     out = sys.stdout if stream is None else stream
     if args.list:
         _list(out)

@@ -1814,7 +1814,7 @@ def write_report(
 ) -> None:
     """Write the report to ``stream``: text (one block per scenario, a score line) or JSON."""
     if as_json:
-        json.dump(report.to_json(), stream, indent=2)
+        json.dump(report.to_json(), stream, indent=2, ensure_ascii=False)
         stream.write("\n")
         return
     write_header(report.target, stream)

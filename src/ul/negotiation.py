@@ -533,7 +533,13 @@ def accept_or_reject(
         + [i for i in ordered if i.item_type > 0x55]
     )
     ac_items.append(ac_user_info)
-    accept = AAssociateAC(request.called_ae_title, request.calling_ae_title, ac_items)
+    # Table 9-17: the AE title fields and bytes 43-74 echo the RQ's (sent as received).
+    accept = AAssociateAC(
+        request.called_ae_title,
+        request.calling_ae_title,
+        ac_items,
+        reserved_42=request.reserved_42,
+    )
     negotiated = NegotiatedAssociation(
         local_ae_title=called,
         remote_ae_title=calling,

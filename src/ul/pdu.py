@@ -72,6 +72,7 @@ __all__ = [
     "SOPClassCommonExtendedNegotiationItem",
     "SOPClassExtendedNegotiationItem",
     "TransferSyntaxItem",
+    "UnknownItem",
     "UnknownUserInformationItem",
     "UserIdentityACItem",
     "UserIdentityRQItem",
@@ -320,7 +321,29 @@ class TransferSyntaxItem:
 
 # --------------------------------------------------------------------------- presentation contexts
 
-SyntaxItem: TypeAlias = AbstractSyntaxItem | TransferSyntaxItem
+
+@dataclass(slots=True)
+class UnknownItem:
+    """An item or sub-item of a type this codec does not know, kept byte for byte.
+
+    PS3.8 §9.3.1 and D.1 ask receivers to ignore and skip such items (wherever they stand:
+    among an A-ASSOCIATE's variable items, in a presentation context, in user
+    information); research tools need to see them, so they are kept in wire order.
+    """
+
+    item_type: int
+    value: bytes
+    reserved: int = field(default=0, kw_only=True)
+
+    def encode(self) -> bytes:
+        return _item(self.item_type, self.reserved, bytes(self.value))
+
+
+#: The same class where it stands among user-information sub-items (PS3.8 D.1).
+UnknownUserInformationItem = UnknownItem
+
+
+SyntaxItem: TypeAlias = AbstractSyntaxItem | TransferSyntaxItem | UnknownItem
 
 
 @dataclass(slots=True)
@@ -382,7 +405,7 @@ class PresentationContextACItem:
     item_type: ClassVar[int] = 0x21
     context_id: int
     result: int
-    sub_items: list[TransferSyntaxItem]
+    sub_items: list[TransferSyntaxItem | UnknownItem]
     reserved: int = field(default=0, kw_only=True)
     reserved_5: int = field(default=0, kw_only=True)
     reserved_7: int = field(default=0, kw_only=True)
@@ -395,7 +418,10 @@ class PresentationContextACItem:
 
     @property
     def transfer_syntax(self) -> str | None:
-        return self.sub_items[0].name if self.sub_items else None
+        for item in self.sub_items:
+            if isinstance(item, TransferSyntaxItem):
+                return item.name
+        return None
 
     def encode(self) -> bytes:
         body = _pack(
@@ -569,21 +595,6 @@ class UserIdentityACItem:
         return _item(self.item_type, self.reserved, response)
 
 
-@dataclass(slots=True)
-class UnknownUserInformationItem:
-    """A user-information sub-item of a type this codec does not know, kept byte for byte.
-
-    PS3.8 D.1 asks receivers to ignore such sub-items; research tools need to see them.
-    """
-
-    item_type: int
-    value: bytes
-    reserved: int = field(default=0, kw_only=True)
-
-    def encode(self) -> bytes:
-        return _item(self.item_type, self.reserved, bytes(self.value))
-
-
 UserInformationSubItem: TypeAlias = (
     MaximumLengthItem
     | ImplementationClassUIDItem
@@ -594,7 +605,7 @@ UserInformationSubItem: TypeAlias = (
     | SOPClassCommonExtendedNegotiationItem
     | UserIdentityRQItem
     | UserIdentityACItem
-    | UnknownUserInformationItem
+    | UnknownItem
 )
 
 
@@ -684,8 +695,8 @@ class UserInformationItem:
         return item if isinstance(item, UserIdentityACItem) else None
 
     @property
-    def unknown_items(self) -> list[UnknownUserInformationItem]:
-        return [i for i in self.sub_items if isinstance(i, UnknownUserInformationItem)]
+    def unknown_items(self) -> list[UnknownItem]:
+        return [i for i in self.sub_items if isinstance(i, UnknownItem)]
 
     def encode(self) -> bytes:
         return _item(self.item_type, self.reserved, b"".join(i.encode() for i in self.sub_items))
@@ -698,6 +709,7 @@ AssociateItem: TypeAlias = (
     | PresentationContextRQItem
     | PresentationContextACItem
     | UserInformationItem
+    | UnknownItem
 )
 
 
@@ -925,11 +937,13 @@ PDU: TypeAlias = (
 _KNOWN_ITEM_TYPES = frozenset((0x10, 0x20, 0x21, 0x30, 0x40, 0x50, *range(0x51, 0x5A)))
 
 
-def _misplaced_item_reason(item_type: int) -> int:
-    """A-ABORT reason for an item where it may not stand: known type 5, unknown type 4."""
-    if item_type in _KNOWN_ITEM_TYPES:
-        return AbortReason.UNEXPECTED_PDU_PARAMETER
-    return AbortReason.UNRECOGNIZED_PDU_PARAMETER
+def _misplaced(item_type: int, where: str, offset: int) -> PDUError:
+    """A known item type where PS3.8 §9.3 does not allow it (A-ABORT reason 5)."""
+    return PDUError(
+        f"item type 0x{item_type:02X} is not allowed in {where}",
+        offset,
+        AbortReason.UNEXPECTED_PDU_PARAMETER,
+    )
 
 
 def _decode_syntax_item(
@@ -955,13 +969,18 @@ def _decode_presentation_context(
         for sub_type, sub_reserved, sub_start, sub_end in _iter_items(
             buf, start + 4, end, "presentation context item"
         ):
-            if sub_type not in (AbstractSyntaxItem.item_type, TransferSyntaxItem.item_type):
-                raise PDUError(
-                    f"item type 0x{sub_type:02X} is not allowed in a presentation context RQ item",
-                    sub_start - ITEM_HEADER_LENGTH,
-                    _misplaced_item_reason(sub_type),
+            if sub_type not in _KNOWN_ITEM_TYPES:  # ignored and skipped, kept for fidelity
+                sub_items.append(
+                    UnknownItem(sub_type, buf[sub_start:sub_end], reserved=sub_reserved)
                 )
-            sub_items.append(_decode_syntax_item(buf, sub_type, sub_reserved, sub_start, sub_end))
+            elif sub_type in (AbstractSyntaxItem.item_type, TransferSyntaxItem.item_type):
+                sub_items.append(
+                    _decode_syntax_item(buf, sub_type, sub_reserved, sub_start, sub_end)
+                )
+            else:
+                raise _misplaced(
+                    sub_type, "a presentation context RQ item", sub_start - ITEM_HEADER_LENGTH
+                )
         return PresentationContextRQItem(
             context_id,
             sub_items,
@@ -970,19 +989,20 @@ def _decode_presentation_context(
             reserved_6=byte6,
             reserved_7=byte7,
         )
-    transfer: list[TransferSyntaxItem] = []
+    transfer: list[TransferSyntaxItem | UnknownItem] = []
     for sub_type, sub_reserved, sub_start, sub_end in _iter_items(
         buf, start + 4, end, "presentation context item"
     ):
-        if sub_type != TransferSyntaxItem.item_type:
-            raise PDUError(
-                f"item type 0x{sub_type:02X} is not allowed in a presentation context AC item",
-                sub_start - ITEM_HEADER_LENGTH,
-                _misplaced_item_reason(sub_type),
+        if sub_type not in _KNOWN_ITEM_TYPES:
+            transfer.append(UnknownItem(sub_type, buf[sub_start:sub_end], reserved=sub_reserved))
+        elif sub_type == TransferSyntaxItem.item_type:
+            transfer.append(
+                TransferSyntaxItem(decode_uid(buf[sub_start:sub_end]), reserved=sub_reserved)
             )
-        transfer.append(
-            TransferSyntaxItem(decode_uid(buf[sub_start:sub_end]), reserved=sub_reserved)
-        )
+        else:
+            raise _misplaced(
+                sub_type, "a presentation context AC item", sub_start - ITEM_HEADER_LENGTH
+            )
     return PresentationContextACItem(
         context_id, byte6, transfer, reserved=reserved, reserved_5=byte5, reserved_7=byte7
     )
@@ -1042,7 +1062,7 @@ def _decode_user_sub_item(
         response, pos = _read_u16_prefixed(buf, start, end, "user identity server response")
         _expect_length("user identity AC sub-item", length, pos - start, offset)
         return UserIdentityACItem(response, reserved=reserved)
-    return UnknownUserInformationItem(item_type, buf[start:end], reserved=reserved)
+    return UnknownItem(item_type, buf[start:end], reserved=reserved)
 
 
 def _decode_associate(buf: bytes, pdu_type: int, reserved: int) -> AAssociateRQ | AAssociateAC:
@@ -1075,12 +1095,10 @@ def _decode_associate(buf: bytes, pdu_type: int, reserved: int) -> AAssociateRQ 
                 for t, r, s, e in _iter_items(buf, start, stop, "user information item")
             ]
             items.append(UserInformationItem(sub_items, reserved=item_reserved))
+        elif item_type not in _KNOWN_ITEM_TYPES:  # ignored and skipped, kept for fidelity
+            items.append(UnknownItem(item_type, buf[start:stop], reserved=item_reserved))
         else:
-            raise PDUError(
-                f"item type 0x{item_type:02X} is not allowed in an {name}",
-                start - ITEM_HEADER_LENGTH,
-                _misplaced_item_reason(item_type),
-            )
+            raise _misplaced(item_type, f"an {name}", start - ITEM_HEADER_LENGTH)
     cls = AAssociateRQ if is_rq else AAssociateAC
     return cls(
         decode_ae_title(called),

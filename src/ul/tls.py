@@ -235,6 +235,8 @@ def describe_tls_error(error: BaseException) -> str:
             "CERTIFICATE_VERIFY_FAILED": "certificate verification failed",
             "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version refused (TLS 1.2 or 1.3 only)",
             "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure (no shared cipher suite?)",
+            "SSLV3_ALERT_BAD_CERTIFICATE": "the peer refused our certificate",
+            "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the peer refused our certificate",
         }
         return known.get(reason, reason or str(error))
     if isinstance(error, TimeoutError):

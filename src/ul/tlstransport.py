@@ -187,7 +187,8 @@ class TLSSession:
                 log.warning("TLS error from %s: %s", self._peer, describe_tls_error(exc))
                 self.raw.abort()
                 break
-            if not chunk:
+            if not chunk:  # the peer's close_notify (read returns b"" for it)
+                self.raw.close()
                 break
             chunks.append(chunk)
         self._flush()  # e.g. TLS 1.3 session tickets or key updates

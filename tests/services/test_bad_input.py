@@ -367,7 +367,16 @@ def test_rq_with_an_item_overrunning_the_pdu(node: NodeThread) -> None:
         expect_abort(sock, 0, 0)
 
 
-@pytest.mark.parametrize(("item_type", "reason"), [(0x99, 4), (0x21, 5)])
+def test_rq_with_an_item_of_unknown_type_is_accepted(node: NodeThread) -> None:
+    """PS3.8 §9.3.1: an item of unrecognized type is ignored and skipped."""
+    raw = verification_rq().encode() + struct.pack(">BBH", 0x99, 0, 4) + bytes(4)
+    raw = raw[:2] + struct.pack(">L", len(raw) - 6) + raw[6:]
+    with raw_connect(node.port) as sock:
+        sock.sendall(raw)
+        assert read_pdu(sock)[0] == AAssociateAC.pdu_type
+
+
+@pytest.mark.parametrize(("item_type", "reason"), [(0x21, 5), (0x30, 5)])
 def test_rq_with_a_misplaced_item(node: NodeThread, item_type: int, reason: int) -> None:
     raw = verification_rq().encode() + struct.pack(">BBH", item_type, 0, 4) + bytes(4)
     raw = raw[:2] + struct.pack(">L", len(raw) - 6) + raw[6:]

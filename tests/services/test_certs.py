@@ -231,12 +231,6 @@ def test_openssl_verifies_chain_for_name_and_addresses(
             memory_handshake(server, client, "not-this-host.example")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: make_test_pki leaf certificates carry no Authority Key Identifier (RFC 5280 "
-    "4.2.1.1: MUST for certificates a CA issues), so RFC 5280-strict verifiers such as "
-    "cryptography.x509.verification refuse them (OpenSSL and DCMTK do not check)",
-)
 def test_chain_verifies_with_an_rfc5280_strict_verifier(
     pki: tuple[Path, list[IssuedCertificate]],
 ) -> None:

@@ -293,17 +293,28 @@ def test_presentation_context_shorter_than_4_bytes() -> None:
         (rq, ABSTRACT),  # 30H at PDU level
         (ac, TRANSFER),  # 40H at PDU level
         (rq, raw_item(0x51, 0, b"\x00\x00\x40\x00")),  # 51H at PDU level
-        (rq, raw_item(0x00, 0, b"")),
-        (ac, raw_item(0xFF, 0, b"xyz")),
     ],
-    ids=["21H-in-RQ", "20H-in-AC", "30H-in-RQ", "40H-in-AC", "51H-in-RQ", "00H", "FFH"],
+    ids=["21H-in-RQ", "20H-in-AC", "30H-in-RQ", "40H-in-AC", "51H-in-RQ"],
 )
 def test_item_types_not_allowed_at_pdu_level(builder: object, item: bytes) -> None:
     raw = builder(APP, item)  # type: ignore[operator]
-    # a known item in the wrong place is unexpected (5); an unknown type unrecognized (4)
-    reason = 4 if item[0] in (0x00, 0xFF) else 5
-    error = assert_pdu_error(raw, ITEMS_START + len(APP), reason)
+    # a known item in the wrong place is an unexpected PDU parameter (reason 5)
+    error = assert_pdu_error(raw, ITEMS_START + len(APP), 5)
     assert f"0x{item[0]:02X}" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("builder", "item"),
+    [(rq, raw_item(0x00, 0, b"")), (ac, raw_item(0xFF, 0, b"xyz")), (rq, raw_item(0x99, 7, b"ab"))],
+    ids=["00H-in-RQ", "FFH-in-AC", "99H-in-RQ"],
+)
+def test_items_of_unknown_type_are_skipped_and_kept(builder: object, item: bytes) -> None:
+    """PS3.8 §9.3.1: items of unrecognized types are ignored; the codec keeps their bytes."""
+    raw = builder(APP, item)  # type: ignore[operator]
+    decoded = decode(raw)
+    unknown = [i for i in decoded.variable_items if isinstance(i, pdu_module.UnknownItem)]  # type: ignore[union-attr]
+    assert [(u.item_type, u.reserved, u.value) for u in unknown] == [(item[0], item[1], item[4:])]
+    assert decoded.encode() == raw
 
 
 @pytest.mark.parametrize(

@@ -84,12 +84,6 @@ def test_tls_flags_are_offered(capsys: pytest.CaptureFixture[str], command: str)
 # --------------------------------------------------------------------------- serve
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: cli._serve catches only OSError around run_node(); a TLSError from "
-    "AssociationServer.start -> server_context (no certificate, no --ca with mutual auth, "
-    "bad PKCS#12 password) escapes as a traceback instead of one line on stderr",
-)
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
