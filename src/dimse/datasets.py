@@ -12,15 +12,16 @@ from io import BytesIO
 from typing import TYPE_CHECKING
 
 from ..errors import DicomWireError
+from ..uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
 
 if TYPE_CHECKING:  # pydicom is imported when a data set is first decoded or encoded
     from pydicom import Dataset
 
 __all__ = ["DataSetError", "decode_dataset", "encode_dataset"]
-
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 
 
 class DataSetError(DicomWireError):

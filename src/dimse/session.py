@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ..errors import DicomWireError
+from ..uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ..ul.association import (
     Association,
     DicomTimeoutError,
@@ -399,7 +400,7 @@ class DimseSession:
             dataset, (bytes, bytearray, memoryview, AsyncIterable)
         ):  # a pydicom Dataset
             context = self.negotiated.contexts[context_id]
-            dataset = encode_dataset(dataset, context.transfer_syntax or "1.2.840.10008.1.2")
+            dataset = encode_dataset(dataset, context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN)
         if isinstance(dataset, FileSource) and dataset.fits_in_memory():
             dataset = dataset.read()  # small: one write with the command
         encoded = encode_command(command)

@@ -46,6 +46,13 @@ from ..dimse.session import (
 from ..dimse.status import Status
 from ..dimse.streams import DataSetSink, FileSource
 from ..errors import DicomWireError
+from ..uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+)
 from ..ul.association import AssociationRejected, Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
 from ..ul.pdu import RejectResult
@@ -70,18 +77,6 @@ if TYPE_CHECKING:  # pydicom is imported only where a Dataset is needed
 
 log = logging.getLogger("dicomwire.services.storage")
 
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
-
-#: Uncompressed transfer syntaxes, which the SCU may convert between.
-UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
-    EXPLICIT_VR_LE,
-    IMPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
-    DEFLATED_EXPLICIT_VR_LE,
-)
 #: JPEG baseline/extended/lossless/SV1, JPEG-LS, JPEG 2000, HTJ2K, RLE (PS3.5 Annex A).
 COMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (
     "1.2.840.10008.1.2.4.50",
@@ -254,15 +249,15 @@ def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str
         with open(path, "rb") as file:
             file.seek(offset)
             source: BinaryIO = file
-            if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
+            if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
                 inflater = zlib.decompressobj(-zlib.MAX_WBITS)
                 source = BytesIO(
                     inflater.decompress(file.read(_DEFLATED_HEADER_LIMIT), _DEFLATED_HEADER_LIMIT)
                 )
             dataset = read_dataset(
                 source,
-                transfer_syntax == IMPLICIT_VR_LE,
-                transfer_syntax != EXPLICIT_VR_BE,
+                transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN,
+                transfer_syntax != EXPLICIT_VR_BIG_ENDIAN,
                 stop_when=lambda tag, vr, length: tag > 0x0020000E,
                 defer_size=1024,
             )
@@ -294,7 +289,7 @@ class StorageSCP:
             meta = build_file_meta(
                 str(command.get(Tag.AffectedSOPClassUID) or ""),
                 str(command.get(Tag.AffectedSOPInstanceUID) or ""),
-                context.transfer_syntax or IMPLICIT_VR_LE,
+                context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN,
                 session.negotiated.remote_ae_title,
             )
             return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
@@ -323,7 +318,7 @@ class StorageSCP:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
-        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LE
+        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
         try:
             header = await asyncio.to_thread(_read_header, partial, offset, transfer_syntax)
         except DataSetError as exc:
@@ -493,7 +488,10 @@ def _contexts_for(infos: Sequence[FileInfo]) -> list[tuple[str, list[str]]]:
         exact.setdefault((info.sop_class_uid, info.transfer_syntax))
         fallback.setdefault(info.sop_class_uid)
     contexts = [(sop_class, [syntax]) for sop_class, syntax in exact]
-    contexts.extend((sop_class, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]) for sop_class in fallback)
+    contexts.extend(
+        (sop_class, [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN])
+        for sop_class in fallback
+    )
     return contexts
 
 
@@ -631,7 +629,10 @@ async def store_dataset(
         payload = dataset
         if convert:
             payload = await asyncio.to_thread(
-                _recode, dataset, transfer_syntax, context.transfer_syntax or IMPLICIT_VR_LE
+                _recode,
+                dataset,
+                transfer_syntax,
+                context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN,
             )
     command = _store_command_for(sop_class_uid, sop_instance_uid)
     operation = await session.request(context.context_id, command, payload)

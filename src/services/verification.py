@@ -5,13 +5,12 @@ from __future__ import annotations
 from ..dimse.commands import CommandField, Tag
 from ..dimse.session import DimseSession, Request, open_session
 from ..dimse.status import Status
+from ..uids import VERIFICATION_SOP_CLASS
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, DEFAULT_TRANSFER_SYNTAXES, RequestorConfig
 from ..ul.tls import TLSConfig
 
 __all__ = ["VERIFICATION_SOP_CLASS", "echo", "echo_on", "handle_echo"]
-
-VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 
 
 async def echo_on(session: DimseSession) -> Status:

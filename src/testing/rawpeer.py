@@ -30,7 +30,7 @@ import struct
 import time
 import uuid
 from collections import deque
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
@@ -279,7 +279,7 @@ class Message:
 class _Connecting:
     """What :meth:`RawPeer.connect` returns: await it, or use it with ``async with``."""
 
-    def __init__(self, opener: Any) -> None:
+    def __init__(self, opener: Coroutine[Any, Any, RawPeer]) -> None:
         self._opener = opener
         self._peer: RawPeer | None = None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..errors import ValidationError
+from ..uids import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 from .identifiers import normalize_ae_title, validate_ae_title, validate_uid
 from .pdu import (
     DICOM_APPLICATION_CONTEXT,
@@ -63,10 +64,6 @@ DEFAULT_MAX_PDU_LENGTH = 1 << 16
 #: header is 6 bytes and fragments are even (PS3.8 E.1). Such requests are refused.
 MINIMUM_USABLE_PDU_LENGTH = 8
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
 
 #: Uncompressed transfer syntaxes in the acceptor's default preference order.
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
