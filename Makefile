@@ -6,7 +6,7 @@ PORT   ?= 11112
 AET    ?= DICOMWIRE
 DATA   ?= ./data
 
-.PHONY: serve test lint typecheck pytest bench dcmtk clean
+.PHONY: serve test lint typecheck pytest bench fuzz dcmtk clean
 
 # The venv itself; Debian's python3 needs python3-venv, which root can install.
 $(PY):
@@ -51,5 +51,19 @@ test: lint typecheck pytest
 bench: $(VENV)/.installed-dev dcmtk
 	$(VENV)/bin/pytest -q bench --benchmark-only --benchmark-columns=median,mean,ops,rounds
 
+# Long coverage-guided fuzzing (atheris); seeds recorded from DCMTK. Not part of CI.
+FUZZ_TIME    ?= 600
+FUZZ_TARGETS ?= pdu framer command negotiation acceptor
+
+fuzz: $(VENV)/.installed-dev dcmtk
+	$(PY) -m pip install -q atheris
+	$(PY) fuzz/seed_corpus.py
+	@mkdir -p fuzz/crashes
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$target ($(FUZZ_TIME) s)"; \
+	  $(PY) fuzz/fuzz_$$target.py fuzz/corpus/$$target -max_total_time=$(FUZZ_TIME) \
+	    -artifact_prefix=fuzz/crashes/$$target- || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks fuzz/corpus fuzz/crashes

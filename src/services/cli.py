@@ -3,7 +3,8 @@
 - ``dicomwire echo HOST PORT`` — Verification SCU (like DCMTK's echoscu);
 - ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu);
 - ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS;
-- ``dicomwire certs DIR`` — a test CA and certificates for trying TLS.
+- ``dicomwire certs DIR`` — a test CA and certificates for trying TLS;
+- ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober.
 
 Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, timeout);
 2 bad usage.
@@ -21,6 +22,7 @@ from typing import Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from ..errors import DicomWireError
+from ..testing.probe_cli import add_probe_parser, run_probe
 from ..ul.association import Timeouts, run_event_loop
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
@@ -425,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     certs.add_argument("--password", default="dicomwire", help="PKCS#12 password (dicomwire)")
     certs.add_argument("--days", type=_positive, default=365, help="validity in days (365)")
+    add_probe_parser(commands)
     return parser
 
 
@@ -632,6 +635,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "certs":
         return _certs(args)
+    if args.command == "probe":
+        return _run(run_probe(args))
     return _run(_serve(args))
 
 

@@ -1,1 +1,2 @@
-"""Tools for testing DICOM nodes: synthetic corpora (and, later, the raw peer and prober)."""
+"""Tools for testing DICOM nodes: a raw peer (:mod:`.rawpeer`), the conformance prober
+(:mod:`.prober`, ``dicomwire probe``), and deterministic synthetic corpora (:mod:`.corpus`)."""

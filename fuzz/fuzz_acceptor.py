@@ -1,0 +1,16 @@
+#!/usr/bin/env python3
+"""atheris harness — the whole acceptor through the sans-I/O UpperLayer (PS3.8 Table 9-10).
+
+Bytes in chunks, answered as the node answers (negotiation, DIMSE reassembly,
+release, ARTIM): never an exception, Sta1 once the transport closed.
+
+    python fuzz/fuzz_acceptor.py fuzz/corpus/acceptor -max_total_time=600
+
+The target is ``targets.TARGETS["acceptor"]``; seed the corpus first:
+``python fuzz/seed_corpus.py``.
+"""
+
+from _harness import main
+
+if __name__ == "__main__":
+    main("acceptor")
