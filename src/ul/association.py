@@ -124,13 +124,23 @@ class DicomTimeoutError(DicomWireError, TimeoutError):
 
 @dataclass(slots=True)
 class Timeouts:
-    """Timeouts in seconds; None disables one (defaults as PS3.8 users expect them)."""
+    """Timeouts in seconds; None disables one (defaults as PS3.8 users expect them).
+
+    ``network_idle`` also ends a peer that trickles bytes without completing PDUs;
+    ``send_stall`` ends a peer that stops reading what we send (our write buffer full).
+    """
 
     artim: float = 30.0
     acse: float | None = 30.0
     dimse: float | None = 60.0
     network_idle: float | None = 60.0
     connect: float | None = 15.0
+    send_stall: float | None = 60.0
+
+
+#: A read this large counts as progress for the network idle timeout; smaller ones only
+#: when they complete a PDU.
+_PROGRESS_BYTES = 512
 
 
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -200,14 +210,18 @@ class _Protocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         association = self.association
-        association._last_receive = time.monotonic()
+        core = association._core
         if self.tls is None:
-            association._apply(association._core.buffer_updated(nbytes))
-            return
-        for plaintext in self.tls.decrypt(memoryview(self._ciphertext)[:nbytes]):
-            if association._closed.done():
-                return
-            association._apply(association._core.receive_data(plaintext))
+            association._apply(core.buffer_updated(nbytes))
+        else:
+            for plaintext in self.tls.decrypt(memoryview(self._ciphertext)[:nbytes]):
+                if association._closed.done():
+                    return
+                association._apply(core.receive_data(plaintext))
+        if nbytes >= _PROGRESS_BYTES or not core.buffered:
+            # Progress: a real read, or one that completed a PDU. A peer trickling a byte at
+            # a time does not count, so the network idle timeout still cuts it off.
+            association._last_receive = time.monotonic()
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -544,8 +558,19 @@ class Association:
     async def _drain(self) -> None:
         waiter = self._loop.create_future()
         self._drain_waiter = waiter
+        stall = self.timeouts.send_stall
         try:
-            await waiter
+            if stall is None:
+                await waiter
+            else:
+                await asyncio.wait_for(waiter, stall)
+        except TimeoutError:
+            # The peer has not read for that long: its window and our buffer are full.
+            self._error = DicomTimeoutError(f"the peer read nothing we sent for {stall} s")
+            log.warning("%s: aborting", self._error)
+            if self._transport is not None:
+                self._transport.abort()
+            raise self._error from None
         finally:
             self._drain_waiter = None
 
