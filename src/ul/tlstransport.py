@@ -40,7 +40,11 @@ class TLSTransport(asyncio.Transport):
         self._session.encrypt(data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview]) -> None:
-        for data in list_of_data:
+        parts = list(list_of_data)
+        if sum(len(part) for part in parts) <= 1 << 16:
+            self._session.encrypt(b"".join(parts))  # few records for many small parts
+            return
+        for data in parts:
             self._session.encrypt(data)
 
     def close(self) -> None:
