@@ -57,6 +57,8 @@ def _int_in(low: int, high: int, what: str) -> Callable[[str], int]:
 
 
 _peer_port = _int_in(1, 65535, "port")
+#: The port DICOM registered for TLS (PS3.15 Annex B, PS3.8 Annex G): "dicom-tls".
+DEFAULT_TLS_PORT = 2762
 
 
 def _known_node(value: str) -> KnownNode:
@@ -135,7 +137,7 @@ def _add_tls(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
             "--tls-port",
             type=_listen_port,
             metavar="N",
-            help="also listen for TLS connections on port N (e.g. 2762)",
+            help="also listen for TLS connections on port N (2762 when a certificate is given)",
         )
         group.add_argument(
             "--no-peer-cert",
@@ -171,6 +173,8 @@ def _add_tls(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
 def _tls_config(args: argparse.Namespace) -> TLSConfig | None:
     """The TLS settings the flags describe, or None without TLS."""
     wanted = getattr(args, "tls", False) or getattr(args, "tls_port", None) is not None
+    if hasattr(args, "tls_port"):  # serve: a certificate alone turns the TLS port on
+        wanted = wanted or args.cert is not None or args.pkcs12 is not None
     if not wanted:
         return None
     password = None
@@ -523,7 +527,11 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     tls = _tls_config(args)
     if tls is not None:
         config.tls = tls
-        config.tls_port = args.tls_port
+        config.tls_port = (
+            args.tls_port
+            if args.tls_port is not None
+            else (config.tls_port if config.tls_port is not None else DEFAULT_TLS_PORT)
+        )
     return config
 
 

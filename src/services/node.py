@@ -110,6 +110,8 @@ def load_config(path: str | Path) -> NodeConfig:
         config.known_nodes = known
         if tls_table:
             config.tls = _build(TLSConfig, tls_table, "[tls]")
+            if config.tls_port is None:
+                config.tls_port = 2762  # the registered dicom-tls port
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     if isinstance(config.ae_titles, str):
