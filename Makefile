@@ -45,11 +45,17 @@ typecheck: $(VENV)/.installed-dev
 
 pytest: $(VENV)/.installed-dev dcmtk
 	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q bench --benchmark-disable -p no:cacheprovider
 
 test: lint typecheck pytest
 
+# Micro benchmarks (each run saved under .benchmarks/ and compared with the previous one),
+# then the end-to-end comparison with DCMTK and pynetdicom (bench/README.md).
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-dev dcmtk
-	$(VENV)/bin/pytest -q bench --benchmark-only --benchmark-columns=median,mean,ops,rounds
+	$(VENV)/bin/pytest -q bench --benchmark-only --benchmark-columns=median,mean,ops,rounds \
+	  --benchmark-autosave --benchmark-compare
+	$(PY) bench/compare.py $(BENCH_ARGS)
 
 # Long coverage-guided fuzzing (atheris); seeds recorded from DCMTK. Not part of CI.
 FUZZ_TIME    ?= 600
@@ -66,4 +72,4 @@ fuzz: $(VENV)/.installed-dev dcmtk
 	done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks fuzz/corpus fuzz/crashes
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks fuzz/corpus fuzz/crashes bench/.cache
