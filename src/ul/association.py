@@ -173,7 +173,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self.handshake_timeout = handshake_timeout
         self.tls: TLSSession | None = None
         self.handshake: asyncio.Future[None] | None = None
-        self._ciphertext = bytearray(1 << 16)
+        self._ciphertext = bytearray()  # sized when TLS starts: plain TCP never needs it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.tls_context is None:
@@ -181,6 +181,7 @@ class _Protocol(asyncio.BufferedProtocol):
             return
         raw = cast(asyncio.Transport, transport)
         _set_nodelay(raw)
+        self._ciphertext = bytearray(1 << 16)
         self.handshake = asyncio.get_running_loop().create_future()
         self.tls = TLSSession(
             raw,
@@ -237,9 +238,7 @@ class _Protocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         association = self.association
         association._writing_paused = False
-        waiter = association._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        association._wake_drainers()
 
 
 # Bounded receive queue: past this many P-DATA-TF PDUs, or bytes, waiting for the
@@ -281,7 +280,7 @@ class Association:
         self._idle: asyncio.TimerHandle | None = None
         self._last_receive = time.monotonic()
         self._writing_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._received: deque[PDataTF] = deque()
         self._received_bytes = 0
         self._corked: list[bytes | bytearray | memoryview] | None = None
@@ -298,7 +297,7 @@ class Association:
         #: The peer's certificate (as ``ssl.SSLSocket.getpeercert()``) on a TLS connection.
         self.peer_certificate: dict[str, Any] | None = None
         #: Acceptor only: how to answer the A-ASSOCIATE indication.
-        self.on_associate: Callable[[AssociateIndication], None] | None = None
+        self.on_associate: Callable[[Association, AssociateIndication], None] | None = None
         self._proposed: list[PresentationContext] = []
         self._config: RequestorConfig | None = None
 
@@ -363,8 +362,7 @@ class Association:
         if not self._released.done():
             self._released.set_exception(self._error or DicomWireError("connection closed"))
             self._released.exception()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        self._wake_drainers()
         if not self._closed.done():
             self._closed.set_result(None)
         if self.negotiated is not None:
@@ -455,7 +453,7 @@ class Association:
         if self.on_associate is None:
             self._apply(self._core.reject(AAssociateRJ(2, 3, 1)))
         else:
-            self.on_associate(indication)
+            self.on_associate(self, indication)
 
     def _on_release_indication(self, indication: ReleaseIndication) -> None:
         if indication.collision:
@@ -468,9 +466,11 @@ class Association:
         self._wake_receiver()
 
     def _on_abort(self, indication: AbortIndication) -> None:
-        self._error = AssociationAborted(indication)
+        aborted = AssociationAborted(indication)
+        if self._error is None:  # a timeout that caused the abort stays the reason
+            self._error = aborted
         level = logging.INFO if not indication.local else logging.WARNING
-        log.log(level, "%s", self._error)
+        log.log(level, "%s", aborted)
         if not self._established.done():
             self._established.set_exception(self._error)
             self._established.exception()
@@ -555,9 +555,15 @@ class Association:
         if self._writing_paused and self._transport is not None:
             await self._drain()
 
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def _drain(self) -> None:
         waiter = self._loop.create_future()
-        self._drain_waiter = waiter
+        self._drain_waiters.append(waiter)
         stall = self.timeouts.send_stall
         try:
             if stall is None:
@@ -572,7 +578,8 @@ class Association:
                 self._transport.abort()
             raise self._error from None
         finally:
-            self._drain_waiter = None
+            if waiter in self._drain_waiters:
+                self._drain_waiters.remove(waiter)
 
     async def receive(self, timeout: float | None = None) -> PDataTF | None:
         """The next received P-DATA-TF; None once the peer asked to release.
@@ -826,7 +833,7 @@ class AssociationServer:
         association = Association(
             requestor=False, max_pdu_length=self.policy.max_pdu_length, timeouts=self.timeouts
         )
-        association.on_associate = lambda ind: self._answer(association, ind)
+        association.on_associate = self._answer  # no closure: no reference cycle
         self._associations.add(association)
         association.closed.add_done_callback(lambda _: self._associations.discard(association))
         return _Protocol(association, tls_context, handshake_timeout=handshake_timeout)

@@ -22,9 +22,10 @@ __all__ = ["DEFAULT_MAX_CONTROL_PDU_LENGTH", "PDUFramer"]
 #: Bound on PDUs other than P-DATA-TF (A-ASSOCIATE with many contexts or a user identity
 #: token is the largest legitimate one, a few hundred KiB at most).
 DEFAULT_MAX_CONTROL_PDU_LENGTH = 1 << 20
-#: Largest body allocated at once for a length no configured limit vouches for; larger
-#: PDUs (only possible with an unlimited maximum) grow as their bytes arrive.
-_PREALLOCATE_UNTRUSTED = 1 << 20
+#: Largest body allocated at once for a length only the peer vouches for (any control PDU,
+#: or P-DATA-TF with no maximum); larger ones grow as their bytes actually arrive, so six
+#: bytes of header cannot make us allocate a megabyte.
+_PREALLOCATE_UNTRUSTED = 64 << 10
 #: Read straight into a PDU's buffer when at least this much of it is still missing.
 _DIRECT_READ_THRESHOLD = 4 << 10
 _STAGING_SIZE = 16 << 10
@@ -196,7 +197,7 @@ class PDUFramer:
             view[:PDU_HEADER_LENGTH] = self._header
             self._body = body
             self._body_view = view
-        elif limit or length <= _PREALLOCATE_UNTRUSTED:
+        elif (pdu_type == PDUType.P_DATA_TF and limit) or length <= _PREALLOCATE_UNTRUSTED:
             body = bytearray(total)
             body[:PDU_HEADER_LENGTH] = self._header
             self._body = body

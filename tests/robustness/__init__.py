@@ -1,0 +1,1 @@
+"""Robustness under load and abuse (issue 8): bounded in time, loopback only."""
