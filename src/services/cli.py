@@ -26,7 +26,7 @@ from ..testing.probe_cli import add_probe_parser, run_probe
 from ..ul.association import Timeouts, run_event_loop
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
-from ..ul.tls import TLSConfig, TLSProfile
+from ..ul.tlsargs import add_tls_arguments, tls_config_from_arguments
 from ..ul.trace import start_trace
 from .node import NodeConfig, load_config, run_node, run_workers, validate_config
 from .storage import store_files
@@ -129,70 +129,6 @@ def _add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> No
     )
 
 
-def _add_tls(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
-    """PS3.15 secure transport flags (DCMTK's +tls, +cf, +py... spelled out)."""
-    group = parser.add_argument_group("TLS (PS3.15 Annex B secure transport)")
-    if server:
-        group.add_argument(
-            "--tls-port",
-            type=_listen_port,
-            metavar="N",
-            help="also listen for TLS connections on port N (2762 when a certificate is given)",
-        )
-        group.add_argument(
-            "--no-peer-cert",
-            dest="require_peer_cert",
-            action="store_false",
-            default=True,
-            help="do not require a client certificate (mutual auth is the default)",
-        )
-    else:
-        group.add_argument("--tls", action="store_true", help="connect with TLS")
-    group.add_argument("--cert", type=Path, help="our certificate (PEM)")
-    group.add_argument("--key", type=Path, help="our private key (PEM)")
-    group.add_argument(
-        "--pkcs12", type=Path, metavar="FILE", help="our certificate and key as PKCS#12 (.p12/.pfx)"
-    )
-    group.add_argument(
-        "--password-file", type=Path, metavar="F", help="file holding the key or PKCS#12 password"
-    )
-    group.add_argument(
-        "--ca",
-        type=Path,
-        metavar="FILE_OR_DIR",
-        help="trusted CA certificates (a PEM file or a hashed directory)",
-    )
-    group.add_argument(
-        "--tls-profile",
-        choices=[p.value for p in TLSProfile],
-        default=TLSProfile.NON_DOWNGRADING_BCP195.value,
-        help="secure transport profile (bcp195-nd: Non-Downgrading BCP 195)",
-    )
-
-
-def _tls_config(args: argparse.Namespace) -> TLSConfig | None:
-    """The TLS settings the flags describe, or None without TLS."""
-    wanted = getattr(args, "tls", False) or getattr(args, "tls_port", None) is not None
-    if hasattr(args, "tls_port"):  # serve: a certificate alone turns the TLS port on
-        wanted = wanted or args.cert is not None or args.pkcs12 is not None
-    if not wanted:
-        return None
-    password = None
-    if args.password_file is not None:
-        password = args.password_file.read_bytes().rstrip(b"\r\n")
-    ca = args.ca
-    return TLSConfig(
-        certificate=args.cert,
-        key=args.key,
-        password=password,
-        pkcs12=args.pkcs12,
-        ca_file=ca if ca is not None and not ca.is_dir() else None,
-        ca_dir=ca if ca is not None and ca.is_dir() else None,
-        profile=TLSProfile(args.tls_profile),
-        require_peer_certificate=getattr(args, "require_peer_cert", True),
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dicomwire",
@@ -252,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the TCP connection (15)",
     )
     _add_common(echo)
-    _add_tls(echo)
+    add_tls_arguments(echo)
 
     serve = commands.add_parser(
         "serve",
@@ -344,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simultaneous associations before rejecting (100)",
     )
     _add_common(serve, defaults=False)
-    _add_tls(serve, server=True)
+    add_tls_arguments(serve, server=True)
 
     store = commands.add_parser(
         "store",
@@ -410,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", action="store_true", help="no progress line even on a terminal"
     )
     _add_common(store)
-    _add_tls(store)
+    add_tls_arguments(store)
 
     certs = commands.add_parser(
         "certs",
@@ -475,7 +411,7 @@ async def _echo(args: argparse.Namespace) -> int:
             max_pdu_length=args.max_pdu,
             repeat=args.repeat,
             timeouts=_timeouts(args, args.dimse_timeout or None),
-            tls=_tls_config(args),
+            tls=tls_config_from_arguments(args),
         )
     except DicomWireError as exc:
         print(f"echo failed: {exc}", file=sys.stderr)
@@ -524,7 +460,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     for name, value in timeouts.items():
         if value is not None:
             setattr(config.timeouts, name, value or None)
-    tls = _tls_config(args)
+    tls = tls_config_from_arguments(args)
     if tls is not None:
         config.tls = tls
         config.tls_port = (
@@ -587,7 +523,7 @@ async def _store(args: argparse.Namespace) -> int:
             retries=args.retries,
             timeouts=_timeouts(args, args.dimse_timeout or None),
             progress=progress,
-            tls=_tls_config(args),
+            tls=tls_config_from_arguments(args),
         )
     except DicomWireError as exc:
         print(f"store failed: {exc}", file=sys.stderr)

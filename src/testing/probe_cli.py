@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import DicomWireError
 from ..ul.identifiers import validate_ae_title
-from ..ul.tls import TLSConfig, TLSProfile
+from ..ul.tlsargs import add_tls_arguments, tls_config_from_arguments
 
 if TYPE_CHECKING:  # the prober is imported when a probe runs: the CLI starts fast
     from .prober import ScenarioResult
@@ -114,33 +113,8 @@ def add_probe_parser(
     )
     probe.add_argument("-v", "--verbose", action="store_true", help="log association events")
     probe.add_argument("-d", "--debug", action="store_true", help="log every PDU decoded")
-    tls = probe.add_argument_group("TLS (PS3.15 Annex B secure transport)")
-    tls.add_argument("--tls", action="store_true", help="connect with TLS")
-    tls.add_argument("--cert", type=Path, help="our certificate (PEM), for mutual authentication")
-    tls.add_argument("--key", type=Path, help="our private key (PEM)")
-    tls.add_argument(
-        "--ca", type=Path, metavar="FILE_OR_DIR", help="trusted CA certificates (PEM file or dir)"
-    )
-    tls.add_argument(
-        "--tls-profile",
-        choices=[p.value for p in TLSProfile],
-        default=TLSProfile.NON_DOWNGRADING_BCP195.value,
-        help="secure transport profile (bcp195-nd)",
-    )
+    add_tls_arguments(probe)
     return probe
-
-
-def _tls(args: argparse.Namespace) -> TLSConfig | None:
-    if not args.tls:
-        return None
-    ca = args.ca
-    return TLSConfig(
-        certificate=args.cert,
-        key=args.key,
-        ca_file=ca if ca is not None and not ca.is_dir() else None,
-        ca_dir=ca if ca is not None and ca.is_dir() else None,
-        profile=TLSProfile(args.tls_profile),
-    )
 
 
 def _list(stream: TextIO) -> None:
@@ -177,7 +151,7 @@ async def run_probe(args: argparse.Namespace, stream: TextIO | None = None) -> i
             args.port,
             called_ae_title=args.aec,
             calling_ae_title=args.aet,
-            tls=_tls(args),
+            tls=tls_config_from_arguments(args),
             timeout=args.timeout,
             artim_wait=args.artim_wait,
             max_pdu_length=args.max_pdu,
