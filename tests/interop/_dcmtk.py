@@ -11,32 +11,21 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import pytest
+from ..conftest import find_dcmtk_tool, get_free_tcp_port, wait_for_port
 
 LOCALHOST = "127.0.0.1"
 #: Upper bound for any subprocess of these tests.
 PROCESS_TIMEOUT = 30.0
 
 
-def dcmtk(name: str) -> str:
-    """Path of the DCMTK tool ``name``; skip the test (fail when ``CI=true``) if missing."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"DCMTK tool {name!r} not found on PATH (apt-get install dcmtk)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+#: The DCMTK lookup of tests/conftest.py: skip when missing, fail in CI.
+dcmtk = find_dcmtk_tool
 
 
 def dicomwire_argv() -> list[str]:
@@ -47,28 +36,7 @@ def dicomwire_argv() -> list[str]:
     return [sys.executable, "-m", "dicomwire.services.cli"]
 
 
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    """Wait until something accepts TCP connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode} before listening")
-        try:
-            with socket.create_connection((LOCALHOST, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"nothing listens on {LOCALHOST}:{port} after {timeout} s"
-                ) from None
-            time.sleep(0.05)
+free_tcp_port = get_free_tcp_port
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
