@@ -150,17 +150,21 @@ class StoreResult:
     length: int
     error: OSError | None = None
     dataset_offset: int = 0
+    #: The first bytes of the data set (up to 64 KiB), for reading its header.
+    head: bytes = b""
 
 
 class _PartialFileSink:
     """Stream a Part 10 file under a temporary name; remember a write error, not raise it."""
 
-    __slots__ = ("_file", "dataset_offset", "error", "length", "path")
+    __slots__ = ("_file", "dataset_offset", "error", "head", "length", "path")
 
     def __init__(self, path: Path, meta: bytes) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
+        #: The data set's first bytes, kept to read its header without reopening the file.
+        self.head = bytearray()
         self.error: OSError | None = None
         self._file = None
         try:
@@ -180,6 +184,8 @@ class _PartialFileSink:
             self.path.unlink()
 
     def write(self, data: memoryview) -> None:
+        if self.length < _HEAD_BYTES:
+            self.head += data[: _HEAD_BYTES - self.length]
         self.length += len(data)
         if self._file is None:
             return  # after an error: swallow the rest of the data set
@@ -197,7 +203,7 @@ class _PartialFileSink:
                 self._failed(exc)
             self._file = None
         path = None if self.error else self.path
-        return StoreResult(path, self.length, self.error, self.dataset_offset)
+        return StoreResult(path, self.length, self.error, self.dataset_offset, bytes(self.head))
 
     async def abort(self) -> None:
         self._failed(OSError("association ended before the data set was complete"))
@@ -233,41 +239,74 @@ def _path_component(value: str | None) -> str:
 _HEADER_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
 
 
+#: How much of each received data set is kept in memory to read its header from.
+_HEAD_BYTES = 64 << 10
+_ALL_HEADER_TAGS = frozenset(_HEADER_TAGS)
+
+
+def _header_from_head(stored: StoreResult, transfer_syntax: str) -> dict[int, str] | None:
+    """The header read from the bytes kept in memory, or None when they do not suffice.
+
+    They suffice when the whole data set fits, or when every header element was found.
+    A deflated data set is always read from the file.
+    """
+    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN or not stored.head:
+        return None
+    whole = stored.length <= len(stored.head)
+    try:
+        header = _parse_header(BytesIO(stored.head), transfer_syntax)
+    except DataSetError:
+        if whole:
+            raise
+        return None  # the cut at 64 KiB fell inside an element: read from the file
+    if whole or header.keys() >= _ALL_HEADER_TAGS:
+        return header
+    return None
+
+
 #: A deflated data set is inflated at most this far to find its header.
 _DEFLATED_HEADER_LIMIT = 16 << 20
 
 
-def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
-    """SOP Class/Instance, Study and Series UIDs of the stored data set; DataSetError.
+def _parse_header(source: BinaryIO, transfer_syntax: str) -> dict[int, str]:
+    """SOP Class/Instance, Study and Series UIDs from a data set stream; DataSetError.
 
-    Reads elements up to (0020,000E) straight from the file, skipping large values
-    (pixel data, big private elements), however far into the data set they are.
+    Reads elements up to (0020,000E) only, skipping large values (pixel data, big private
+    elements), however far into the data set they are.
     """
     from pydicom.filereader import read_dataset
 
     try:
-        with open(path, "rb") as file:
-            file.seek(offset)
-            source: BinaryIO = file
-            if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-                source = BytesIO(
-                    inflater.decompress(file.read(_DEFLATED_HEADER_LIMIT), _DEFLATED_HEADER_LIMIT)
-                )
-            dataset = read_dataset(
-                source,
-                transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN,
-                transfer_syntax != EXPLICIT_VR_BIG_ENDIAN,
-                stop_when=lambda tag, vr, length: tag > 0x0020000E,
-                defer_size=1024,
-            )
-            values: dict[int, str] = {}
-            for tag in _HEADER_TAGS:
-                if tag in dataset:
-                    value = dataset[tag].value
-                    values[tag] = str(value).rstrip("\x00 ") if value is not None else ""
+        dataset = read_dataset(
+            source,
+            transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN,
+            transfer_syntax != EXPLICIT_VR_BIG_ENDIAN,
+            stop_when=lambda tag, vr, length: tag > 0x0020000E,
+            defer_size=1024,
+        )
+        values: dict[int, str] = {}
+        for tag in _HEADER_TAGS:
+            if tag in dataset:
+                value = dataset[tag].value
+                values[tag] = str(value).rstrip("\x00 ") if value is not None else ""
         return values
     except Exception as exc:
+        raise DataSetError(f"cannot read the data set header: {exc}") from exc
+
+
+def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
+    """The header of the data set stored in ``path`` at ``offset``; DataSetError."""
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+                inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                head = inflater.decompress(
+                    file.read(_DEFLATED_HEADER_LIMIT), _DEFLATED_HEADER_LIMIT
+                )
+                return _parse_header(BytesIO(head), transfer_syntax)
+            return _parse_header(file, transfer_syntax)
+    except OSError as exc:
         raise DataSetError(f"cannot read the data set header: {exc}") from exc
 
 
@@ -309,18 +348,22 @@ class StorageSCP:
             return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {result.error}"))
         partial = result.path
         try:
-            return await self._place(request, partial, result.dataset_offset)
+            return await self._place(request, partial, result)
         finally:
             with contextlib.suppress(OSError):
                 partial.unlink()
 
-    async def _place(self, request: Request, partial: Path, offset: int) -> Response:
+    async def _place(self, request: Request, partial: Path, stored: StoreResult) -> Response:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
         transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
         try:
-            header = await asyncio.to_thread(_read_header, partial, offset, transfer_syntax)
+            header = _header_from_head(stored, transfer_syntax)
+            if header is None:  # not all in the first bytes: read it from the file
+                header = await asyncio.to_thread(
+                    _read_header, partial, stored.dataset_offset, transfer_syntax
+                )
         except DataSetError as exc:
             return Response(CANNOT_UNDERSTAND, None, _comment(str(exc)))
         if 0x00080016 not in header and 0x00080018 not in header:
@@ -351,7 +394,10 @@ class StorageSCP:
             if self.config.duplicates == "reject":
                 return Response(DUPLICATE_SOP_INSTANCE, None, _comment("duplicate SOP instance"))
         try:
-            await asyncio.to_thread(_commit, partial, target, self.config.fsync)
+            if self.config.fsync:  # fsync blocks for milliseconds: not on the event loop
+                await asyncio.to_thread(_commit, partial, target, True)
+            else:
+                _commit(partial, target, False)
         except OSError as exc:
             log.error("storing %s failed: %s", target, exc)
             return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {exc.strerror}"))
