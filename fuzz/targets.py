@@ -74,7 +74,7 @@ from dicomwire.ul.pdu import (
     PDUError,
     PresentationContextACItem,
     PresentationDataValue,
-    UnknownUserInformationItem,
+    UnknownItem,
     UserIdentityRQItem,
     UserInformationItem,
     decode,
@@ -336,7 +336,7 @@ def seed_pdus() -> list[bytes]:
     identity_request, _ = build_request(identity_config)
     info = identity_request.user_information
     assert info is not None
-    info.sub_items.append(UnknownUserInformationItem(0xF0, b"\x00\x01"))
+    info.sub_items.append(UnknownItem(0xF0, b"\x00\x01"))
     answer = accept_or_reject(POLICY, request)
     assert isinstance(answer, tuple)
     accept = answer[0]

@@ -26,7 +26,7 @@ from ..testing.probe_cli import add_probe_parser, run_probe
 from ..ul.association import Timeouts, run_event_loop
 from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
-from ..ul.tlsargs import add_tls_arguments, tls_config_from_arguments
+from ..ul.tlsargs import add_tls_arguments, port_number, tls_config_from_arguments
 from ..ul.trace import start_trace
 from .node import NodeConfig, load_config, run_node, run_workers, validate_config
 from .storage import store_files
@@ -71,7 +71,6 @@ def _known_node(value: str) -> KnownNode:
     return KnownNode(_ae_title(title), host or None, port)
 
 
-_listen_port = _int_in(0, 65535, "port")
 _positive = _int_in(1, 1 << 30, "value")
 _window = _int_in(0, 0xFFFF, "window (0 = unlimited)")
 _retries = _int_in(0, 100, "retries")
@@ -200,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
-    serve.add_argument("--port", "-p", type=_listen_port, help="TCP port (11112)")
+    serve.add_argument("--port", "-p", type=port_number, help="TCP port (11112)")
     serve.add_argument(
         "--host", help="address to listen on (default: every address, IPv4 and IPv6)"
     )

@@ -44,7 +44,7 @@ from ..dimse.session import (
     open_session,
 )
 from ..dimse.status import Status
-from ..dimse.streams import DataSetSink, FileSource
+from ..dimse.streams import DataSetSink, DiscardSink, FileSource
 from ..errors import DicomWireError
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -209,22 +209,6 @@ class _PartialFileSink:
         self._failed(OSError("association ended before the data set was complete"))
 
 
-class _DiscardSink:
-    __slots__ = ("length",)
-
-    def __init__(self) -> None:
-        self.length = 0
-
-    def write(self, data: memoryview) -> None:
-        self.length += len(data)
-
-    async def close(self) -> StoreResult:
-        return StoreResult(None, self.length)
-
-    async def abort(self) -> None:
-        return None
-
-
 _SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
 
@@ -324,7 +308,7 @@ class StorageSCP:
 
         def factory(command: CommandSet, context: PresentationContext) -> DataSetSink:
             if self.config.discard:
-                return _DiscardSink()
+                return DiscardSink()  # handle() answers 0000 before looking at it
             meta = build_file_meta(
                 str(command.get(Tag.AffectedSOPClassUID) or ""),
                 str(command.get(Tag.AffectedSOPInstanceUID) or ""),

@@ -66,7 +66,7 @@ from ..ul.pdu import (
     PresentationContextRQItem,
     PresentationDataValue,
     SOPClassCommonExtendedNegotiationItem,
-    UnknownUserInformationItem,
+    UnknownItem,
     UserIdentityRQItem,
     UserInformationItem,
 )
@@ -1100,7 +1100,7 @@ async def _unknown_user_item(probe: Probe) -> Finding:
     request = probe.request()
     info = request.user_information
     if info is not None:
-        info.sub_items.append(UnknownUserInformationItem(0xF0, b"\x00\x01\x02\x03"))
+        info.sub_items.append(UnknownItem(0xF0, b"\x00\x01\x02\x03"))
     obs = await probe.stimulate(peer, request)
     if isinstance(obs.pdu, AAssociateAC):
         await probe.send(peer, AReleaseRQ())

@@ -73,7 +73,6 @@ __all__ = [
     "SOPClassExtendedNegotiationItem",
     "TransferSyntaxItem",
     "UnknownItem",
-    "UnknownUserInformationItem",
     "UserIdentityACItem",
     "UserIdentityRQItem",
     "UserIdentityType",
@@ -337,10 +336,6 @@ class UnknownItem:
 
     def encode(self) -> bytes:
         return _item(self.item_type, self.reserved, bytes(self.value))
-
-
-#: The same class where it stands among user-information sub-items (PS3.8 D.1).
-UnknownUserInformationItem = UnknownItem
 
 
 SyntaxItem: TypeAlias = AbstractSyntaxItem | TransferSyntaxItem | UnknownItem

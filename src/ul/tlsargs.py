@@ -12,10 +12,11 @@ from pathlib import Path
 
 from .tls import TLSConfig, TLSProfile
 
-__all__ = ["add_tls_arguments", "tls_config_from_arguments"]
+__all__ = ["add_tls_arguments", "port_number", "tls_config_from_arguments"]
 
 
-def _port_number(value: str) -> int:
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
     try:
         number = int(value)
     except ValueError:
@@ -31,7 +32,7 @@ def add_tls_arguments(parser: argparse.ArgumentParser, *, server: bool = False) 
     if server:
         group.add_argument(
             "--tls-port",
-            type=_port_number,
+            type=port_number,
             metavar="N",
             help="also listen for TLS connections on port N (2762 when a certificate is given)",
         )

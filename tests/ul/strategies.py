@@ -39,7 +39,7 @@ from dicomwire.ul.pdu import (
     SOPClassCommonExtendedNegotiationItem,
     SOPClassExtendedNegotiationItem,
     TransferSyntaxItem,
-    UnknownUserInformationItem,
+    UnknownItem,
     UserIdentityACItem,
     UserIdentityRQItem,
     UserInformationItem,
@@ -170,9 +170,9 @@ def user_identity_ac_items() -> st.SearchStrategy[UserIdentityACItem]:
     return st.builds(UserIdentityACItem, st.binary(max_size=64))
 
 
-def unknown_user_information_items() -> st.SearchStrategy[UnknownUserInformationItem]:
+def unknown_user_information_items() -> st.SearchStrategy[UnknownItem]:
     types = byte.filter(lambda t: t not in KNOWN_USER_INFO_TYPES)
-    return st.builds(UnknownUserInformationItem, types, st.binary(max_size=32))
+    return st.builds(UnknownItem, types, st.binary(max_size=32))
 
 
 #: Every user-information sub-item kind, by name (for parametrised per-kind tests).
@@ -508,7 +508,7 @@ def example_pdus() -> dict[str, bytes]:
                     ImplementationClassUIDItem("1.2.3.4"),
                     ImplementationVersionNameItem("PEER_1"),
                     UserIdentityACItem(b"token"),
-                    UnknownUserInformationItem(0x7F, b"\x01\x02"),
+                    UnknownItem(0x7F, b"\x01\x02"),
                 ]
             ),
         ],

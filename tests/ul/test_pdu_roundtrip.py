@@ -29,7 +29,7 @@ from dicomwire.ul.pdu import (
     PresentationDataValue,
     SOPClassCommonExtendedNegotiationItem,
     TransferSyntaxItem,
-    UnknownUserInformationItem,
+    UnknownItem,
     UserInformationItem,
     decode,
 )
@@ -437,9 +437,7 @@ def test_unknown_user_information_sub_items_are_kept_whole() -> None:
     info = decoded.user_information
     assert info is not None
     assert info.maximum_length == 0x4000
-    assert info.unknown_items == [
-        UnknownUserInformationItem(0xA5, b"\x00\x01 anything \xff", reserved=0x17)
-    ]
+    assert info.unknown_items == [UnknownItem(0xA5, b"\x00\x01 anything \xff", reserved=0x17)]
     assert decoded.encode() == raw
 
 
