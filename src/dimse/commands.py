@@ -12,7 +12,7 @@ from enum import IntEnum
 from typing import TypeAlias
 
 from ..errors import DicomWireError
-from ..ul.identifiers import WireStr, decode_uid, encode_uid
+from ..ul.identifiers import WireStr, decode_uid, encode_uid, is_valid_uid
 
 __all__ = [
     "COMMAND_ELEMENTS",
@@ -132,10 +132,23 @@ _ELEMENT_HEADER = struct.Struct("<HHL")
 _US = struct.Struct("<H")
 _UL = struct.Struct("<L")
 _AT = struct.Struct("<HH")
+#: A whole US element: tag, length 2, value (the most common element of a command).
+_US_ELEMENT = struct.Struct("<HHLH")
+#: (0000,0000) UL 4 and its value: the head of every encoded command set.
+_GROUP_LENGTH_ELEMENT = struct.Struct("<HHLL")
+_US_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "US")
+_UI_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "UI")
+#: Plain-int keys: hashing an IntEnum member in a hot loop is slower than hashing an int.
+_VR_OF: dict[int, str] = {int(tag): vr for tag, vr in COMMAND_ELEMENTS.items()}
+_COMMAND_GROUP_LENGTH = int(Tag.CommandGroupLength)
+
+
+def _tag_name(tag: int) -> str:
+    return Tag(tag).name if tag in Tag._value2member_map_ else f"(0000,{tag & 0xFFFF:04X})"
 
 
 def _encode_value(tag: int, value: CommandValue) -> bytes:
-    vr = COMMAND_ELEMENTS.get(tag)
+    vr = _VR_OF.get(tag)
     if vr is None or isinstance(value, bytes):
         if not isinstance(value, bytes):
             raise CommandError(
@@ -144,57 +157,72 @@ def _encode_value(tag: int, value: CommandValue) -> bytes:
         return value
     if vr == "US":
         if not isinstance(value, int) or not 0 <= value <= 0xFFFF:
-            raise CommandError(f"{Tag(tag).name} must be an unsigned 16-bit int, not {value!r}")
+            raise CommandError(f"{_tag_name(tag)} must be an unsigned 16-bit int, not {value!r}")
         return _US.pack(value)
     if vr == "UL":
         if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
-            raise CommandError(f"{Tag(tag).name} must be an unsigned 32-bit int, not {value!r}")
+            raise CommandError(f"{_tag_name(tag)} must be an unsigned 32-bit int, not {value!r}")
         return _UL.pack(value)
     if vr == "UI":
         if not isinstance(value, str):
-            raise CommandError(f"{Tag(tag).name} must be a UID string, not {value!r}")
-        raw = encode_uid(value, Tag(tag).name)
+            raise CommandError(f"{_tag_name(tag)} must be a UID string, not {value!r}")
+        if isinstance(value, WireStr):
+            raw = value.wire
+        elif is_valid_uid(value):
+            raw = value.encode("ascii")
+        else:
+            raw = encode_uid(value, _tag_name(tag))  # raises, naming the element
         return raw + b"\x00" if len(raw) % 2 else raw
     if vr == "AT":
         tags = [value] if isinstance(value, int) else value
         if not isinstance(tags, list) or not all(isinstance(t, int) for t in tags):
-            raise CommandError(f"{Tag(tag).name} must be a tag or list of tags")
+            raise CommandError(f"{_tag_name(tag)} must be a tag or list of tags")
         return b"".join(_AT.pack(t >> 16, t & 0xFFFF) for t in tags)
     # AE, LO: text padded with a space to even length
     if not isinstance(value, str):
-        raise CommandError(f"{Tag(tag).name} must be text, not {value!r}")
+        raise CommandError(f"{_tag_name(tag)} must be text, not {value!r}")
     raw = value.wire if isinstance(value, WireStr) else value.encode("ascii", "replace")
     return raw + b" " if len(raw) % 2 else raw
 
 
 def encode_command(command: CommandSet) -> bytes:
     """Encode a command set, Command Group Length first and elements in tag order."""
-    body = bytearray()
+    parts: list[bytes] = [b""]
+    length = 0
+    pack_us = _US_ELEMENT.pack
+    pack_header = _ELEMENT_HEADER.pack
     for tag in sorted(command):
-        if tag == Tag.CommandGroupLength:
+        value = command[tag]
+        if tag in _US_TAGS and type(value) is int and 0 <= value <= 0xFFFF:
+            element = pack_us(0, tag, 2, value)  # group 0000: the tag is the element number
+            parts.append(element)
+            length += 10
             continue
-        value = _encode_value(tag, command[tag])
-        body += _ELEMENT_HEADER.pack(tag >> 16, tag & 0xFFFF, len(value))
-        body += value
-    header = _ELEMENT_HEADER.pack(0, 0, 4) + _UL.pack(len(body))
-    return header + bytes(body)
+        if tag == _COMMAND_GROUP_LENGTH:
+            continue
+        encoded = _encode_value(tag, value)
+        parts.append(pack_header(tag >> 16, tag & 0xFFFF, len(encoded)))
+        parts.append(encoded)
+        length += 8 + len(encoded)
+    parts[0] = _GROUP_LENGTH_ELEMENT.pack(0, 0, 4, length)
+    return b"".join(parts)
 
 
 def _decode_value(tag: int, raw: bytes) -> CommandValue:
-    vr = COMMAND_ELEMENTS.get(tag)
+    vr = _VR_OF.get(tag)
     if vr == "US":
         if len(raw) != 2:
-            raise CommandError(f"{Tag(tag).name} has length {len(raw)}; expected 2")
+            raise CommandError(f"{_tag_name(tag)} has length {len(raw)}; expected 2")
         return int(_US.unpack(raw)[0])
     if vr == "UL":
         if len(raw) != 4:
-            raise CommandError(f"{Tag(tag).name} has length {len(raw)}; expected 4")
+            raise CommandError(f"{_tag_name(tag)} has length {len(raw)}; expected 4")
         return int(_UL.unpack(raw)[0])
     if vr == "UI":
         return decode_uid(raw)
     if vr == "AT":
         if len(raw) % 4:
-            raise CommandError(f"{Tag(tag).name} length {len(raw)} is not a multiple of 4")
+            raise CommandError(f"{_tag_name(tag)} length {len(raw)} is not a multiple of 4")
         return [(g << 16) | e for g, e in _AT.iter_unpack(raw)]
     if vr in ("AE", "LO"):
         return WireStr.from_wire(raw, raw.decode("latin-1").strip(" \x00"))
@@ -207,24 +235,29 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     command: CommandSet = {}
     pos, end = 0, len(raw)
     previous = -1
+    unpack_header = _ELEMENT_HEADER.unpack_from
+    unpack_us = _US.unpack_from
+    us_tags = _US_TAGS
     while pos < end:
         if end - pos < 8:
             raise CommandError(f"truncated command element header at byte {pos}")
-        group, element, length = _ELEMENT_HEADER.unpack_from(raw, pos)
-        tag = (group << 16) | element
+        group, element, length = unpack_header(raw, pos)
         if group != 0:
             raise CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
-        if tag <= previous:
+        if element <= previous:
             raise CommandError(f"command elements out of order at ({group:04X},{element:04X})")
-        previous = tag
+        previous = element
         start = pos + 8
-        if start + length > end:
+        pos = start + length
+        if pos > end:
             raise CommandError(
                 f"element (0000,{element:04X}) length {length} overruns the command set"
             )
-        command[tag] = _decode_value(tag, raw[start : start + length])
-        pos = start + length
-    group_length = command.get(Tag.CommandGroupLength)
+        if length == 2 and element in us_tags:
+            command[element] = unpack_us(raw, start)[0]
+        else:
+            command[element] = _decode_value(element, raw[start:pos])
+    group_length = command.get(_COMMAND_GROUP_LENGTH)
     if isinstance(group_length, int) and raw[:4] == b"\x00\x00\x00\x00":
         following = len(raw) - 12  # bytes after the (0000,0000) element itself
         if group_length != following:

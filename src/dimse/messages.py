@@ -121,6 +121,16 @@ def fragment_message(
 ) -> Iterator[PDataTF]:
     """P-DATA-TF PDUs for one message whose data set is in memory."""
     limit = fragment_limit(max_pdu_length)
+    command_view = _as_bytes_view(command)
+    data_view = None if dataset is None else _as_bytes_view(dataset)
+    if limit <= 0 or (
+        len(command_view) + (0 if data_view is None else len(data_view) + PDV_HEADER_LENGTH)
+        <= limit
+    ):  # the common small message: one P-DATA-TF, built without the generators below
+        single = [PresentationDataValue(context_id, _COMMAND | _LAST, command_view)]
+        if data_view is not None:
+            single.append(PresentationDataValue(context_id, _LAST, data_view))
+        return iter((PDataTF(single),))
 
     def pdvs() -> Iterator[PresentationDataValue]:
         yield from _fragments(context_id, command, _COMMAND, limit)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,16 @@ UNRECOGNIZED_OPERATION = 0x0211
 DUPLICATE_INVOCATION = 0x0210
 CANNOT_UNDERSTAND = 0xC000
 
+# Command element tags as plain ints, for dictionary lookups on the hot path.
+_COMMAND_FIELD = int(Tag.CommandField)
+_MESSAGE_ID = int(Tag.MessageID)
+_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
+_STATUS = int(Tag.Status)
+_AFFECTED_SOP_CLASS = int(Tag.AffectedSOPClassUID)
+_REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
+_AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
+_REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
+
 
 class DimseStatusError(DicomWireError):
     """Raise from a handler to answer with ``status`` (and an error comment)."""
@@ -97,47 +108,70 @@ class DimseStatusError(DicomWireError):
         super().__init__(f"{self.status}{': ' + comment if comment else ''}")
 
 
-@dataclass(slots=True)
 class ReceivedMessage:
     """A whole message as received: the command set and the data set (if any).
 
     ``dataset`` is what the sink returned: bytes by default, a path for a file sink.
+    The command field and message ID are read once, here: every layer above asks for them.
     """
 
-    context_id: int
-    transfer_syntax: str
-    command: CommandSet
-    dataset: object | None = None
+    __slots__ = (
+        "_status",
+        "command",
+        "command_field",
+        "context_id",
+        "dataset",
+        "message_id",
+        "transfer_syntax",
+    )
 
-    @property
-    def command_field(self) -> int:
-        value = self.command.get(Tag.CommandField)
-        return value if isinstance(value, int) else -1
-
-    @property
-    def message_id(self) -> int:
+    def __init__(
+        self,
+        context_id: int,
+        transfer_syntax: str,
+        command: CommandSet,
+        dataset: object | None = None,
+    ) -> None:
+        self.context_id = context_id
+        self.transfer_syntax = transfer_syntax
+        self.command = command
+        self.dataset = dataset
+        field_value = command.get(_COMMAND_FIELD)
+        self.command_field: int = field_value if isinstance(field_value, int) else -1
         responds = self.command_field & 0x8000 or self.command_field == CommandField.C_CANCEL_RQ
-        tag = Tag.MessageIDBeingRespondedTo if responds else Tag.MessageID
-        value = self.command.get(tag)
-        return value if isinstance(value, int) else -1
+        message_id = command.get(_RESPONDED_TO if responds else _MESSAGE_ID)
+        self.message_id: int = message_id if isinstance(message_id, int) else -1
+        self._status: Status | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"ReceivedMessage(context_id={self.context_id}, command_field="
+            f"0x{self.command_field:04X}, message_id={self.message_id})"
+        )
 
     @property
     def status(self) -> Status:
-        value = self.command.get(Tag.Status)
-        return Status(value if isinstance(value, int) else CANNOT_UNDERSTAND)
+        status = self._status
+        if status is None:
+            value = self.command.get(_STATUS)
+            status = Status(value if isinstance(value, int) else CANNOT_UNDERSTAND)
+            self._status = status
+        return status
 
     @property
     def sop_class_uid(self) -> str | None:
-        for tag in (Tag.AffectedSOPClassUID, Tag.RequestedSOPClassUID):
-            value = self.command.get(tag)
+        command = self.command
+        for tag in (_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS):
+            value = command.get(tag)
             if isinstance(value, str):
                 return value
         return None
 
     @property
     def sop_instance_uid(self) -> str | None:
-        for tag in (Tag.AffectedSOPInstanceUID, Tag.RequestedSOPInstanceUID):
-            value = self.command.get(tag)
+        command = self.command
+        for tag in (_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE):
+            value = command.get(tag)
             if isinstance(value, str):
                 return value
         return None
@@ -205,7 +239,15 @@ SinkFactory = Callable[[CommandSet, PresentationContext], DataSetSink]
 class Operation:
     """An invoked operation: iterate to receive its responses, pending ones first."""
 
-    __slots__ = ("_queue", "_session", "command", "context_id", "final", "message_id")
+    __slots__ = (
+        "_received",
+        "_session",
+        "_waiter",
+        "command",
+        "context_id",
+        "final",
+        "message_id",
+    )
 
     def __init__(
         self, session: DimseSession, message_id: int, context_id: int, command: CommandSet
@@ -215,7 +257,16 @@ class Operation:
         self.context_id = context_id
         self.command = command
         self.final: ReceivedMessage | None = None
-        self._queue: asyncio.Queue[ReceivedMessage | BaseException] = asyncio.Queue()
+        # Responses (or the error that ended the session) not yet taken by _next().
+        self._received: deque[ReceivedMessage | BaseException] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _deliver(self, item: ReceivedMessage | BaseException) -> None:
+        """A response arrived (or the session ended): wake whoever waits."""
+        self._received.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def __aiter__(self) -> AsyncIterator[ReceivedMessage]:
         return self._responses()
@@ -226,26 +277,40 @@ class Operation:
             yield response
 
     async def _next(self) -> ReceivedMessage:
-        timeout = self._session.timeouts.dimse
-        try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            error = DicomTimeoutError(
-                f"no response to message {self.message_id} within {timeout} s"
-            )
-            self._session._fail(error, abort=True)
-            raise error from None
+        if not self._received:
+            await self._wait_for_response()
+        item = self._received.popleft()
         if isinstance(item, BaseException):
             raise item
         if not item.status.is_pending:
             self.final = item
         return item
 
+    async def _wait_for_response(self) -> None:
+        """Wait up to the DIMSE timeout; on expiry abort the association and raise."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self._waiter = waiter
+        timeout = self._session.timeouts.dimse
+        # A timer handle rather than asyncio.wait_for: no task per response awaited.
+        timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not self._received:
+            error = DicomTimeoutError(
+                f"no response to message {self.message_id} within {timeout} s"
+            )
+            self._session._fail(error, abort=True)
+            raise error
+
     async def wait(self) -> ReceivedMessage:
         """Wait for the final response, dropping pending ones."""
-        async for _ in self:
-            pass
-        assert self.final is not None
+        while self.final is None:
+            await self._next()
         return self.final
 
     async def cancel(self) -> None:
@@ -260,6 +325,11 @@ class Operation:
                 },
                 None,
             )
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class DimseSession:
@@ -404,11 +474,18 @@ class DimseSession:
         if isinstance(dataset, FileSource) and dataset.fits_in_memory():
             dataset = dataset.read()  # small: one write with the command
         encoded = encode_command(command)
-        async with self._send_lock:
-            if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
-                association.send_many_nowait(fragment_message(context_id, encoded, dataset, limit))
+        lock = self._send_lock
+        if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
+            pdus = fragment_message(context_id, encoded, dataset, limit)
+            if lock.locked():  # another message is streaming: ours goes after it
+                async with lock:
+                    association.send_many_nowait(pdus)
+            else:  # written whole, with no await in between: nothing can interleave
+                association.send_many_nowait(pdus)
+            if association.writing_paused:
                 await association.drain()
-                return
+            return
+        async with lock:
             association.send_many_nowait(fragment_message(context_id, encoded, None, limit))
             async for pdu in fragment_stream(context_id, dataset, limit):
                 association.send_nowait(pdu)
@@ -524,9 +601,11 @@ class DimseSession:
                     message.message_id,
                 )
                 return
-            operation._queue.put_nowait(message)
             if not message.status.is_pending:
+                # Free the window slot first: a request waiting for it is woken before
+                # whoever waits for this response (the next send is on the critical path).
                 self._forget(message.message_id)
+            operation._deliver(message)
             return
         if len(self._tasks) >= self.perform_window * 4 + 64:
             raise DimseProtocolError(
@@ -593,7 +672,7 @@ class DimseSession:
         if self._error is None:
             self._error = error
         for message_id, operation in list(self._outstanding.items()):
-            operation._queue.put_nowait(error)
+            operation._deliver(error)
             self._forget(message_id)
         if abort and self.association.is_established:
             self.association.abort()

@@ -120,7 +120,7 @@ class FileSource:
         length: int | None = None,
         chunk_size: int = 1 << 20,
     ) -> None:
-        self.path = Path(path)
+        self.path = path if isinstance(path, Path) else Path(path)
         self.offset = offset
         self.length = length
         self.chunk_size = chunk_size
@@ -131,14 +131,30 @@ class FileSource:
     def fits_in_memory(self) -> bool:
         length = self.length
         if length is None:
-            length = self.path.stat().st_size - self.offset
+            length = os.stat(self.path).st_size - self.offset
         return length <= self.SMALL
 
     def read(self) -> bytes:
-        """The whole range at once (for small data sets)."""
-        with open(self.path, "rb") as file:
-            file.seek(self.offset)
-            return file.read(-1 if self.length is None else self.length)
+        """The whole range at once (for small data sets): one open, one pread, one close."""
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            length = self.length
+            if length is None:
+                length = max(0, os.fstat(fd).st_size - self.offset)
+            data = os.pread(fd, length, self.offset)
+            if len(data) < length:  # a short read: rare on regular files, but allowed
+                parts = [data]
+                position = self.offset + len(data)
+                while (missing := length - position + self.offset) > 0:
+                    part = os.pread(fd, missing, position)
+                    if not part:
+                        break
+                    parts.append(part)
+                    position += len(part)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()

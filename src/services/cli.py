@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from ..errors import DicomWireError
@@ -28,8 +28,9 @@ from ..ul.identifiers import validate_ae_title
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
 from ..ul.tlsargs import add_tls_arguments, port_number, tls_config_from_arguments
 from ..ul.trace import start_trace
-from .node import NodeConfig, load_config, run_node, run_workers, validate_config
-from .storage import store_files
+
+if TYPE_CHECKING:
+    from .node import NodeConfig
 
 log = logging.getLogger("dicomwire.cli")
 
@@ -424,6 +425,8 @@ async def _echo(args: argparse.Namespace) -> int:
 
 def _node_config(args: argparse.Namespace) -> NodeConfig:
     """The TOML file's settings (or defaults), overridden by the flags given."""
+    from .node import NodeConfig, load_config
+
     config = load_config(args.config) if args.config else NodeConfig()
     overrides: dict[str, Any] = {
         "ae_titles": args.aet,
@@ -471,6 +474,8 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from .node import run_node, validate_config
+
     try:
         config = validate_config(_node_config(args))
     except DicomWireError as exc:
@@ -508,6 +513,8 @@ class _Progress:
 
 
 async def _store(args: argparse.Namespace) -> int:
+    from .storage import store_files  # each tool imports only what it runs: start-up time
+
     progress = _Progress(sys.stderr.isatty() and not args.no_progress)
     try:
         summary = await store_files(
@@ -571,6 +578,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "store":
         return _run(_store(args))
     if args.command == "serve" and (args.workers or 1) > 1:
+        from .node import run_workers, validate_config
+
         try:
             return run_workers(validate_config(_node_config(args)))
         except DicomWireError as exc:

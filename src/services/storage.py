@@ -484,25 +484,55 @@ class StoreSummary:
 
 
 def collect_files(paths: Iterable[str | Path]) -> tuple[list[FileInfo], list[FileOutcome]]:
-    """Part 10 files under ``paths`` (directories recursively); unreadable ones as failures."""
+    """Part 10 files under ``paths`` (directories recursively); unreadable ones as failures.
+
+    Files come in path order, each once even when named twice (same device and inode).
+    A file that is not DICOM is skipped quietly inside a directory and is a failure when
+    named; symbolic links to directories are not followed (no loops).
+    """
     infos: list[FileInfo] = []
     failures: list[FileOutcome] = []
-    seen: set[Path] = set()
+    seen: set[tuple[int, int]] = set()
     for given in paths:
         path = Path(given)
-        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for candidate in candidates:
-            if candidate.resolve() in seen:
-                continue  # the same file named twice is sent once
-            seen.add(candidate.resolve())
+        in_directory = path.is_dir()
+        for candidate in _files_under(str(path)) if in_directory else [str(path)]:
+            try:
+                status = os.stat(candidate)
+            except OSError:
+                status = None
+            if status is not None:
+                identity = (status.st_dev, status.st_ino)
+                if identity in seen:
+                    continue  # the same file named twice is sent once
+                seen.add(identity)
             try:
                 infos.append(read_file_info(candidate))
             except Part10Error as exc:
-                if path.is_dir() and "no DICM prefix" in str(exc):
+                if in_directory and "no DICM prefix" in str(exc):
                     continue  # not a DICOM file inside a directory: skip quietly
                 reason = str(exc).removeprefix(f"{candidate}: ")
-                failures.append(FileOutcome(candidate, error=reason, permanent=True))
+                failures.append(FileOutcome(Path(candidate), error=reason, permanent=True))
     return infos, failures
+
+
+def _files_under(directory: str) -> list[str]:
+    """Regular files below ``directory``, depth first, each directory's entries by name."""
+    found: list[str] = []
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except OSError as exc:
+        log.warning("cannot list %s: %s", directory, exc.strerror or exc)
+        return found
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                found.extend(_files_under(entry.path))
+            elif entry.is_file():
+                found.append(entry.path)
+        except OSError:
+            continue
+    return found
 
 
 def _context_keys(info: FileInfo) -> tuple[tuple[str, str], tuple[str, str]]:

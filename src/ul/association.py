@@ -550,6 +550,11 @@ class Association:
             if parts and self._transport is not None and not self._transport.is_closing():
                 self._transport.writelines(parts)
 
+    @property
+    def writing_paused(self) -> bool:
+        """True while the transport's write buffer is above its high-water mark."""
+        return self._writing_paused and self._transport is not None
+
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
         if self._writing_paused and self._transport is not None:

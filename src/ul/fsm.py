@@ -18,6 +18,8 @@ from enum import Enum
 class State(Enum):
     """States of PS3.8 Table 9-1 (the value is the standard's name)."""
 
+    __hash__ = object.__hash__  # members are singletons: identity hash, in C
+
     STA1 = "Sta1"  # Idle
     STA2 = "Sta2"  # Transport connection open (awaiting A-ASSOCIATE-RQ PDU)
     STA3 = "Sta3"  # Awaiting local A-ASSOCIATE response primitive
@@ -35,6 +37,8 @@ class State(Enum):
 
 class Event(Enum):
     """Events of PS3.8 Table 9-10 (the value is the standard's name)."""
+
+    __hash__ = object.__hash__  # members are singletons: identity hash, in C
 
     EVT1 = "Evt1"  # A-ASSOCIATE request (local user)
     EVT2 = "Evt2"  # Transport connection confirm (local transport service)
@@ -59,6 +63,8 @@ class Event(Enum):
 
 class Action(Enum):
     """Actions of PS3.8 Tables 9-6 to 9-9 (the value is the standard's name)."""
+
+    __hash__ = object.__hash__  # members are singletons: identity hash, in C
 
     AE1 = "AE-1"  # Issue TRANSPORT CONNECT request -> Sta4
     AE2 = "AE-2"  # Send A-ASSOCIATE-RQ PDU -> Sta5
