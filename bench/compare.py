@@ -448,14 +448,21 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def workers_speedup(rows: list[Row]) -> str | None:
-    one = next((r for r in rows if r.workers == 1 and r.median is not None), None)
-    two = next((r for r in rows if r.workers == 2 and r.median is not None), None)
-    if one is None or two is None or one.median is None or two.median is None:
-        return None
-    speedup = one.median / two.median
-    verdict = "ok" if speedup >= 1.6 else "MISS"
-    return f"serve --workers 2 vs 1: {speedup:.2f}x faster (target >= 1.6x: {verdict})."
+def workers_speedup(rows: list[Row]) -> list[str]:
+    """``serve --workers 2`` against 1, for each sender measured with both."""
+    lines = []
+    for sender in ("dicomwire", "dcmtk"):
+        one = next((r for r in rows if r.workers == 1 and r.sender == sender), None)
+        two = next((r for r in rows if r.workers == 2 and r.sender == sender), None)
+        if one is None or two is None or one.median is None or two.median is None:
+            continue
+        speedup = one.median / two.median
+        verdict = "ok" if speedup >= 1.6 else "MISS"
+        lines.append(
+            f"serve --workers 2 vs 1, {sender} sending: {speedup:.2f}x faster "
+            f"(target >= 1.6x: {verdict})."
+        )
+    return lines
 
 
 def notes(scenarios: list[Scenario], rows: list[Row], startup: dict[str, float | None]) -> str:
@@ -470,9 +477,7 @@ def notes(scenarios: list[Scenario], rows: list[Row], startup: dict[str, float |
         pdu = "" if "max PDU" in scenario.title else f"; max PDU {pdu_text(scenario.max_pdu)}"
         lines.append(f"{scenario.name}: {scenario.title}{pdu}.")
         lines.extend(f"    {note}" for note in scenario.notes)
-    speedup = workers_speedup(rows)
-    if speedup:
-        lines.append(speedup)
+    lines.extend(workers_speedup(rows))
     known = [f"{name} {value:.3f} s" for name, value in startup.items() if value is not None]
     if known:
         lines.append("Sender start-up alone (no network, median of 3): " + ", ".join(known) + ".")

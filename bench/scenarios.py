@@ -171,6 +171,10 @@ SCENARIOS: tuple[Scenario, ...] = (
             Pair("dcmtk", "dcmtk"),
             Pair("dicomwire", "dicomwire", workers=1),
             Pair("dicomwire", "dicomwire", workers=2),
+            # Ten storescu processes: the server's scaling without one sending process's
+            # single core in the way.
+            Pair("dcmtk", "dicomwire", workers=1),
+            Pair("dcmtk", "dicomwire", workers=2),
         ),
         layout="parallel",
         associations=10,
