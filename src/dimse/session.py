@@ -261,6 +261,15 @@ class Operation:
         self._received: deque[ReceivedMessage | BaseException] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
+    @property
+    def done(self) -> bool:
+        """True once the final response, or the error that ended the session, is in."""
+        if self.final is not None:
+            return True
+        return any(
+            isinstance(item, BaseException) or not item.status.is_pending for item in self._received
+        )
+
     def _deliver(self, item: ReceivedMessage | BaseException) -> None:
         """A response arrived (or the session ended): wake whoever waits."""
         self._received.append(item)
@@ -515,7 +524,8 @@ class DimseSession:
         association = self.association
         try:
             while True:
-                pdu = await association.receive()
+                # PDUs already queued are taken without a coroutine per PDU.
+                pdu = association.poll() or await association.receive()
                 if pdu is None:
                     await self._peer_released()
                     return

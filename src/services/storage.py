@@ -27,6 +27,7 @@ import re
 import time
 import uuid
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -614,10 +615,14 @@ async def _send_batch(
     summary: StoreSummary,
     progress: Callable[[], None],
 ) -> None:
-    """Send files on one association, up to its window outstanding at once."""
-    waiting: list[asyncio.Task[None]] = []
+    """Send files on one association, up to its window outstanding at once.
 
-    async def finish(info: FileInfo, operation: Operation) -> None:
+    Responses are settled in order, as soon as they are in, without a task per file: with
+    one outstanding operation, file N's outcome is recorded just after file N+1 is sent.
+    """
+    in_flight: deque[tuple[FileInfo, Operation]] = deque()
+
+    async def settle(info: FileInfo, operation: Operation) -> None:
         outcome = outcomes[info.path]
         try:
             response = await operation.wait()
@@ -655,9 +660,11 @@ async def _send_batch(
             outcome.error = str(exc)
             progress()
             continue
-        waiting.append(asyncio.get_running_loop().create_task(finish(info, operation)))
-    if waiting:
-        await asyncio.gather(*waiting)
+        in_flight.append((info, operation))
+        while in_flight and in_flight[0][1].done:
+            await settle(*in_flight.popleft())
+    while in_flight:
+        await settle(*in_flight.popleft())
 
 
 async def store_dataset(

@@ -248,7 +248,10 @@ _RECEIVE_QUEUE_HIGH_BYTES = 8 << 20
 
 
 def _payload_length(pdu: PDataTF) -> int:
-    return sum(len(pdv.data) for pdv in pdu.pdvs)
+    size = 0
+    for pdv in pdu.pdvs:
+        size += len(pdv.data)
+    return size
 
 
 class Association:
@@ -281,7 +284,8 @@ class Association:
         self._last_receive = time.monotonic()
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._received: deque[PDataTF] = deque()
+        #: Received P-DATA-TF PDUs not yet taken by receive(), with their payload sizes.
+        self._received: deque[tuple[PDataTF, int]] = deque()
         self._received_bytes = 0
         self._corked: list[bytes | bytearray | memoryview] | None = None
         self._receive_waiter: asyncio.Future[None] | None = None
@@ -377,11 +381,11 @@ class Association:
 
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, SendPDU):
-                self._write(effect.pdu)
-            elif isinstance(effect, PDataIndication):
-                self._received.append(effect.pdu)
-                self._received_bytes += _payload_length(effect.pdu)
+            if type(effect) is PDataIndication:  # first: one per PDU of a data transfer
+                pdu = effect.pdu
+                size = _payload_length(pdu)
+                self._received.append((pdu, size))
+                self._received_bytes += size
                 if not self._reading_paused and (
                     len(self._received) >= _RECEIVE_QUEUE_HIGH
                     or self._received_bytes >= _RECEIVE_QUEUE_HIGH_BYTES
@@ -390,6 +394,8 @@ class Association:
                         self._transport.pause_reading()
                     self._reading_paused = True
                 self._wake_receiver()
+            elif isinstance(effect, SendPDU):
+                self._write(effect.pdu)
             elif isinstance(effect, ARTIMStart):
                 if self._artim is not None:
                     self._artim.cancel()
@@ -612,8 +618,16 @@ class Association:
                 raise DicomTimeoutError(f"no P-DATA within {timeout} s") from None
             finally:
                 self._receive_waiter = None
-        pdu = self._received.popleft()
-        self._received_bytes -= _payload_length(pdu)
+        pdu = self.poll()
+        assert pdu is not None
+        return pdu
+
+    def poll(self) -> PDataTF | None:
+        """The next received P-DATA-TF if one is waiting, else None (never blocks)."""
+        if not self._received:
+            return None
+        pdu, size = self._received.popleft()
+        self._received_bytes -= size
         if (
             self._reading_paused
             and len(self._received) <= _RECEIVE_QUEUE_HIGH // 4

@@ -15,7 +15,7 @@ the 6-byte header, before anything is allocated.
 
 from __future__ import annotations
 
-from .pdu import PDU, PDU_HEADER_LENGTH, PDUError, PDUType, decode, peek_header
+from .pdu import PDU, PDU_HEADER_LENGTH, PDUError, PDUType, decode, decode_p_data, peek_header
 
 __all__ = ["DEFAULT_MAX_CONTROL_PDU_LENGTH", "PDUFramer"]
 
@@ -231,8 +231,9 @@ class PDUFramer:
         self._header_filled = 0
         self._body_filled = 0
         try:
-            if view is not None and len(view) != len(body):  # a pooled, larger buffer
-                return decode(view)
+            if view is not None and body[0] == PDUType.P_DATA_TF:
+                # Type and length were checked from the header: only the items are left.
+                return decode_p_data(view, body[1])
             return decode(body)
         except PDUError as exc:
             self._failed = exc

@@ -317,6 +317,8 @@ class UpperLayer:
             pdus = self._framer.buffer_updated(nbytes)
         except PDUError as exc:
             return self._invalid_pdu(exc)
+        if not pdus and self._framer.deferred_error is None:
+            return []  # the middle of a PDU: most reads of a large one
         return self._received(pdus)
 
     def transport_closed(self) -> list[Effect]:
@@ -344,6 +346,11 @@ class UpperLayer:
         framer = self._framer
         if len(pdus) == 1 and framer.deferred_error is None:  # the common case: P-DATA
             pdu = pdus[0]
+            if type(pdu) is PDataTF and self.state is State.STA6:
+                # Table 9-10's (Sta6, Evt10) cell, DT-2, without the table lookup: this
+                # runs for every PDU of a data transfer.
+                self.last_action = Action.DT2
+                return [PDataIndication(pdu)]
             self._pending_pdu = pdu
             return self._run(_EVENT_OF_PDU[type(pdu)])
         effects: list[Effect] = []

@@ -78,6 +78,7 @@ __all__ = [
     "UserIdentityType",
     "UserInformationItem",
     "decode",
+    "decode_p_data",
 ]
 
 #: The one application context name of DICOM (PS3.7 Annex A.2.1).
@@ -1106,7 +1107,8 @@ def _decode_associate(buf: bytes, pdu_type: int, reserved: int) -> AAssociateRQ 
     )
 
 
-def _decode_p_data(view: memoryview, reserved: int) -> PDataTF:
+def decode_p_data(view: memoryview, reserved: int) -> PDataTF:
+    """The P-DATA-TF in ``view`` (header included, its length already checked)."""
     end = len(view)
     pos = PDU_HEADER_LENGTH
     pdvs: list[PresentationDataValue] = []
@@ -1182,7 +1184,7 @@ def decode(data: Buffer) -> PDU:
         )
     reserved = data[1]
     if pdu_type == PDUType.P_DATA_TF:
-        return _decode_p_data(memoryview(data), reserved)
+        return decode_p_data(memoryview(data), reserved)
     if pdu_type in (PDUType.A_ASSOCIATE_RQ, PDUType.A_ASSOCIATE_AC):
         return _decode_associate(bytes(data), pdu_type, reserved)
     return _decode_four_bytes(data, pdu_type, reserved)
