@@ -24,7 +24,15 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -336,6 +344,44 @@ class Operation:
             )
 
 
+class _Started:
+    """Awaitable that goes on with a coroutine already started by hand and suspended.
+
+    Whatever the coroutine yielded (a future to wait for) is passed up to the task running
+    this; what the task sends or throws back is passed down: the same as ``await`` would
+    have done had the coroutine been started by the task itself.
+    """
+
+    __slots__ = ("_coroutine", "_yielded")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
+        self._coroutine = coroutine
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coroutine, value = self._coroutine, self._yielded
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coroutine.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coroutine.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coroutine.send(sent)
+                except StopIteration:
+                    return
+
+
+async def _resume(coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
+    await _Started(coroutine, yielded)
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -621,7 +667,18 @@ class DimseSession:
             raise DimseProtocolError(
                 f"{len(self._tasks)} requests outstanding, far beyond the negotiated window"
             )
-        task = asyncio.get_running_loop().create_task(self._perform(message))
+        # Run the request eagerly: a handler that answers without waiting (a C-ECHO, a
+        # C-STORE into memory or a discard) is done here, without a task and a loop turn.
+        # One that waits goes on in a task from where it stopped.
+        coroutine = self._perform(message)
+        try:
+            yielded = coroutine.send(None)
+        except (StopIteration, asyncio.CancelledError):
+            return
+        except Exception:
+            log.exception("handling message %d failed", message.message_id)
+            return
+        task = asyncio.get_running_loop().create_task(_resume(coroutine, yielded))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
