@@ -29,8 +29,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Coroutine,
-    Generator,
     Mapping,
 )
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from ..ul.association import (
     connect,
 )
 from ..ul.negotiation import NegotiatedAssociation, PresentationContext, RequestorConfig
+from ..ul.pdu import PDataTF
 from ..ul.tls import TLSConfig
 from .commands import (
     CommandError,
@@ -344,44 +343,6 @@ class Operation:
             )
 
 
-class _Started:
-    """Awaitable that goes on with a coroutine already started by hand and suspended.
-
-    Whatever the coroutine yielded (a future to wait for) is passed up to the task running
-    this; what the task sends or throws back is passed down: the same as ``await`` would
-    have done had the coroutine been started by the task itself.
-    """
-
-    __slots__ = ("_coroutine", "_yielded")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
-        self._coroutine = coroutine
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        coroutine, value = self._coroutine, self._yielded
-        while True:
-            try:
-                sent = yield value
-            except GeneratorExit:
-                coroutine.close()
-                raise
-            except BaseException as exc:
-                try:
-                    value = coroutine.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    value = coroutine.send(sent)
-                except StopIteration:
-                    return
-
-
-async def _resume(coroutine: Coroutine[Any, Any, None], yielded: Any) -> None:
-    await _Started(coroutine, yielded)
-
-
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -425,6 +386,12 @@ class DimseSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._next_id = 1
         self._current: tuple[ReceivedMessage, DataSetSink, bool] | None = None
+        # The read loop is between taking a PDU and finishing its events.
+        self._busy = False
+        # What a data set fragment taken at arrival (_take_fragment) left to the read loop:
+        # a sink's backpressure to wait for, or the exception its write raised.
+        self._pending_write: Awaitable[None] | None = None
+        self._sink_error: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
         self._error: DicomWireError | None = None
         self._finished = asyncio.Event()
@@ -566,15 +533,53 @@ class DimseSession:
 
     # -- receiving ------------------------------------------------------------------
 
+    def _take_fragment(self, pdu: PDataTF) -> bool:
+        """Give a data set fragment to its sink as it arrives, when nothing is in the way.
+
+        Only the plain case: one PDV, a middle fragment (not a command, not the last) of
+        the message being received, on its context, while the read loop is idle. Anything
+        else is left to the read loop and the assembler, which check everything.
+        """
+        current = self._current
+        if (
+            current is None
+            or self._busy
+            or self._pending_write is not None
+            or self._sink_error is not None
+        ):
+            return False
+        pdvs = pdu.pdvs
+        if len(pdvs) != 1:
+            return False
+        pdv = pdvs[0]
+        message, sink, _ = current
+        if pdv.context_id != message.context_id or pdv.control_header & 0x03:
+            return False
+        try:
+            self._pending_write = sink.write(memoryview(pdv.data))
+        except Exception as exc:  # raised by the read loop, where the write would have been
+            self._sink_error = exc
+        return True
+
     async def _read_loop(self) -> None:
         association = self.association
+        association.on_data = self._take_fragment
         try:
             while True:
                 # PDUs already queued are taken without a coroutine per PDU.
                 pdu = association.poll() or await association.receive()
+                # A fragment taken at arrival may have left work behind, due before this PDU.
+                pending_write = self._pending_write
+                if pending_write is not None:
+                    await pending_write  # still set meanwhile: no fragment is taken early
+                    self._pending_write = None
+                if self._sink_error is not None:
+                    error, self._sink_error = self._sink_error, None
+                    raise error
                 if pdu is None:
                     await self._peer_released()
                     return
+                self._busy = True
                 for event in self._assembler.feed(pdu):
                     if isinstance(event, CommandComplete):
                         self._on_command(event)
@@ -588,6 +593,7 @@ class DimseSession:
                         self._current = None
                         message.dataset = await sink.close()
                         self._dispatch(message, is_request)
+                self._busy = False
         except DimseProtocolError as exc:
             log.warning("DIMSE protocol violation by %s: %s", self.negotiated.remote_ae_title, exc)
             self._fail(exc, abort=True)
@@ -597,6 +603,7 @@ class DimseSession:
             self._fail(DicomWireError("DIMSE session cancelled"), abort=True)
             raise
         finally:
+            association.on_data = None
             if self._current is not None:
                 _, sink, _ = self._current
                 self._current = None
@@ -667,18 +674,7 @@ class DimseSession:
             raise DimseProtocolError(
                 f"{len(self._tasks)} requests outstanding, far beyond the negotiated window"
             )
-        # Run the request eagerly: a handler that answers without waiting (a C-ECHO, a
-        # C-STORE into memory or a discard) is done here, without a task and a loop turn.
-        # One that waits goes on in a task from where it stopped.
-        coroutine = self._perform(message)
-        try:
-            yielded = coroutine.send(None)
-        except (StopIteration, asyncio.CancelledError):
-            return
-        except Exception:
-            log.exception("handling message %d failed", message.message_id)
-            return
-        task = asyncio.get_running_loop().create_task(_resume(coroutine, yielded))
+        task = asyncio.get_running_loop().create_task(self._perform(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

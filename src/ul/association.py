@@ -302,6 +302,10 @@ class Association:
         self.peer_certificate: dict[str, Any] | None = None
         #: Acceptor only: how to answer the A-ASSOCIATE indication.
         self.on_associate: Callable[[Association, AssociateIndication], None] | None = None
+        #: Set by the DIMSE layer: offered each received P-DATA-TF when nothing is queued
+        #: before it; returning True means it was consumed there and then (no queue, no
+        #: wake-up of the reading task). Used for the fragments of a data set.
+        self.on_data: Callable[[PDataTF], bool] | None = None
         self._proposed: list[PresentationContext] = []
         self._config: RequestorConfig | None = None
 
@@ -383,6 +387,9 @@ class Association:
         for effect in effects:
             if type(effect) is PDataIndication:  # first: one per PDU of a data transfer
                 pdu = effect.pdu
+                on_data = self.on_data
+                if on_data is not None and not self._received and on_data(pdu):
+                    continue
                 size = _payload_length(pdu)
                 self._received.append((pdu, size))
                 self._received_bytes += size
@@ -406,7 +413,10 @@ class Association:
                     self._artim = None
             elif isinstance(effect, CloseTransport):
                 if self._transport is not None:
-                    self._transport.close()
+                    if self._writing_paused:  # a peer that does not read would keep it open
+                        self._transport.abort()
+                    else:
+                        self._transport.close()
             elif isinstance(effect, AssociateIndication):
                 self._on_associate_indication(effect)
             elif isinstance(effect, AssociateAccepted):
@@ -665,6 +675,10 @@ class Association:
     def abort(self, reason: int = 0) -> None:
         """A-ABORT (service-user source); the transport closes once the peer does or ARTIM."""
         self._apply(self._core.abort(AbortSource.SERVICE_USER, reason))
+        if self._writing_paused and self._transport is not None:
+            # The peer is not reading what it was already sent: the A-ABORT would wait
+            # behind it until ARTIM, and the connection with it. Cut it now.
+            self._transport.abort()
         if self._error is None:
             self._error = AssociationAborted(
                 AbortIndication(0, reason, provider=False, local=True, detail="aborted locally")

@@ -239,3 +239,99 @@ def test_stream_file_to_file_sink(tmp_path: Path) -> None:
     assert asyncio.run(run()) == 0
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     assert hashlib.sha256(target.read_bytes()).hexdigest() == digest
+
+
+class _SlowSink:
+    """A sink whose every write makes the reader wait (backpressure), then checks order."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.waiting = 0
+        self.most_waiting = 0
+
+    def write(self, data: memoryview) -> asyncio.Future[None]:
+        assert self.waiting == 0, "a fragment was written while the previous one waited"
+        self.data += data
+        self.waiting += 1
+        self.most_waiting = max(self.most_waiting, self.waiting)
+        future = asyncio.get_running_loop().create_future()
+
+        def done() -> None:
+            self.waiting -= 1
+            future.set_result(None)
+
+        asyncio.get_running_loop().call_later(0.0005, done)
+        return future
+
+    async def close(self) -> bytes:
+        return bytes(self.data)
+
+    async def abort(self) -> None:
+        return None
+
+
+def test_a_slow_sink_gets_every_fragment_in_order_one_at_a_time() -> None:
+    """Fragments taken as they arrive still wait for the sink's backpressure."""
+    payload = os.urandom(2 << 20)
+    sinks: list[_SlowSink] = []
+
+    def make_sink(command: CommandSet, context: object) -> _SlowSink:
+        sinks.append(_SlowSink())
+        return sinks[-1]
+
+    async def store(request: Request) -> int:
+        return 0 if request.message.dataset == payload else 0xA900
+
+    async def run() -> int:
+        async with dimse_pair(
+            {CommandField.C_STORE_RQ: store},
+            server_sinks={CommandField.C_STORE_RQ: make_sink},
+            max_pdu_length=16384,
+            server_max_pdu_length=16384,
+        ) as session:
+            context = session.find_context(CT_IMAGE)
+            operation = await session.request(context.context_id, _store_command("1.2"), payload)
+            return int((await operation.wait()).status)
+
+    assert asyncio.run(run()) == 0
+    assert sinks[0].most_waiting == 1
+
+
+class _FailingSink:
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: memoryview) -> None:
+        self.writes += 1
+        if self.writes == 3:
+            raise OSError("disk full")
+
+    async def close(self) -> None:
+        return None
+
+    async def abort(self) -> None:
+        return None
+
+
+def test_a_sink_that_raises_ends_the_association_instead_of_hanging() -> None:
+    async def store(request: Request) -> int:
+        return 0
+
+    async def run() -> str:
+        async with dimse_pair(
+            {CommandField.C_STORE_RQ: store},
+            server_sinks={CommandField.C_STORE_RQ: lambda command, context: _FailingSink()},
+            max_pdu_length=16384,
+            server_max_pdu_length=16384,
+        ) as session:
+            context = session.find_context(CT_IMAGE)
+            operation = await session.request(
+                context.context_id, _store_command("1.3"), os.urandom(1 << 20)
+            )
+            try:
+                await asyncio.wait_for(operation.wait(), 10)
+            except Exception as exc:  # the association ends: the operation fails with it
+                return type(exc).__name__
+            return "answered"
+
+    assert asyncio.run(run()) != "answered"
