@@ -108,6 +108,25 @@ class FileSink:
             self.path.unlink()
 
 
+def pread_range(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``fd`` from ``offset`` (fewer only where the file ends).
+
+    Usually one ``pread``; a short read, rare on regular files but allowed, is completed.
+    """
+    data = os.pread(fd, length, offset)
+    if len(data) == length:
+        return data
+    parts = [data]
+    done = len(data)
+    while done < length:
+        part = os.pread(fd, length - done, offset + done)
+        if not part:
+            break
+        parts.append(part)
+        done += len(part)
+    return b"".join(parts)
+
+
 class FileSource:
     """Read ``length`` bytes of a file from ``offset`` in chunks (a data set to send)."""
 
@@ -141,18 +160,7 @@ class FileSource:
             length = self.length
             if length is None:
                 length = max(0, os.fstat(fd).st_size - self.offset)
-            data = os.pread(fd, length, self.offset)
-            if len(data) < length:  # a short read: rare on regular files, but allowed
-                parts = [data]
-                position = self.offset + len(data)
-                while (missing := length - position + self.offset) > 0:
-                    part = os.pread(fd, missing, position)
-                    if not part:
-                        break
-                    parts.append(part)
-                    position += len(part)
-                data = b"".join(parts)
-            return data
+            return pread_range(fd, self.offset, length)
         finally:
             os.close(fd)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from ..dimse.streams import pread_range
 from ..errors import DicomWireError
 from ..ul.identifiers import WireStr
 
@@ -116,7 +117,7 @@ def read_file_info(path: str | Path) -> FileInfo:
                 raise Part10Error(f"{path}: file meta group length {group_length} is absurd")
             end = _PREFIX_LENGTH + group_length
             if len(head) < end:  # a file meta longer than the first read, or a short read
-                head += _read_exactly(fd, end - len(head))
+                head += pread_range(fd, len(head), end - len(head))
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
@@ -157,15 +158,3 @@ def read_file_info(path: str | Path) -> FileInfo:
         dataset_offset=end,
         size=size,
     )
-
-
-def _read_exactly(fd: int, count: int) -> bytes:
-    """Up to ``count`` more bytes (fewer only at the end of the file)."""
-    parts: list[bytes] = []
-    while count > 0:
-        part = os.read(fd, count)
-        if not part:
-            break
-        parts.append(part)
-        count -= len(part)
-    return b"".join(parts)
