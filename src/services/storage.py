@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import re
+import struct
 import time
 import uuid
 import zlib
@@ -239,7 +240,9 @@ def _header_from_head(stored: StoreResult, transfer_syntax: str) -> dict[int, st
         return None
     whole = stored.length <= len(stored.head)
     try:
-        header = _parse_header(BytesIO(stored.head), transfer_syntax)
+        header = _scan_header(stored.head, transfer_syntax)
+        if header is None:  # something the scanner leaves to pydicom
+            header = _parse_header(BytesIO(stored.head), transfer_syntax)
     except DataSetError:
         if whole:
             raise
@@ -247,6 +250,60 @@ def _header_from_head(stored: StoreResult, transfer_syntax: str) -> dict[int, st
     if whole or header.keys() >= _ALL_HEADER_TAGS:
         return header
     return None
+
+
+_ELEMENT_TAG = struct.Struct("<HH")
+_SHORT_LENGTH = struct.Struct("<H")
+_LONG_LENGTH = struct.Struct("<L")
+#: Explicit VRs with a 2-byte reserved field and a 32-bit length (PS3.5 §7.1.2).
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+_LAST_HEADER_TAG = max(_HEADER_TAGS)
+
+
+def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str] | None:
+    """:func:`_parse_header` without pydicom for the plain case (PS3.5 §7.1).
+
+    Walks the top-level elements of a little endian data set up to (0020,000E), skipping
+    each value by its length. Returns None for what it leaves to pydicom: big endian, an
+    undefined length (a sequence or encapsulated value before
+    the header elements), an item tag at the top level. An element whose value runs past
+    ``data`` raises DataSetError, as pydicom's reader does.
+    """
+    if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
+        return None
+    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN  # else explicit, as pydicom reads it
+    values: dict[int, str] = {}
+    position, end = 0, len(data)
+    while position + 8 <= end:
+        group, element = _ELEMENT_TAG.unpack_from(data, position)
+        tag = group << 16 | element
+        if tag > _LAST_HEADER_TAG:
+            break
+        if group == 0xFFFE:
+            return None
+        if implicit:
+            (length,) = _LONG_LENGTH.unpack_from(data, position + 4)
+            start = position + 8
+        elif data[position + 4 : position + 6] in _LONG_VRS:
+            if position + 12 > end:
+                break
+            (length,) = _LONG_LENGTH.unpack_from(data, position + 8)
+            start = position + 12
+        else:
+            (length,) = _SHORT_LENGTH.unpack_from(data, position + 6)
+            start = position + 8
+        if length == 0xFFFFFFFF:
+            return None
+        position = start + length
+        if tag in _ALL_HEADER_TAGS:
+            if position > end:
+                raise DataSetError(
+                    f"cannot read the data set header: ({group:04X},{element:04X}) is cut short"
+                )
+            values[tag] = bytes(data[start:position]).decode("ascii", "replace").rstrip("\x00 ")
+    return values
 
 
 #: A deflated data set is inflated at most this far to find its header.
@@ -301,6 +358,8 @@ class StorageSCP:
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
         self.root = config.root
+        self._resolved_root = config.root.resolve()
+        self._inside: dict[Path, bool] = {}
         self._incoming = config.root / ".incoming"
         self.stored = 0
 
@@ -319,6 +378,20 @@ class StorageSCP:
             return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
 
         return factory
+
+    def _inside_root(self, directory: Path) -> bool:
+        """Whether ``directory`` resolves inside the storage root (a symlink could lead out).
+
+        Resolving costs a system call per path component, and a study's instances share
+        their directories: answers are kept for the directories seen last.
+        """
+        known = self._inside.get(directory)
+        if known is None:
+            if len(self._inside) >= 4096:
+                self._inside.clear()
+            known = directory.resolve().is_relative_to(self._resolved_root)
+            self._inside[directory] = known
+        return known
 
     async def handle(self, request: Request) -> Response:
         """The C-STORE-RQ handler: check, place and make durable the received file."""
@@ -370,7 +443,7 @@ class StorageSCP:
             "CallingAETitle": _path_component(request.negotiated.remote_ae_title),
         }
         target = self.root / self.config.layout.format(**fields)
-        if not target.resolve().is_relative_to(self.root.resolve()):
+        if not self._inside_root(target.parent):
             return Response(CANNOT_UNDERSTAND, None, _comment("storage path escapes the root"))
         if target.exists():
             if self.config.duplicates == "keep":
