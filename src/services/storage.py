@@ -59,7 +59,7 @@ from ..ul.association import AssociationRejected, Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
 from ..ul.pdu import RejectResult
 from ..ul.tls import TLSConfig
-from .part10 import FileInfo, Part10Error, build_file_meta, read_file_info
+from .part10 import FileInfo, Part10Error, build_file_meta, explicit_vr_value, read_file_info
 
 __all__ = [
     "COMPRESSED_TRANSFER_SYNTAXES",
@@ -253,12 +253,7 @@ def _header_from_head(stored: StoreResult, transfer_syntax: str) -> dict[int, st
 
 
 _ELEMENT_TAG = struct.Struct("<HH")
-_SHORT_LENGTH = struct.Struct("<H")
 _LONG_LENGTH = struct.Struct("<L")
-#: Explicit VRs with a 2-byte reserved field and a 32-bit length (PS3.5 §7.1.2).
-_LONG_VRS = frozenset(
-    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
-)
 _LAST_HEADER_TAG = max(_HEADER_TAGS)
 
 
@@ -286,14 +281,11 @@ def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str
         if implicit:
             (length,) = _LONG_LENGTH.unpack_from(data, position + 4)
             start = position + 8
-        elif data[position + 4 : position + 6] in _LONG_VRS:
-            if position + 12 > end:
-                break
-            (length,) = _LONG_LENGTH.unpack_from(data, position + 8)
-            start = position + 12
         else:
-            (length,) = _SHORT_LENGTH.unpack_from(data, position + 6)
-            start = position + 8
+            value = explicit_vr_value(data, position)
+            if value is None:
+                break
+            start, length = value
         if length == 0xFFFFFFFF:
             return None
         position = start + length
