@@ -103,7 +103,8 @@ def explicit_vr_value(
 
     PS3.5 §7.1.2: a 2-byte length after the VR, or for OB, SQ, UN and the other long VRs two
     reserved bytes and a 4-byte length. None when the element's header runs past ``data``;
-    the caller has checked that its first 8 bytes are there.
+    the caller has checked that its first 8 bytes are there. ``data`` is bytes: a VR sliced
+    from it is then bytes too, hashed at C speed (a bytearray's slice is not hashable).
     """
     if data[position + 4 : position + 6] in LONG_VRS:
         if position + 12 > len(data):
@@ -139,7 +140,7 @@ def read_file_info(path: str | Path) -> FileInfo:
             os.close(fd)
     except OSError as exc:
         raise Part10Error(f"{path}: {exc.strerror or exc}") from exc
-    meta = memoryview(head)[_PREFIX_LENGTH:end]
+    meta = head[_PREFIX_LENGTH:end]  # bytes: a VR sliced from it is bytes, hashed fast
     if len(meta) < group_length:
         raise Part10Error(f"{path}: file meta truncated")
     values: dict[int, bytes] = {}
@@ -153,7 +154,7 @@ def read_file_info(path: str | Path) -> FileInfo:
             break
         start, length = value
         if element in _WANTED:
-            values[element] = bytes(meta[start : start + length])
+            values[element] = meta[start : start + length]
         pos = start + length
 
     def uid(element: int, name: str) -> str:

@@ -269,6 +269,7 @@ def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str
     if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
         return None
     implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN  # else explicit, as pydicom reads it
+    data = bytes(data)  # no copy when it already is bytes
     values: dict[int, str] = {}
     position, end = 0, len(data)
     while position + 8 <= end:

@@ -102,3 +102,8 @@ def test_a_study_directory_that_links_out_of_the_root_is_refused(tmp_path: Path)
     assert asyncio.run(scenario()) == (0xC000, 0)
     assert list(outside.rglob("*")) == []
     assert (root / "1.2.3.9" / "1.2.3.4.5" / "1.2.3.9.1.dcm").is_file()
+
+
+def test_scanner_takes_a_bytearray_as_well_as_bytes() -> None:
+    data = _encode(_dataset(), EXPLICIT)
+    assert _scan_header(bytearray(data), EXPLICIT) == _scan_header(data, EXPLICIT)
