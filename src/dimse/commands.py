@@ -12,7 +12,7 @@ from enum import IntEnum
 from typing import TypeAlias
 
 from ..errors import DicomWireError
-from ..ul.identifiers import WireStr, decode_uid, encode_uid, is_valid_uid
+from ..ul.identifiers import WireStr, decode_uid, encode_uid
 
 __all__ = [
     "COMMAND_ELEMENTS",
@@ -137,14 +137,17 @@ _US_ELEMENT = struct.Struct("<HHLH")
 #: (0000,0000) UL 4 and its value: the head of every encoded command set.
 _GROUP_LENGTH_ELEMENT = struct.Struct("<HHLL")
 _US_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "US")
-_UI_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "UI")
 #: Plain-int keys: hashing an IntEnum member in a hot loop is slower than hashing an int.
 _VR_OF: dict[int, str] = {int(tag): vr for tag, vr in COMMAND_ELEMENTS.items()}
 _COMMAND_GROUP_LENGTH = int(Tag.CommandGroupLength)
 
 
+_NAME_OF: dict[int, str] = {int(tag): tag.name for tag in Tag}
+
+
 def _tag_name(tag: int) -> str:
-    return Tag(tag).name if tag in Tag._value2member_map_ else f"(0000,{tag & 0xFFFF:04X})"
+    """The element's keyword for messages (a dictionary lookup: it runs per UID encoded)."""
+    return _NAME_OF.get(tag) or f"(0000,{tag & 0xFFFF:04X})"
 
 
 def _encode_value(tag: int, value: CommandValue) -> bytes:
@@ -166,12 +169,7 @@ def _encode_value(tag: int, value: CommandValue) -> bytes:
     if vr == "UI":
         if not isinstance(value, str):
             raise CommandError(f"{_tag_name(tag)} must be a UID string, not {value!r}")
-        if isinstance(value, WireStr):
-            raw = value.wire
-        elif is_valid_uid(value):
-            raw = value.encode("ascii")
-        else:
-            raw = encode_uid(value, _tag_name(tag))  # raises, naming the element
+        raw = encode_uid(value, _tag_name(tag))
         return raw + b"\x00" if len(raw) % 2 else raw
     if vr == "AT":
         tags = [value] if isinstance(value, int) else value

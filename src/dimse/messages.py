@@ -89,55 +89,53 @@ def _as_bytes_view(data: Buffer) -> memoryview:
 
 
 def _fragments(
-    context_id: int, data: Buffer, control: int, limit: int, last: bool = True
-) -> Iterator[PresentationDataValue]:
+    context_id: int, data: Buffer, control: int, limit: int
+) -> list[PresentationDataValue]:
+    """``data`` cut into PDVs of at most ``limit`` bytes (0: one), the last one marked."""
     view = _as_bytes_view(data)
-    if limit <= 0 or len(view) <= limit:
-        yield PresentationDataValue(context_id, control | (_LAST if last else 0), view)
-        return
-    for start in range(0, len(view), limit):
-        end = start + limit
-        final = _LAST if last and end >= len(view) else 0
-        yield PresentationDataValue(context_id, control | final, view[start:end])
+    size = len(view)
+    if limit <= 0 or size <= limit:
+        return [PresentationDataValue(context_id, control | _LAST, view)]
+    return [
+        PresentationDataValue(
+            context_id,
+            control | (_LAST if start + limit >= size else 0),
+            view[start : start + limit],
+        )
+        for start in range(0, size, limit)
+    ]
 
 
-def _batch(pdvs: Iterator[PresentationDataValue], max_pdu_length: int) -> Iterator[PDataTF]:
+def _batch(pdvs: list[PresentationDataValue], max_pdu_length: int) -> list[PDataTF]:
     """Pack consecutive PDVs of one message into as few P-DATA-TF as fit."""
+    pdus: list[PDataTF] = []
     batch: list[PresentationDataValue] = []
     size = 0
     for pdv in pdvs:
         needed = len(pdv.data) + PDV_HEADER_LENGTH
         if batch and max_pdu_length and size + needed > max_pdu_length:
-            yield PDataTF(batch)
+            pdus.append(PDataTF(batch))
             batch, size = [], 0
         batch.append(pdv)
         size += needed
     if batch:
-        yield PDataTF(batch)
+        pdus.append(PDataTF(batch))
+    return pdus
 
 
 def fragment_message(
     context_id: int, command: bytes, dataset: Buffer | None, max_pdu_length: int
 ) -> Iterator[PDataTF]:
-    """P-DATA-TF PDUs for one message whose data set is in memory."""
+    """P-DATA-TF PDUs for one message whose data set is in memory.
+
+    Built as lists, not generators: most messages are one PDU, and the caller writes them
+    all at once anyway.
+    """
     limit = fragment_limit(max_pdu_length)
-    command_view = _as_bytes_view(command)
-    data_view = None if dataset is None else _as_bytes_view(dataset)
-    if limit <= 0 or (
-        len(command_view) + (0 if data_view is None else len(data_view) + PDV_HEADER_LENGTH)
-        <= limit
-    ):  # the common small message: one P-DATA-TF, built without the generators below
-        single = [PresentationDataValue(context_id, _COMMAND | _LAST, command_view)]
-        if data_view is not None:
-            single.append(PresentationDataValue(context_id, _LAST, data_view))
-        return iter((PDataTF(single),))
-
-    def pdvs() -> Iterator[PresentationDataValue]:
-        yield from _fragments(context_id, command, _COMMAND, limit)
-        if dataset is not None:
-            yield from _fragments(context_id, dataset, 0, limit)
-
-    return _batch(pdvs(), max_pdu_length)
+    pdvs = _fragments(context_id, command, _COMMAND, limit)
+    if dataset is not None:
+        pdvs += _fragments(context_id, dataset, 0, limit)
+    return iter(_batch(pdvs, max_pdu_length))
 
 
 async def fragment_stream(

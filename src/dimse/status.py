@@ -66,11 +66,15 @@ _MEANINGS: dict[int, str] = {
 }
 
 
+#: Pending: more responses follow (PS3.7 Annex C.4).
+_PENDING_CODES = frozenset((0xFF00, 0xFF01))
+
+
 def category_of(code: int) -> Category:
     """The category of a status code (PS3.7 Annex C)."""
     if code == 0x0000:
         return Category.SUCCESS
-    if code in (0xFF00, 0xFF01):
+    if code in _PENDING_CODES:
         return Category.PENDING
     if code == 0xFE00:
         return Category.CANCEL
@@ -123,7 +127,7 @@ class Status(int):
 
     @property
     def is_pending(self) -> bool:
-        return self in (0xFF00, 0xFF01)  # category_of's PENDING, without the call
+        return self in _PENDING_CODES  # category_of's first test, without the call
 
     @property
     def is_failure(self) -> bool:

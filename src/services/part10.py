@@ -33,7 +33,7 @@ _PREFIX_LENGTH = PREAMBLE_LENGTH + 4 + 12
 _FIRST_READ = 4096
 #: Media Storage SOP Class UID, Media Storage SOP Instance UID, Transfer Syntax UID.
 _WANTED = frozenset((0x0002, 0x0003, 0x0010))
-LONG_VRS = frozenset(
+_LONG_VRS = frozenset(
     (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 )
 
@@ -43,7 +43,7 @@ class Part10Error(DicomWireError):
 
 
 def _element(element: int, vr: bytes, value: bytes) -> bytes:
-    if vr in LONG_VRS:
+    if vr in _LONG_VRS:
         return _LONG.pack(0x0002, element, vr, len(value)) + value
     return _SHORT.pack(0x0002, element, vr, len(value)) + value
 
@@ -96,9 +96,7 @@ class FileInfo:
         return self.size - self.dataset_offset
 
 
-def explicit_vr_value(
-    data: bytes | bytearray | memoryview, position: int
-) -> tuple[int, int] | None:
+def explicit_vr_value(data: bytes, position: int) -> tuple[int, int] | None:
     """(start, length) of the value of the Explicit VR Little Endian element at ``position``.
 
     PS3.5 §7.1.2: a 2-byte length after the VR, or for OB, SQ, UN and the other long VRs two
@@ -106,7 +104,7 @@ def explicit_vr_value(
     the caller has checked that its first 8 bytes are there. ``data`` is bytes: a VR sliced
     from it is then bytes too, hashed at C speed (a bytearray's slice is not hashable).
     """
-    if data[position + 4 : position + 6] in LONG_VRS:
+    if data[position + 4 : position + 6] in _LONG_VRS:
         if position + 12 > len(data):
             return None
         return position + 12, _UINT32.unpack_from(data, position + 8)[0]
@@ -129,7 +127,7 @@ def read_file_info(path: str | Path) -> FileInfo:
             group, element, vr, length = _SHORT.unpack_from(head, 132)
             if (group, element, vr, length) != (2, 0, b"UL", 4):
                 raise Part10Error(f"{path}: file meta does not start with its group length")
-            (group_length,) = struct.unpack_from("<L", head, 140)
+            (group_length,) = _UINT32.unpack_from(head, 140)
             if group_length > 1 << 20:
                 raise Part10Error(f"{path}: file meta group length {group_length} is absurd")
             end = _PREFIX_LENGTH + group_length

@@ -262,8 +262,8 @@ def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str
 
     Walks the top-level elements of a little endian data set up to (0020,000E), skipping
     each value by its length. Returns None for what it leaves to pydicom: big endian, an
-    undefined length (a sequence or encapsulated value before
-    the header elements), an item tag at the top level. An element whose value runs past
+    undefined length (a sequence or encapsulated value before the header elements), an
+    item tag at the top level. An element whose value runs past
     ``data`` raises DataSetError, as pydicom's reader does.
     """
     if transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
@@ -295,7 +295,7 @@ def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str
                 raise DataSetError(
                     f"cannot read the data set header: ({group:04X},{element:04X}) is cut short"
                 )
-            values[tag] = bytes(data[start:position]).decode("ascii", "replace").rstrip("\x00 ")
+            values[tag] = data[start:position].decode("ascii", "replace").rstrip("\x00 ")
     return values
 
 

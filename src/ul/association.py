@@ -548,7 +548,7 @@ class Association:
         if self._error is not None and not self.is_established:
             raise self._error
         self._apply(self._core.send_data(pdu))
-        if self._writing_paused and self._transport is not None:
+        if self.writing_paused:
             await self._drain()
 
     def send_nowait(self, pdu: PDataTF) -> None:
@@ -573,7 +573,7 @@ class Association:
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
-        if self._writing_paused and self._transport is not None:
+        if self.writing_paused:
             await self._drain()
 
     def _wake_drainers(self) -> None:
@@ -675,9 +675,10 @@ class Association:
     def abort(self, reason: int = 0) -> None:
         """A-ABORT (service-user source); the transport closes once the peer does or ARTIM."""
         self._apply(self._core.abort(AbortSource.SERVICE_USER, reason))
-        if self._writing_paused and self._transport is not None:
+        if self.writing_paused:
             # The peer is not reading what it was already sent: the A-ABORT would wait
             # behind it until ARTIM, and the connection with it. Cut it now.
+            assert self._transport is not None
             self._transport.abort()
         if self._error is None:
             self._error = AssociationAborted(

@@ -346,11 +346,6 @@ class UpperLayer:
         framer = self._framer
         if len(pdus) == 1 and framer.deferred_error is None:  # the common case: P-DATA
             pdu = pdus[0]
-            if type(pdu) is PDataTF and self.state is State.STA6:
-                # Table 9-10's (Sta6, Evt10) cell, DT-2, without the table lookup: this
-                # runs for every PDU of a data transfer.
-                self.last_action = Action.DT2
-                return [PDataIndication(pdu)]
             self._pending_pdu = pdu
             return self._run(_EVENT_OF_PDU[type(pdu)])
         effects: list[Effect] = []
@@ -371,8 +366,8 @@ class UpperLayer:
         return self._run(Event.EVT19, detail=str(error))
 
     def _run(self, event: Event, detail: str = "") -> list[Effect]:
-        action = TRANSITIONS.get((self.state, event))
-        if action is None:
+        step = _STEPS.get((self.state, event))
+        if step is None:
             if event in _NETWORK_EVENTS:
                 raise AssociationStateError(
                     f"{event.value} cannot occur in {self.state.value}: no transport connection"
@@ -381,9 +376,9 @@ class UpperLayer:
                 f"{_PRIMITIVE_NAMES.get(event, event.value)} is not allowed in "
                 f"{self.state.value} ({_STATE_NAMES[self.state]})"
             )
+        action, perform, next_state = step
         self.last_action = action
-        effects = _ACTIONS[action](self, event, detail)
-        next_state = NEXT_STATE[action]
+        effects = perform(self, event, detail)
         if next_state is not None:
             self.state = next_state
         self._pending_pdu = None
@@ -544,6 +539,12 @@ class UpperLayer:
 _ACTIONS: dict[Action, Callable[[UpperLayer, Event, str], list[Effect]]] = {
     action: getattr(UpperLayer, "_" + action.name.lower()) for action in Action
 }
+#: Table 9-10 joined with each action's method and next state: one lookup per event (every
+#: PDU of a data transfer is one).
+_STEPS: dict[
+    tuple[State, Event],
+    tuple[Action, Callable[[UpperLayer, Event, str], list[Effect]], State | None],
+] = {cell: (action, _ACTIONS[action], NEXT_STATE[action]) for cell, action in TRANSITIONS.items()}
 
 _STATE_NAMES = {
     State.STA1: "idle",
