@@ -1,4 +1,5 @@
-"""Shared fixtures: DCMTK tools, free TCP ports on 127.0.0.1, background servers.
+"""Shared fixtures: DCMTK tools, free TCP ports on 127.0.0.1, background servers, and the
+helpers several test modules need (a bounded asyncio.run, a Part 10 reader of their own).
 
 DCMTK is the interoperability peer: when a tool is missing the test is skipped, except in
 CI (``CI=true``) where a missing peer is a failure, so CI cannot silently go green.
@@ -6,17 +7,42 @@ CI (``CI=true``) where a missing peer is a failure, so CI cannot silently go gre
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from pydicom import dcmread
 
 LOCALHOST = "127.0.0.1"
+
+T = TypeVar("T")
+
+
+def run_bounded(coroutine: Awaitable[T], timeout: float = 60.0) -> T:
+    """``asyncio.run`` that gives up after ``timeout`` seconds: a test never hangs."""
+
+    async def bounded() -> T:
+        return await asyncio.wait_for(coroutine, timeout)
+
+    return asyncio.run(bounded())
+
+
+def part10_data_set(path: Path) -> tuple[str, bytes]:
+    """(transfer syntax, data set bytes after the meta group), read without dicomwire."""
+    raw = path.read_bytes()
+    assert raw[128:132] == b"DICM", f"{path} is not a Part 10 file"
+    assert struct.unpack_from("<HH2sH", raw, 132) == (2, 0, b"UL", 4)
+    (group_length,) = struct.unpack_from("<L", raw, 140)
+    meta = dcmread(path, stop_before_pixels=True).file_meta
+    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
 def find_dcmtk_tool(name: str) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -112,10 +112,21 @@ class ToolResult:
     output: str
 
 
-async def run_tool(argv: Sequence[str], timeout: float = TOOL_TIMEOUT) -> ToolResult:
-    """Run a DCMTK tool to completion (killed after ``timeout`` seconds)."""
+async def run_tool(
+    argv: Sequence[str],
+    timeout: float = TOOL_TIMEOUT,
+    env: Mapping[str, str] | None = None,
+) -> ToolResult:
+    """Run a tool to completion (killed after ``timeout`` s), stdout and stderr as text.
+
+    ``env`` replaces the environment (None: inherited); stdin is empty, never the terminal.
+    """
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout)

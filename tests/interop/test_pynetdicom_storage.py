@@ -15,13 +15,12 @@ loop; its SCP runs in its own threads and is shut down in ``finally``.
 from __future__ import annotations
 
 import asyncio
-import struct
 import sys
-from collections.abc import Awaitable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pydicom import Dataset, dcmread
@@ -41,6 +40,8 @@ from dicomwire.testing.corpus import (
 from dicomwire.ul.association import Timeouts
 
 from ..conftest import LOCALHOST
+from ..conftest import part10_data_set as data_set_of
+from ..conftest import run_bounded as run
 
 pytestmark = pytest.mark.interop
 
@@ -49,23 +50,6 @@ EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 NODE_AE = "DICOMWIRE"
 PEER_AE = "PYNETDICOM"
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
-
-T = TypeVar("T")
-
-
-def run(coroutine: Awaitable[T]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, 60)
-
-    return asyncio.run(bounded())
-
-
-def data_set_of(path: Path) -> tuple[str, bytes]:
-    raw = path.read_bytes()
-    assert raw[128:132] == b"DICM"
-    (group_length,) = struct.unpack_from("<L", raw, 140)
-    meta = dcmread(path, stop_before_pixels=True).file_meta
-    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
 def decode(data: bytes, transfer_syntax: str) -> Dataset:

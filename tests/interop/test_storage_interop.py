@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from pydicom import Dataset, dcmread
@@ -35,6 +33,8 @@ from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import DEFAULT_MAX_PDU_LENGTH
 
 from ..conftest import LOCALHOST, connected_tcp_pair, stop_process
+from ..conftest import part10_data_set as data_set_of
+from ..conftest import run_bounded as run
 from .test_dcmtk_pdus import record_session
 
 pytestmark = pytest.mark.interop
@@ -49,25 +49,6 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
 #: storescu option proposing the files' own transfer syntax first (no conversion).
 PROPOSE = {IMPLICIT_VR_LE: "-xi", EXPLICIT_VR_LE: "-xe", JPEG_LOSSLESS_SV1: "-xs"}
-
-T = TypeVar("T")
-
-
-def run(coroutine: Awaitable[T]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, 60)
-
-    return asyncio.run(bounded())
-
-
-def data_set_of(path: Path) -> tuple[str, bytes]:
-    """(transfer syntax, data set bytes after the File Meta Information group)."""
-    raw = path.read_bytes()
-    assert raw[128:132] == b"DICM", f"{path} is not a Part 10 file"
-    assert struct.unpack_from("<HH2sH", raw, 132) == (2, 0, b"UL", 4)
-    (group_length,) = struct.unpack_from("<L", raw, 140)
-    meta = dcmread(path, stop_before_pixels=True).file_meta
-    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
 def without_meta(path: Path) -> Dataset:

@@ -46,6 +46,8 @@ from dicomwire.ul.association import Timeouts
 from dicomwire.ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile
 
 from ..conftest import LOCALHOST, connected_tcp_pair, stop_process
+from ._dcmtk_store_helpers import ToolResult
+from ._dcmtk_store_helpers import run_tool as run_dcmtk_tool
 
 pytestmark = pytest.mark.interop
 
@@ -190,29 +192,9 @@ def _capture_dicomwire_logs(caplog: pytest.LogCaptureFixture) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass
-class Finished:
-    returncode: int
-    output: str
-
-
-async def run_tool(argv: Sequence[str], timeout: float = TIMEOUT) -> Finished:
-    """Run a client to completion (killed after ``timeout`` s), stdout and stderr as text."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=DCMTK_ENV,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return Finished(process.returncode, output.decode(errors="replace"))
+async def run_tool(argv: Sequence[str], timeout: float = TIMEOUT) -> ToolResult:
+    """A DCMTK client run to completion with TCP_NODELAY set (see DCMTK_ENV)."""
+    return await run_dcmtk_tool(argv, timeout, env=DCMTK_ENV)
 
 
 # --------------------------------------------------------------------------- the dicomwire node
@@ -298,7 +280,7 @@ def test_echoscu_tls_to_node(
 ) -> None:
     echoscu = need_tool("echoscu")
 
-    async def scenario() -> tuple[Finished, Served]:
+    async def scenario() -> tuple[ToolResult, Served]:
         async with tls_node(pki.config(server_kind, profile=profile)) as served:
             argv = echoscu_argv(
                 echoscu, served.tls_port, pki.dcmtk_tls(client_kind), PROFILE_FLAG[profile]
@@ -326,7 +308,7 @@ def test_storescu_tls_to_node(
     storescu = need_tool("storescu")
     root = tmp_path / "stored"
 
-    async def scenario() -> Finished:
+    async def scenario() -> ToolResult:
         storage = StorageConfig(root=root, fsync=False)
         async with tls_node(pki.config("ecdsa" if client_kind == "rsa" else "rsa"), storage) as s:
             argv = [
@@ -356,7 +338,7 @@ def test_storescu_tls_to_node(
 def test_echoscu_without_tls_on_tls_port(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
     echoscu = need_tool("echoscu")
 
-    async def scenario() -> tuple[Finished, Finished, Served]:
+    async def scenario() -> tuple[ToolResult, ToolResult, Served]:
         async with tls_node(pki.config()) as served:
             plain = await run_tool(echoscu_argv(echoscu, served.tls_port, []), timeout=20)
             secure = await run_tool(echoscu_argv(echoscu, served.tls_port, pki.dcmtk_tls("rsa")))
@@ -374,7 +356,7 @@ def test_echoscu_with_untrusted_certificate(pki: PKI, caplog: pytest.LogCaptureF
     echoscu = need_tool("echoscu")
     foreign = ["+tls", str(pki.foreign_key), str(pki.foreign_cert), "+cf", str(pki.ca)]
 
-    async def scenario() -> tuple[Finished, Finished, Served]:
+    async def scenario() -> tuple[ToolResult, ToolResult, Served]:
         async with tls_node(pki.config()) as served:
             refused = await run_tool(echoscu_argv(echoscu, served.tls_port, foreign, "+px"))
             secure = await run_tool(echoscu_argv(echoscu, served.tls_port, pki.dcmtk_tls("rsa")))
@@ -392,7 +374,7 @@ def test_echoscu_with_untrusted_certificate(pki: PKI, caplog: pytest.LogCaptureF
 def test_echoscu_refuses_untrusted_node(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
     echoscu = need_tool("echoscu")
 
-    async def scenario() -> tuple[Finished, Served]:
+    async def scenario() -> tuple[ToolResult, Served]:
         async with tls_node(pki.config()) as served:
             tls = pki.dcmtk_tls("ecdsa", ca=pki.foreign_ca)
             return await run_tool(echoscu_argv(echoscu, served.tls_port, tls)), served
@@ -516,7 +498,7 @@ def dicomwire_tls(pki: PKI, kind: str, form: str, tmp_path: Path) -> list[str]:
 def test_dicomwire_echo_tls_to_storescp(
     pki: PKI, tmp_path: Path, server_kind: str, client_kind: str, form: str
 ) -> None:
-    async def scenario() -> tuple[Finished, Relay, int]:
+    async def scenario() -> tuple[ToolResult, Relay, int]:
         async with storescp_tls(pki, server_kind, tmp_path, "+py", "--ignore") as (relay, scp):
             argv = [*dicomwire_argv(), "echo", LOCALHOST, str(relay.port), "--repeat", "2"]
             done = await run_tool([*argv, *dicomwire_tls(pki, client_kind, form, tmp_path)])
@@ -534,7 +516,7 @@ def test_dicomwire_echo_tls_to_storescp(
 
 
 def test_dicomwire_store_tls_to_storescp(pki: PKI, ct_files: list[Path], tmp_path: Path) -> None:
-    async def scenario() -> tuple[Finished, Relay, int]:
+    async def scenario() -> tuple[ToolResult, Relay, int]:
         async with storescp_tls(pki, "ecdsa", tmp_path, "+py") as (relay, scp):
             argv = [*dicomwire_argv(), "store", LOCALHOST, str(relay.port), *map(str, ct_files)]
             argv += ["--aec", "ANY-SCP", "--no-progress"]
@@ -556,7 +538,7 @@ def test_dicomwire_store_tls_to_storescp(pki: PKI, ct_files: list[Path], tmp_pat
 
 
 def test_dicomwire_refuses_untrusted_storescp(pki: PKI, tmp_path: Path) -> None:
-    async def scenario() -> Finished:
+    async def scenario() -> ToolResult:
         async with storescp_tls(pki, "rsa", tmp_path, "+py", "--ignore") as (relay, _):
             argv = [*dicomwire_argv(), "echo", LOCALHOST, str(relay.port), "--tls"]
             argv += ["--cert", str(pki.cert("rsa")), "--key", str(pki.key("rsa"))]
@@ -594,7 +576,7 @@ def test_openssl_downgrade_refused(
         o.format(foreign_cert=pki.foreign_cert, foreign_key=pki.foreign_key) for o in options
     ]
 
-    async def scenario() -> tuple[Finished, Finished, Served]:
+    async def scenario() -> tuple[ToolResult, ToolResult, Served]:
         async with tls_node(pki.config()) as served:
             attempt = await run_tool(
                 [
@@ -658,7 +640,7 @@ def test_serve_cli_tls_port_with_echoscu(pki: PKI, tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("dicomwire\n")
     log_path = tmp_path / "serve.log"
 
-    async def scenario() -> tuple[Finished, Finished, Finished]:
+    async def scenario() -> tuple[ToolResult, ToolResult, ToolResult]:
         with open(log_path, "wb") as log:
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         try:

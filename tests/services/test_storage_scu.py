@@ -8,9 +8,7 @@ compressed file the peer cannot take fails with a clear reason); transient failu
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import struct
 from collections.abc import AsyncIterator, Awaitable
 from io import BytesIO
 from pathlib import Path
@@ -34,6 +32,9 @@ from dicomwire.services.storage import (
 from dicomwire.testing.corpus import make_ct, write_corpus, write_part10
 from dicomwire.ul.association import Timeouts
 
+from ..conftest import part10_data_set as split_part10
+from ..conftest import run_bounded
+
 LOCALHOST = "127.0.0.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -47,10 +48,7 @@ T = TypeVar("T")
 
 
 def run(coroutine: Awaitable[T]) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, TEST_TIMEOUT)
-
-    return asyncio.run(bounded())
+    return run_bounded(coroutine, TEST_TIMEOUT)
 
 
 @contextlib.asynccontextmanager
@@ -73,15 +71,6 @@ async def send(node: Node, paths: list[Path], **options: Any) -> StoreSummary:
     options.setdefault("called_ae_title", NODE_AE)
     options.setdefault("timeouts", TIMEOUTS)
     return await store_files(LOCALHOST, node.port, paths, **options)
-
-
-def split_part10(path: Path) -> tuple[str, bytes]:
-    """(transfer syntax, data set bytes after the meta group), read without dicomwire."""
-    raw = path.read_bytes()
-    assert raw[128:132] == b"DICM"
-    (group_length,) = struct.unpack_from("<L", raw, 140)
-    meta = dcmread(path, stop_before_pixels=True).file_meta
-    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
 def decode(data: bytes, transfer_syntax: str) -> Dataset:

@@ -17,15 +17,14 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pydicom import Dataset, dcmread
@@ -40,6 +39,8 @@ from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import RequestorConfig
 
 from ..conftest import get_free_tcp_port
+from ..conftest import part10_data_set as data_set_of
+from ..conftest import run_bounded as run
 
 LOCALHOST = "127.0.0.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -56,17 +57,7 @@ SUMMARY = re.compile(
 LISTENING = re.compile(r"listening on port (\d+)")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
-T = TypeVar("T")
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def run(coroutine: Awaitable[T], timeout: float = 60.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coroutine, timeout)
-
-    return asyncio.run(bounded())
 
 
 @dataclass
@@ -140,15 +131,6 @@ async def store_via_cli(root: Path, *paths: Path, **storage: Any) -> Completed:
     """``dicomwire store PATHS`` to an in-process node storing under ``root``."""
     async with serving(root, **storage) as node:
         return await cli(*store_args(node.port, *paths))
-
-
-def data_set_of(path: Path) -> tuple[str, bytes]:
-    """(transfer syntax, data set bytes after the meta group), read without dicomwire."""
-    raw = path.read_bytes()
-    assert raw[128:132] == b"DICM"
-    (group_length,) = struct.unpack_from("<L", raw, 140)
-    meta = dcmread(path, stop_before_pixels=True).file_meta
-    return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
 def stored(root: Path) -> dict[str, Path]:
