@@ -11,7 +11,7 @@ import struct
 from enum import IntEnum
 from typing import TypeAlias
 
-from ..errors import DicomWireError
+from ..errors import CommandError
 from ..ul.identifiers import WireStr, decode_uid, encode_uid
 
 __all__ = [
@@ -27,10 +27,6 @@ __all__ = [
     "require",
     "validate_command",
 ]
-
-
-class CommandError(DicomWireError):
-    """A command set is malformed or misses a required element."""
 
 
 class Tag(IntEnum):

@@ -11,7 +11,7 @@ import zlib
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from ..errors import DicomWireError
+from ..errors import DataSetError
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
@@ -22,10 +22,6 @@ if TYPE_CHECKING:  # pydicom is imported when a data set is first decoded or enc
     from pydicom import Dataset
 
 __all__ = ["DataSetError", "decode_dataset", "encode_dataset"]
-
-
-class DataSetError(DicomWireError):
-    """A data set cannot be decoded or encoded in the given transfer syntax."""
 
 
 def _encoding(transfer_syntax: str) -> tuple[bool, bool]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 
-from ..errors import DicomWireError
+from ..errors import DicomWireError, DimseProtocolError
 from ..ul.pdu import PDV_HEADER_LENGTH, PDataTF, PresentationDataValue
 from .commands import CommandError, CommandSet, DataSetType, Tag, decode_command
 
@@ -43,10 +43,6 @@ MAX_COMMAND_LENGTH = 1 << 20
 
 _COMMAND = 0x01
 _LAST = 0x02
-
-
-class DimseProtocolError(DicomWireError):
-    """The peer broke the DIMSE encapsulation rules (answered with A-ABORT)."""
 
 
 @dataclass(frozen=True, slots=True)

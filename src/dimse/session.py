@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ..errors import DicomWireError
+from ..errors import AssociationStateError, DicomWireError, DimseStatusError, NoAcceptedContextError
 from ..uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ..ul.association import (
     Association,
@@ -98,15 +98,6 @@ _AFFECTED_SOP_CLASS = int(Tag.AffectedSOPClassUID)
 _REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
 _AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
 _REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
-
-
-class DimseStatusError(DicomWireError):
-    """Raise from a handler to answer with ``status`` (and an error comment)."""
-
-    def __init__(self, status: int, comment: str = "") -> None:
-        self.status = Status(status)
-        self.comment = comment
-        super().__init__(f"{self.status}{': ' + comment if comment else ''}")
 
 
 class ReceivedMessage:
@@ -360,7 +351,7 @@ class DimseSession:
     ) -> None:
         negotiated = association.negotiated
         if negotiated is None:
-            raise DimseProtocolError("the association is not established")
+            raise AssociationStateError("the association is not established")
         self.association = association
         self.negotiated = negotiated
         self.timeouts = timeouts or association.timeouts
@@ -438,7 +429,12 @@ class DimseSession:
         """An accepted context for ``abstract_syntax``, or a DicomWireError."""
         context = self.negotiated.find_context(abstract_syntax, transfer_syntax)
         if context is None:
-            raise DicomWireError(f"no accepted presentation context for {abstract_syntax}")
+            raise NoAcceptedContextError(
+                f"no accepted presentation context for {abstract_syntax}"
+                + (f" in {transfer_syntax}" if transfer_syntax else ""),
+                abstract_syntax,
+                transfer_syntax,
+            )
         return context
 
     def _allocate_id(self) -> int:

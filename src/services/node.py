@@ -20,7 +20,7 @@ from typing import Any
 
 from ..dimse.commands import CommandField
 from ..dimse.session import DimseSession, Handler, SinkFactory
-from ..errors import DicomWireError
+from ..errors import ConfigError, DicomWireError
 from ..ul.association import Association, AssociationServer, Timeouts
 from ..ul.identifiers import is_valid_uid, validate_ae_title
 from ..ul.negotiation import (
@@ -44,10 +44,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("dicomwire.services.node")
-
-
-class ConfigError(DicomWireError):
-    """The node configuration is invalid (unknown key, wrong type...)."""
 
 
 @dataclass(slots=True)

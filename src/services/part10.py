@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..dimse.streams import pread_range
-from ..errors import DicomWireError
+from ..errors import Part10Error
 from ..ul.identifiers import WireStr
 
 __all__ = ["FileInfo", "Part10Error", "build_file_meta", "explicit_vr_value", "read_file_info"]
@@ -36,10 +36,6 @@ _WANTED = frozenset((0x0002, 0x0003, 0x0010))
 _LONG_VRS = frozenset(
     (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
 )
-
-
-class Part10Error(DicomWireError):
-    """A file is not a DICOM Part 10 file, or its file meta is unusable."""
 
 
 def _element(element: int, vr: bytes, value: bytes) -> bytes:
@@ -123,7 +119,7 @@ def read_file_info(path: str | Path) -> FileInfo:
         try:
             head = os.read(fd, _FIRST_READ)
             if len(head) < _PREFIX_LENGTH or head[PREAMBLE_LENGTH:132] != MAGIC:
-                raise Part10Error(f"{path}: not a DICOM Part 10 file (no DICM prefix)")
+                raise Part10Error(f"{path}: not a DICOM Part 10 file (no DICM prefix)", "not-dicom")
             group, element, vr, length = _SHORT.unpack_from(head, 132)
             if (group, element, vr, length) != (2, 0, b"UL", 4):
                 raise Part10Error(f"{path}: file meta does not start with its group length")
@@ -137,7 +133,7 @@ def read_file_info(path: str | Path) -> FileInfo:
         finally:
             os.close(fd)
     except OSError as exc:
-        raise Part10Error(f"{path}: {exc.strerror or exc}") from exc
+        raise Part10Error(f"{path}: {exc.strerror or exc}", "unreadable") from exc
     meta = head[_PREFIX_LENGTH:end]  # bytes: a VR sliced from it is bytes, hashed fast
     if len(meta) < group_length:
         raise Part10Error(f"{path}: file meta truncated")

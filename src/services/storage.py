@@ -47,7 +47,7 @@ from ..dimse.session import (
 )
 from ..dimse.status import Status
 from ..dimse.streams import DataSetSink, DiscardSink, FileSource
-from ..errors import DicomWireError
+from ..errors import DicomWireError, NoAcceptedContextError
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
@@ -55,9 +55,8 @@ from ..uids import (
     IMPLICIT_VR_LITTLE_ENDIAN,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
 )
-from ..ul.association import AssociationRejected, Timeouts
+from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, PresentationContext, RequestorConfig
-from ..ul.pdu import RejectResult
 from ..ul.tls import TLSConfig
 from .part10 import FileInfo, Part10Error, build_file_meta, explicit_vr_value, read_file_info
 
@@ -576,7 +575,7 @@ def collect_files(paths: Iterable[str | Path]) -> tuple[list[FileInfo], list[Fil
             try:
                 infos.append(read_file_info(candidate))
             except Part10Error as exc:
-                if in_directory and "no DICM prefix" in str(exc):
+                if in_directory and exc.reason == "not-dicom":
                     continue  # not a DICOM file inside a directory: skip quietly
                 reason = str(exc).removeprefix(f"{candidate}: ")
                 failures.append(FileOutcome(Path(candidate), error=reason, permanent=True))
@@ -651,13 +650,15 @@ def _choose(session: DimseSession, info: FileInfo) -> tuple[PresentationContext,
             if context is not None:
                 return context, True
     name = storage_sop_classes().get(info.sop_class_uid, info.sop_class_uid)
-    raise DicomWireError(
+    raise NoAcceptedContextError(
         f"the peer accepted no context for {name} in {info.transfer_syntax}"
         + (
             ""
             if info.transfer_syntax in UNCOMPRESSED_TRANSFER_SYNTAXES
             else " (compressed: not decompressed silently)"
-        )
+        ),
+        info.sop_class_uid,
+        info.transfer_syntax,
     )
 
 
@@ -715,15 +716,11 @@ async def _send_batch(
                 # Read a small data set now, while the previous operation is still out.
                 payload: bytes | FileSource = source.read() if source.fits_in_memory() else source
                 operation = await session.request(context.context_id, _store_command(info), payload)
-        except DataSetError as exc:
-            outcome.error = str(exc)
-            progress()
-            continue
         except DicomWireError as exc:
-            if not session.association.is_established:
-                outcome.error = str(exc)
-                break
             outcome.error = str(exc)
+            outcome.permanent = exc.permanent
+            if not session.association.is_established:
+                break
             progress()
             continue
         in_flight.append((info, operation))
@@ -787,11 +784,7 @@ def _retryable(outcome: FileOutcome) -> bool:
     if outcome.permanent:
         return False
     if outcome.status is None:
-        return (
-            outcome.error is not None
-            and "accepted no context" not in outcome.error
-            and ("not a DICOM" not in outcome.error)
-        )
+        return outcome.error is not None
     return 0xA700 <= outcome.status <= 0xA7FF
 
 
@@ -850,9 +843,7 @@ async def store_files(
                     ) as session:
                         await _send_batch(session, batch, outcomes, summary, tick)
                 except DicomWireError as exc:
-                    permanent = isinstance(exc, AssociationRejected) and (
-                        exc.result == RejectResult.REJECTED_PERMANENT
-                    )
+                    permanent = exc.permanent
                     for info in batch:
                         outcome = outcomes[info.path]
                         if outcome.status is None and outcome.error is None:

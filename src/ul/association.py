@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from ..errors import DicomWireError
+from ..errors import AssociationAborted, AssociationRejected, DicomTimeoutError, DicomWireError
 from .fsm import State
 from .machine import (
     AbortIndication,
@@ -90,36 +90,6 @@ _REJECT_TEXT = {
     (3, 1): "temporary congestion",
     (3, 2): "local limit exceeded",
 }
-
-
-class AssociationRejected(DicomWireError):
-    """The peer answered A-ASSOCIATE-RJ (PS3.8 Table 9-21)."""
-
-    def __init__(self, result: int, source: int, reason: int) -> None:
-        self.result, self.source, self.reason = result, source, reason
-        kind = "permanent" if result == RejectResult.REJECTED_PERMANENT else "transient"
-        text = _REJECT_TEXT.get((source, reason), "unknown reason")
-        super().__init__(
-            f"association rejected ({kind}): {text} (result {result}, source {source}, "
-            f"reason {reason})"
-        )
-
-
-class AssociationAborted(DicomWireError):
-    """The association ended by A-ABORT or A-P-ABORT (PS3.8 Table 9-26)."""
-
-    def __init__(self, indication: AbortIndication) -> None:
-        self.indication = indication
-        who = "A-P-ABORT" if indication.provider else "A-ABORT"
-        where = "by this side" if indication.local else "by the peer"
-        detail = f": {indication.detail}" if indication.detail else ""
-        super().__init__(
-            f"{who} {where} (source {indication.source}, reason {indication.reason}){detail}"
-        )
-
-
-class DicomTimeoutError(DicomWireError, TimeoutError):
-    """A configured timeout ran out (connect, ACSE, DIMSE, network idle)."""
 
 
 @dataclass(slots=True)

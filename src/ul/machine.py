@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DicomWireError
+from ..errors import AssociationStateError
 from .framer import DEFAULT_MAX_CONTROL_PDU_LENGTH, PDUFramer
 from .fsm import NEXT_STATE, TRANSITIONS, Action, Event, State
 from .pdu import (
@@ -54,10 +54,6 @@ __all__ = [
     "UpperLayer",
     "default_provider_check",
 ]
-
-
-class AssociationStateError(DicomWireError):
-    """The application asked for a primitive that Table 9-10 does not allow in this state."""
 
 
 # --------------------------------------------------------------------------- effects

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import ClassVar, TypeAlias
 
-from ..errors import DicomWireError, ValidationError
+from ..errors import PDUError, ValidationError
 from .identifiers import (
     WireStr,
     decode_ae_title,
@@ -98,21 +98,6 @@ PDU_HEADER_LENGTH = 6
 ITEM_HEADER_LENGTH = 4
 PDV_HEADER_LENGTH = 6
 _ASSOCIATE_FIXED_LENGTH = _ASSOCIATE_FIXED.size  # 68
-
-
-class PDUError(DicomWireError):
-    """A PDU is malformed; :attr:`offset` is the byte (from the PDU's start) at fault.
-
-    :attr:`abort_reason` is the A-ABORT reason (PS3.8 Table 9-26) a receiver answers with:
-    1 unrecognized PDU, 4 unrecognized PDU parameter, 5 unexpected PDU parameter, 6 invalid
-    PDU parameter value (the default).
-    """
-
-    def __init__(self, message: str, offset: int | None = None, abort_reason: int = 6) -> None:
-        self.offset = offset
-        self.reason = message
-        self.abort_reason = abort_reason
-        super().__init__(message if offset is None else f"{message} (at byte {offset})")
 
 
 class PDUType(IntEnum):

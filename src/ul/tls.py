@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from ..errors import DicomWireError
+from ..errors import TLSError
 
 __all__ = [
     "TLSConfig",
@@ -41,10 +41,6 @@ __all__ = [
     "describe_tls_error",
     "server_context",
 ]
-
-
-class TLSError(DicomWireError):
-    """TLS could not be set up (bad certificate or key, handshake failure...)."""
 
 
 class TLSProfile(Enum):

@@ -425,8 +425,11 @@ def test_pdu_error_is_a_dicomwire_error() -> None:
     error = PDUError("message")
     assert error.offset is None
     assert str(error) == "message"
-    assert error.reason == "message"
+    assert error.detail == "message"
     assert error.abort_reason == AbortReason.INVALID_PDU_PARAMETER_VALUE
+    # The structured reason is the standard's A-ABORT reason (errors module convention).
+    assert error.reason == error.abort_reason
+    assert isinstance(error, dicomwire.errors.RemoteProtocolError)
 
 
 # --------------------------------------------------------------------------- encode validation
