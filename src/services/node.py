@@ -1,9 +1,12 @@
-"""The dicomwire node: one process answering associations as Verification and Storage SCP.
+"""The dicomwire node: one process answering associations with the services it is made of.
 
-PS3.8 acceptor with the acceptance policy of :mod:`dicomwire.ul.negotiation`, PS3.7 DIMSE
-through :class:`~dicomwire.dimse.session.DimseSession`, PS3.4 Annex A (verification) and
-Annex B (storage). Configuration is a :class:`NodeConfig`, loaded from TOML by
-:func:`load_config`; ``dicomwire serve`` and ``make serve`` run it.
+PS3.8 acceptor (:class:`~dicomwire.ul.association.AssociationServer`) whose acceptance
+policy (PS3.8 §9.3.3, PS3.7 Annex D) and DIMSE handler table (PS3.7 §9-§10) are both
+derived from a list of :class:`~dicomwire.services.service.Service` units (verification,
+storage, and the services of later issues), so they cannot drift apart. Configuration is a
+:class:`NodeConfig`, loaded from TOML by :func:`load_config`, whose schema is the node's
+own keys plus one table per service (``section``/``config_type``) plus the AE directory
+(``[[nodes]]``); ``dicomwire serve`` and ``make serve`` run it.
 """
 
 from __future__ import annotations
@@ -14,29 +17,34 @@ import logging
 import os
 import signal
 import tomllib
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..dimse.commands import CommandField
-from ..dimse.session import DimseSession, Handler, SinkFactory
+from ..dimse.session import DimseSession, Handler
 from ..errors import ConfigError, DicomWireError
 from ..ul.association import Association, AssociationServer, Timeouts
 from ..ul.identifiers import is_valid_uid, validate_ae_title
 from ..ul.negotiation import (
     DEFAULT_MAX_PDU_LENGTH,
-    DEFAULT_TRANSFER_SYNTAXES,
     AcceptorPolicy,
     KnownNode,
 )
-from ..ul.tls import TLSConfig, TLSProfile
-from .storage import StorageConfig, StorageSCP, storage_sop_classes, validate_layout
-from .verification import VERIFICATION_SOP_CLASS, handle_echo
+from ..ul.tls import TLSConfig
+from .config import build
+from .directory import AEDirectory, RemoteAE
+from .service import ANY_SOP_CLASS, HandlerKey, Service, merge_bindings
+from .storage import StorageConfig, validate_layout
+from .storage_service import Storage
+from .verification import Verification
 
 __all__ = [
     "ConfigError",
     "Node",
     "NodeConfig",
+    "SERVICE_TYPES",
+    "default_services",
     "load_config",
     "run_node",
     "run_workers",
@@ -45,10 +53,21 @@ __all__ = [
 
 log = logging.getLogger("dicomwire.services.node")
 
+#: Service classes whose TOML table :func:`load_config` reads, by section name.
+SERVICE_TYPES: dict[str, type[Service]] = {
+    service.section: service for service in (Storage,) if service.section is not None
+}
+
 
 @dataclass(slots=True)
 class NodeConfig:
-    """What a node is: AE titles, where it listens, limits, storage, known remote nodes."""
+    """What a node is: AE titles, where it listens, limits, services' settings, known AEs.
+
+    ``known_nodes`` restricts who may associate (when non-empty); ``nodes`` is the AE
+    directory (C-MOVE destinations, report and relay targets), which also restricts the
+    callers when ``restrict_callers`` is set. ``sections`` holds the configuration of
+    services other than storage, by section name.
+    """
 
     ae_titles: list[str] = field(default_factory=lambda: ["DICOMWIRE"])
     host: str | None = None
@@ -57,7 +76,10 @@ class NodeConfig:
     max_associations: int = 100
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
     known_nodes: list[KnownNode] = field(default_factory=list)
+    nodes: list[RemoteAE] = field(default_factory=list)
+    restrict_callers: bool = False
     storage: StorageConfig = field(default_factory=StorageConfig)
+    sections: dict[str, Any] = field(default_factory=dict)
     timeouts: Timeouts = field(default_factory=lambda: Timeouts(dimse=None))
     shutdown_grace: float = 10.0
     #: PS3.15 secure transport: listen for TLS on ``tls_port`` beside the plain ``port``.
@@ -67,57 +89,61 @@ class NodeConfig:
     workers: int = 1
 
 
-def _build(kind: type[Any], table: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in fields(kind)}
-    unknown = sorted(set(table) - names)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in {where}: {', '.join(unknown)}")
-    return kind(**table)
+#: Tables of the file that are not a service's: they have readers of their own.
+_NODE_TABLES = ("timeouts", "tls", "known_nodes", "nodes", "storage")
 
 
-def load_config(path: str | Path) -> NodeConfig:
-    """Read a node configuration from TOML (see docs/node.md for every key)."""
+def load_config(
+    path: str | Path, service_types: Mapping[str, type[Service]] = SERVICE_TYPES
+) -> NodeConfig:
+    """Read a node configuration from TOML (see docs/node.md for every key).
+
+    Every key is checked against its dataclass field: an unknown key, a wrong type or a
+    missing required value is a :class:`ConfigError` naming the file, the table and the key.
+    """
+    file = str(path)
     try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
+        with open(path, "rb") as handle:
+            data = dict(tomllib.load(handle))
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    data = dict(data)
+        raise ConfigError(f"cannot read {path}: {exc}", file=file) from exc
+    if isinstance(data.get("ae_titles"), str):
+        data["ae_titles"] = [data["ae_titles"]]
+    tables = {name: data.pop(name) for name in list(data) if name in _NODE_TABLES}
+    section_tables = {name: data.pop(name) for name in list(data) if name in service_types}
+
+    def entries(name: str, kind: type[Any]) -> list[Any]:
+        listed = tables.get(name, [])
+        if not isinstance(listed, list):
+            raise ConfigError(f"{file}: [[{name}]] must be an array of tables", file=file)
+        return [build(kind, entry, file=file, where=f"[[{name}]]") for entry in listed]
+
+    timeouts = dict(tables.get("timeouts", {}))
+    for key, value in timeouts.items():  # 0 disables a timeout
+        if value == 0 and not isinstance(value, bool):
+            timeouts[key] = None
+    config = build(NodeConfig, data, file=file, where=file)
+    config.timeouts = build(Timeouts, {"dimse": None, **timeouts}, file=file, where="[timeouts]")
+    config.storage = build(StorageConfig, tables.get("storage", {}), file=file, where="[storage]")
+    config.known_nodes = entries("known_nodes", KnownNode)
+    config.nodes = entries("nodes", RemoteAE)
+    for name, table in section_tables.items():
+        kind = service_types[name].config_type
+        if kind is not None and name != "storage":
+            config.sections[name] = build(kind, table, file=file, where=f"[{name}]")
+    if "tls" in tables:
+        config.tls = build(TLSConfig, tables["tls"], file=file, where="[tls]")
+        if config.tls_port is None:
+            config.tls_port = 2762  # the registered dicom-tls port
     try:
-        storage = dict(data.pop("storage", {}))
-        if "root" in storage:
-            storage["root"] = Path(storage["root"])
-        timeouts = {
-            key: (None if value in (0, None) else float(value))
-            for key, value in dict(data.pop("timeouts", {})).items()
-        }
-        known = [_build(KnownNode, dict(n), "[[known_nodes]]") for n in data.pop("known_nodes", [])]
-        tls_table = dict(data.pop("tls", {}))
-        for key in ("certificate", "key", "pkcs12", "ca_file", "ca_dir"):
-            if key in tls_table:
-                tls_table[key] = Path(tls_table[key])
-        if "password" in tls_table:
-            tls_table["password"] = str(tls_table["password"]).encode()
-        if "profile" in tls_table:
-            tls_table["profile"] = TLSProfile(tls_table["profile"])
-        config: NodeConfig = _build(NodeConfig, data, str(path))
-        config.storage = _build(StorageConfig, storage, "[storage]")
-        config.timeouts = _build(Timeouts, {"dimse": None, **timeouts}, "[timeouts]")
-        config.known_nodes = known
-        if tls_table:
-            config.tls = _build(TLSConfig, tls_table, "[tls]")
-            if config.tls_port is None:
-                config.tls_port = 2762  # the registered dicom-tls port
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    if isinstance(config.ae_titles, str):
-        config.ae_titles = [config.ae_titles]
-    return validate_config(config)
+        return validate_config(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}", file=file, key=exc.key) from None
 
 
-def _check(condition: bool, message: str) -> None:
+def _check(condition: bool, message: str, key: str) -> None:
     if not condition:
-        raise ConfigError(message)
+        raise ConfigError(message, key=key)
 
 
 def validate_config(config: NodeConfig) -> NodeConfig:
@@ -126,16 +152,18 @@ def validate_config(config: NodeConfig) -> NodeConfig:
     _check(
         isinstance(titles, list) and bool(titles) and all(isinstance(t, str) for t in titles),
         f"ae_titles must be a non-empty list of AE titles, not {titles!r}",
+        "ae_titles",
     )
     try:
         config.ae_titles = [validate_ae_title(t) for t in titles]
     except DicomWireError as exc:
-        raise ConfigError(f"ae_titles: {exc}") from None
+        raise ConfigError(f"ae_titles: {exc}", key="ae_titles") from None
 
     def whole(name: str, value: object, low: int, high: int) -> None:
         _check(
             isinstance(value, int) and not isinstance(value, bool) and low <= value <= high,
             f"{name} must be a whole number from {low} to {high}, not {value!r}",
+            name,
         )
 
     whole("port", config.port, 0, 65535)
@@ -144,65 +172,109 @@ def validate_config(config: NodeConfig) -> NodeConfig:
     whole("max_associations", config.max_associations, 1, 1 << 30)
     whole("max_pdu_length", config.max_pdu_length, 0, 0xFFFFFFFF)
     whole("workers", config.workers, 1, 1024)
-    for name in ("promiscuous",):
-        _check(isinstance(getattr(config, name), bool), f"{name} must be true or false")
+    for name in ("promiscuous", "restrict_callers"):
+        _check(isinstance(getattr(config, name), bool), f"{name} must be true or false", name)
     _check(
-        config.host is None or isinstance(config.host, str), f"host must be text: {config.host!r}"
+        config.host is None or isinstance(config.host, str),
+        f"host must be text: {config.host!r}",
+        "host",
     )
     storage = config.storage
     for name in ("fsync", "discard"):
-        _check(isinstance(getattr(storage, name), bool), f"storage.{name} must be true or false")
+        _check(
+            isinstance(getattr(storage, name), bool),
+            f"storage.{name} must be true or false",
+            f"storage.{name}",
+        )
     _check(
         storage.duplicates in ("overwrite", "keep", "reject"),
         f"storage.duplicates must be overwrite, keep or reject, not {storage.duplicates!r}",
+        "storage.duplicates",
     )
     try:
         validate_layout(storage.layout)
     except DicomWireError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(str(exc), key="storage.layout") from None
     _check(
         bool(storage.transfer_syntaxes) and all(is_valid_uid(t) for t in storage.transfer_syntaxes),
         f"storage.transfer_syntaxes must be a list of UIDs: {storage.transfer_syntaxes!r}",
+        "storage.transfer_syntaxes",
     )
     for name in ("artim", "acse", "dimse", "network_idle", "connect"):
         value = getattr(config.timeouts, name)
         _check(
             value is None or (isinstance(value, int | float) and value > 0),
             f"timeouts.{name} must be a positive number of seconds, not {value!r}",
+            f"timeouts.{name}",
         )
     _check(
         isinstance(config.shutdown_grace, int | float) and config.shutdown_grace >= 0,
         f"shutdown_grace must be a number of seconds, not {config.shutdown_grace!r}",
+        "shutdown_grace",
     )
+    AEDirectory(config.nodes)  # titles valid and unique, ports in range
     return config
 
 
-class Node:
-    """The node's acceptance policy and the DIMSE services each association gets."""
+def default_services(config: NodeConfig) -> list[Service]:
+    """What ``dicomwire serve`` runs: Verification and Storage (promiscuous if asked)."""
+    return [Verification(), Storage(config.storage, accept_any=config.promiscuous)]
 
-    def __init__(self, config: NodeConfig) -> None:
+
+class Node:
+    """A node made of services: acceptance policy and handler table derived from them.
+
+    ``services`` defaults to :func:`default_services` (Verification and Storage). The
+    policy accepts exactly the SOP classes the services bind, with their transfer
+    syntaxes; the handler table is the union of their handlers; the AE directory
+    (``directory``) is ``config.nodes``.
+    """
+
+    def __init__(self, config: NodeConfig, services: Sequence[Service] | None = None) -> None:
         self.config = validate_config(config)
-        self.storage = StorageSCP(config.storage)
-        self.handlers: dict[int | tuple[str, int], Handler] = {
-            CommandField.C_ECHO_RQ: handle_echo,
-            CommandField.C_STORE_RQ: self.storage.handle,
-        }
+        self.services: list[Service] = (
+            list(services) if services is not None else default_services(config)
+        )
+        self.directory = AEDirectory(config.nodes)
+        self.handlers: dict[HandlerKey, Handler] = {}
+        for service in self.services:
+            self.handlers.update(service.handler_table())
         self.policy = self.build_policy()
         self.server = AssociationServer(self.policy, self.handle, timeouts=config.timeouts)
 
+    def service(self, name: str) -> Service:
+        """The service called ``name`` (KeyError if the node has none)."""
+        for service in self.services:
+            if service.name == name:
+                return service
+        raise KeyError(name)
+
+    @property
+    def storage(self) -> Any:
+        """The Storage service's SCP (its ``stored`` counter), if the node stores."""
+        service = self.service("storage")
+        assert isinstance(service, Storage)
+        return service.scp
+
     def build_policy(self) -> AcceptorPolicy:
-        """Verification plus every storage SOP class (any abstract syntax if promiscuous)."""
-        syntaxes: dict[str, tuple[str, ...]] = {
-            uid: tuple(self.config.storage.transfer_syntaxes) for uid in storage_sop_classes()
-        }
-        syntaxes[VERIFICATION_SOP_CLASS] = DEFAULT_TRANSFER_SYNTAXES
+        """The acceptance policy the services' bindings imply (PS3.8 §9.3.3.2, Table 9-18)."""
+        bindings = merge_bindings(self.services)
+        catch_all = bindings.pop(ANY_SOP_CLASS, None)
+        callers: Sequence[KnownNode] = self.config.known_nodes or (
+            self.config.nodes if self.config.restrict_callers else ()
+        )
         return AcceptorPolicy(
             ae_titles=tuple(self.config.ae_titles),
             promiscuous=self.config.promiscuous,
-            known_nodes=tuple(self.config.known_nodes),
-            abstract_syntaxes=syntaxes,
-            transfer_syntaxes=tuple(self.config.storage.transfer_syntaxes),
-            accept_any_abstract_syntax=self.config.promiscuous,
+            known_nodes=tuple(callers),
+            abstract_syntaxes={uid: tuple(b.transfer_syntaxes) for uid, b in bindings.items()},
+            transfer_syntaxes=(
+                tuple(catch_all.transfer_syntaxes)
+                if catch_all is not None
+                else tuple(self.config.storage.transfer_syntaxes)
+            ),
+            accept_any_abstract_syntax=catch_all is not None,
+            scp_role_for=tuple(uid for uid, b in bindings.items() if b.requestor_may_be_scp),
             max_pdu_length=self.config.max_pdu_length,
             max_associations=self.config.max_associations,
         )
@@ -210,8 +282,8 @@ class Node:
     async def handle(self, association: Association) -> None:
         """Serve DIMSE requests on one association until the peer releases or aborts."""
         session = DimseSession(association, handlers=self.handlers)
-        sink: SinkFactory = self.storage.sink_for(session)
-        session.sinks[CommandField.C_STORE_RQ] = sink
+        for service in self.services:
+            session.sinks.update(service.sinks(session))
         await session.run()
 
     @property
@@ -220,15 +292,30 @@ class Node:
         return self.server.port
 
     async def start(self) -> None:
+        """Listen (plain TCP, and TLS when configured), then start every service."""
         shared = self.config.workers > 1
         await self.server.start(self.config.host, self.config.port, reuse_port=shared)
         if self.config.tls is not None and self.config.tls_port is not None:
             await self.server.start(
                 self.config.host, self.config.tls_port, self.config.tls, reuse_port=shared
             )
+        for service in self.services:
+            await service.start(self)
 
     async def shutdown(self) -> None:
+        """Stop accepting, let associations finish (``shutdown_grace``), stop the services."""
         await self.server.shutdown(grace=self.config.shutdown_grace)
+        for service in reversed(self.services):
+            try:
+                await service.stop()
+            except Exception:  # one service's failure must not keep the others running
+                log.exception("stopping service %s failed", service.name)
+
+    async def serve_forever(self) -> None:
+        """Start (if not started) and serve until cancelled."""
+        if not self.server.sockets:
+            await self.start()
+        await asyncio.Event().wait()
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..dimse.commands import CommandField, Tag
 from ..dimse.session import DimseSession, Request, open_session
 from ..dimse.status import Status
@@ -9,8 +11,9 @@ from ..uids import VERIFICATION_SOP_CLASS
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, DEFAULT_TRANSFER_SYNTAXES, RequestorConfig
 from ..ul.tls import TLSConfig
+from .service import Binding, Service
 
-__all__ = ["VERIFICATION_SOP_CLASS", "echo", "echo_on", "handle_echo"]
+__all__ = ["VERIFICATION_SOP_CLASS", "Verification", "echo", "echo_on", "handle_echo"]
 
 
 async def echo_on(session: DimseSession) -> Status:
@@ -52,3 +55,18 @@ async def echo(
 async def handle_echo(request: Request) -> int:
     """Verification SCP: every C-ECHO-RQ succeeds."""
     return 0x0000
+
+
+class Verification(Service):
+    """The Verification SCP as a node service: C-ECHO answered 0000 (PS3.4 A.4)."""
+
+    name = "verification"
+
+    def bindings(self) -> Sequence[Binding]:
+        return [
+            Binding(
+                VERIFICATION_SOP_CLASS,
+                DEFAULT_TRANSFER_SYNTAXES,
+                {CommandField.C_ECHO_RQ: handle_echo},
+            )
+        ]
