@@ -69,7 +69,9 @@ __all__ = [
     "StorageSCP",
     "StoreResult",
     "StoreSummary",
+    "send_file",
     "store_dataset",
+    "store_file",
     "store_files",
 ]
 
@@ -705,17 +707,7 @@ async def _send_batch(
         outcome = outcomes[info.path]
         outcome.attempts += 1
         try:
-            context, convert = _choose(session, info)
-            if convert:
-                converted = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
-                operation = await session.request(
-                    context.context_id, _store_command(info), converted
-                )
-            else:
-                source = FileSource(info.path, info.dataset_offset, info.dataset_length)
-                # Read a small data set now, while the previous operation is still out.
-                payload: bytes | FileSource = source.read() if source.fits_in_memory() else source
-                operation = await session.request(context.context_id, _store_command(info), payload)
+            operation = await send_file(session, info)
         except DicomWireError as exc:
             outcome.error = str(exc)
             outcome.permanent = exc.permanent
@@ -728,6 +720,29 @@ async def _send_batch(
             await settle(*in_flight.popleft())
     while in_flight:
         await settle(*in_flight.popleft())
+
+
+async def send_file(session: DimseSession, info: FileInfo) -> Operation:
+    """Send the C-STORE-RQ for one Part 10 file; return its operation (response pending).
+
+    The data set goes in the file's transfer syntax, streamed from disk when large, or
+    converted when the peer accepted only another uncompressed one
+    (:class:`~dicomwire.errors.NoAcceptedContextError` when it accepted neither).
+    """
+    context, convert = _choose(session, info)
+    payload: bytes | FileSource
+    if convert:
+        payload = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
+    else:
+        source = FileSource(info.path, info.dataset_offset, info.dataset_length)
+        # Read a small data set now, while the previous operation is still out.
+        payload = source.read() if source.fits_in_memory() else source
+    return await session.request(context.context_id, _store_command(info), payload)
+
+
+async def store_file(session: DimseSession, info: FileInfo) -> Status:
+    """C-STORE one Part 10 file on an open session; return the response status."""
+    return (await (await send_file(session, info)).wait()).status
 
 
 async def store_dataset(
