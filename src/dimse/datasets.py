@@ -3,15 +3,18 @@
 PS3.5 §10 transfer syntaxes: a data set travels in its presentation context's transfer
 syntax. Storing or forwarding never decodes it; :func:`decode_dataset` and
 :func:`encode_dataset` are for handlers that want a :class:`pydicom.Dataset`.
+:func:`build_dataset` and :func:`encode_identifier` build an identifier (PS3.4 C.4.1.1.3)
+or any other data set from ``{keyword: value}`` in one call.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from ..errors import DataSetError
+from ..errors import DataSetError, ValidationError
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_VR_BIG_ENDIAN,
@@ -21,7 +24,13 @@ from ..uids import (
 if TYPE_CHECKING:  # pydicom is imported when a data set is first decoded or encoded
     from pydicom import Dataset
 
-__all__ = ["DataSetError", "decode_dataset", "encode_dataset"]
+__all__ = [
+    "DataSetError",
+    "build_dataset",
+    "decode_dataset",
+    "encode_dataset",
+    "encode_identifier",
+]
 
 
 def _encoding(transfer_syntax: str) -> tuple[bool, bool]:
@@ -65,3 +74,33 @@ def encode_dataset(dataset: Dataset, transfer_syntax: str) -> bytes:
         compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
         raw = compressor.compress(raw) + compressor.flush()
     return raw
+
+
+def build_dataset(source: Dataset | Mapping[str, object]) -> Dataset:
+    """A pydicom Dataset from ``{keyword: value}`` (a Dataset is returned as it is).
+
+    Values are what pydicom accepts for the keyword's VR; ``""`` or None asks for the
+    attribute with no value (a universal match in a query). A sequence is a list of
+    mappings (or Datasets). An unknown keyword raises :class:`ValidationError` naming it.
+    """
+    from pydicom import Dataset
+    from pydicom.datadict import tag_for_keyword
+
+    if isinstance(source, Dataset):
+        return source
+    dataset = Dataset()
+    for keyword, value in source.items():
+        if tag_for_keyword(keyword) is None:
+            raise ValidationError(f"{keyword!r} is not a DICOM attribute keyword")
+        if isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):
+            value = [build_dataset(item) for item in value]
+        try:
+            setattr(dataset, keyword, value)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(f"{keyword}: invalid value {value!r}: {exc}") from exc
+    return dataset
+
+
+def encode_identifier(source: Dataset | Mapping[str, object], transfer_syntax: str) -> bytes:
+    """:func:`build_dataset` then :func:`encode_dataset`: an identifier ready to send."""
+    return encode_dataset(build_dataset(source), transfer_syntax)

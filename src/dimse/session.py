@@ -57,7 +57,14 @@ from .messages import (
     fragment_message,
     fragment_stream,
 )
-from .status import Status
+from .status import (
+    CANNOT_UNDERSTAND,
+    DUPLICATE_INVOCATION,
+    PENDING,
+    PROCESSING_FAILURE,
+    UNRECOGNIZED_OPERATION,
+    Status,
+)
 from .streams import BytesSink, DataSetSink, FileSource
 
 __all__ = [
@@ -83,11 +90,6 @@ DataSetInput: TypeAlias = "bytes | bytearray | memoryview | Dataset | AsyncItera
 _UNLIMITED_INVOKED = 1024
 _UNLIMITED_PERFORMED = 64
 
-PENDING = 0xFF00
-PROCESSING_FAILURE = 0x0110
-UNRECOGNIZED_OPERATION = 0x0211
-DUPLICATE_INVOCATION = 0x0210
-CANNOT_UNDERSTAND = 0xC000
 
 # Command element tags as plain ints, for dictionary lookups on the hot path.
 _COMMAND_FIELD = int(Tag.CommandField)

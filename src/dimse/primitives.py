@@ -1,0 +1,536 @@
+"""Typed DIMSE primitives: one class per request and response of PS3.7 §9.1-9.3 and §10.1-10.3.
+
+A primitive is the typed view of a command set (:data:`~dicomwire.dimse.commands.CommandSet`)
+and its data set: fields named after the PS3.7 Annex E element keywords in snake_case,
+``message_id`` for the Message ID (requests) or the Message ID Being Responded To
+(responses and C-CANCEL), ``dataset`` for what travels after the command, and ``extra``
+for command elements the class has no field for (written back unchanged)::
+
+    request = CStoreRQ(CT_IMAGE, instance_uid, priority=Priority.HIGH)
+    command = request.to_command()              # the CommandSet sent on the wire
+    answer = request.response(SUCCESS)          # a CStoreRSP for the same instance
+    parse(command)                              # back to a CStoreRQ
+
+:meth:`DimseMessage.to_command` sets Command Data Set Type from ``dataset is None``;
+:meth:`DimseMessage.from_command` is lenient (a missing optional element is None) and does
+not validate: :func:`~dicomwire.dimse.commands.validate_command` stays the validator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from enum import IntEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from ..errors import CommandError
+from ..uids import VERIFICATION_SOP_CLASS
+from .commands import CommandField, CommandSet, CommandValue, DataSetType, Tag
+from .status import SUCCESS, Status
+
+__all__ = [
+    "REQUEST_CLASSES",
+    "RESPONSE_CLASSES",
+    "CCancelRQ",
+    "CEchoRQ",
+    "CEchoRSP",
+    "CFindRQ",
+    "CFindRSP",
+    "CGetRQ",
+    "CGetRSP",
+    "CMoveRQ",
+    "CMoveRSP",
+    "CStoreRQ",
+    "CStoreRSP",
+    "DimseMessage",
+    "DimseRequest",
+    "DimseResponse",
+    "NActionRQ",
+    "NActionRSP",
+    "NCreateRQ",
+    "NCreateRSP",
+    "NDeleteRQ",
+    "NDeleteRSP",
+    "NEventReportRQ",
+    "NEventReportRSP",
+    "NGetRQ",
+    "NGetRSP",
+    "NSetRQ",
+    "NSetRSP",
+    "Priority",
+    "parse",
+]
+
+
+class Priority(IntEnum):
+    """Priority (0000,0700) of C-STORE, C-FIND, C-GET and C-MOVE requests (PS3.7 §9.1)."""
+
+    MEDIUM = 0x0000
+    HIGH = 0x0001
+    LOW = 0x0002
+
+
+#: Field name -> command element: the snake_case of each PS3.7 Annex E keyword.
+_TAG_OF_FIELD: dict[str, int] = {
+    "affected_sop_class_uid": Tag.AffectedSOPClassUID,
+    "requested_sop_class_uid": Tag.RequestedSOPClassUID,
+    "affected_sop_instance_uid": Tag.AffectedSOPInstanceUID,
+    "requested_sop_instance_uid": Tag.RequestedSOPInstanceUID,
+    "move_destination": Tag.MoveDestination,
+    "priority": Tag.Priority,
+    "status": Tag.Status,
+    "offending_element": Tag.OffendingElement,
+    "error_comment": Tag.ErrorComment,
+    "error_id": Tag.ErrorID,
+    "event_type_id": Tag.EventTypeID,
+    "attribute_identifier_list": Tag.AttributeIdentifierList,
+    "action_type_id": Tag.ActionTypeID,
+    "remaining": Tag.NumberOfRemainingSuboperations,
+    "completed": Tag.NumberOfCompletedSuboperations,
+    "failed": Tag.NumberOfFailedSuboperations,
+    "warning": Tag.NumberOfWarningSuboperations,
+    "move_originator_ae_title": Tag.MoveOriginatorApplicationEntityTitle,
+    "move_originator_message_id": Tag.MoveOriginatorMessageID,
+}
+_TAG_OF_FIELD = {name: int(tag) for name, tag in _TAG_OF_FIELD.items()}  # plain-int keys
+
+_COMMAND_FIELD = int(Tag.CommandField)
+_MESSAGE_ID = int(Tag.MessageID)
+_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
+_DATA_SET_TYPE = int(Tag.CommandDataSetType)
+_GROUP_LENGTH = int(Tag.CommandGroupLength)
+#: Elements every message carries and no class has a field for.
+_HEADER_TAGS = frozenset(
+    (_GROUP_LENGTH, _COMMAND_FIELD, _MESSAGE_ID, _RESPONDED_TO, _DATA_SET_TYPE)
+)
+_ABSENT = int(DataSetType.ABSENT)
+_PRESENT = int(DataSetType.PRESENT)
+
+
+@dataclass(slots=True)
+class DimseMessage:
+    """What every DIMSE message has: its message ID, its data set, unknown elements.
+
+    ``dataset`` is bytes, a pydicom Dataset, an async iterable of bytes or a
+    :class:`~dicomwire.dimse.streams.FileSource` when sending; on a received message it is
+    whatever the sink returned (bytes by default). None: no data set.
+    """
+
+    command_field: ClassVar[CommandField]
+    #: (field name, element) of the class's own fields, in declaration order.
+    _elements: ClassVar[tuple[tuple[str, int], ...]] = ()
+    #: Required fields (M in PS3.7) and what a lenient parse puts there when absent.
+    _required: ClassVar[dict[str, object]] = {}
+    _id_tag: ClassVar[int] = _MESSAGE_ID
+
+    message_id: int = field(default=0, kw_only=True)
+    dataset: object | None = field(default=None, kw_only=True)
+    extra: CommandSet = field(default_factory=dict, kw_only=True)
+
+    def to_command(self) -> CommandSet:
+        """The command set: every field that is not None, ``extra`` and the header elements."""
+        command: CommandSet = dict(self.extra) if self.extra else {}
+        command[_COMMAND_FIELD] = int(self.command_field)
+        command[self._id_tag] = self.message_id
+        command[_DATA_SET_TYPE] = _ABSENT if self.dataset is None else _PRESENT
+        for name, tag in self._elements:
+            value = getattr(self, name)
+            if value is not None:
+                # enums (Status, Priority) go as plain ints: the codec's fast path
+                command[tag] = int(value) if isinstance(value, int) else value
+        return command
+
+    @classmethod
+    def from_command(cls, command: CommandSet, dataset: object | None = None) -> Any:
+        """The typed view of ``command`` (not validated; missing optional elements: None)."""
+        values: dict[str, Any] = dict(cls._required)
+        extra: CommandSet = {}
+        names = _NAMES_OF[cls]
+        for tag, value in command.items():
+            name = names.get(tag)
+            if name is not None:
+                values[name] = value
+            elif tag not in _HEADER_TAGS:
+                extra[tag] = value
+        message_id = command.get(cls._id_tag)
+        _coerce(values)
+        return cls(
+            message_id=message_id if isinstance(message_id, int) else 0,
+            dataset=dataset,
+            extra=extra,
+            **values,
+        )
+
+
+def _coerce(values: dict[str, Any]) -> None:
+    """Status and Priority values as their types, when they are valid ones."""
+    status = values.get("status")
+    if isinstance(status, int) and not isinstance(status, Status) and 0 <= status <= 0xFFFF:
+        values["status"] = Status(status)
+    priority = values.get("priority")
+    if isinstance(priority, int) and priority in Priority._value2member_map_:
+        values["priority"] = Priority(priority)
+
+
+@dataclass(slots=True)
+class DimseResponse(DimseMessage):
+    """A response: its status and the error elements of PS3.7 Annex C."""
+
+    _id_tag: ClassVar[int] = _RESPONDED_TO
+
+    status: Status = SUCCESS
+    error_comment: str | None = field(default=None, kw_only=True)
+    error_id: int | None = field(default=None, kw_only=True)
+    offending_element: list[int] | None = field(default=None, kw_only=True)
+
+
+RSP = TypeVar("RSP", bound=DimseResponse)
+
+
+@dataclass(slots=True)
+class DimseRequest(DimseMessage, Generic[RSP]):
+    """A request; :meth:`response` builds its matching response."""
+
+    response_class: ClassVar[type[DimseResponse]]
+
+    def response(self, status: int = 0, dataset: object | None = None, **fields: Any) -> RSP:
+        """The matching response: same message ID, SOP class and instance, event/action type.
+
+        ``fields`` are fields of the response class (``remaining=3``); an unknown name
+        raises TypeError.
+        """
+        response_class = self.response_class
+        accepted = _FIELD_NAMES[response_class]
+        values: dict[str, Any] = {}
+        for target, sources in _COPIED:
+            if target in accepted:
+                for source in sources:
+                    value = getattr(self, source, None)
+                    if value is not None:
+                        values[target] = value
+                        break
+        values.update(fields)
+        code = status if isinstance(status, Status) else Status(status)
+        return response_class(  # type: ignore[return-value]
+            code, message_id=self.message_id, dataset=dataset, **values
+        )
+
+
+#: What a response copies from its request: response field <- first request field set.
+_COPIED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("affected_sop_class_uid", ("affected_sop_class_uid", "requested_sop_class_uid")),
+    ("affected_sop_instance_uid", ("affected_sop_instance_uid", "requested_sop_instance_uid")),
+    ("event_type_id", ("event_type_id",)),
+    ("action_type_id", ("action_type_id",)),
+)
+
+
+# --------------------------------------------------------------------------- C-services §9
+
+
+@dataclass(slots=True)
+class CEchoRSP(DimseResponse):
+    """C-ECHO-RSP (PS3.7 Table 9.3-13)."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_ECHO_RSP
+    affected_sop_class_uid: str | None = None
+
+
+@dataclass(slots=True)
+class CEchoRQ(DimseRequest[CEchoRSP]):
+    """C-ECHO-RQ (PS3.7 Table 9.3-12)."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_ECHO_RQ
+    response_class: ClassVar[type[DimseResponse]] = CEchoRSP
+    affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+
+
+@dataclass(slots=True)
+class CStoreRSP(DimseResponse):
+    """C-STORE-RSP (PS3.7 Table 9.3-2)."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_STORE_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class CStoreRQ(DimseRequest[CStoreRSP]):
+    """C-STORE-RQ (PS3.7 Table 9.3-1); the data set is the SOP instance."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_STORE_RQ
+    response_class: ClassVar[type[DimseResponse]] = CStoreRSP
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    priority: Priority = Priority.MEDIUM
+    move_originator_ae_title: str | None = None
+    move_originator_message_id: int | None = None
+
+
+@dataclass(slots=True)
+class CFindRSP(DimseResponse):
+    """C-FIND-RSP (PS3.7 Table 9.3-4); pending ones carry a matching identifier."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_FIND_RSP
+    affected_sop_class_uid: str | None = None
+
+
+@dataclass(slots=True)
+class CFindRQ(DimseRequest[CFindRSP]):
+    """C-FIND-RQ (PS3.7 Table 9.3-3); the data set is the identifier."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_FIND_RQ
+    response_class: ClassVar[type[DimseResponse]] = CFindRSP
+    affected_sop_class_uid: str
+    priority: Priority = Priority.MEDIUM
+
+
+@dataclass(slots=True)
+class CGetRSP(DimseResponse):
+    """C-GET-RSP (PS3.7 Table 9.3-6): sub-operation counts as fields."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_GET_RSP
+    affected_sop_class_uid: str | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+
+
+@dataclass(slots=True)
+class CGetRQ(DimseRequest[CGetRSP]):
+    """C-GET-RQ (PS3.7 Table 9.3-5); the data set is the identifier."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_GET_RQ
+    response_class: ClassVar[type[DimseResponse]] = CGetRSP
+    affected_sop_class_uid: str
+    priority: Priority = Priority.MEDIUM
+
+
+@dataclass(slots=True)
+class CMoveRSP(DimseResponse):
+    """C-MOVE-RSP (PS3.7 Table 9.3-8): sub-operation counts as fields."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_MOVE_RSP
+    affected_sop_class_uid: str | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+
+
+@dataclass(slots=True)
+class CMoveRQ(DimseRequest[CMoveRSP]):
+    """C-MOVE-RQ (PS3.7 Table 9.3-7); the data set is the identifier."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_MOVE_RQ
+    response_class: ClassVar[type[DimseResponse]] = CMoveRSP
+    affected_sop_class_uid: str
+    move_destination: str
+    priority: Priority = Priority.MEDIUM
+
+
+@dataclass(slots=True)
+class CCancelRQ(DimseMessage):
+    """C-CANCEL-RQ (PS3.7 Table 9.3-9): ``message_id`` is the ID of the operation cancelled."""
+
+    command_field: ClassVar[CommandField] = CommandField.C_CANCEL_RQ
+    _id_tag: ClassVar[int] = _RESPONDED_TO
+
+
+# --------------------------------------------------------------------------- N-services §10
+
+
+@dataclass(slots=True)
+class NEventReportRSP(DimseResponse):
+    """N-EVENT-REPORT-RSP (PS3.7 Table 10.3-2)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+    event_type_id: int | None = None
+
+
+@dataclass(slots=True)
+class NEventReportRQ(DimseRequest[NEventReportRSP]):
+    """N-EVENT-REPORT-RQ (PS3.7 Table 10.3-1); the data set is the event information."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RQ
+    response_class: ClassVar[type[DimseResponse]] = NEventReportRSP
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    event_type_id: int
+
+
+@dataclass(slots=True)
+class NGetRSP(DimseResponse):
+    """N-GET-RSP (PS3.7 Table 10.3-4); the data set is the attribute list."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_GET_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class NGetRQ(DimseRequest[NGetRSP]):
+    """N-GET-RQ (PS3.7 Table 10.3-3)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_GET_RQ
+    response_class: ClassVar[type[DimseResponse]] = NGetRSP
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    attribute_identifier_list: list[int] | None = None
+
+
+@dataclass(slots=True)
+class NSetRSP(DimseResponse):
+    """N-SET-RSP (PS3.7 Table 10.3-6)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_SET_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class NSetRQ(DimseRequest[NSetRSP]):
+    """N-SET-RQ (PS3.7 Table 10.3-5); the data set is the modification list."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_SET_RQ
+    response_class: ClassVar[type[DimseResponse]] = NSetRSP
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
+@dataclass(slots=True)
+class NActionRSP(DimseResponse):
+    """N-ACTION-RSP (PS3.7 Table 10.3-8)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_ACTION_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+    action_type_id: int | None = None
+
+
+@dataclass(slots=True)
+class NActionRQ(DimseRequest[NActionRSP]):
+    """N-ACTION-RQ (PS3.7 Table 10.3-7); the data set is the action information."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_ACTION_RQ
+    response_class: ClassVar[type[DimseResponse]] = NActionRSP
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+    action_type_id: int
+
+
+@dataclass(slots=True)
+class NCreateRSP(DimseResponse):
+    """N-CREATE-RSP (PS3.7 Table 10.3-10)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_CREATE_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class NCreateRQ(DimseRequest[NCreateRSP]):
+    """N-CREATE-RQ (PS3.7 Table 10.3-9); without an instance UID the performer assigns one."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_CREATE_RQ
+    response_class: ClassVar[type[DimseResponse]] = NCreateRSP
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class NDeleteRSP(DimseResponse):
+    """N-DELETE-RSP (PS3.7 Table 10.3-12)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_DELETE_RSP
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class NDeleteRQ(DimseRequest[NDeleteRSP]):
+    """N-DELETE-RQ (PS3.7 Table 10.3-11)."""
+
+    command_field: ClassVar[CommandField] = CommandField.N_DELETE_RQ
+    response_class: ClassVar[type[DimseResponse]] = NDeleteRSP
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
+_ALL: tuple[type[DimseMessage], ...] = (
+    CEchoRQ,
+    CEchoRSP,
+    CStoreRQ,
+    CStoreRSP,
+    CFindRQ,
+    CFindRSP,
+    CGetRQ,
+    CGetRSP,
+    CMoveRQ,
+    CMoveRSP,
+    CCancelRQ,
+    NEventReportRQ,
+    NEventReportRSP,
+    NGetRQ,
+    NGetRSP,
+    NSetRQ,
+    NSetRSP,
+    NActionRQ,
+    NActionRSP,
+    NCreateRQ,
+    NCreateRSP,
+    NDeleteRQ,
+    NDeleteRSP,
+)
+
+#: Command field -> request class (C-CANCEL-RQ included).
+REQUEST_CLASSES: dict[CommandField, type[DimseMessage]] = {
+    cls.command_field: cls for cls in _ALL if not cls.command_field & 0x8000
+}
+#: Command field -> response class.
+RESPONSE_CLASSES: dict[CommandField, type[DimseResponse]] = {
+    cls.command_field: cls
+    for cls in _ALL
+    if cls.command_field & 0x8000 and issubclass(cls, DimseResponse)
+}
+_CLASS_OF: dict[int, type[DimseMessage]] = {
+    int(field): cls for field, cls in (*REQUEST_CLASSES.items(), *RESPONSE_CLASSES.items())
+}
+
+#: Per class: element -> field name, and the names of its fields.
+_NAMES_OF: dict[type[DimseMessage], dict[int, str]] = {}
+_FIELD_NAMES: dict[type[DimseMessage], frozenset[str]] = {}
+_EMPTY_OF_TYPE: dict[str, object] = {"str": "", "int": 0}
+
+
+def _describe_fields(cls: type[DimseMessage]) -> None:
+    """Fill the class's element table and lenient defaults from its dataclass fields."""
+    own = [f for f in fields(cls) if f.name in _TAG_OF_FIELD]
+    cls._elements = tuple((f.name, _TAG_OF_FIELD[f.name]) for f in own)
+    cls._required = {
+        f.name: _EMPTY_OF_TYPE[str(f.type)]
+        for f in own
+        if str(f.type) in _EMPTY_OF_TYPE and f.default is MISSING
+    }
+    _NAMES_OF[cls] = {tag: name for name, tag in cls._elements}
+    _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+
+
+for _cls in _ALL:
+    _describe_fields(_cls)
+
+
+def parse(command: CommandSet, dataset: object | None = None) -> DimseMessage:
+    """The typed primitive for ``command``, chosen by its Command Field.
+
+    Raises :class:`CommandError` when the command field is missing or unknown.
+    """
+    field_value: CommandValue | None = command.get(_COMMAND_FIELD)
+    cls = _CLASS_OF.get(field_value) if isinstance(field_value, int) else None
+    if cls is None:
+        shown = f"0x{field_value:04X}" if isinstance(field_value, int) else "none"
+        raise CommandError(f"no DIMSE primitive for CommandField {shown}")
+    message: DimseMessage = cls.from_command(command, dataset)
+    return message
