@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..dimse.commands import CommandField, Tag
+from ..dimse.commands import CommandField
+from ..dimse.primitives import CEchoRQ
 from ..dimse.session import DimseSession, Request, open_session
 from ..dimse.status import Status
 from ..uids import VERIFICATION_SOP_CLASS
@@ -19,10 +20,7 @@ __all__ = ["VERIFICATION_SOP_CLASS", "Verification", "echo", "echo_on", "handle_
 async def echo_on(session: DimseSession) -> Status:
     """Send C-ECHO-RQ on an established association; return the response status."""
     context = session.find_context(VERIFICATION_SOP_CLASS)
-    operation = await session.request(
-        context.context_id,
-        {Tag.AffectedSOPClassUID: VERIFICATION_SOP_CLASS, Tag.CommandField: CommandField.C_ECHO_RQ},
-    )
+    operation = await session.request(context.context_id, CEchoRQ().to_command())
     response = await operation.wait()
     return response.status
 
