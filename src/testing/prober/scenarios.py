@@ -16,7 +16,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from ...dimse.commands import CommandField
+from ...dimse.commands import CommandField, CommandSet, Tag, encode_command
 from ...ul.identifiers import WireStr, normalize_ae_title
 from ...ul.pdu import (
     DICOM_APPLICATION_CONTEXT,
@@ -30,9 +30,12 @@ from ...ul.pdu import (
     AReleaseRQ,
     AssociateItem,
     PDataTF,
+    PresentationContextRQItem,
     PresentationDataValue,
+    SOPClassCommonExtendedNegotiationItem,
     UnknownItem,
     UserIdentityRQItem,
+    UserInformationItem,
 )
 from ..rawpeer import (
     IMPLICIT_VR_LE,
@@ -79,11 +82,9 @@ from .stimuli import (
     Build,
     accept_pdu,
     associate,
-    dirty,
     echo_in_fragments,
     echo_pdu,
     in_sta6,
-    padded_echo,
     send,
     stay_silent,
     store_in_layout,
@@ -292,6 +293,39 @@ def _unknown_variable_item(request: AAssociateRQ) -> bytes:
     return bytes(encoded)
 
 
+def _every_reserved_field_set(request: AAssociateRQ) -> AAssociateRQ:
+    """``request`` with every reserved field of PS3.8 §9.3.2 and Annex D set non-zero."""
+    request.reserved = 0xFF
+    request.reserved_8 = 0xFFFF
+    request.reserved_42 = bytes(range(0xA0, 0xC0))
+    for item in request.variable_items:
+        item.reserved = 0xFF
+        if isinstance(item, PresentationContextRQItem):
+            item.reserved_5 = item.reserved_6 = item.reserved_7 = 0xFF
+            for sub_item in item.sub_items:
+                sub_item.reserved = 0xFF
+        elif isinstance(item, UserInformationItem):
+            for user_item in item.sub_items:
+                if not isinstance(user_item, SOPClassCommonExtendedNegotiationItem):
+                    user_item.reserved = 0xFF
+    return request
+
+
+def _padded_echo(length: int) -> bytes:
+    """A C-ECHO-RQ command set of exactly ``length`` bytes (a retired (0000,4000) pads it)."""
+    base: CommandSet = {
+        Tag.AffectedSOPClassUID: VERIFICATION,
+        Tag.CommandField: CommandField.C_ECHO_RQ,
+        Tag.MessageID: 1,
+        Tag.CommandDataSetType: 0x0101,
+    }
+    plain = len(encode_command(dict(base)))
+    padding = length - plain - 8
+    if padding < 0:
+        raise ValueError(f"a C-ECHO-RQ needs more than {length} bytes")
+    return encode_command({**base, 0x00004000: b"A" * padding})
+
+
 def _huge_rq_header(probe: Probe, peer: RawPeer) -> bytes:
     return b"\x01\x00\xff\xff\xff\xff" + probe.request().encode()[6 : 6 + 68]
 
@@ -302,7 +336,7 @@ def _over_long_pdata(probe: Probe, peer: RawPeer) -> PDU:
         raise ScenarioSkipped("the SCP announced no limit (Maximum Length 0)")
     if limit < 128 or limit % 2:
         raise ScenarioSkipped(f"cannot build a C-ECHO-RQ of exactly {limit} bytes")
-    return PDataTF([PresentationDataValue(1, 0x03, padded_echo(limit))])
+    return PDataTF([PresentationDataValue(1, 0x03, _padded_echo(limit))])
 
 
 def _huge_pdata_header(probe: Probe, peer: RawPeer) -> bytes:
@@ -567,7 +601,7 @@ SCENARIOS: list[Scenario] = [
         "A-ASSOCIATE-RQ with every reserved field non-zero",
         "PS3.8 §9.3.2, Tables 9-11 to 9-16; PS3.7 Annex D.3.3",
         "Reserved fields are sent as zero but not tested when received: A-ASSOCIATE-AC.",
-        stimulus=send(_request(dirty)),
+        stimulus=send(_request(_every_reserved_field_set)),
         expect=accepted(),
     ),
     Scenario(

@@ -13,20 +13,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID
-from ...dimse.commands import CommandField, CommandSet, Tag, encode_command
 from ...ul.pdu import (
     DICOM_APPLICATION_CONTEXT,
     PDU,
     AAssociateAC,
-    AAssociateRQ,
     ApplicationContextItem,
     AReleaseRQ,
     AssociateItem,
     PDataTF,
     PresentationContextACItem,
-    PresentationContextRQItem,
     PresentationDataValue,
-    SOPClassCommonExtendedNegotiationItem,
     UserInformationItem,
 )
 from ..rawpeer import (
@@ -57,11 +53,9 @@ __all__ = [
     "Opening",
     "accept_pdu",
     "associate",
-    "dirty",
     "echo_in_fragments",
     "echo_pdu",
     "in_sta6",
-    "padded_echo",
     "send",
     "stay_silent",
     "store_in_layout",
@@ -92,39 +86,6 @@ def accept_pdu(probe: Probe, peer: RawPeer | None = None) -> AAssociateAC:
         UserInformationItem.create(probe.target.max_pdu_length, IMPLEMENTATION_CLASS_UID),
     ]
     return AAssociateAC(probe.target.called_ae_title, probe.target.calling_ae_title, items)
-
-
-def padded_echo(length: int) -> bytes:
-    """A C-ECHO-RQ command set of exactly ``length`` bytes (a retired (0000,4000) pads it)."""
-    base: CommandSet = {
-        Tag.AffectedSOPClassUID: VERIFICATION,
-        Tag.CommandField: CommandField.C_ECHO_RQ,
-        Tag.MessageID: 1,
-        Tag.CommandDataSetType: 0x0101,
-    }
-    plain = len(encode_command(dict(base)))
-    padding = length - plain - 8
-    if padding < 0:
-        raise ValueError(f"a C-ECHO-RQ needs more than {length} bytes")
-    return encode_command({**base, 0x00004000: b"A" * padding})
-
-
-def dirty(request: AAssociateRQ) -> AAssociateRQ:
-    """``request`` with every reserved field of PS3.8 §9.3.2 and Annex D set non-zero."""
-    request.reserved = 0xFF
-    request.reserved_8 = 0xFFFF
-    request.reserved_42 = bytes(range(0xA0, 0xC0))
-    for item in request.variable_items:
-        item.reserved = 0xFF
-        if isinstance(item, PresentationContextRQItem):
-            item.reserved_5 = item.reserved_6 = item.reserved_7 = 0xFF
-            for sub_item in item.sub_items:
-                sub_item.reserved = 0xFF
-        elif isinstance(item, UserInformationItem):
-            for user_item in item.sub_items:
-                if not isinstance(user_item, SOPClassCommonExtendedNegotiationItem):
-                    user_item.reserved = 0xFF
-    return request
 
 
 # -- states ---------------------------------------------------------------------------------------
