@@ -8,7 +8,8 @@
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
 
-Each subcommand module adds its parser (``add_parser``) and sets its runner; the flags
+Each subcommand module adds its parser (``add_parser``) and sets its runner (``run``: a
+function, or a coroutine function that :func:`main` runs on the event loop); the flags
 they share are in :mod:`.flags`. A runner imports what it runs only when it runs, so the
 command starts fast (``--version`` and ``echo`` import neither pydicom nor storage).
 
@@ -19,7 +20,8 @@ Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from . import certs, echo, serve, store
@@ -30,7 +32,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``dicomwire`` parser with every subcommand."""
-    from ...testing.probe_cli import add_probe_parser
+    from ...testing.probe_cli import add_probe_parser, run_probe
 
     parser = argparse.ArgumentParser(
         prog="dicomwire",
@@ -49,15 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     store.add_parser(commands)
     certs.add_parser(commands)
-    add_probe_parser(commands).set_defaults(run=_probe)
+    add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
-
-
-def _probe(args: argparse.Namespace) -> int:
-    from ...testing.probe_cli import run_probe
-    from ...ul.association import run_event_loop
-
-    return run_event_loop(run_probe(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,5 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ...ul.trace import start_trace
 
         start_trace(args.trace)
-    run: Callable[[argparse.Namespace], int] = args.run
-    return run(args)
+    run: Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]] = args.run
+    status = run(args)
+    if isinstance(status, int):
+        return status
+    from ...ul.association import run_event_loop  # an async runner: run it on the loop
+
+    return run_event_loop(status)

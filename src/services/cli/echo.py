@@ -48,14 +48,8 @@ def add_parser(
     return echo
 
 
-def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire echo``; the exit status."""
-    from ...ul.association import run_event_loop
-
-    return run_event_loop(_echo(args))
-
-
-async def _echo(args: argparse.Namespace) -> int:
     from ..verification import echo
 
     try:

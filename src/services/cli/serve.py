@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,8 +132,12 @@ def add_parser(
     return serve
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``dicomwire serve`` until stopped; the exit status."""
+def run(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
+    """Run ``dicomwire serve`` until stopped.
+
+    With ``--workers`` above 1: the processes' exit status; else the coroutine that serves
+    in this process, which :func:`dicomwire.services.cli.main` runs on the event loop.
+    """
     if (args.workers or 1) > 1:
         from ..node import run_workers, validate_config
 
@@ -141,9 +146,7 @@ def run(args: argparse.Namespace) -> int:
         except DicomWireError as exc:
             print(f"serve: {exc}", file=sys.stderr)
             return 2
-    from ...ul.association import run_event_loop
-
-    return run_event_loop(_serve(args))
+    return _serve(args)
 
 
 def node_config(args: argparse.Namespace) -> NodeConfig:

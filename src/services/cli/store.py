@@ -74,13 +74,6 @@ def add_parser(
     return store
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``dicomwire store``; the exit status."""
-    from ...ul.association import run_event_loop
-
-    return run_event_loop(_store(args))
-
-
 class _Progress:
     """One status line on a terminal: instances sent and rate."""
 
@@ -101,7 +94,8 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-async def _store(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace) -> int:
+    """Run ``dicomwire store``; the exit status."""
     from ..storage import store_files  # each tool imports only what it runs: start-up time
 
     progress = _Progress(sys.stderr.isatty() and not args.no_progress)
