@@ -86,15 +86,16 @@ def iter_elements(
         if length == UNDEFINED_LENGTH:
             yield tag, vr, start, length
             return
-        position = start + length
-        if position > end:
+        following = start + length
+        if following > end:
             if not partial:
                 raise DataSetError(
-                    f"element ({group:04X},{number:04X}) at byte {start - 8}: its value of "
+                    f"element ({group:04X},{number:04X}) at byte {position}: its value of "
                     f"{length} bytes runs past the end of the data"
                 )
             yield tag, vr, start, length
             return
+        position = following
         yield tag, vr, start, length
     if position < end and not partial:
         raise DataSetError(f"element header at byte {position} is cut short")
