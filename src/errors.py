@@ -47,6 +47,7 @@ __all__ = [
     "RemoteProtocolError",
     "TLSError",
     "TransportError",
+    "UnknownAEError",
     "ValidationError",
 ]
 
@@ -250,6 +251,14 @@ class TLSError(DicomWireError):
     """TLS could not be set up (bad certificate or key, handshake failure...)."""
 
     reason = "tls"
+
+
+class UnknownAEError(DicomWireError):
+    """An AE title the AE directory has no callable entry for (a C-MOVE answers A801)."""
+
+    reason = "unknown-ae"
+    permanent = True
+    status = 0xA801
 
 
 class DimseStatusError(DicomWireError):

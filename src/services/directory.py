@@ -20,19 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ..errors import ConfigError, DicomWireError
+from ..errors import ConfigError, UnknownAEError
 from ..ul.identifiers import normalize_ae_title, validate_ae_title
 from ..ul.negotiation import KnownNode
 
 __all__ = ["AEDirectory", "RemoteAE", "UnknownAEError"]
-
-
-class UnknownAEError(DicomWireError):
-    """An AE title the directory has no callable entry for (C-MOVE answers A801)."""
-
-    reason = "unknown-ae"
-    permanent = True
-    status = 0xA801
 
 
 @dataclass(slots=True)

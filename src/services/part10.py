@@ -16,16 +16,15 @@ from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..dimse.streams import pread_range
 from ..errors import Part10Error
 from ..ul.identifiers import WireStr
+from .elements import LONG_VRS, iter_elements
 
-__all__ = ["FileInfo", "Part10Error", "build_file_meta", "explicit_vr_value", "read_file_info"]
+__all__ = ["FileInfo", "Part10Error", "build_file_meta", "read_file_info"]
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
 
 _SHORT = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length
 _LONG = struct.Struct("<HH2s2xL")  # group, element, VR, reserved, 32-bit length
-_TAG = struct.Struct("<HH")
-_UINT16 = struct.Struct("<H")
 _UINT32 = struct.Struct("<L")
 #: Preamble, "DICM" and the group length element: where the file meta's elements start.
 _PREFIX_LENGTH = PREAMBLE_LENGTH + 4 + 12
@@ -33,13 +32,10 @@ _PREFIX_LENGTH = PREAMBLE_LENGTH + 4 + 12
 _FIRST_READ = 4096
 #: Media Storage SOP Class UID, Media Storage SOP Instance UID, Transfer Syntax UID.
 _WANTED = frozenset((0x0002, 0x0003, 0x0010))
-_LONG_VRS = frozenset(
-    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
-)
 
 
 def _element(element: int, vr: bytes, value: bytes) -> bytes:
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         return _LONG.pack(0x0002, element, vr, len(value)) + value
     return _SHORT.pack(0x0002, element, vr, len(value)) + value
 
@@ -92,21 +88,6 @@ class FileInfo:
         return self.size - self.dataset_offset
 
 
-def explicit_vr_value(data: bytes, position: int) -> tuple[int, int] | None:
-    """(start, length) of the value of the Explicit VR Little Endian element at ``position``.
-
-    PS3.5 §7.1.2: a 2-byte length after the VR, or for OB, SQ, UN and the other long VRs two
-    reserved bytes and a 4-byte length. None when the element's header runs past ``data``;
-    the caller has checked that its first 8 bytes are there. ``data`` is bytes: a VR sliced
-    from it is then bytes too, hashed at C speed (a bytearray's slice is not hashable).
-    """
-    if data[position + 4 : position + 6] in _LONG_VRS:
-        if position + 12 > len(data):
-            return None
-        return position + 12, _UINT32.unpack_from(data, position + 8)[0]
-    return position + 8, _UINT16.unpack_from(data, position + 6)[0]
-
-
 def read_file_info(path: str | Path) -> FileInfo:
     """Read only the file meta of ``path`` (PS3.10 §7.1); raise :class:`Part10Error`.
 
@@ -138,18 +119,12 @@ def read_file_info(path: str | Path) -> FileInfo:
     if len(meta) < group_length:
         raise Part10Error(f"{path}: file meta truncated")
     values: dict[int, bytes] = {}
-    pos = 0
-    while pos + 8 <= len(meta):
-        group, element = _TAG.unpack_from(meta, pos)
+    for tag, _vr, start, length in iter_elements(meta, implicit=False, partial=True):
+        group, element = tag >> 16, tag & 0xFFFF
         if group != 2:
             raise Part10Error(f"{path}: element ({group:04X},{element:04X}) inside file meta")
-        value = explicit_vr_value(meta, pos)
-        if value is None:
-            break
-        start, length = value
         if element in _WANTED:
             values[element] = meta[start : start + length]
-        pos = start + length
 
     def uid(element: int, name: str) -> str:
         raw = values.get(element)

@@ -16,20 +16,12 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from ..errors import DicomWireError
-from ..ul.identifiers import validate_ae_title
-from ..ul.tlsargs import add_tls_arguments, tls_config_from_arguments
+from ..services.cli.flags import add_tls_arguments, ae_title, tls_config_from_arguments
 
 if TYPE_CHECKING:  # the prober is imported when a probe runs: the CLI starts fast
     from .prober import ScenarioResult
 
 __all__ = ["add_probe_parser", "run_probe"]
-
-
-def _ae_title(value: str) -> str:
-    try:
-        return validate_ae_title(value)
-    except DicomWireError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(value: str) -> float:
@@ -57,14 +49,14 @@ def add_probe_parser(
     probe.add_argument(
         "--aet",
         "-aet",
-        type=_ae_title,
+        type=ae_title,
         default="DICOMWIRE-PROBE",
         help="our (calling) AE title (DICOMWIRE-PROBE)",
     )
     probe.add_argument(
         "--aec",
         "-aec",
-        type=_ae_title,
+        type=ae_title,
         default="ANY-SCP",
         help="the SCP's (called) AE title (ANY-SCP)",
     )

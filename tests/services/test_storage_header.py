@@ -17,7 +17,8 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
 from dicomwire.dimse.datasets import DataSetError
-from dicomwire.services.storage import _parse_header, _scan_header, store_dataset
+from dicomwire.services.storage import store_dataset
+from dicomwire.services.storage.header import _parse_header, _scan_header
 from dicomwire.testing.corpus import CT_IMAGE_STORAGE as CT_IMAGE
 
 from .test_storage_scp import EXPLICIT_VR_LE, serving, session_to

@@ -21,16 +21,23 @@ from pydicom.encaps import encapsulate
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
-from dicomwire.dimse.session import Request
+from dicomwire.dimse.session import Request, open_session
+from dicomwire.errors import NoAcceptedContextError
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.storage import (
+    FileOutcome,
     StorageConfig,
     StoreSummary,
+    batch_by_contexts,
+    choose_context,
     collect_files,
+    plan_contexts,
+    send_files,
     store_files,
 )
 from dicomwire.testing.corpus import make_ct, write_corpus, write_part10
 from dicomwire.ul.association import Timeouts
+from dicomwire.ul.negotiation import RequestorConfig
 
 from ..conftest import part10_data_set as split_part10
 from ..conftest import run_bounded
@@ -294,3 +301,56 @@ def test_window_and_parallel_associations_deliver_every_file(
     assert len(stored(root)) == len(sources)
     assert len({session for session, _, _ in seen}) == associations
     assert {invoked for _, invoked, _ in seen} == {window}
+
+
+# --------------------------------------------------------------------------- the public core
+
+
+def test_the_scu_core_sends_on_a_session_the_caller_opened(tmp_path: Path) -> None:
+    """plan_contexts / batch_by_contexts / choose_context / send_files, as C-MOVE uses them."""
+    plain = write_corpus(tmp_path / "in", 3, "small")
+    jpeg = tmp_path / "in" / "jpeg.dcm"
+    write_jpeg_lossless(jpeg, 7)
+    infos, failures = collect_files([tmp_path / "in"])
+    assert failures == [] and len(infos) == 4
+    contexts = plan_contexts(infos)
+    sop_classes = {info.sop_class_uid for info in infos}
+    # one per (SOP class, transfer syntax) the files are in, then uncompressed per class
+    assert len(contexts) == len({(i.sop_class_uid, i.transfer_syntax) for i in infos}) + len(
+        sop_classes
+    )
+    assert (dcmread(jpeg).SOPClassUID, [JPEG_LOSSLESS_SV1]) in contexts
+    assert batch_by_contexts(infos) == [infos]
+    parts = batch_by_contexts(infos, limit=2)
+    assert len(parts) == 2 and [i for part in parts for i in part] == infos
+    assert all(len(plan_contexts(part)) <= 2 for part in parts)
+    root = tmp_path / "store"
+    settled: list[tuple[Path, int | None]] = []
+
+    async def scenario() -> list[FileOutcome]:
+        async with serving(root) as node:
+            # the peer is offered only the uncompressed fallback: the JPEG file cannot go
+            offered = [(sop, syntaxes) for sop, syntaxes in contexts if len(syntaxes) == 2]
+            config = RequestorConfig("SCU", NODE_AE, offered)
+            async with open_session(LOCALHOST, node.port, config, timeouts=TIMEOUTS) as session:
+                plain_info = next(i for i in infos if i.path != jpeg)
+                context, convert = choose_context(session.negotiated, plain_info)
+                assert context.transfer_syntax == plain_info.transfer_syntax and not convert
+                with pytest.raises(NoAcceptedContextError):
+                    choose_context(session.negotiated, next(i for i in infos if i.path == jpeg))
+                return await send_files(
+                    session,
+                    infos,
+                    on_outcome=lambda info, outcome: settled.append(
+                        (info.path, None if outcome.status is None else int(outcome.status))
+                    ),
+                )
+
+    outcomes = run(scenario())
+    assert [o.path for o in outcomes] == [i.path for i in infos]
+    assert settled == [
+        (info.path, None if info.path == jpeg else 0) for info in infos
+    ]  # one call per file, in order
+    (refused,) = [o for o in outcomes if o.path == jpeg]
+    assert refused.permanent and "not decompressed" in (refused.error or "")
+    assert len(stored(root)) == len(plain)

@@ -1,0 +1,76 @@
+"""The ``dicomwire`` command line: one subcommand per tool, DCMTK-like flags.
+
+- ``dicomwire echo HOST PORT`` — Verification SCU (like DCMTK's echoscu), :mod:`.echo`;
+- ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu), :mod:`.store`;
+- ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS,
+  :mod:`.serve`;
+- ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
+- ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
+  :mod:`dicomwire.testing.probe_cli`.
+
+Each subcommand module adds its parser (``add_parser``) and sets its runner (``run``: a
+function, or a coroutine function that :func:`main` runs on the event loop); the flags
+they share are in :mod:`.flags`. A runner imports what it runs only when it runs, so the
+command starts fast (``--version`` and ``echo`` import neither pydicom nor storage).
+
+Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, timeout);
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
+from . import certs, echo, serve, store
+from .flags import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dicomwire`` parser with every subcommand."""
+    from ...testing.probe_cli import add_probe_parser, run_probe
+
+    parser = argparse.ArgumentParser(
+        prog="dicomwire",
+        description="DICOM networking tools and node (asyncio, PS3.8/PS3.7/PS3.4).",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=(
+            f"dicomwire {__version__} (implementation class UID {IMPLEMENTATION_CLASS_UID}, "
+            f"version name {IMPLEMENTATION_VERSION_NAME})"
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    echo.add_parser(commands)
+    serve.add_parser(commands)
+    store.add_parser(commands)
+    certs.add_parser(commands)
+    add_probe_parser(commands).set_defaults(run=run_probe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dicomwire`` with ``argv`` (default: the process's); the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    configure_logging(args)
+    if getattr(args, "trace", None) is not None:
+        from ...ul.trace import start_trace
+
+        start_trace(args.trace)
+    run: Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]] = args.run
+    status = run(args)
+    if isinstance(status, int):
+        return status
+    from ...ul.association import run_event_loop  # an async runner: run it on the loop
+
+    return run_event_loop(status)

@@ -1,0 +1,278 @@
+"""The flags every ``dicomwire`` subcommand shares, DCMTK-like, and what they mean.
+
+AE titles (PS3.8 §9.3.2: 16 characters, no backslash or control characters), ports,
+ranges, the maximum PDU length (PS3.8 §D.1), timeouts, logging, known nodes, and the
+PS3.15 Annex B secure transport flags: DCMTK's ``+tls``, ``+cf``, ``+py`` spelled out as
+``--tls``, ``--cert``, ``--key``, ``--pkcs12``, ``--password-file``, ``--ca``,
+``--tls-profile`` (and ``--tls-port``, ``--no-peer-cert`` for a node).
+
+Only what building a parser needs is imported here: a subcommand's runner imports the
+rest, so ``dicomwire --version`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import DicomWireError
+from ...ul.identifiers import validate_ae_title
+from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
+from ...ul.tls import TLSConfig, TLSProfile
+
+if TYPE_CHECKING:
+    from ...ul.association import Timeouts
+
+__all__ = [
+    "add_common",
+    "add_peer",
+    "add_scu_timeouts",
+    "add_tls_arguments",
+    "ae_title",
+    "configure_logging",
+    "int_in",
+    "known_node",
+    "pdu_length",
+    "peer_port",
+    "port_number",
+    "positive",
+    "timeouts",
+    "tls_config_from_arguments",
+]
+
+
+def ae_title(value: str) -> str:
+    """An argparse type: an AE title (PS3.8 §9.3.2), its error a usage error."""
+    try:
+        return validate_ae_title(value)
+    except DicomWireError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def int_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{what} must be from {low} to {high}")
+        return number
+
+    return parse
+
+
+#: A peer's TCP port: 1 to 65535.
+peer_port = int_in(1, 65535, "port")
+#: A count or size: 1 and up.
+positive = int_in(1, 1 << 30, "value")
+
+
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port to listen on, 0 (any free port) to 65535."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("port must be a whole number") from None
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError("port must be from 0 to 65535")
+    return number
+
+
+def pdu_length(value: str) -> int:
+    """An argparse type: a Maximum Length to receive, 0 (unlimited) or 4096 and up."""
+    number = int(value)
+    if number != 0 and not 4096 <= number <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError("max PDU must be 0 (unlimited) or 4096..4294967295")
+    return number
+
+
+def known_node(value: str) -> KnownNode:
+    """``AE``, ``AE@HOST`` or ``AE@HOST:PORT`` (HOST may be an address or a network)."""
+    title, _, where = value.partition("@")
+    host, port = where, None
+    if where.count(":") == 1:  # an IPv6 address or network has several colons
+        host, _, port_text = where.partition(":")
+        port = peer_port(port_text)
+    return KnownNode(ae_title(title), host or None, port)
+
+
+def add_peer(parser: argparse.ArgumentParser) -> None:
+    """HOST and PORT of the peer, our (calling) and its (called) AE title: an SCU's flags."""
+    parser.add_argument("host", help="peer host name or address")
+    parser.add_argument("port", type=peer_port, help="peer TCP port")
+    parser.add_argument(
+        "--aet",
+        "-aet",
+        type=ae_title,
+        default="DICOMWIRE",
+        help="our (calling) AE title (DICOMWIRE)",
+    )
+    parser.add_argument(
+        "--aec",
+        "-aec",
+        type=ae_title,
+        default="ANY-SCP",
+        help="the peer's (called) AE title (ANY-SCP)",
+    )
+
+
+def add_scu_timeouts(parser: argparse.ArgumentParser, response: str) -> None:
+    """The DIMSE and connect timeouts of an SCU waiting for each ``response``."""
+    parser.add_argument(
+        "--dimse-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help=f"seconds to wait for each {response} (60)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=15.0,
+        metavar="S",
+        help="seconds to wait for the TCP connection (15)",
+    )
+
+
+def add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """Flags every tool has; ``defaults=False`` leaves them None so a config file wins."""
+
+    def default(value: float) -> float | None:
+        return value if defaults else None
+
+    parser.add_argument("-v", "--verbose", action="store_true", help="log association events")
+    parser.add_argument("-d", "--debug", action="store_true", help="log every PDU decoded")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write every PDU sent and received to FILE as JSON lines (exact bytes, base64)",
+    )
+    parser.add_argument(
+        "--max-pdu",
+        "-pdu",
+        type=pdu_length,
+        default=DEFAULT_MAX_PDU_LENGTH if defaults else None,
+        metavar="N",
+        help=f"maximum PDU length we receive (0 = unlimited; default {DEFAULT_MAX_PDU_LENGTH})",
+    )
+    parser.add_argument(
+        "--acse-timeout",
+        type=float,
+        default=default(30.0),
+        metavar="S",
+        help="seconds to wait for A-ASSOCIATE-AC/RJ and A-RELEASE-RP (30)",
+    )
+    parser.add_argument(
+        "--artim-timeout",
+        type=float,
+        default=default(30.0),
+        metavar="S",
+        help="ARTIM timer in seconds (30)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=default(60.0),
+        metavar="S",
+        help="abort after this many seconds without data (60; 0 = never)",
+    )
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
+    """PS3.15 secure transport flags (DCMTK's +tls, +cf, +py... spelled out)."""
+    group = parser.add_argument_group("TLS (PS3.15 Annex B secure transport)")
+    if server:
+        group.add_argument(
+            "--tls-port",
+            type=port_number,
+            metavar="N",
+            help="also listen for TLS connections on port N (2762 when a certificate is given)",
+        )
+        group.add_argument(
+            "--no-peer-cert",
+            dest="require_peer_cert",
+            action="store_false",
+            default=True,
+            help="do not require a client certificate (mutual auth is the default)",
+        )
+    else:
+        group.add_argument("--tls", action="store_true", help="connect with TLS")
+    group.add_argument("--cert", type=Path, help="our certificate (PEM)")
+    group.add_argument("--key", type=Path, help="our private key (PEM)")
+    group.add_argument(
+        "--pkcs12", type=Path, metavar="FILE", help="our certificate and key as PKCS#12 (.p12/.pfx)"
+    )
+    group.add_argument(
+        "--password-file", type=Path, metavar="F", help="file holding the key or PKCS#12 password"
+    )
+    group.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE_OR_DIR",
+        help="trusted CA certificates (a PEM file or a hashed directory)",
+    )
+    group.add_argument(
+        "--tls-profile",
+        choices=[p.value for p in TLSProfile],
+        default=TLSProfile.NON_DOWNGRADING_BCP195.value,
+        help="secure transport profile (bcp195-nd: Non-Downgrading BCP 195)",
+    )
+
+
+def tls_config_from_arguments(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS settings the flags describe, or None without TLS."""
+    wanted = getattr(args, "tls", False) or getattr(args, "tls_port", None) is not None
+    if hasattr(args, "tls_port"):  # serve: a certificate alone turns the TLS port on
+        wanted = wanted or args.cert is not None or args.pkcs12 is not None
+    if not wanted:
+        return None
+    password = None
+    if args.password_file is not None:
+        password = args.password_file.read_bytes().rstrip(b"\r\n")
+    ca = args.ca
+    return TLSConfig(
+        certificate=args.cert,
+        key=args.key,
+        password=password,
+        pkcs12=args.pkcs12,
+        ca_file=ca if ca is not None and not ca.is_dir() else None,
+        ca_dir=ca if ca is not None and ca.is_dir() else None,
+        profile=TLSProfile(args.tls_profile),
+        require_peer_certificate=getattr(args, "require_peer_cert", True),
+    )
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """``-v``: association events (INFO); ``-d``: every PDU decoded (DEBUG); to stderr."""
+    level = logging.WARNING
+    if getattr(args, "verbose", False):
+        level = logging.INFO
+    if getattr(args, "debug", False):
+        level = logging.DEBUG
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("dicomwire").setLevel(level)
+
+
+def timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:
+    """The timeouts the common flags give, with ``dimse`` for each response."""
+    from ...ul.association import Timeouts
+
+    return Timeouts(
+        artim=args.artim_timeout,
+        acse=args.acse_timeout or None,
+        dimse=dimse,
+        network_idle=args.idle_timeout or None,
+        connect=getattr(args, "connect_timeout", 15.0),
+    )

@@ -1,0 +1,218 @@
+"""``dicomwire serve``: the node, Verification and Storage SCP on plain TCP and TLS.
+
+Settings come from ``--config`` (TOML, :mod:`..node`) and are overridden by the flags
+given; SIGINT/SIGTERM stop it gracefully. ``--workers N`` runs N processes sharing the
+ports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import DicomWireError
+from .flags import (
+    add_common,
+    add_tls_arguments,
+    ae_title,
+    known_node,
+    port_number,
+    positive,
+    tls_config_from_arguments,
+)
+
+if TYPE_CHECKING:
+    from ..node import NodeConfig
+
+__all__ = ["DEFAULT_TLS_PORT", "add_parser", "run"]
+
+#: The port DICOM registered for TLS (PS3.15 Annex B, PS3.8 Annex G): "dicom-tls".
+DEFAULT_TLS_PORT = 2762
+
+
+def add_parser(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Add ``serve`` to ``subparsers``; its ``run`` is :func:`run`."""
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the node: Verification and Storage SCP",
+        description=(
+            "Accept associations; answer C-ECHO; store every instance received as a Part 10 "
+            "file. Settings come from --config (TOML) and are overridden by flags. Stops "
+            "gracefully on SIGINT/SIGTERM."
+        ),
+    )
+    serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
+    serve.add_argument("--port", "-p", type=port_number, help="TCP port (11112)")
+    serve.add_argument(
+        "--host", help="address to listen on (default: every address, IPv4 and IPv6)"
+    )
+    serve.add_argument(
+        "--aet",
+        "-aet",
+        type=ae_title,
+        action="append",
+        help="our AE title; repeat for several (DICOMWIRE)",
+    )
+    serve.add_argument("--storage", "-od", type=Path, help="storage directory (./data)")
+    serve.add_argument(
+        "--layout",
+        help="path of each file under the storage directory "
+        "({StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm)",
+    )
+    serve.add_argument(
+        "--discard",
+        action="store_true",
+        default=None,
+        help="receive and answer success without writing (like storescp --ignore)",
+    )
+    serve.add_argument(
+        "--no-fsync",
+        dest="fsync",
+        action="store_false",
+        default=None,
+        help="do not fsync files before answering success (faster, less durable)",
+    )
+    serve.add_argument(
+        "--duplicates",
+        choices=("overwrite", "keep", "reject"),
+        help="what to do when an instance is already stored (overwrite)",
+    )
+    serve.add_argument(
+        "--promiscuous",
+        action="store_true",
+        default=None,
+        help="accept any called AE title and any abstract syntax",
+    )
+    serve.add_argument(
+        "--transfer-syntaxes",
+        type=lambda text: [t.strip() for t in text.split(",") if t.strip()],
+        metavar="UID,UID,...",
+        help="storage transfer syntaxes in preference order (uncompressed, then compressed)",
+    )
+    serve.add_argument(
+        "--dimse-timeout",
+        type=float,
+        metavar="S",
+        help="seconds to wait for a DIMSE message the node expects (0 = none, the default)",
+    )
+    serve.add_argument(
+        "--known-node",
+        action="append",
+        type=known_node,
+        metavar="AE[@HOST[:PORT]]",
+        help="a remote AE allowed to associate (HOST may be a network like 10.0.0.0/24); "
+        "repeatable; when given, only these callers are accepted",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=float,
+        metavar="S",
+        help="on SIGINT/SIGTERM, let running associations finish for S seconds (10)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=positive,
+        metavar="N",
+        help="N processes share the ports (SO_REUSEPORT), e.g. one per core (1)",
+    )
+    serve.add_argument(
+        "--max-associations",
+        type=positive,
+        metavar="N",
+        help="simultaneous associations before rejecting (100)",
+    )
+    add_common(serve, defaults=False)
+    add_tls_arguments(serve, server=True)
+    serve.set_defaults(run=run)
+    return serve
+
+
+def run(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
+    """Run ``dicomwire serve`` until stopped.
+
+    With ``--workers`` above 1: the processes' exit status; else the coroutine that serves
+    in this process, which :func:`dicomwire.services.cli.main` runs on the event loop.
+    """
+    if (args.workers or 1) > 1:
+        from ..node import run_workers, validate_config
+
+        try:
+            return run_workers(validate_config(node_config(args)))
+        except DicomWireError as exc:
+            print(f"serve: {exc}", file=sys.stderr)
+            return 2
+    return _serve(args)
+
+
+def node_config(args: argparse.Namespace) -> NodeConfig:
+    """The TOML file's settings (or defaults), overridden by the flags given."""
+    from ..node import NodeConfig, load_config
+
+    config = load_config(args.config) if args.config else NodeConfig()
+    overrides: dict[str, Any] = {
+        "ae_titles": args.aet,
+        "host": args.host,
+        "port": args.port,
+        "promiscuous": args.promiscuous,
+        "max_associations": args.max_associations,
+        "max_pdu_length": args.max_pdu,
+        "workers": args.workers,
+        "known_nodes": args.known_node,
+        "shutdown_grace": args.shutdown_grace,
+    }
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(config, name, value)
+    storage = {
+        "root": args.storage,
+        "layout": args.layout,
+        "discard": args.discard,
+        "fsync": args.fsync,
+        "duplicates": args.duplicates,
+        "transfer_syntaxes": args.transfer_syntaxes,
+    }
+    for name, value in storage.items():
+        if value is not None:
+            setattr(config.storage, name, value)
+    timeouts = {
+        "artim": args.artim_timeout,
+        "acse": args.acse_timeout,
+        "network_idle": args.idle_timeout,
+        "dimse": args.dimse_timeout,
+    }
+    for name, value in timeouts.items():
+        if value is not None:
+            setattr(config.timeouts, name, value or None)
+    tls = tls_config_from_arguments(args)
+    if tls is not None:
+        config.tls = tls
+        config.tls_port = (
+            args.tls_port
+            if args.tls_port is not None
+            else (config.tls_port if config.tls_port is not None else DEFAULT_TLS_PORT)
+        )
+    return config
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from ..node import run_node, validate_config
+
+    try:
+        config = validate_config(node_config(args))
+    except DicomWireError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        await run_node(config)
+    except DicomWireError as exc:  # e.g. TLS certificates or keys that do not load
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot listen on port {config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,321 @@
+"""Storage SCP: C-STORE received straight into Part 10 files (PS3.4 Annex B, PS3.7 §9.1.1).
+
+Every received data set streams into a Part 10 file (PS3.10 §7.1: file meta written first,
+then the data set as received, never decoded), under a temporary name in the storage root;
+only its header is read back (:mod:`.header`: SOP Class/Instance UID check, Study/Series
+UIDs for the path). It is fsync'd, renamed into place, and only then is success answered.
+
+Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
+resources (disk full, write error); A900 data set does not match SOP class (its SOP
+Class/Instance UID differ from the command's); C000 cannot understand (header not
+parseable); 0111 duplicate SOP instance (duplicates policy "reject").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ...dimse.commands import CommandSet, Tag
+from ...dimse.session import DimseSession, Request, Response, SinkFactory
+from ...dimse.streams import DataSetSink, DiscardSink
+from ...errors import DataSetError, DicomWireError
+from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
+from ...ul.negotiation import PresentationContext
+from ..part10 import build_file_meta
+from .header import HEAD_BYTES, _header_from_head, _read_header
+from .sop_classes import STORAGE_TRANSFER_SYNTAXES
+
+__all__ = [
+    "CANNOT_UNDERSTAND",
+    "DATASET_MISMATCH",
+    "DEFAULT_LAYOUT",
+    "DUPLICATE_SOP_INSTANCE",
+    "LAYOUT_FIELDS",
+    "OUT_OF_RESOURCES",
+    "Duplicates",
+    "StorageConfig",
+    "StorageSCP",
+    "StoreResult",
+    "validate_layout",
+]
+
+log = logging.getLogger("dicomwire.services.storage.scp")
+
+OUT_OF_RESOURCES = 0xA700
+DATASET_MISMATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_SOP_INSTANCE = 0x0111
+
+Duplicates = Literal["overwrite", "keep", "reject"]
+DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+
+
+@dataclass(slots=True)
+class StorageConfig:
+    """How the SCP stores what it receives.
+
+    ``layout`` is a path relative to ``root`` with the fields {StudyInstanceUID},
+    {SeriesInstanceUID}, {SOPInstanceUID}, {SOPClassUID} and {CallingAETitle}; values that
+    are not safe path components are replaced by a digest, so no path escapes ``root``.
+    """
+
+    root: Path = Path("data")
+    layout: str = DEFAULT_LAYOUT
+    fsync: bool = True
+    duplicates: Duplicates = "overwrite"
+    discard: bool = False
+    transfer_syntaxes: Sequence[str] = STORAGE_TRANSFER_SYNTAXES
+    #: Called after each instance is stored: (path, request). May be async.
+    on_stored: Callable[[Path, Request], Awaitable[None] | None] | None = None
+
+
+# --------------------------------------------------------------------------- SCP
+
+
+@dataclass(slots=True)
+class StoreResult:
+    """What a storage sink hands to the C-STORE handler."""
+
+    path: Path | None
+    length: int
+    error: OSError | None = None
+    dataset_offset: int = 0
+    #: The first bytes of the data set (up to 64 KiB), for reading its header.
+    head: bytes = b""
+
+
+class _PartialFileSink:
+    """Stream a Part 10 file under a temporary name; remember a write error, not raise it."""
+
+    __slots__ = ("_file", "dataset_offset", "error", "head", "length", "path")
+
+    def __init__(self, path: Path, meta: bytes) -> None:
+        self.path = path
+        self.dataset_offset = len(meta)
+        self.length = 0
+        #: The data set's first bytes, kept to read its header without reopening the file.
+        self.head = bytearray()
+        self.error: OSError | None = None
+        self._file = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+            self._file.write(meta)
+        except OSError as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        self.error = exc
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def write(self, data: memoryview) -> None:
+        if self.length < HEAD_BYTES:
+            self.head += data[: HEAD_BYTES - self.length]
+        self.length += len(data)
+        if self._file is None:
+            return  # after an error: swallow the rest of the data set
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self._failed(exc)
+
+    async def close(self) -> StoreResult:
+        if self._file is not None:
+            try:
+                self._file.flush()
+                self._file.close()
+            except OSError as exc:
+                self._failed(exc)
+            self._file = None
+        path = None if self.error else self.path
+        return StoreResult(path, self.length, self.error, self.dataset_offset, bytes(self.head))
+
+    async def abort(self) -> None:
+        self._failed(OSError("association ended before the data set was complete"))
+
+
+_SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+
+
+def _path_component(value: str | None) -> str:
+    """``value`` if it is a safe file name, else a digest of it (never '..' or '/')."""
+    if value and _SAFE_COMPONENT.fullmatch(value) and ".." not in value:
+        return value
+    digest = hashlib.sha256((value or "").encode("utf-8", "replace")).hexdigest()[:16]
+    return f"unknown-{digest}" if not value else f"invalid-{digest}"
+
+
+class StorageSCP:
+    """C-STORE SCP: a sink factory and a handler to register with a :class:`DimseSession`."""
+
+    def __init__(self, config: StorageConfig) -> None:
+        self.config = config
+        self.root = config.root
+        self._resolved_root = config.root.resolve()
+        self._inside: dict[Path, bool] = {}
+        self._incoming = config.root / ".incoming"
+        self.stored = 0
+
+    def sink_for(self, session: DimseSession) -> SinkFactory:
+        """The C-STORE sink factory for one association (its AE is the Source AE Title)."""
+
+        def factory(command: CommandSet, context: PresentationContext) -> DataSetSink:
+            if self.config.discard:
+                return DiscardSink()  # handle() answers 0000 before looking at it
+            meta = build_file_meta(
+                str(command.get(Tag.AffectedSOPClassUID) or ""),
+                str(command.get(Tag.AffectedSOPInstanceUID) or ""),
+                context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN,
+                session.negotiated.remote_ae_title,
+            )
+            return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
+
+        return factory
+
+    def _inside_root(self, directory: Path) -> bool:
+        """Whether ``directory`` resolves inside the storage root (a symlink could lead out).
+
+        Resolving costs a system call per path component, and a study's instances share
+        their directories: answers are kept for the directories seen last.
+        """
+        known = self._inside.get(directory)
+        if known is None:
+            if len(self._inside) >= 4096:
+                self._inside.clear()
+            known = directory.resolve().is_relative_to(self._resolved_root)
+            self._inside[directory] = known
+        return known
+
+    async def handle(self, request: Request) -> Response:
+        """The C-STORE-RQ handler: check, place and make durable the received file."""
+        result = request.message.dataset
+        if self.config.discard:
+            return Response(0)
+        if not isinstance(result, StoreResult):
+            # Data set arrived in memory (no storage sink registered): write it now.
+            raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
+        if result.error is not None or result.path is None:
+            log.error("storing failed: %s", result.error)
+            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {result.error}"))
+        partial = result.path
+        try:
+            return await self._place(request, partial, result)
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+
+    async def _place(self, request: Request, partial: Path, stored: StoreResult) -> Response:
+        command = request.command
+        sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
+        instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
+        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+        try:
+            header = _header_from_head(stored.head, stored.length, transfer_syntax)
+            if header is None:  # not all in the first bytes: read it from the file
+                header = await asyncio.to_thread(
+                    _read_header, partial, stored.dataset_offset, transfer_syntax
+                )
+        except DataSetError as exc:
+            return Response(CANNOT_UNDERSTAND, None, _comment(str(exc)))
+        if 0x00080016 not in header and 0x00080018 not in header:
+            # Nothing parseable where a composite instance starts: not a data set at all.
+            return Response(
+                CANNOT_UNDERSTAND, None, _comment("no SOP Class/Instance UID in the data set")
+            )
+        if header.get(0x00080016) != sop_class or header.get(0x00080018) != instance:
+            return Response(
+                DATASET_MISMATCH,
+                None,
+                _comment("SOP Class/Instance UID in the data set differ from the command"),
+            )
+        fields = {
+            "StudyInstanceUID": _path_component(header.get(0x0020000D)),
+            "SeriesInstanceUID": _path_component(header.get(0x0020000E)),
+            "SOPInstanceUID": _path_component(instance),
+            "SOPClassUID": _path_component(sop_class),
+            "CallingAETitle": _path_component(request.negotiated.remote_ae_title),
+        }
+        target = self.root / self.config.layout.format(**fields)
+        if not self._inside_root(target.parent):
+            return Response(CANNOT_UNDERSTAND, None, _comment("storage path escapes the root"))
+        if target.exists():
+            if self.config.duplicates == "keep":
+                log.info("duplicate %s kept as first received", instance)
+                return Response(0)
+            if self.config.duplicates == "reject":
+                return Response(DUPLICATE_SOP_INSTANCE, None, _comment("duplicate SOP instance"))
+        try:
+            if self.config.fsync:  # fsync blocks for milliseconds: not on the event loop
+                await asyncio.to_thread(_commit, partial, target, True)
+            else:
+                _commit(partial, target, False)
+        except OSError as exc:
+            log.error("storing %s failed: %s", target, exc)
+            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {exc.strerror}"))
+        self.stored += 1
+        log.info("stored %s", target)
+        hook = self.config.on_stored
+        if hook is not None:
+            outcome = hook(target, request)
+            if outcome is not None:
+                await outcome
+        return Response(0)
+
+
+LAYOUT_FIELDS = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "CallingAETitle",
+)
+
+
+def validate_layout(layout: str) -> str:
+    """Check a storage layout names only known fields and stays relative; return it."""
+    try:
+        sample = layout.format(**{name: "1.2.3" for name in LAYOUT_FIELDS})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise DicomWireError(
+            f"storage layout {layout!r} is invalid ({exc}); fields: {', '.join(LAYOUT_FIELDS)}"
+        ) from None
+    if not sample or Path(sample).is_absolute() or ".." in Path(sample).parts:
+        raise DicomWireError(f"storage layout {layout!r} must be a relative path")
+    return layout
+
+
+def _comment(text: str) -> CommandSet:
+    return {Tag.ErrorComment: text[:64]}
+
+
+def _commit(partial: Path, target: Path, fsync: bool) -> None:
+    """Make ``partial`` durable and move it to ``target`` atomically."""
+    if fsync:
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(partial, target)
+    if fsync:
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
