@@ -183,7 +183,7 @@ class DimseResponse(DimseMessage):
     offending_element: list[int] | None = field(default=None, kw_only=True)
 
 
-RSP = TypeVar("RSP", bound=DimseResponse)
+RSP = TypeVar("RSP", bound=DimseResponse, covariant=True)
 
 
 @dataclass(slots=True)

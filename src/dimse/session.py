@@ -5,17 +5,21 @@ final responses, C-CANCEL).
 :class:`DimseSession` is both sides at once, because an association carries requests both
 ways (an SCU receives N-EVENT-REPORT and, with C-GET, C-STORE requests):
 
-- as invoker, :meth:`DimseSession.request` sends a request and returns an
-  :class:`Operation` whose responses (pending ones first) arrive as an async iterator; up to
-  the negotiated window of operations are outstanding at once;
+- as invoker, :meth:`DimseSession.request` (or :meth:`DimseSession.send` with a typed
+  primitive) sends a request and returns an :class:`Operation` whose responses (pending
+  ones first) arrive as an async iterator; up to the negotiated window of operations are
+  outstanding at once;
 - as performer, each request received goes to the handler registered for its command (and
   SOP class), concurrently up to the negotiated window; what the handler returns (or
   raises) becomes the response, and an exception becomes a failure status, never a dead
   association.
 
-Messages are never interleaved on the wire (PS3.8 E.1): one message is sent whole before
-the next. Data sets stream through sinks and sources (:mod:`dicomwire.dimse.streams`);
-they are decoded with pydicom only when a handler asks for a Dataset.
+The protocol rules (message IDs, windows, response matching, cancel routing, validation)
+live in the sans-I/O :class:`~dicomwire.dimse.dispatcher.DimseDispatcher`; this module is
+its asyncio shell: the reading task, the send lock, futures, handler tasks, the sinks'
+awaitables and the DIMSE timeout. Messages are never interleaved on the wire (PS3.8 E.1):
+one message is sent whole before the next. Data sets stream through sinks and sources
+(:mod:`dicomwire.dimse.streams`); they are decoded with pydicom only when a handler asks.
 """
 
 from __future__ import annotations
@@ -25,9 +29,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from ..errors import AssociationStateError, DicomWireError, DimseStatusError, NoAcceptedContextError
 from ..uids import IMPLICIT_VR_LITTLE_ENDIAN
@@ -40,32 +42,27 @@ from ..ul.association import (
 from ..ul.negotiation import NegotiatedAssociation, PresentationContext, RequestorConfig
 from ..ul.pdu import PDataTF
 from ..ul.tls import TLSConfig
-from .commands import (
-    CommandError,
-    CommandField,
-    CommandSet,
-    DataSetType,
-    Tag,
-    encode_command,
-    validate_command,
+from .commands import CommandSet
+from .datasets import DataSetError, encode_dataset
+from .dispatcher import (
+    CancelRequested,
+    DataSetChunk,
+    DimseDispatcher,
+    ReceivedMessage,
+    RequestReceived,
+    Response,
+    ResponseReceived,
 )
-from .datasets import DataSetError, decode_dataset, encode_dataset
-from .messages import (
-    CommandComplete,
-    DimseProtocolError,
-    MessageAssembler,
-    fragment_message,
-    fragment_stream,
-)
+from .messages import DimseProtocolError, fragment_stream
+from .primitives import DimseMessage, DimseRequest, DimseResponse
 from .status import (
     CANNOT_UNDERSTAND,
     DUPLICATE_INVOCATION,
     PENDING,
     PROCESSING_FAILURE,
     UNRECOGNIZED_OPERATION,
-    Status,
 )
-from .streams import BytesSink, DataSetSink, FileSource
+from .streams import DataSetSink, FileSource
 
 __all__ = [
     "DimseSession",
@@ -85,110 +82,6 @@ if TYPE_CHECKING:  # pydicom is imported only where a Dataset is encoded or deco
 log = logging.getLogger("dicomwire.dimse")
 
 DataSetInput: TypeAlias = "bytes | bytearray | memoryview | Dataset | AsyncIterable[bytes] | None"
-
-#: When a window value is 0 (unlimited), concurrency is still bounded by these.
-_UNLIMITED_INVOKED = 1024
-_UNLIMITED_PERFORMED = 64
-
-
-# Command element tags as plain ints, for dictionary lookups on the hot path.
-_COMMAND_FIELD = int(Tag.CommandField)
-_MESSAGE_ID = int(Tag.MessageID)
-_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
-_STATUS = int(Tag.Status)
-_AFFECTED_SOP_CLASS = int(Tag.AffectedSOPClassUID)
-_REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
-_AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
-_REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
-
-
-class ReceivedMessage:
-    """A whole message as received: the command set and the data set (if any).
-
-    ``dataset`` is what the sink returned: bytes by default, a path for a file sink.
-    The command field and message ID are read once, here: every layer above asks for them.
-    """
-
-    __slots__ = (
-        "_status",
-        "command",
-        "command_field",
-        "context_id",
-        "dataset",
-        "message_id",
-        "transfer_syntax",
-    )
-
-    def __init__(
-        self,
-        context_id: int,
-        transfer_syntax: str,
-        command: CommandSet,
-        dataset: object | None = None,
-    ) -> None:
-        self.context_id = context_id
-        self.transfer_syntax = transfer_syntax
-        self.command = command
-        self.dataset = dataset
-        field_value = command.get(_COMMAND_FIELD)
-        self.command_field: int = field_value if isinstance(field_value, int) else -1
-        responds = self.command_field & 0x8000 or self.command_field == CommandField.C_CANCEL_RQ
-        message_id = command.get(_RESPONDED_TO if responds else _MESSAGE_ID)
-        self.message_id: int = message_id if isinstance(message_id, int) else -1
-        self._status: Status | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"ReceivedMessage(context_id={self.context_id}, command_field="
-            f"0x{self.command_field:04X}, message_id={self.message_id})"
-        )
-
-    @property
-    def status(self) -> Status:
-        status = self._status
-        if status is None:
-            value = self.command.get(_STATUS)
-            status = Status(value if isinstance(value, int) else CANNOT_UNDERSTAND)
-            self._status = status
-        return status
-
-    @property
-    def sop_class_uid(self) -> str | None:
-        command = self.command
-        for tag in (_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS):
-            value = command.get(tag)
-            if isinstance(value, str):
-                return value
-        return None
-
-    @property
-    def sop_instance_uid(self) -> str | None:
-        command = self.command
-        for tag in (_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE):
-            value = command.get(tag)
-            if isinstance(value, str):
-                return value
-        return None
-
-    def decode(self) -> Dataset | None:
-        """The data set as a pydicom Dataset (decoded now), or None without one."""
-        data = self.dataset
-        if data is None:
-            return None
-        if isinstance(data, Path):
-            data = data.read_bytes()
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise DataSetError(f"the data set was consumed by a sink ({type(data).__name__})")
-        return decode_dataset(data, self.transfer_syntax)
-
-
-@dataclass(slots=True)
-class Response:
-    """What a handler answers: a status, an optional data set, extra command elements."""
-
-    status: int
-    dataset: DataSetInput = None
-    fields: CommandSet = field(default_factory=dict)
 
 
 class Request:
@@ -210,6 +103,13 @@ class Request:
         return self.message.command
 
     @property
+    def primitive(self) -> DimseRequest[DimseResponse]:
+        """The typed request (:mod:`dicomwire.dimse.primitives`)."""
+        primitive = self.message.primitive
+        assert isinstance(primitive, DimseRequest)
+        return primitive
+
+    @property
     def negotiated(self) -> NegotiatedAssociation:
         return self.session.negotiated
 
@@ -220,12 +120,16 @@ class Request:
     async def send_pending(
         self, dataset: DataSetInput = None, status: int = PENDING, **fields: Any
     ) -> None:
-        """Send a pending response (C-FIND identifiers, C-GET/C-MOVE progress)."""
-        extra: CommandSet = {Tag[name]: value for name, value in fields.items()}
-        await self.session._respond(self.message, Response(status, dataset, extra))
+        """Send a pending response (C-FIND identifiers, C-GET/C-MOVE progress).
+
+        ``fields`` are fields of the response primitive, e.g. ``remaining=2, completed=5``
+        (an unknown name raises TypeError).
+        """
+        response = self.primitive.response(status, dataset, **fields)
+        await self.session._respond(self.message, response)
 
 
-Handler = Callable[[Request], Awaitable[Response | int | None]]
+Handler = Callable[[Request], Awaitable[Response | DimseResponse | int | None]]
 #: ``(command of the request, its presentation context) -> sink`` for its data set.
 SinkFactory = Callable[[CommandSet, PresentationContext], DataSetSink]
 
@@ -319,15 +223,8 @@ class Operation:
     async def cancel(self) -> None:
         """Send C-CANCEL-RQ for this operation (C-FIND, C-GET, C-MOVE)."""
         if self.final is None:
-            await self._session._send(
-                self.context_id,
-                {
-                    Tag.CommandField: CommandField.C_CANCEL_RQ,
-                    Tag.MessageIDBeingRespondedTo: self.message_id,
-                    Tag.CommandDataSetType: DataSetType.ABSENT,
-                },
-                None,
-            )
+            session = self._session
+            await session._send_pdus(session.dispatcher.cancel(self.context_id, self.message_id))
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -359,22 +256,17 @@ class DimseSession:
         self.timeouts = timeouts or association.timeouts
         self.handlers: dict[int | tuple[str, int], Handler] = dict(handlers or {})
         self.sinks: dict[int | tuple[str, int], SinkFactory] = dict(sinks or {})
-        invoked, performed = negotiated.maximum_invoked, negotiated.maximum_performed
-        if not negotiated.requestor:
-            invoked, performed = performed, invoked
-        self.invoke_window = invoked or _UNLIMITED_INVOKED
-        self.perform_window = performed or _UNLIMITED_PERFORMED
-        self._invoke_slots = asyncio.Semaphore(self.invoke_window)
-        self._perform_slots = asyncio.Semaphore(self.perform_window)
+        self.dispatcher: DimseDispatcher[Operation, Request] = DimseDispatcher(
+            negotiated, self._make_request, self._sink_for
+        )
         self._send_lock = asyncio.Lock()
-        self._assembler = MessageAssembler()
-        self._outstanding: dict[int, Operation] = {}
-        self._running: dict[int, Request] = {}
+        # Requests waiting for a slot of the invoked window, first come first served.
+        self._window_waiters: deque[asyncio.Future[None]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._next_id = 1
-        self._current: tuple[ReceivedMessage, DataSetSink, bool] | None = None
         # The read loop is between taking a PDU and finishing its events.
         self._busy = False
+        # The sink the read loop is writing to or closing (aborted if the session ends).
+        self._open_sink: DataSetSink | None = None
         # What a data set fragment taken at arrival (_take_fragment) left to the read loop:
         # a sink's backpressure to wait for, or the exception its write raised.
         self._pending_write: Awaitable[None] | None = None
@@ -384,6 +276,16 @@ class DimseSession:
         self._finished = asyncio.Event()
         self._no_outstanding = asyncio.Event()
         self._no_outstanding.set()
+
+    @property
+    def invoke_window(self) -> int:
+        """Operations this side may have outstanding at once (0 in the AC: bounded)."""
+        return self.dispatcher.invoke_window
+
+    @property
+    def perform_window(self) -> int:
+        """Requests of the peer this side performs at once."""
+        return self.dispatcher.perform_window
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -400,7 +302,7 @@ class DimseSession:
 
     async def release(self) -> None:
         """Wait for outstanding operations, then release the association."""
-        if self._outstanding:
+        if self.dispatcher.outstanding:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._no_outstanding.wait(), self.timeouts.dimse)
         await self.association.release()
@@ -439,13 +341,20 @@ class DimseSession:
             )
         return context
 
-    def _allocate_id(self) -> int:
-        for _ in range(0xFFFF):
-            message_id = self._next_id
-            self._next_id = message_id % 0xFFFF + 1
-            if message_id not in self._outstanding:
-                return message_id
-        raise DicomWireError("every message ID is in use")
+    async def send(
+        self, primitive: DimseRequest[DimseResponse], context_id: int | None = None
+    ) -> Operation:
+        """Send a typed request; its Message ID is assigned here (the field is ignored).
+
+        Without ``context_id`` an accepted context for the request's SOP class is used.
+        """
+        if context_id is None:
+            sop_class = getattr(primitive, "affected_sop_class_uid", None) or getattr(
+                primitive, "requested_sop_class_uid", None
+            )
+            context_id = self.find_context(str(sop_class)).context_id
+        dataset: Any = primitive.dataset
+        return await self.request(context_id, primitive.to_command(), dataset)
 
     async def request(
         self, context_id: int, command: CommandSet, dataset: DataSetInput = None
@@ -456,105 +365,141 @@ class DimseSession:
         """
         if self._error is not None:
             raise self._error
-        await self._invoke_slots.acquire()
-        message_id = self._allocate_id()
-        command = dict(command)
-        command[Tag.MessageID] = message_id
-        command.setdefault(
-            Tag.CommandDataSetType, DataSetType.ABSENT if dataset is None else DataSetType.PRESENT
+        dispatcher = self.dispatcher
+        while dispatcher.window_full:
+            await self._wait_for_window()
+        prepared = self._prepared(context_id, dataset)
+        in_memory = prepared is None or isinstance(prepared, (bytes, bytearray, memoryview))
+        operation = Operation(self, 0, context_id, command)
+        message_id, command, pdus = dispatcher.invoke(
+            context_id,
+            command,
+            operation,
+            prepared if not isinstance(prepared, AsyncIterable) else None,
+            streamed=not in_memory,
         )
-        operation = Operation(self, message_id, context_id, command)
-        self._outstanding[message_id] = operation
+        operation.message_id = message_id
+        operation.command = command
         self._no_outstanding.clear()
         try:
-            validate_command(command)
-            await self._send(context_id, command, dataset)
+            if isinstance(prepared, AsyncIterable):
+                await self._send_stream(context_id, pdus, prepared)
+            else:
+                await self._send_pdus(pdus)
         except BaseException:
             self._forget(message_id)
             raise
         return operation
 
+    async def _wait_for_window(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._window_waiters.append(waiter)
+        await waiter
+        if self._error is not None:
+            raise self._error
+
+    def _window_freed(self) -> None:
+        """A slot of the invoked window is free: wake the first request waiting for it."""
+        waiters = self._window_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+        if not self.dispatcher.outstanding:
+            self._no_outstanding.set()
+
+    def _forget(self, message_id: int) -> None:
+        """The operation ended locally: free its window slot."""
+        if self.dispatcher.forget(message_id) is not None:
+            self._window_freed()
+
     # -- sending --------------------------------------------------------------------
 
-    async def _send(self, context_id: int, command: CommandSet, dataset: DataSetInput) -> None:
-        """Send one whole message; no other message's fragments until it is done."""
-        association = self.association
-        limit = self.negotiated.remote_max_pdu_length
-        if dataset is not None and not isinstance(
-            dataset, (bytes, bytearray, memoryview, AsyncIterable)
-        ):  # a pydicom Dataset
-            context = self.negotiated.contexts[context_id]
-            dataset = encode_dataset(dataset, context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN)
-        if isinstance(dataset, FileSource) and dataset.fits_in_memory():
-            dataset = dataset.read()  # small: one write with the command
-        encoded = encode_command(command)
-        lock = self._send_lock
+    def _prepared(
+        self, context_id: int, dataset: object
+    ) -> bytes | bytearray | memoryview | AsyncIterable[bytes] | None:
+        """A data set as bytes or a stream: a Dataset encoded, a small file read whole."""
         if dataset is None or isinstance(dataset, (bytes, bytearray, memoryview)):
-            pdus = fragment_message(context_id, encoded, dataset, limit)
-            if lock.locked():  # another message is streaming: ours goes after it
-                async with lock:
-                    association.send_many_nowait(pdus)
-            else:  # written whole, with no await in between: nothing can interleave
+            return dataset
+        if isinstance(dataset, FileSource) and dataset.fits_in_memory():
+            return dataset.read()  # small: one write with the command
+        if isinstance(dataset, AsyncIterable):
+            return dataset
+        transfer_syntax = self.negotiated.contexts[context_id].transfer_syntax
+        return encode_dataset(
+            cast("Dataset", dataset), transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+        )
+
+    async def _send_pdus(self, pdus: list[PDataTF]) -> None:
+        """Send one whole message held in memory; after any message being streamed."""
+        association = self.association
+        lock = self._send_lock
+        if lock.locked():  # another message is streaming: ours goes after it
+            async with lock:
                 association.send_many_nowait(pdus)
-            if association.writing_paused:
-                await association.drain()
-            return
-        async with lock:
-            association.send_many_nowait(fragment_message(context_id, encoded, None, limit))
-            async for pdu in fragment_stream(context_id, dataset, limit):
+        else:  # written whole, with no await in between: nothing can interleave
+            association.send_many_nowait(pdus)
+        if association.writing_paused:
+            await association.drain()
+
+    async def _send_stream(
+        self, context_id: int, command_pdus: list[PDataTF], chunks: AsyncIterable[bytes]
+    ) -> None:
+        """Send a command, then its data set read from ``chunks``, holding the send lock."""
+        association = self.association
+        async with self._send_lock:
+            association.send_many_nowait(command_pdus)
+            limit = self.negotiated.remote_max_pdu_length
+            async for pdu in fragment_stream(context_id, chunks, limit):
                 association.send_nowait(pdu)
                 await association.drain()
 
-    async def _respond(self, request: ReceivedMessage, response: Response) -> None:
-        command: CommandSet = {
-            Tag.CommandField: request.command_field | 0x8000,
-            Tag.MessageIDBeingRespondedTo: request.message_id,
-            Tag.CommandDataSetType: (
-                DataSetType.ABSENT if response.dataset is None else DataSetType.PRESENT
-            ),
-            Tag.Status: int(response.status),
-        }
-        sop_class = request.sop_class_uid
-        if sop_class is not None:
-            command[Tag.AffectedSOPClassUID] = sop_class
-        instance = request.sop_instance_uid
-        if instance is not None and request.command_field != CommandField.C_ECHO_RQ:
-            command[Tag.AffectedSOPInstanceUID] = instance
-        command.update(response.fields)
-        await self._send(request.context_id, command, response.dataset)
+    async def _respond(self, request: ReceivedMessage, result: Response | DimseResponse) -> None:
+        command, dataset = self.dispatcher.response_command(request, result)
+        context_id = request.context_id
+        prepared = self._prepared(context_id, dataset)
+        if prepared is None or isinstance(prepared, (bytes, bytearray, memoryview)):
+            await self._send_pdus(self.dispatcher.message_pdus(context_id, command, prepared))
+        else:
+            pdus = self.dispatcher.message_pdus(context_id, command, None)
+            await self._send_stream(context_id, pdus, prepared)
 
     # -- receiving ------------------------------------------------------------------
 
-    def _take_fragment(self, pdu: PDataTF) -> bool:
-        """Give a data set fragment to its sink as it arrives, when nothing is in the way.
+    def _make_request(self, message: ReceivedMessage, context: PresentationContext) -> Request:
+        return Request(self, message, context)
 
-        Only the plain case: one PDV, a middle fragment (not a command, not the last) of
-        the message being received, on its context, while the read loop is idle. Anything
-        else is left to the read loop and the assembler, which check everything.
+    def _sink_for(
+        self, message: ReceivedMessage, context: PresentationContext
+    ) -> DataSetSink | None:
+        factory = self._lookup(self.sinks, message)
+        return None if factory is None else factory(message.command, context)
+
+    def _take_fragment(self, pdu: PDataTF) -> bool:
+        """The fast path: give a data set fragment to its sink as it arrives.
+
+        Set as ``Association.on_data``, it runs in the protocol callback, before the PDU
+        would be queued and the read loop woken. Taken only when the read loop is idle
+        (waiting for a PDU, so no event of an earlier PDU is unfinished) and the
+        dispatcher says the PDU is a middle fragment of the data set being received
+        (:meth:`DimseDispatcher.take_fragment`); anything else goes the checked way.
+        A/B-measured in docs/performance.md: it pays for multi-PDU data sets (CT).
         """
-        current = self._current
-        if (
-            current is None
-            or self._busy
-            or self._pending_write is not None
-            or self._sink_error is not None
-        ):
+        if self._busy or self._pending_write is not None or self._sink_error is not None:
             return False
-        pdvs = pdu.pdvs
-        if len(pdvs) != 1:
-            return False
-        pdv = pdvs[0]
-        message, sink, _ = current
-        if pdv.context_id != message.context_id or pdv.control_header & 0x03:
+        chunk = self.dispatcher.take_fragment(pdu)
+        if chunk is None:
             return False
         try:
-            self._pending_write = sink.write(memoryview(pdv.data))
+            self._pending_write = chunk.sink.write(chunk.data)
         except Exception as exc:  # raised by the read loop, where the write would have been
             self._sink_error = exc
         return True
 
     async def _read_loop(self) -> None:
         association = self.association
+        dispatcher = self.dispatcher
         association.on_data = self._take_fragment
         try:
             while True:
@@ -572,19 +517,19 @@ class DimseSession:
                     await self._peer_released()
                     return
                 self._busy = True
-                for event in self._assembler.feed(pdu):
-                    if isinstance(event, CommandComplete):
-                        self._on_command(event)
+                for event in dispatcher.receive(pdu):
+                    if isinstance(event, DataSetChunk):
+                        self._open_sink = event.sink
+                        pending = event.sink.write(event.data)
+                        if pending is not None:
+                            await pending
                         continue
-                    assert self._current is not None
-                    message, sink, is_request = self._current
-                    pending = sink.write(event.data)
-                    if pending is not None:
-                        await pending
-                    if event.last:
-                        self._current = None
+                    message, sink = event.message, event.sink
+                    if sink is not None:
+                        self._open_sink = sink
                         message.dataset = await sink.close()
-                        self._dispatch(message, is_request)
+                        self._open_sink = None
+                    self._on_message(message)
                 self._busy = False
         except DimseProtocolError as exc:
             log.warning("DIMSE protocol violation by %s: %s", self.negotiated.remote_ae_title, exc)
@@ -596,40 +541,18 @@ class DimseSession:
             raise
         finally:
             association.on_data = None
-            if self._current is not None:
-                _, sink, _ = self._current
-                self._current = None
+            unfinished = (self._open_sink, dispatcher.receiving_sink)
+            for sink in {id(s): s for s in unfinished if s is not None}.values():
                 await sink.abort()
+            self._open_sink = None
             self._finished.set()
 
     async def _peer_released(self) -> None:
         """The peer sent A-RELEASE-RQ: finish what runs, answer, fail what is left."""
-        if self._tasks:
+        while self._tasks:  # requests that waited for a slot start as others finish
             await asyncio.wait(set(self._tasks))
         self._fail(_Released("the peer released the association"), abort=False)
         self.association.release_response()
-
-    def _on_command(self, event: CommandComplete) -> None:
-        context = self.negotiated.contexts.get(event.context_id)
-        if context is None or not context.accepted:
-            raise DimseProtocolError(
-                f"message on presentation context {event.context_id}, which was not accepted"
-            )
-        message = ReceivedMessage(event.context_id, context.transfer_syntax or "", event.command)
-        try:
-            validate_command(event.command)
-        except CommandError as exc:
-            raise DimseProtocolError(f"invalid command set: {exc}") from exc
-        is_request = not message.command_field & 0x8000
-        if not event.has_dataset:
-            self._dispatch(message, is_request)
-            return
-        sink: DataSetSink = BytesSink()
-        if is_request:
-            factory = self._lookup(self.sinks, message)
-            if factory is not None:
-                sink = factory(message.command, context)
-        self._current = (message, sink, is_request)
 
     @staticmethod
     def _lookup(table: Mapping[int | tuple[str, int], Any], message: ReceivedMessage) -> Any:
@@ -640,58 +563,52 @@ class DimseSession:
                 return found
         return table.get(message.command_field)
 
-    def _dispatch(self, message: ReceivedMessage, is_request: bool) -> None:
-        field_value = message.command_field
-        if field_value == CommandField.C_CANCEL_RQ:
-            running = self._running.get(message.message_id)
-            if running is not None:
-                running.cancelled.set()
-            return
-        if not is_request:
-            operation = self._outstanding.get(message.message_id)
-            if operation is None:
-                log.warning(
-                    "response 0x%04X to message %d, which is not outstanding: ignored",
-                    field_value,
-                    message.message_id,
-                )
-                return
-            if not message.status.is_pending:
+    def _on_message(self, message: ReceivedMessage) -> None:
+        """Act on where the dispatcher routed a whole message."""
+        routed = self.dispatcher.route(message)
+        if isinstance(routed, ResponseReceived):
+            if routed.final:
                 # Free the window slot first: a request waiting for it is woken before
                 # whoever waits for this response (the next send is on the critical path).
-                self._forget(message.message_id)
-            operation._deliver(message)
-            return
-        if len(self._tasks) >= self.perform_window * 4 + 64:
-            raise DimseProtocolError(
-                f"{len(self._tasks)} requests outstanding, far beyond the negotiated window"
-            )
-        task = asyncio.get_running_loop().create_task(self._perform(message))
+                self._window_freed()
+            routed.operation._deliver(message)
+        elif isinstance(routed, RequestReceived):
+            self._start(routed.request)
+        elif isinstance(routed, CancelRequested):
+            routed.request.cancelled.set()
+
+    def _start(self, request: Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._perform(request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _perform(self, message: ReceivedMessage) -> None:
-        async with self._perform_slots:
-            context = self.negotiated.contexts[message.context_id]
-            request = Request(self, message, context)
-            message_id = message.message_id
-            if message_id in self._running:
+    async def _perform(self, request: Request) -> None:
+        message = request.message
+        dispatcher = self.dispatcher
+        try:
+            response: Response | DimseResponse
+            if not dispatcher.begin(message.message_id, request):
                 response = Response(DUPLICATE_INVOCATION)
             else:
-                self._running[message_id] = request
                 try:
                     response = await self._call_handler(request)
                 finally:
-                    self._running.pop(message_id, None)
+                    dispatcher.end(message.message_id, request)
             if self._error is None:
                 try:
                     await self._respond(message, response)
                 except DicomWireError as exc:
                     # A response that cannot be sent leaves the peer waiting: end it.
-                    log.warning("cannot send the response to message %d: %s", message_id, exc)
+                    log.warning(
+                        "cannot send the response to message %d: %s", message.message_id, exc
+                    )
                     self._fail(exc, abort=True)
+        finally:
+            following = dispatcher.finish()
+            if following is not None and self._error is None:
+                self._start(following)
 
-    async def _call_handler(self, request: Request) -> Response:
+    async def _call_handler(self, request: Request) -> Response | DimseResponse:
         message = request.message
         handler = self._lookup(self.handlers, message)
         if handler is None:
@@ -699,36 +616,36 @@ class DimseSession:
         try:
             result = await handler(request)
         except DimseStatusError as exc:
-            fields: CommandSet = {Tag.ErrorComment: exc.comment[:64]} if exc.comment else {}
-            return Response(exc.status, None, fields)
+            return request.primitive.response(exc.status, error_comment=exc.comment[:64] or None)
         except DataSetError as exc:
             log.warning("cannot decode the data set of message %d: %s", message.message_id, exc)
-            return Response(CANNOT_UNDERSTAND, None, {Tag.ErrorComment: str(exc)[:64]})
+            return request.primitive.response(CANNOT_UNDERSTAND, error_comment=str(exc)[:64])
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception(
                 "handler for 0x%04X (message %d) failed", message.command_field, message.message_id
             )
-            return Response(PROCESSING_FAILURE, None, {Tag.ErrorComment: type(exc).__name__[:64]})
-        if isinstance(result, Response):
+            return request.primitive.response(
+                PROCESSING_FAILURE, error_comment=type(exc).__name__[:64]
+            )
+        if isinstance(result, (Response, DimseResponse)):
             return result
+        if isinstance(result, DimseMessage):
+            raise TypeError(f"a handler returned a request ({type(result).__name__})")
         return Response(0 if result is None else int(result))
-
-    def _forget(self, message_id: int) -> None:
-        """The operation is over: free its window slot."""
-        if self._outstanding.pop(message_id, None) is not None:
-            self._invoke_slots.release()
-        if not self._outstanding:
-            self._no_outstanding.set()
 
     def _fail(self, error: DicomWireError, *, abort: bool) -> None:
         """End the session: outstanding operations get ``error``; abort if asked."""
         if self._error is None:
             self._error = error
-        for message_id, operation in list(self._outstanding.items()):
+        for operation in self.dispatcher.fail_all():
             operation._deliver(error)
-            self._forget(message_id)
+        self._no_outstanding.set()
+        for waiter in self._window_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._window_waiters.clear()
         if abort and self.association.is_established:
             self.association.abort()
         for task in list(self._tasks):
