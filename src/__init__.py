@@ -5,9 +5,19 @@ Layers, one direction of dependency (``services -> dimse -> ul``):
 - :mod:`dicomwire.ul` — the Upper Layer of PS3.8 (PDUs, association state machine);
 - :mod:`dicomwire.dimse` — DIMSE messages of PS3.7;
 - :mod:`dicomwire.services` — the service classes of PS3.4, the node and the CLI.
+
+The names most programs need are here (see docs/quickstart.md)::
+
+    async with dicomwire.connect("pacs", 104, called_ae="PACS") as assoc:
+        await assoc.echo()
+
+They are imported on first use, so ``import dicomwire`` stays cheap for the tools.
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import DicomWireError, ValidationError
 
@@ -19,10 +29,80 @@ IMPLEMENTATION_CLASS_UID = "2.25.668790844997978913503397512529915765"
 #: dicomwire's implementation version name (at most 16 characters).
 IMPLEMENTATION_VERSION_NAME = "DICOMWIRE_010"
 
+#: Public name -> module that defines it (imported when the name is first used).
+_LAZY: dict[str, str] = {
+    "connect": "dicomwire.services.client",
+    "Client": "dicomwire.services.client",
+    "RetrieveResult": "dicomwire.services.client",
+    "NResult": "dicomwire.services.client",
+    "Node": "dicomwire.services.node",
+    "NodeConfig": "dicomwire.services.node",
+    "load_config": "dicomwire.services.node",
+    "Service": "dicomwire.services.service",
+    "Binding": "dicomwire.services.service",
+    "CustomService": "dicomwire.services.service",
+    "Verification": "dicomwire.services.verification",
+    "Storage": "dicomwire.services.storage_service",
+    "StorageConfig": "dicomwire.services.storage",
+    "AEDirectory": "dicomwire.services.directory",
+    "RemoteAE": "dicomwire.services.directory",
+    "Request": "dicomwire.dimse.session",
+    "Response": "dicomwire.dimse.session",
+    "Status": "dicomwire.dimse.status",
+    "CommandField": "dicomwire.dimse.commands",
+    "Timeouts": "dicomwire.ul.association",
+    "TLSConfig": "dicomwire.ul.tls",
+}
+
+if TYPE_CHECKING:
+    from .dimse.commands import CommandField
+    from .dimse.session import Request, Response
+    from .dimse.status import Status
+    from .services.client import Client, NResult, RetrieveResult, connect
+    from .services.directory import AEDirectory, RemoteAE
+    from .services.node import Node, NodeConfig, load_config
+    from .services.service import Binding, CustomService, Service
+    from .services.storage import StorageConfig
+    from .services.storage_service import Storage
+    from .services.verification import Verification
+    from .ul.association import Timeouts
+    from .ul.tls import TLSConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dicomwire' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "IMPLEMENTATION_CLASS_UID",
     "IMPLEMENTATION_VERSION_NAME",
+    "AEDirectory",
+    "Binding",
+    "Client",
+    "CommandField",
+    "CustomService",
     "DicomWireError",
+    "NResult",
+    "Node",
+    "NodeConfig",
+    "RemoteAE",
+    "Request",
+    "Response",
+    "RetrieveResult",
+    "Service",
+    "Status",
+    "Storage",
+    "StorageConfig",
+    "TLSConfig",
+    "Timeouts",
     "ValidationError",
+    "Verification",
     "__version__",
+    "connect",
+    "load_config",
 ]

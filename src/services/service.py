@@ -141,7 +141,8 @@ def merge_bindings(services: Iterable[Service]) -> dict[str, Binding]:
 
     Two services may serve the same SOP class only for different commands (e.g. one
     handles its C-FIND, another its C-MOVE): their handlers are merged, their transfer
-    syntaxes must then agree.
+    syntaxes must then agree. A binding without handlers (one that only lets the
+    requestor take the SCP role, as C-GET needs for storage classes) takes the other's.
     """
     merged: dict[str, Binding] = {}
     owner: dict[tuple[str, int], str] = {}
@@ -160,14 +161,17 @@ def merge_bindings(services: Iterable[Service]) -> dict[str, Binding]:
             if existing is None:
                 merged[uid] = binding
                 continue
-            if tuple(existing.transfer_syntaxes) != tuple(binding.transfer_syntaxes):
+            syntaxes = existing.transfer_syntaxes
+            if not existing.handlers:  # a binding without handlers only adds roles
+                syntaxes = binding.transfer_syntaxes
+            elif binding.handlers and tuple(syntaxes) != tuple(binding.transfer_syntaxes):
                 raise ConfigError(
                     f"services disagree on the transfer syntaxes of {uid}: "
                     f"{list(existing.transfer_syntaxes)} vs {list(binding.transfer_syntaxes)}"
                 )
             merged[uid] = Binding(
                 uid,
-                existing.transfer_syntaxes,
+                syntaxes,
                 {**existing.handlers, **binding.handlers},
                 existing.requestor_may_be_scp or binding.requestor_may_be_scp,
             )
