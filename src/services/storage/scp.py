@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from ...dimse.commands import CommandSet, Tag
+from ...dimse.primitives import DimseResponse
 from ...dimse.session import DimseSession, Request, Response, SinkFactory
 from ...dimse.streams import DataSetSink, DiscardSink
 from ...errors import DataSetError, DicomWireError
@@ -201,7 +202,7 @@ class StorageSCP:
             self._inside[directory] = known
         return known
 
-    async def handle(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response | DimseResponse:
         """The C-STORE-RQ handler: check, place and make durable the received file."""
         result = request.message.dataset
         if self.config.discard:
@@ -211,7 +212,7 @@ class StorageSCP:
             raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
         if result.error is not None or result.path is None:
             log.error("storing failed: %s", result.error)
-            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {result.error}"))
+            return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
         partial = result.path
         try:
             return await self._place(request, partial, result)
@@ -219,7 +220,9 @@ class StorageSCP:
             with contextlib.suppress(OSError):
                 partial.unlink()
 
-    async def _place(self, request: Request, partial: Path, stored: StoreResult) -> Response:
+    async def _place(
+        self, request: Request, partial: Path, stored: StoreResult
+    ) -> Response | DimseResponse:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
@@ -231,17 +234,15 @@ class StorageSCP:
                     _read_header, partial, stored.dataset_offset, transfer_syntax
                 )
         except DataSetError as exc:
-            return Response(CANNOT_UNDERSTAND, None, _comment(str(exc)))
+            return _refuse(request, CANNOT_UNDERSTAND, str(exc))
         if 0x00080016 not in header and 0x00080018 not in header:
             # Nothing parseable where a composite instance starts: not a data set at all.
-            return Response(
-                CANNOT_UNDERSTAND, None, _comment("no SOP Class/Instance UID in the data set")
-            )
+            return _refuse(request, CANNOT_UNDERSTAND, "no SOP Class/Instance UID in the data set")
         if header.get(0x00080016) != sop_class or header.get(0x00080018) != instance:
-            return Response(
+            return _refuse(
+                request,
                 DATASET_MISMATCH,
-                None,
-                _comment("SOP Class/Instance UID in the data set differ from the command"),
+                "SOP Class/Instance UID in the data set differ from the command",
             )
         fields = {
             "StudyInstanceUID": _path_component(header.get(0x0020000D)),
@@ -252,13 +253,13 @@ class StorageSCP:
         }
         target = self.root / self.config.layout.format(**fields)
         if not self._inside_root(target.parent):
-            return Response(CANNOT_UNDERSTAND, None, _comment("storage path escapes the root"))
+            return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
         if target.exists():
             if self.config.duplicates == "keep":
                 log.info("duplicate %s kept as first received", instance)
                 return Response(0)
             if self.config.duplicates == "reject":
-                return Response(DUPLICATE_SOP_INSTANCE, None, _comment("duplicate SOP instance"))
+                return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
         try:
             if self.config.fsync:  # fsync blocks for milliseconds: not on the event loop
                 await asyncio.to_thread(_commit, partial, target, True)
@@ -266,7 +267,7 @@ class StorageSCP:
                 _commit(partial, target, False)
         except OSError as exc:
             log.error("storing %s failed: %s", target, exc)
-            return Response(OUT_OF_RESOURCES, None, _comment(f"write failed: {exc.strerror}"))
+            return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
         self.stored += 1
         log.info("stored %s", target)
         hook = self.config.on_stored
@@ -299,8 +300,9 @@ def validate_layout(layout: str) -> str:
     return layout
 
 
-def _comment(text: str) -> CommandSet:
-    return {Tag.ErrorComment: text[:64]}
+def _refuse(request: Request, status: int, comment: str) -> DimseResponse:
+    """A C-STORE-RSP with a failure status and its Error Comment (at most 64 characters)."""
+    return request.primitive.response(status, error_comment=comment[:64])
 
 
 def _commit(partial: Path, target: Path, fsync: bool) -> None:

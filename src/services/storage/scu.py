@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...dimse.commands import CommandField, CommandSet, Tag
+from ...dimse.commands import CommandSet
 from ...dimse.datasets import decode_dataset, encode_dataset
+from ...dimse.primitives import CStoreRQ
 from ...dimse.session import DimseSession, Operation, open_session
 from ...dimse.status import Status
 from ...dimse.streams import FileSource
@@ -242,12 +243,7 @@ def choose_context(
 
 
 def _store_command_for(sop_class_uid: str, sop_instance_uid: str) -> CommandSet:
-    return {
-        Tag.CommandField: CommandField.C_STORE_RQ,
-        Tag.AffectedSOPClassUID: sop_class_uid,
-        Tag.AffectedSOPInstanceUID: sop_instance_uid,
-        Tag.Priority: 0,
-    }
+    return CStoreRQ(sop_class_uid, sop_instance_uid).to_command()
 
 
 def _store_command(info: FileInfo) -> CommandSet:
