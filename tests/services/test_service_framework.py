@@ -277,3 +277,21 @@ def test_storage_is_one_service_among_others() -> None:
     storage = node.service("storage")
     assert isinstance(storage, Storage)
     assert ANY_SOP_CLASS not in {b.sop_class_uid for b in storage.bindings()}
+
+
+def test_serve_flags_fill_the_directory() -> None:
+    from dicomwire.services.cli import build_parser
+    from dicomwire.services.cli.serve import node_config
+
+    args = build_parser().parse_args(
+        ["serve", "--node", "PACS@127.0.0.1:104", "--node", "RIS@10.0.0.5:11112+tls"]
+        + ["--restrict-callers"]
+    )
+    config = node_config(args)
+    assert config.nodes == [
+        RemoteAE("PACS", "127.0.0.1", 104),
+        RemoteAE("RIS", "10.0.0.5", 11112, tls=True),
+    ]
+    assert config.restrict_callers
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--node", "PACS@10.0.0.0/8"])

@@ -26,6 +26,7 @@ from ...ul.tls import TLSConfig, TLSProfile
 
 if TYPE_CHECKING:
     from ...ul.association import Timeouts
+    from ..directory import RemoteAE
 
 __all__ = [
     "add_common",
@@ -36,6 +37,7 @@ __all__ = [
     "configure_logging",
     "int_in",
     "known_node",
+    "remote_ae",
     "pdu_length",
     "peer_port",
     "port_number",
@@ -101,6 +103,17 @@ def known_node(value: str) -> KnownNode:
         host, _, port_text = where.partition(":")
         port = peer_port(port_text)
     return KnownNode(ae_title(title), host or None, port)
+
+
+def remote_ae(value: str) -> RemoteAE:
+    """``AE@HOST:PORT`` for the AE directory, ``+tls`` after it to call over TLS."""
+    from ..directory import RemoteAE
+
+    text, tls = (value[:-4], True) if value.endswith("+tls") else (value, False)
+    entry = known_node(text)
+    if entry.host is None or entry.port is None or "/" in entry.host:
+        raise argparse.ArgumentTypeError(f"{value!r}: the AE directory needs AE@HOST:PORT")
+    return RemoteAE(entry.ae_title, entry.host, entry.port, tls=tls)
 
 
 def add_peer(parser: argparse.ArgumentParser) -> None:

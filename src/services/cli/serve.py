@@ -21,6 +21,7 @@ from .flags import (
     known_node,
     port_number,
     positive,
+    remote_ae,
     tls_config_from_arguments,
 )
 
@@ -109,6 +110,20 @@ def add_parser(
         "repeatable; when given, only these callers are accepted",
     )
     serve.add_argument(
+        "--node",
+        action="append",
+        type=remote_ae,
+        metavar="AE@HOST:PORT[+tls]",
+        help="an entry of the AE directory ([[nodes]]): a remote AE the node may call "
+        "(C-MOVE destination, report or relay target); repeatable",
+    )
+    serve.add_argument(
+        "--restrict-callers",
+        action="store_true",
+        default=None,
+        help="accept associations only from the AEs of the directory (--node, [[nodes]])",
+    )
+    serve.add_argument(
         "--shutdown-grace",
         type=float,
         metavar="S",
@@ -163,6 +178,8 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "max_pdu_length": args.max_pdu,
         "workers": args.workers,
         "known_nodes": args.known_node,
+        "nodes": args.node,
+        "restrict_callers": args.restrict_callers,
         "shutdown_grace": args.shutdown_grace,
     }
     for name, value in overrides.items():
