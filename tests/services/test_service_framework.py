@@ -283,10 +283,8 @@ def test_serve_flags_fill_the_directory() -> None:
     from dicomwire.services.cli import build_parser
     from dicomwire.services.cli.serve import node_config
 
-    args = build_parser().parse_args(
-        ["serve", "--node", "PACS@127.0.0.1:104", "--node", "RIS@10.0.0.5:11112+tls"]
-        + ["--restrict-callers"]
-    )
+    flags = ["--node", "PACS@127.0.0.1:104", "--node", "RIS@10.0.0.5:11112+tls"]
+    args = build_parser().parse_args(["serve", *flags, "--restrict-callers"])
     config = node_config(args)
     assert config.nodes == [
         RemoteAE("PACS", "127.0.0.1", 104),
