@@ -500,11 +500,18 @@ def _commit(partial: Path, target: Path, fsync: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(partial, target)
     if fsync:
-        fd = os.open(target.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            # Its name may not survive a crash and A700 is answered: a retry must not find
+            # a file that looks stored (a duplicate to keep or reject).
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise
 
 
 # --------------------------------------------------------------------------- SCU
