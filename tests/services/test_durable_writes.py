@@ -154,10 +154,10 @@ class FaultSpy:
             return handle
 
         def spy_os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-            if under(path, self.root) and Path(os.fsdecode(path)).is_dir():
-                if self.step == "open directory":
-                    self.injected += 1
-                    raise fault(self.code)
+            directory = under(path, self.root) and Path(os.fsdecode(path)).is_dir()
+            if directory and self.step == "open directory":
+                self.injected += 1
+                raise fault(self.code)
             fd = real_os_open(path, flags, *args, **kwargs)
             if under(path, self.root) and flags & (os.O_WRONLY | os.O_RDWR):
                 written_fds.add(fd)

@@ -95,14 +95,15 @@ def openssl_names(suites: Sequence[str]) -> str:
     return ":".join(OPENSSL_NAME[s] for s in suites) + ":@SECLEVEL=0"
 
 
-def rsa_client_tls12(pki: PKI, suites: Sequence[str]) -> ssl.SSLContext:
+def rsa_client_tls12(certificates: PKI, suites: Sequence[str]) -> ssl.SSLContext:
     """An RSA client held to TLS 1.2 that offers exactly ``suites`` (built here, not by src)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(openssl_names(suites))
-    context.load_verify_locations(cafile=str(pki.ca))
+    context.load_verify_locations(cafile=str(certificates.ca))
     context.load_cert_chain(
-        pki.directory / "localhost-rsa.pem", pki.directory / "localhost-rsa-key.pem"
+        certificates.directory / "localhost-rsa.pem",
+        certificates.directory / "localhost-rsa-key.pem",
     )
     context.check_hostname = False
     return context
@@ -121,13 +122,16 @@ def offerable(suites: Sequence[str]) -> list[str]:
     return usable
 
 
-def handshakes(pki: PKI, profile: TLSProfile, offers: Sequence[Sequence[str]]) -> list[Handshake]:
+def handshakes(
+    certificates: PKI, profile: TLSProfile, offers: Sequence[Sequence[str]]
+) -> list[Handshake]:
     """One TLS 1.2 handshake per offer against a node (RSA certificate) with ``profile``."""
 
     async def scenario() -> list[Handshake]:
-        async with tls_node(pki.config(kind="rsa", profile=profile)) as served:
+        async with tls_node(certificates.config(kind="rsa", profile=profile)) as served:
             return [
-                await raw_tls(served.tls_port, rsa_client_tls12(pki, offer)) for offer in offers
+                await raw_tls(served.tls_port, rsa_client_tls12(certificates, offer))
+                for offer in offers
             ]
 
     return run(scenario())
@@ -192,7 +196,11 @@ def test_extended_negotiates_only_its_suites(pki: PKI) -> None:  # noqa: F811
     outcomes = handshakes(
         pki,
         TLSProfile.EXTENDED_BCP195,
-        [rsa_extended, *((suite,) for suite in rsa_extended), *((s,) for s in offerable(DOWNGRADES))],
+        [
+            rsa_extended,
+            *((suite,) for suite in rsa_extended),
+            *((s,) for s in offerable(DOWNGRADES)),
+        ],
     )
     everything, singles, downgrades = outcomes[0], outcomes[1:5], outcomes[5:]
     allowed = {OPENSSL_NAME[s] for s in EXTENDED_SUITES}
