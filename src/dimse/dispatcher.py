@@ -159,17 +159,17 @@ class ReceivedMessage:
 
     @property
     def sop_class_uid(self) -> str | None:
-        command = self.command
-        for tag in (_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS):
-            value = command.get(tag)
-            if isinstance(value, str):
-                return value
-        return None
+        """The Affected, else the Requested, SOP Class UID."""
+        return self._first_uid(_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS)
 
     @property
     def sop_instance_uid(self) -> str | None:
+        """The Affected, else the Requested, SOP Instance UID."""
+        return self._first_uid(_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE)
+
+    def _first_uid(self, *tags: int) -> str | None:
         command = self.command
-        for tag in (_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE):
+        for tag in tags:
             value = command.get(tag)
             if isinstance(value, str):
                 return value

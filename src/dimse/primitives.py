@@ -30,6 +30,8 @@ from .status import SUCCESS, Status
 __all__ = [
     "REQUEST_CLASSES",
     "RESPONSE_CLASSES",
+    "RequestedInstanceRequest",
+    "SubOperationsResponse",
     "CCancelRQ",
     "CEchoRQ",
     "CEchoRSP",
@@ -44,6 +46,7 @@ __all__ = [
     "DimseMessage",
     "DimseRequest",
     "DimseResponse",
+    "InstanceResponse",
     "NActionRQ",
     "NActionRSP",
     "NCreateRQ",
@@ -224,6 +227,33 @@ _COPIED: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+@dataclass(slots=True)
+class InstanceResponse(DimseResponse):
+    """A response naming the SOP instance it concerns (C-STORE and the N-services)."""
+
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class SubOperationsResponse(DimseResponse):
+    """A C-GET or C-MOVE response: the counts of its sub-operations (PS3.7 §9.1.3, §9.1.4)."""
+
+    affected_sop_class_uid: str | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+
+
+@dataclass(slots=True)
+class RequestedInstanceRequest(DimseRequest[RSP]):
+    """An N-GET, N-SET, N-ACTION or N-DELETE request on one requested SOP instance."""
+
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
+
+
 # --------------------------------------------------------------------------- C-services §9
 
 
@@ -245,12 +275,10 @@ class CEchoRQ(DimseRequest[CEchoRSP]):
 
 
 @dataclass(slots=True)
-class CStoreRSP(DimseResponse):
+class CStoreRSP(InstanceResponse):
     """C-STORE-RSP (PS3.7 Table 9.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.C_STORE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -285,15 +313,10 @@ class CFindRQ(DimseRequest[CFindRSP]):
 
 
 @dataclass(slots=True)
-class CGetRSP(DimseResponse):
+class CGetRSP(SubOperationsResponse):
     """C-GET-RSP (PS3.7 Table 9.3-6): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_GET_RSP
-    affected_sop_class_uid: str | None = None
-    remaining: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    warning: int | None = None
 
 
 @dataclass(slots=True)
@@ -307,15 +330,10 @@ class CGetRQ(DimseRequest[CGetRSP]):
 
 
 @dataclass(slots=True)
-class CMoveRSP(DimseResponse):
+class CMoveRSP(SubOperationsResponse):
     """C-MOVE-RSP (PS3.7 Table 9.3-8): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_MOVE_RSP
-    affected_sop_class_uid: str | None = None
-    remaining: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    warning: int | None = None
 
 
 @dataclass(slots=True)
@@ -341,12 +359,10 @@ class CCancelRQ(DimseMessage):
 
 
 @dataclass(slots=True)
-class NEventReportRSP(DimseResponse):
+class NEventReportRSP(InstanceResponse):
     """N-EVENT-REPORT-RSP (PS3.7 Table 10.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
     event_type_id: int | None = None
 
 
@@ -362,72 +378,58 @@ class NEventReportRQ(DimseRequest[NEventReportRSP]):
 
 
 @dataclass(slots=True)
-class NGetRSP(DimseResponse):
+class NGetRSP(InstanceResponse):
     """N-GET-RSP (PS3.7 Table 10.3-4); the data set is the attribute list."""
 
     command_field: ClassVar[CommandField] = CommandField.N_GET_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NGetRQ(DimseRequest[NGetRSP]):
+class NGetRQ(RequestedInstanceRequest[NGetRSP]):
     """N-GET-RQ (PS3.7 Table 10.3-3)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_GET_RQ
     response_class: ClassVar[type[DimseResponse]] = NGetRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
     attribute_identifier_list: list[int] | None = None
 
 
 @dataclass(slots=True)
-class NSetRSP(DimseResponse):
+class NSetRSP(InstanceResponse):
     """N-SET-RSP (PS3.7 Table 10.3-6)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_SET_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NSetRQ(DimseRequest[NSetRSP]):
+class NSetRQ(RequestedInstanceRequest[NSetRSP]):
     """N-SET-RQ (PS3.7 Table 10.3-5); the data set is the modification list."""
 
     command_field: ClassVar[CommandField] = CommandField.N_SET_RQ
     response_class: ClassVar[type[DimseResponse]] = NSetRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
 
 
 @dataclass(slots=True)
-class NActionRSP(DimseResponse):
+class NActionRSP(InstanceResponse):
     """N-ACTION-RSP (PS3.7 Table 10.3-8)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_ACTION_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
     action_type_id: int | None = None
 
 
 @dataclass(slots=True)
-class NActionRQ(DimseRequest[NActionRSP]):
+class NActionRQ(RequestedInstanceRequest[NActionRSP]):
     """N-ACTION-RQ (PS3.7 Table 10.3-7); the data set is the action information."""
 
     command_field: ClassVar[CommandField] = CommandField.N_ACTION_RQ
     response_class: ClassVar[type[DimseResponse]] = NActionRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
     action_type_id: int
 
 
 @dataclass(slots=True)
-class NCreateRSP(DimseResponse):
+class NCreateRSP(InstanceResponse):
     """N-CREATE-RSP (PS3.7 Table 10.3-10)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_CREATE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -441,22 +443,18 @@ class NCreateRQ(DimseRequest[NCreateRSP]):
 
 
 @dataclass(slots=True)
-class NDeleteRSP(DimseResponse):
+class NDeleteRSP(InstanceResponse):
     """N-DELETE-RSP (PS3.7 Table 10.3-12)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_DELETE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NDeleteRQ(DimseRequest[NDeleteRSP]):
+class NDeleteRQ(RequestedInstanceRequest[NDeleteRSP]):
     """N-DELETE-RQ (PS3.7 Table 10.3-11)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_DELETE_RQ
     response_class: ClassVar[type[DimseResponse]] = NDeleteRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
 
 
 _ALL: tuple[type[DimseMessage], ...] = (
