@@ -420,25 +420,6 @@ class DimseDispatcher(Generic[Op, R]):
                 events.append(MessageReceived(receiving[0], receiving[1]))
         return events
 
-    def take_fragment(self, pdu: PDataTF) -> DataSetChunk | None:
-        """The fast path's test: a middle data set fragment of the message being received.
-
-        One PDV, on the message's context, neither a command nor the last fragment: the
-        assembler's state would not change, so it may go straight to the sink. Anything
-        else (None) goes through :meth:`receive`, which checks everything.
-        """
-        receiving = self._receiving
-        if receiving is None:
-            return None
-        pdvs = pdu.pdvs
-        if len(pdvs) != 1:
-            return None
-        pdv = pdvs[0]
-        message, sink = receiving
-        if pdv.context_id != message.context_id or pdv.control_header & 0x03:
-            return None
-        return DataSetChunk(sink, memoryview(pdv.data))
-
     @property
     def receiving_sink(self) -> DataSetSink | None:
         """The sink of a data set still arriving (to abort when the association ends)."""

@@ -286,20 +286,6 @@ def test_data_sets_go_to_the_sink_chosen_for_the_request() -> None:
     assert scp.sinks and scp.sinks[0].length == len(payload)  # type: ignore[attr-defined]
 
 
-def test_take_fragment_only_takes_middle_fragments_of_the_current_message() -> None:
-    scu, scp = _side(True), _side(False)
-    payload = bytes(3000)
-    _, _, pdus = scu.dispatcher.invoke(3, CStoreRQ(CT_IMAGE, "1.2").to_command(), "s", payload)
-    pdus = _reencode(pdus)
-    assert scp.dispatcher.take_fragment(pdus[0]) is None  # nothing being received yet
-    scp.dispatcher.receive(pdus[0])  # the command (and the first fragment)
-    middle = [pdu for pdu in pdus[1:] if not pdu.pdvs[0].is_last]
-    assert middle and all(scp.dispatcher.take_fragment(pdu) is not None for pdu in middle)
-    assert scp.dispatcher.take_fragment(pdus[-1]) is None  # the last one goes the checked way
-    other_context = PDataTF([PresentationDataValue(1, 0, b"xx")])
-    assert scp.dispatcher.take_fragment(other_context) is None
-
-
 @pytest.mark.parametrize(
     ("command", "match"),
     [

@@ -271,7 +271,7 @@ class _SlowSink:
 
 
 def test_a_slow_sink_gets_every_fragment_in_order_one_at_a_time() -> None:
-    """Fragments taken as they arrive still wait for the sink's backpressure."""
+    """Fragments reach the sink in order, each waiting for its backpressure."""
     payload = os.urandom(2 << 20)
     sinks: list[_SlowSink] = []
 
