@@ -46,7 +46,7 @@ from .messages import (
     MessageAssembler,
     fragment_message,
 )
-from .primitives import CCancelRQ, DimseMessage, DimseRequest, DimseResponse, parse
+from .primitives import CCancelRQ, DimseMessage, DimseResponse, parse, response_command
 from .status import CANNOT_UNDERSTAND, Status
 from .streams import BytesSink, DataSetSink
 
@@ -373,9 +373,7 @@ class DimseDispatcher(Generic[Op, R]):
             if result.message_id != message.message_id:
                 result = replace(result, message_id=message.message_id)
             return result.to_command(), result.dataset
-        request = message.primitive
-        assert isinstance(request, DimseRequest)
-        command = request.response(result.status, result.dataset).to_command()
+        command = response_command(message.command, result.status, result.dataset is not None)
         if result.fields:
             command.update(result.fields)
         return command, result.dataset

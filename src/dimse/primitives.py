@@ -61,6 +61,7 @@ __all__ = [
     "NSetRSP",
     "Priority",
     "parse",
+    "response_command",
 ]
 
 
@@ -100,6 +101,7 @@ _COMMAND_FIELD = int(Tag.CommandField)
 _MESSAGE_ID = int(Tag.MessageID)
 _RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
 _DATA_SET_TYPE = int(Tag.CommandDataSetType)
+_STATUS = int(Tag.Status)
 _GROUP_LENGTH = int(Tag.CommandGroupLength)
 #: Elements every message carries and no class has a field for.
 _HEADER_TAGS = frozenset(
@@ -202,15 +204,13 @@ class DimseRequest(DimseMessage, Generic[RSP]):
         raises TypeError.
         """
         response_class = self.response_class
-        accepted = _FIELD_NAMES[response_class]
         values: dict[str, Any] = {}
-        for target, sources in _COPIED:
-            if target in accepted:
-                for source in sources:
-                    value = getattr(self, source, None)
-                    if value is not None:
-                        values[target] = value
-                        break
+        for target, sources in _COPIED_FIELDS[response_class]:
+            for source in sources:
+                value = getattr(self, source, None)
+                if value is not None:
+                    values[target] = value
+                    break
         values.update(fields)
         code = status if isinstance(status, Status) else Status(status)
         return response_class(  # type: ignore[return-value]
@@ -518,6 +518,46 @@ def _describe_fields(cls: type[DimseMessage]) -> None:
 
 for _cls in _ALL:
     _describe_fields(_cls)
+
+#: Per response class: (its field, the request fields it copies, first set wins), and
+#: the same as command elements, so both ways of answering follow one table.
+_COPIED_FIELDS: dict[type[DimseMessage], tuple[tuple[str, tuple[str, ...]], ...]] = {
+    cls: tuple((t, sources) for t, sources in _COPIED if t in _FIELD_NAMES[cls])
+    for cls in RESPONSE_CLASSES.values()
+}
+_COPIED_TAGS: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {
+    int(field): tuple(
+        (_TAG_OF_FIELD[t], tuple(_TAG_OF_FIELD[source] for source in sources))
+        for t, sources in _COPIED_FIELDS[cls]
+    )
+    for field, cls in RESPONSE_CLASSES.items()
+}
+
+
+def response_command(request: CommandSet, status: int, has_dataset: bool) -> CommandSet:
+    """The command set of the response to the request ``request`` with ``status``.
+
+    What ``parse(request).response(status).to_command()`` gives, built straight from the
+    command sets without the dataclasses in between: the performer's path for every
+    request whose handler answers a plain status.
+    """
+    field_value = request.get(_COMMAND_FIELD)
+    copied = _COPIED_TAGS.get(field_value | 0x8000) if isinstance(field_value, int) else None
+    if copied is None:
+        raise CommandError(f"no response to CommandField {field_value!r}")
+    command: CommandSet = {
+        _COMMAND_FIELD: field_value | 0x8000,  # type: ignore[operator]
+        _RESPONDED_TO: request.get(_MESSAGE_ID, 0),
+        _DATA_SET_TYPE: _PRESENT if has_dataset else _ABSENT,
+        _STATUS: int(status),
+    }
+    for target, sources in copied:
+        for source in sources:
+            value = request.get(source)
+            if value is not None:
+                command[target] = value
+                break
+    return command
 
 
 def parse(command: CommandSet, dataset: object | None = None) -> DimseMessage:

@@ -363,21 +363,19 @@ class DimseSession:
         while dispatcher.window_full:
             await self._wait_for_window()
         prepared = self._prepared(context_id, dataset)
-        in_memory = prepared is None or isinstance(prepared, (bytes, bytearray, memoryview))
+        stream = None
+        if prepared is not None and not isinstance(prepared, (bytes, bytearray, memoryview)):
+            stream, prepared = prepared, None
         operation = Operation(self, 0, context_id, command)
         message_id, command, pdus = dispatcher.invoke(
-            context_id,
-            command,
-            operation,
-            prepared if not isinstance(prepared, AsyncIterable) else None,
-            streamed=not in_memory,
+            context_id, command, operation, prepared, streamed=stream is not None
         )
         operation.message_id = message_id
         operation.command = command
         self._no_outstanding.clear()
         try:
-            if isinstance(prepared, AsyncIterable):
-                await self._send_stream(context_id, pdus, prepared)
+            if stream is not None:
+                await self._send_stream(context_id, pdus, stream)
             else:
                 await self._send_pdus(pdus)
         except BaseException:
