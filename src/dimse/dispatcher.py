@@ -62,7 +62,6 @@ __all__ = [
     "RequestReceived",
     "Response",
     "ResponseReceived",
-    "WindowFullError",
 ]
 
 log = logging.getLogger("dicomwire.dimse")
@@ -84,10 +83,6 @@ _REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
 _AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
 _REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
 _C_CANCEL_RQ = int(CommandField.C_CANCEL_RQ)
-
-
-class WindowFullError(LocalProtocolError):
-    """A request was invoked while the negotiated window of operations was full."""
 
 
 class ReceivedMessage:
@@ -303,7 +298,7 @@ class DimseDispatcher(Generic[Op, R]):
             self._next_id = message_id % 0xFFFF + 1
             if message_id not in outstanding:
                 return message_id
-        raise WindowFullError("every message ID is in use")
+        raise LocalProtocolError("every message ID is in use")
 
     def invoke(
         self,
@@ -317,11 +312,11 @@ class DimseDispatcher(Generic[Op, R]):
         """Start an operation: its Message ID, its command and the PDUs to send.
 
         With ``streamed`` the data set follows from the caller (fragment_stream) and the
-        PDUs carry the command only. Raises :class:`WindowFullError` when the window is
-        full and :class:`CommandError` for an invalid command set.
+        PDUs carry the command only. Raises :class:`LocalProtocolError` when the window
+        is full and :class:`CommandError` for an invalid command set.
         """
         if self.window_full:
-            raise WindowFullError(f"{len(self.outstanding)} operations outstanding already")
+            raise LocalProtocolError(f"the window of {self.invoke_window} operations is full")
         command = dict(command)
         command[_MESSAGE_ID] = message_id = self._allocate_id()
         # Command Data Set Type tells the truth about what is sent (a primitive built

@@ -22,7 +22,6 @@ from dicomwire.dimse.dispatcher import (
     RequestReceived,
     Response,
     ResponseReceived,
-    WindowFullError,
 )
 from dicomwire.dimse.primitives import (
     CCancelRQ,
@@ -35,7 +34,7 @@ from dicomwire.dimse.primitives import (
 )
 from dicomwire.dimse.status import DUPLICATE_INVOCATION, PENDING, SUCCESS
 from dicomwire.dimse.streams import DataSetSink, DiscardSink
-from dicomwire.errors import CommandError, DimseProtocolError
+from dicomwire.errors import CommandError, DimseProtocolError, LocalProtocolError
 from dicomwire.ul.negotiation import NegotiatedAssociation, PresentationContext
 from dicomwire.ul.pdu import PDataTF, PresentationDataValue, decode
 
@@ -154,7 +153,7 @@ def test_the_invoked_window_fills_and_frees() -> None:
     scu, scp = _side(True, invoked=2, performed=2), _side(False, invoked=2, performed=2)
     first, second = _echo(scu, "a"), _echo(scu, "b")
     assert scu.dispatcher.window_full
-    with pytest.raises(WindowFullError):
+    with pytest.raises(LocalProtocolError, match="window"):
         _echo(scu, "c")
     requests = [r.request for r in _feed(scp, first[1] + second[1])]  # type: ignore[attr-defined]
     _feed(scu, _answer(scp, requests[1]))
