@@ -198,48 +198,62 @@ class Response:
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(slots=True)
+# Events are plain slotted classes: one or two are made per PDU, and a dataclass would
+# cost more to define at import than it saves in lines.
+
+
 class DataSetChunk:
     """Write ``data`` (a view into the received PDU) to ``sink``, awaiting what it returns."""
 
-    sink: DataSetSink
-    data: memoryview
+    __slots__ = ("data", "sink")
+
+    def __init__(self, sink: DataSetSink, data: memoryview) -> None:
+        self.sink = sink
+        self.data = data
 
 
-@dataclass(slots=True)
 class MessageReceived:
     """A whole message arrived. When ``sink`` is set its data set went there: close it,
     put what it returns in ``message.dataset``, then :meth:`DimseDispatcher.route` it."""
 
-    message: ReceivedMessage
-    sink: DataSetSink | None
+    __slots__ = ("message", "sink")
+
+    def __init__(self, message: ReceivedMessage, sink: DataSetSink | None) -> None:
+        self.message = message
+        self.sink = sink
 
 
 Op = TypeVar("Op")  # the shell's handle on an invoked operation
 R = TypeVar("R")  # the shell's handle on a performed request
 
 
-@dataclass(slots=True)
 class ResponseReceived(Generic[Op]):
     """A response to the invoked ``operation``; ``final`` when it ends the operation."""
 
-    operation: Op
-    message: ReceivedMessage
-    final: bool
+    __slots__ = ("final", "message", "operation")
+
+    def __init__(self, operation: Op, message: ReceivedMessage, final: bool) -> None:
+        self.operation = operation
+        self.message = message
+        self.final = final
 
 
-@dataclass(slots=True)
 class RequestReceived(Generic[R]):
     """Perform ``request`` now (a slot of the performed window is its own)."""
 
-    request: R
+    __slots__ = ("request",)
+
+    def __init__(self, request: R) -> None:
+        self.request = request
 
 
-@dataclass(slots=True)
 class CancelRequested(Generic[R]):
     """The peer sent C-CANCEL-RQ for ``request`` (running or waiting for a slot)."""
 
-    request: R
+    __slots__ = ("request",)
+
+    def __init__(self, request: R) -> None:
+        self.request = request
 
 
 Routed: TypeAlias = "ResponseReceived[Op] | RequestReceived[R] | CancelRequested[R] | None"
