@@ -46,7 +46,7 @@ from .messages import (
     MessageAssembler,
     fragment_message,
 )
-from .primitives import CCancelRQ, DimseMessage, DimseRequest, DimseResponse, parse
+from .primitives import CCancelRQ, DimseMessage, DimseResponse, parse, response_command
 from .status import CANNOT_UNDERSTAND, Status
 from .streams import BytesSink, DataSetSink
 
@@ -62,7 +62,6 @@ __all__ = [
     "RequestReceived",
     "Response",
     "ResponseReceived",
-    "WindowFullError",
 ]
 
 log = logging.getLogger("dicomwire.dimse")
@@ -84,10 +83,6 @@ _REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
 _AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
 _REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
 _C_CANCEL_RQ = int(CommandField.C_CANCEL_RQ)
-
-
-class WindowFullError(LocalProtocolError):
-    """A request was invoked while the negotiated window of operations was full."""
 
 
 class ReceivedMessage:
@@ -159,17 +154,17 @@ class ReceivedMessage:
 
     @property
     def sop_class_uid(self) -> str | None:
-        command = self.command
-        for tag in (_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS):
-            value = command.get(tag)
-            if isinstance(value, str):
-                return value
-        return None
+        """The Affected, else the Requested, SOP Class UID."""
+        return self._first_uid(_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS)
 
     @property
     def sop_instance_uid(self) -> str | None:
+        """The Affected, else the Requested, SOP Instance UID."""
+        return self._first_uid(_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE)
+
+    def _first_uid(self, *tags: int) -> str | None:
         command = self.command
-        for tag in (_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE):
+        for tag in tags:
             value = command.get(tag)
             if isinstance(value, str):
                 return value
@@ -203,48 +198,62 @@ class Response:
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(slots=True)
+# Events are plain slotted classes: one or two are made per PDU, and a dataclass would
+# cost more to define at import than it saves in lines.
+
+
 class DataSetChunk:
     """Write ``data`` (a view into the received PDU) to ``sink``, awaiting what it returns."""
 
-    sink: DataSetSink
-    data: memoryview
+    __slots__ = ("data", "sink")
+
+    def __init__(self, sink: DataSetSink, data: memoryview) -> None:
+        self.sink = sink
+        self.data = data
 
 
-@dataclass(slots=True)
 class MessageReceived:
     """A whole message arrived. When ``sink`` is set its data set went there: close it,
     put what it returns in ``message.dataset``, then :meth:`DimseDispatcher.route` it."""
 
-    message: ReceivedMessage
-    sink: DataSetSink | None
+    __slots__ = ("message", "sink")
+
+    def __init__(self, message: ReceivedMessage, sink: DataSetSink | None) -> None:
+        self.message = message
+        self.sink = sink
 
 
 Op = TypeVar("Op")  # the shell's handle on an invoked operation
 R = TypeVar("R")  # the shell's handle on a performed request
 
 
-@dataclass(slots=True)
 class ResponseReceived(Generic[Op]):
     """A response to the invoked ``operation``; ``final`` when it ends the operation."""
 
-    operation: Op
-    message: ReceivedMessage
-    final: bool
+    __slots__ = ("final", "message", "operation")
+
+    def __init__(self, operation: Op, message: ReceivedMessage, final: bool) -> None:
+        self.operation = operation
+        self.message = message
+        self.final = final
 
 
-@dataclass(slots=True)
 class RequestReceived(Generic[R]):
     """Perform ``request`` now (a slot of the performed window is its own)."""
 
-    request: R
+    __slots__ = ("request",)
+
+    def __init__(self, request: R) -> None:
+        self.request = request
 
 
-@dataclass(slots=True)
 class CancelRequested(Generic[R]):
     """The peer sent C-CANCEL-RQ for ``request`` (running or waiting for a slot)."""
 
-    request: R
+    __slots__ = ("request",)
+
+    def __init__(self, request: R) -> None:
+        self.request = request
 
 
 Routed: TypeAlias = "ResponseReceived[Op] | RequestReceived[R] | CancelRequested[R] | None"
@@ -303,7 +312,7 @@ class DimseDispatcher(Generic[Op, R]):
             self._next_id = message_id % 0xFFFF + 1
             if message_id not in outstanding:
                 return message_id
-        raise WindowFullError("every message ID is in use")
+        raise LocalProtocolError("every message ID is in use")
 
     def invoke(
         self,
@@ -317,11 +326,11 @@ class DimseDispatcher(Generic[Op, R]):
         """Start an operation: its Message ID, its command and the PDUs to send.
 
         With ``streamed`` the data set follows from the caller (fragment_stream) and the
-        PDUs carry the command only. Raises :class:`WindowFullError` when the window is
-        full and :class:`CommandError` for an invalid command set.
+        PDUs carry the command only. Raises :class:`LocalProtocolError` when the window
+        is full and :class:`CommandError` for an invalid command set.
         """
         if self.window_full:
-            raise WindowFullError(f"{len(self.outstanding)} operations outstanding already")
+            raise LocalProtocolError(f"the window of {self.invoke_window} operations is full")
         command = dict(command)
         command[_MESSAGE_ID] = message_id = self._allocate_id()
         # Command Data Set Type tells the truth about what is sent (a primitive built
@@ -373,9 +382,7 @@ class DimseDispatcher(Generic[Op, R]):
             if result.message_id != message.message_id:
                 result = replace(result, message_id=message.message_id)
             return result.to_command(), result.dataset
-        request = message.primitive
-        assert isinstance(request, DimseRequest)
-        command = request.response(result.status, result.dataset).to_command()
+        command = response_command(message.command, result.status, result.dataset is not None)
         if result.fields:
             command.update(result.fields)
         return command, result.dataset
@@ -419,25 +426,6 @@ class DimseDispatcher(Generic[Op, R]):
                 self._receiving = None
                 events.append(MessageReceived(receiving[0], receiving[1]))
         return events
-
-    def take_fragment(self, pdu: PDataTF) -> DataSetChunk | None:
-        """The fast path's test: a middle data set fragment of the message being received.
-
-        One PDV, on the message's context, neither a command nor the last fragment: the
-        assembler's state would not change, so it may go straight to the sink. Anything
-        else (None) goes through :meth:`receive`, which checks everything.
-        """
-        receiving = self._receiving
-        if receiving is None:
-            return None
-        pdvs = pdu.pdvs
-        if len(pdvs) != 1:
-            return None
-        pdv = pdvs[0]
-        message, sink = receiving
-        if pdv.context_id != message.context_id or pdv.control_header & 0x03:
-            return None
-        return DataSetChunk(sink, memoryview(pdv.data))
 
     @property
     def receiving_sink(self) -> DataSetSink | None:

@@ -30,6 +30,8 @@ from .status import SUCCESS, Status
 __all__ = [
     "REQUEST_CLASSES",
     "RESPONSE_CLASSES",
+    "RequestedInstanceRequest",
+    "SubOperationsResponse",
     "CCancelRQ",
     "CEchoRQ",
     "CEchoRSP",
@@ -44,6 +46,7 @@ __all__ = [
     "DimseMessage",
     "DimseRequest",
     "DimseResponse",
+    "InstanceResponse",
     "NActionRQ",
     "NActionRSP",
     "NCreateRQ",
@@ -58,6 +61,7 @@ __all__ = [
     "NSetRSP",
     "Priority",
     "parse",
+    "response_command",
 ]
 
 
@@ -97,6 +101,7 @@ _COMMAND_FIELD = int(Tag.CommandField)
 _MESSAGE_ID = int(Tag.MessageID)
 _RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
 _DATA_SET_TYPE = int(Tag.CommandDataSetType)
+_STATUS = int(Tag.Status)
 _GROUP_LENGTH = int(Tag.CommandGroupLength)
 #: Elements every message carries and no class has a field for.
 _HEADER_TAGS = frozenset(
@@ -199,15 +204,13 @@ class DimseRequest(DimseMessage, Generic[RSP]):
         raises TypeError.
         """
         response_class = self.response_class
-        accepted = _FIELD_NAMES[response_class]
         values: dict[str, Any] = {}
-        for target, sources in _COPIED:
-            if target in accepted:
-                for source in sources:
-                    value = getattr(self, source, None)
-                    if value is not None:
-                        values[target] = value
-                        break
+        for target, sources in _COPIED_FIELDS[response_class]:
+            for source in sources:
+                value = getattr(self, source, None)
+                if value is not None:
+                    values[target] = value
+                    break
         values.update(fields)
         code = status if isinstance(status, Status) else Status(status)
         return response_class(  # type: ignore[return-value]
@@ -222,6 +225,33 @@ _COPIED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event_type_id", ("event_type_id",)),
     ("action_type_id", ("action_type_id",)),
 )
+
+
+@dataclass(slots=True)
+class InstanceResponse(DimseResponse):
+    """A response naming the SOP instance it concerns (C-STORE and the N-services)."""
+
+    affected_sop_class_uid: str | None = None
+    affected_sop_instance_uid: str | None = None
+
+
+@dataclass(slots=True)
+class SubOperationsResponse(DimseResponse):
+    """A C-GET or C-MOVE response: the counts of its sub-operations (PS3.7 §9.1.3, §9.1.4)."""
+
+    affected_sop_class_uid: str | None = None
+    remaining: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    warning: int | None = None
+
+
+@dataclass(slots=True)
+class RequestedInstanceRequest(DimseRequest[RSP]):
+    """An N-GET, N-SET, N-ACTION or N-DELETE request on one requested SOP instance."""
+
+    requested_sop_class_uid: str
+    requested_sop_instance_uid: str
 
 
 # --------------------------------------------------------------------------- C-services §9
@@ -245,12 +275,10 @@ class CEchoRQ(DimseRequest[CEchoRSP]):
 
 
 @dataclass(slots=True)
-class CStoreRSP(DimseResponse):
+class CStoreRSP(InstanceResponse):
     """C-STORE-RSP (PS3.7 Table 9.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.C_STORE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -285,15 +313,10 @@ class CFindRQ(DimseRequest[CFindRSP]):
 
 
 @dataclass(slots=True)
-class CGetRSP(DimseResponse):
+class CGetRSP(SubOperationsResponse):
     """C-GET-RSP (PS3.7 Table 9.3-6): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_GET_RSP
-    affected_sop_class_uid: str | None = None
-    remaining: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    warning: int | None = None
 
 
 @dataclass(slots=True)
@@ -307,15 +330,10 @@ class CGetRQ(DimseRequest[CGetRSP]):
 
 
 @dataclass(slots=True)
-class CMoveRSP(DimseResponse):
+class CMoveRSP(SubOperationsResponse):
     """C-MOVE-RSP (PS3.7 Table 9.3-8): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_MOVE_RSP
-    affected_sop_class_uid: str | None = None
-    remaining: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    warning: int | None = None
 
 
 @dataclass(slots=True)
@@ -341,12 +359,10 @@ class CCancelRQ(DimseMessage):
 
 
 @dataclass(slots=True)
-class NEventReportRSP(DimseResponse):
+class NEventReportRSP(InstanceResponse):
     """N-EVENT-REPORT-RSP (PS3.7 Table 10.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
     event_type_id: int | None = None
 
 
@@ -362,72 +378,58 @@ class NEventReportRQ(DimseRequest[NEventReportRSP]):
 
 
 @dataclass(slots=True)
-class NGetRSP(DimseResponse):
+class NGetRSP(InstanceResponse):
     """N-GET-RSP (PS3.7 Table 10.3-4); the data set is the attribute list."""
 
     command_field: ClassVar[CommandField] = CommandField.N_GET_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NGetRQ(DimseRequest[NGetRSP]):
+class NGetRQ(RequestedInstanceRequest[NGetRSP]):
     """N-GET-RQ (PS3.7 Table 10.3-3)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_GET_RQ
     response_class: ClassVar[type[DimseResponse]] = NGetRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
     attribute_identifier_list: list[int] | None = None
 
 
 @dataclass(slots=True)
-class NSetRSP(DimseResponse):
+class NSetRSP(InstanceResponse):
     """N-SET-RSP (PS3.7 Table 10.3-6)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_SET_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NSetRQ(DimseRequest[NSetRSP]):
+class NSetRQ(RequestedInstanceRequest[NSetRSP]):
     """N-SET-RQ (PS3.7 Table 10.3-5); the data set is the modification list."""
 
     command_field: ClassVar[CommandField] = CommandField.N_SET_RQ
     response_class: ClassVar[type[DimseResponse]] = NSetRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
 
 
 @dataclass(slots=True)
-class NActionRSP(DimseResponse):
+class NActionRSP(InstanceResponse):
     """N-ACTION-RSP (PS3.7 Table 10.3-8)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_ACTION_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
     action_type_id: int | None = None
 
 
 @dataclass(slots=True)
-class NActionRQ(DimseRequest[NActionRSP]):
+class NActionRQ(RequestedInstanceRequest[NActionRSP]):
     """N-ACTION-RQ (PS3.7 Table 10.3-7); the data set is the action information."""
 
     command_field: ClassVar[CommandField] = CommandField.N_ACTION_RQ
     response_class: ClassVar[type[DimseResponse]] = NActionRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
     action_type_id: int
 
 
 @dataclass(slots=True)
-class NCreateRSP(DimseResponse):
+class NCreateRSP(InstanceResponse):
     """N-CREATE-RSP (PS3.7 Table 10.3-10)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_CREATE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
@@ -441,22 +443,18 @@ class NCreateRQ(DimseRequest[NCreateRSP]):
 
 
 @dataclass(slots=True)
-class NDeleteRSP(DimseResponse):
+class NDeleteRSP(InstanceResponse):
     """N-DELETE-RSP (PS3.7 Table 10.3-12)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_DELETE_RSP
-    affected_sop_class_uid: str | None = None
-    affected_sop_instance_uid: str | None = None
 
 
 @dataclass(slots=True)
-class NDeleteRQ(DimseRequest[NDeleteRSP]):
+class NDeleteRQ(RequestedInstanceRequest[NDeleteRSP]):
     """N-DELETE-RQ (PS3.7 Table 10.3-11)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_DELETE_RQ
     response_class: ClassVar[type[DimseResponse]] = NDeleteRSP
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
 
 
 _ALL: tuple[type[DimseMessage], ...] = (
@@ -520,6 +518,46 @@ def _describe_fields(cls: type[DimseMessage]) -> None:
 
 for _cls in _ALL:
     _describe_fields(_cls)
+
+#: Per response class: (its field, the request fields it copies, first set wins), and
+#: the same as command elements, so both ways of answering follow one table.
+_COPIED_FIELDS: dict[type[DimseMessage], tuple[tuple[str, tuple[str, ...]], ...]] = {
+    cls: tuple((t, sources) for t, sources in _COPIED if t in _FIELD_NAMES[cls])
+    for cls in RESPONSE_CLASSES.values()
+}
+_COPIED_TAGS: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {
+    int(field): tuple(
+        (_TAG_OF_FIELD[t], tuple(_TAG_OF_FIELD[source] for source in sources))
+        for t, sources in _COPIED_FIELDS[cls]
+    )
+    for field, cls in RESPONSE_CLASSES.items()
+}
+
+
+def response_command(request: CommandSet, status: int, has_dataset: bool) -> CommandSet:
+    """The command set of the response to the request ``request`` with ``status``.
+
+    What ``parse(request).response(status).to_command()`` gives, built straight from the
+    command sets without the dataclasses in between: the performer's path for every
+    request whose handler answers a plain status.
+    """
+    field_value = request.get(_COMMAND_FIELD)
+    copied = _COPIED_TAGS.get(field_value | 0x8000) if isinstance(field_value, int) else None
+    if copied is None:
+        raise CommandError(f"no response to CommandField {field_value!r}")
+    command: CommandSet = {
+        _COMMAND_FIELD: field_value | 0x8000,  # type: ignore[operator]
+        _RESPONDED_TO: request.get(_MESSAGE_ID, 0),
+        _DATA_SET_TYPE: _PRESENT if has_dataset else _ABSENT,
+        _STATUS: int(status),
+    }
+    for target, sources in copied:
+        for source in sources:
+            value = request.get(source)
+            if value is not None:
+                command[target] = value
+                break
+    return command
 
 
 def parse(command: CommandSet, dataset: object | None = None) -> DimseMessage:

@@ -39,12 +39,12 @@ from ..dimse.commands import (
     CommandError,
     CommandField,
     CommandSet,
-    DataSetType,
     Tag,
     encode_command,
     validate_command,
 )
 from ..dimse.messages import CommandComplete, DataSetFragment, MessageAssembler
+from ..dimse.primitives import CEchoRQ, CStoreRQ
 from ..errors import DicomWireError
 from ..ul.framer import PDUFramer
 from ..ul.negotiation import (
@@ -171,30 +171,17 @@ def new_uid() -> str:
 
 def c_echo_rq(message_id: int = 1) -> bytes:
     """The command set of a C-ECHO-RQ (PS3.7 §9.3.5), Implicit VR Little Endian."""
-    return encode_command(
-        {
-            Tag.AffectedSOPClassUID: VERIFICATION,
-            Tag.CommandField: CommandField.C_ECHO_RQ,
-            Tag.MessageID: message_id,
-            Tag.CommandDataSetType: DataSetType.ABSENT,
-        }
-    )
+    return encode_command(CEchoRQ(VERIFICATION, message_id=message_id).to_command())
 
 
 def c_store_rq(
     sop_class_uid: str, sop_instance_uid: str, message_id: int = 1, priority: int = 0
 ) -> bytes:
     """The command set of a C-STORE-RQ (PS3.7 §9.3.1); a data set follows it."""
-    return encode_command(
-        {
-            Tag.AffectedSOPClassUID: sop_class_uid,
-            Tag.CommandField: CommandField.C_STORE_RQ,
-            Tag.MessageID: message_id,
-            Tag.Priority: priority,
-            Tag.CommandDataSetType: DataSetType.PRESENT,
-            Tag.AffectedSOPInstanceUID: sop_instance_uid,
-        }
-    )
+    store = CStoreRQ(sop_class_uid, sop_instance_uid, message_id=message_id, dataset=b"")
+    command = store.to_command()
+    command[Tag.Priority] = priority  # any value: a probe may send one PS3.7 does not define
+    return encode_command(command)
 
 
 def _implicit(group: int, element: int, value: bytes, pad: bytes = b" ") -> bytes:

@@ -22,7 +22,6 @@ from dicomwire.dimse.dispatcher import (
     RequestReceived,
     Response,
     ResponseReceived,
-    WindowFullError,
 )
 from dicomwire.dimse.primitives import (
     CCancelRQ,
@@ -35,7 +34,7 @@ from dicomwire.dimse.primitives import (
 )
 from dicomwire.dimse.status import DUPLICATE_INVOCATION, PENDING, SUCCESS
 from dicomwire.dimse.streams import DataSetSink, DiscardSink
-from dicomwire.errors import CommandError, DimseProtocolError
+from dicomwire.errors import CommandError, DimseProtocolError, LocalProtocolError
 from dicomwire.ul.negotiation import NegotiatedAssociation, PresentationContext
 from dicomwire.ul.pdu import PDataTF, PresentationDataValue, decode
 
@@ -154,7 +153,7 @@ def test_the_invoked_window_fills_and_frees() -> None:
     scu, scp = _side(True, invoked=2, performed=2), _side(False, invoked=2, performed=2)
     first, second = _echo(scu, "a"), _echo(scu, "b")
     assert scu.dispatcher.window_full
-    with pytest.raises(WindowFullError):
+    with pytest.raises(LocalProtocolError, match="window"):
         _echo(scu, "c")
     requests = [r.request for r in _feed(scp, first[1] + second[1])]  # type: ignore[attr-defined]
     _feed(scu, _answer(scp, requests[1]))
@@ -284,20 +283,6 @@ def test_data_sets_go_to_the_sink_chosen_for_the_request() -> None:
     (routed,) = _feed(scp, pdus)
     assert routed.request.dataset == len(payload)  # type: ignore[attr-defined]
     assert scp.sinks and scp.sinks[0].length == len(payload)  # type: ignore[attr-defined]
-
-
-def test_take_fragment_only_takes_middle_fragments_of_the_current_message() -> None:
-    scu, scp = _side(True), _side(False)
-    payload = bytes(3000)
-    _, _, pdus = scu.dispatcher.invoke(3, CStoreRQ(CT_IMAGE, "1.2").to_command(), "s", payload)
-    pdus = _reencode(pdus)
-    assert scp.dispatcher.take_fragment(pdus[0]) is None  # nothing being received yet
-    scp.dispatcher.receive(pdus[0])  # the command (and the first fragment)
-    middle = [pdu for pdu in pdus[1:] if not pdu.pdvs[0].is_last]
-    assert middle and all(scp.dispatcher.take_fragment(pdu) is not None for pdu in middle)
-    assert scp.dispatcher.take_fragment(pdus[-1]) is None  # the last one goes the checked way
-    other_context = PDataTF([PresentationDataValue(1, 0, b"xx")])
-    assert scp.dispatcher.take_fragment(other_context) is None
 
 
 @pytest.mark.parametrize(

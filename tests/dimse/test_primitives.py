@@ -36,6 +36,7 @@ from dicomwire.dimse.primitives import (
     CStoreRQ,
     CStoreRSP,
     DimseMessage,
+    DimseRequest,
     NActionRQ,
     NActionRSP,
     NCreateRQ,
@@ -50,6 +51,7 @@ from dicomwire.dimse.primitives import (
     NSetRSP,
     Priority,
     parse,
+    response_command,
 )
 from dicomwire.dimse.status import (
     PENDING,
@@ -303,6 +305,19 @@ def test_response_copies_ids_uids_and_types() -> None:
         1,
     )
     assert progress.to_command()[Tag.NumberOfRemainingSuboperations] == 3
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [m for m in EXAMPLES if isinstance(m, DimseRequest)],
+    ids=lambda m: type(m).__name__,
+)
+def test_response_command_is_what_response_builds(request_: DimseRequest[Any]) -> None:
+    """The performer's shortcut from command set to command set agrees with response()."""
+    command = decode_command(encode_command(request_.to_command()))
+    for status, dataset in ((0, None), (0xFF00, b"match")):
+        expected = parse(command).response(status, dataset).to_command()  # type: ignore[attr-defined]
+        assert response_command(command, status, dataset is not None) == expected
 
 
 def test_response_rejects_fields_the_response_does_not_have() -> None:

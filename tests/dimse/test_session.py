@@ -271,7 +271,7 @@ class _SlowSink:
 
 
 def test_a_slow_sink_gets_every_fragment_in_order_one_at_a_time() -> None:
-    """Fragments taken as they arrive still wait for the sink's backpressure."""
+    """Fragments reach the sink in order, each waiting for its backpressure."""
     payload = os.urandom(2 << 20)
     sinks: list[_SlowSink] = []
 
@@ -335,3 +335,62 @@ def test_a_sink_that_raises_ends_the_association_instead_of_hanging() -> None:
             return "answered"
 
     assert asyncio.run(run()) != "answered"
+
+
+def test_typed_primitives_end_to_end() -> None:
+    """send() finds the context; handlers answer with primitives; pending counts are typed."""
+    from dicomwire.dimse.primitives import CFindRQ, CFindRSP, CGetRQ, CGetRSP, CStoreRQ, CStoreRSP
+
+    stored: list[tuple[str, bytes]] = []
+
+    async def store(request: Request) -> CStoreRSP:
+        primitive = request.primitive
+        assert isinstance(primitive, CStoreRQ)
+        assert isinstance(request.message.dataset, bytes)
+        stored.append((primitive.affected_sop_instance_uid, request.message.dataset))
+        return primitive.response(0xB000, error_comment="coerced")
+
+    async def find(request: Request) -> int:
+        await request.send_pending(b"\x10\x00\x20\x00\x02\x00\x00\x00X ")
+        if request.primitive.dataset == b"":
+            await request.send_pending(remaining=1)  # C-FIND-RSP has no such field
+        return 0
+
+    async def get(request: Request) -> CGetRSP:
+        for done in range(2):
+            await request.send_pending(remaining=1 - done, completed=done)
+        return request.primitive.response(0, completed=2, failed=0)  # type: ignore[return-value]
+
+    async def run() -> tuple[object, list[object], list[object], object]:
+        async with dimse_pair(
+            {
+                CommandField.C_STORE_RQ: store,
+                CommandField.C_FIND_RQ: find,
+                CommandField.C_GET_RQ: get,
+            }
+        ) as session:
+            operation = await session.send(CStoreRQ(CT_IMAGE, "1.2.3.9", dataset=b"\x01\x02"))
+            answer = (await operation.wait()).primitive
+            query = b"\x10\x00\x20\x00\x00\x00\x00\x00"
+            find_op = await session.send(CFindRQ(PATIENT_ROOT_FIND, dataset=query))
+            found = [response.primitive async for response in find_op]
+            context = session.find_context(PATIENT_ROOT_FIND).context_id
+            get_op = await session.send(CGetRQ(PATIENT_ROOT_FIND, dataset=query), context)
+            progress = [response.primitive async for response in get_op]
+            wrong = await (await session.send(CFindRQ(PATIENT_ROOT_FIND, dataset=b""))).wait()
+            return answer, found, progress, wrong.primitive
+
+    answer, found, progress, wrong = asyncio.run(run())
+    assert stored == [("1.2.3.9", b"\x01\x02")]
+    assert isinstance(answer, CStoreRSP)
+    assert answer.status == 0xB000 and answer.error_comment == "coerced"
+    assert answer.affected_sop_instance_uid == "1.2.3.9"
+    assert [type(p) for p in found] == [CFindRSP, CFindRSP]
+    assert [int(p.status) for p in found] == [0xFF00, 0]  # type: ignore[attr-defined]
+    assert found[0].dataset == b"\x10\x00\x20\x00\x02\x00\x00\x00X "  # type: ignore[attr-defined]
+    assert all(isinstance(p, CGetRSP) for p in progress)
+    counts = [(p.status, p.remaining, p.completed, p.failed) for p in progress]  # type: ignore[attr-defined]
+    assert counts == [(0xFF00, 1, 0, None), (0xFF00, 0, 1, None), (0, None, 2, 0)]
+    # an unknown response field is the handler's TypeError: a processing failure
+    assert isinstance(wrong, CFindRSP) and wrong.status == 0x0110
+    assert wrong.error_comment == "TypeError"
