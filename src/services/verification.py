@@ -19,8 +19,7 @@ __all__ = ["VERIFICATION_SOP_CLASS", "Verification", "echo", "echo_on", "handle_
 
 async def echo_on(session: DimseSession) -> Status:
     """Send C-ECHO-RQ on an established association; return the response status."""
-    context = session.find_context(VERIFICATION_SOP_CLASS)
-    operation = await session.request(context.context_id, CEchoRQ().to_command())
+    operation = await session.send(CEchoRQ())
     response = await operation.wait()
     return response.status
 

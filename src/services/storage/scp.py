@@ -28,6 +28,12 @@ from typing import Literal
 from ...dimse.commands import CommandSet, Tag
 from ...dimse.primitives import DimseResponse
 from ...dimse.session import DimseSession, Request, Response, SinkFactory
+from ...dimse.status import (
+    CANNOT_UNDERSTAND,
+    DATASET_MISMATCH,
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+)
 from ...dimse.streams import DataSetSink, DiscardSink
 from ...errors import DataSetError, DicomWireError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
@@ -52,10 +58,6 @@ __all__ = [
 
 log = logging.getLogger("dicomwire.services.storage.scp")
 
-OUT_OF_RESOURCES = 0xA700
-DATASET_MISMATCH = 0xA900
-CANNOT_UNDERSTAND = 0xC000
-DUPLICATE_SOP_INSTANCE = 0x0111
 
 Duplicates = Literal["overwrite", "keep", "reject"]
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
@@ -316,8 +318,15 @@ def _commit(partial: Path, target: Path, fsync: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(partial, target)
     if fsync:
-        fd = os.open(target.parent, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(target.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            # Its name may not survive a crash and A700 is answered: a retry must not find
+            # a file that looks stored (a duplicate to keep or reject).
+            with contextlib.suppress(OSError):
+                target.unlink()
+            raise
