@@ -16,7 +16,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from ...dimse.commands import CommandField, CommandSet, Tag, encode_command
+from ...dimse.commands import CommandField, encode_command
+from ...dimse.primitives import CEchoRQ
 from ...ul.identifiers import WireStr, normalize_ae_title
 from ...ul.pdu import (
     DICOM_APPLICATION_CONTEXT,
@@ -313,17 +314,12 @@ def _every_reserved_field_set(request: AAssociateRQ) -> AAssociateRQ:
 
 def _padded_echo(length: int) -> bytes:
     """A C-ECHO-RQ command set of exactly ``length`` bytes (a retired (0000,4000) pads it)."""
-    base: CommandSet = {
-        Tag.AffectedSOPClassUID: VERIFICATION,
-        Tag.CommandField: CommandField.C_ECHO_RQ,
-        Tag.MessageID: 1,
-        Tag.CommandDataSetType: 0x0101,
-    }
-    plain = len(encode_command(dict(base)))
+    plain = len(encode_command(CEchoRQ(VERIFICATION, message_id=1).to_command()))
     padding = length - plain - 8
     if padding < 0:
         raise ValueError(f"a C-ECHO-RQ needs more than {length} bytes")
-    return encode_command({**base, 0x00004000: b"A" * padding})
+    padded = CEchoRQ(VERIFICATION, message_id=1, extra={0x00004000: b"A" * padding})
+    return encode_command(padded.to_command())
 
 
 def _huge_rq_header(probe: Probe, peer: RawPeer) -> bytes:
