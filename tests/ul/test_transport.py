@@ -26,9 +26,7 @@ async def _nodelay_of_both_sides() -> tuple[int, int]:
     seen: dict[str, int] = {}
 
     async def handler(association: Association) -> None:
-        transport = association._transport
-        assert transport is not None
-        sock = transport.get_extra_info("socket")
+        sock = association.get_extra_info("socket")
         seen["acceptor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await node.handle(association)
 
@@ -39,9 +37,7 @@ async def _nodelay_of_both_sides() -> tuple[int, int]:
             "SCU", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, ["1.2.840.10008.1.2"])]
         )
         async with await connect("127.0.0.1", server.port, config) as association:
-            transport = association._transport
-            assert transport is not None
-            sock = transport.get_extra_info("socket")
+            sock = association.get_extra_info("socket")
             seen["requestor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     return seen["requestor"], seen["acceptor"]
 
