@@ -155,6 +155,18 @@ CONGESTION = AAssociateRJ(
     PresentationRejectReason.TEMPORARY_CONGESTION,
 )
 
+#: The machine's effects the session decides on; every other one is passed on as it is.
+_DECIDED = frozenset(
+    (
+        AssociateIndication,
+        AssociateAccepted,
+        AssociateRejected,
+        ReleaseIndication,
+        ReleaseConfirmation,
+        AbortIndication,
+    )
+)
+
 #: States where an A-RELEASE response primitive is expected (Table 9-10, Evt14).
 _AWAITING_RELEASE_RESPONSE = frozenset((State.STA8, State.STA9, State.STA12))
 _ESTABLISHED = frozenset((State.STA6, State.STA7, State.STA8))
@@ -177,6 +189,7 @@ class AssociationSession:
     __slots__ = (
         "_config",
         "_core",
+        "_framer",
         "_proposed",
         "active_associations",
         "error",
@@ -218,6 +231,7 @@ class AssociationSession:
         self.peer_certificate: Mapping[str, Any] | None = None
         self._config: RequestorConfig | None = None
         self._proposed: list[PresentationContext] = []
+        self._framer = self._core.framer  # for buffered: read after most small reads
         #: Zero-copy receive (asyncio.BufferedProtocol): the buffer to fill next.
         self.get_buffer: Callable[[int], memoryview] = self._core.get_buffer
         #: P-DATA request (Evt9): its only effect is a SendPDU, so the machine answers it
@@ -247,7 +261,7 @@ class AssociationSession:
     @property
     def buffered(self) -> int:
         """Bytes of an incomplete received PDU (non-zero at close means truncation)."""
-        return self._core.buffered
+        return self._framer.buffered
 
     @property
     def on_pdu(self) -> Callable[[PDU], None] | None:
@@ -348,6 +362,11 @@ class AssociationSession:
 
     def _decide(self, effects: list[Effect]) -> list[SessionEvent]:
         """Answer what the session answers; pass the rest on, in order."""
+        for effect in effects:
+            if type(effect) in _DECIDED:
+                break
+        else:  # SendPDU, ARTIM, CloseTransport, P-DATA...: the adapter's alone
+            return effects  # type: ignore[return-value]  # none needs a decision
         events: list[SessionEvent] = []
         for effect in effects:
             if isinstance(effect, AssociateIndication):
