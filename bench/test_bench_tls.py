@@ -124,9 +124,8 @@ def _ct_bytes() -> tuple[bytes, str, str]:
 @pytest.mark.parametrize("mode", ["plain", "tls"])
 def test_echo_round_trip(benchmark: Any, bench: Bench, mode: str) -> None:
     session = bench.session(mode)
-    transport = session.association._transport
-    assert transport is not None
-    assert (transport.get_extra_info("ssl_object") is not None) == (mode == "tls")
+    assert not session.association.closed.done()
+    assert (session.association.get_extra_info("ssl_object") is not None) == (mode == "tls")
     status = benchmark(lambda: bench.run(echo_on(session)))
     assert status.is_success
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""atheris harness — the whole acceptor through the sans-I/O UpperLayer (PS3.8 Table 9-10).
+"""atheris harness — the whole acceptor through the sans-I/O AssociationSession (PS3.8 Table 9-10).
 
-Bytes in chunks, answered as the node answers (negotiation, DIMSE reassembly,
-release, ARTIM): never an exception, Sta1 once the transport closed.
+Bytes in chunks into the production session (it answers the A-ASSOCIATE-RQ through an
+AcceptorPolicy, release collisions and Sta12 itself); DIMSE reassembly, the release
+answer and ARTIM as the node adds them: never an exception, Sta1 once the transport closed.
 
     python fuzz/fuzz_acceptor.py fuzz/corpus/acceptor -max_total_time=600
 

@@ -16,10 +16,13 @@ a hang or a memory blow-up is a finding.
 - :func:`negotiation` — an A-ASSOCIATE-RQ answered by ``accept_or_reject`` (the answer
   must encode and decode), an A-ASSOCIATE-AC read by ``read_accept``: no exception at all
   once the PDU decoded.
-- :func:`acceptor` — the whole acceptor: the sans-I/O :class:`UpperLayer` fed the bytes
-  in chunks, its indications answered as the node answers them (negotiation, DIMSE
-  reassembly and command validation, release, ARTIM expiry), every PDU it sends encoded:
-  never an exception from the core, and it ends in Sta1 after the transport closes.
+- :func:`acceptor` — the whole acceptor: the production
+  :class:`~dicomwire.ul.session.AssociationSession` (the class the asyncio adapter drives)
+  with an :class:`~dicomwire.ul.negotiation.AcceptorPolicy`, fed the bytes in chunks; it
+  answers the A-ASSOCIATE-RQ, release collisions and Sta12 itself; this target does only
+  what the adapter and the DIMSE layer do (encode every PDU sent, reassemble and validate
+  DIMSE messages and abort on a violation, answer the peer's release, expire ARTIM):
+  never an exception, and it ends in Sta1 after the transport closes.
 """
 
 from __future__ import annotations
@@ -42,17 +45,7 @@ from dicomwire.dimse.messages import CommandComplete, DimseProtocolError, Messag
 from dicomwire.errors import DicomWireError
 from dicomwire.ul.framer import PDUFramer
 from dicomwire.ul.fsm import State
-from dicomwire.ul.machine import (
-    AbortIndication,
-    ARTIMStart,
-    AssociateIndication,
-    CloseTransport,
-    Effect,
-    PDataIndication,
-    ReleaseIndication,
-    SendPDU,
-    UpperLayer,
-)
+from dicomwire.ul.machine import PDataIndication, SendPDU
 from dicomwire.ul.negotiation import (
     DEFAULT_TRANSFER_SYNTAXES,
     AcceptorPolicy,
@@ -78,6 +71,14 @@ from dicomwire.ul.pdu import (
     UserIdentityRQItem,
     UserInformationItem,
     decode,
+)
+from dicomwire.ul.session import (
+    Aborted,
+    AssociationSession,
+    Established,
+    Rejected,
+    ReleaseRequested,
+    SessionEvent,
 )
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -224,60 +225,56 @@ def negotiation(data: bytes) -> None:
 
 
 def acceptor(data: bytes) -> None:
-    """The acceptor's sans-I/O core, answered as the node answers, fed the bytes."""
+    """The acceptor's sans-I/O session, with the node's kind of policy, fed the bytes."""
     sizes, stream = _split(data)
-    core = UpperLayer(
-        requestor=False,
-        max_pdu_length=MAX_PDU_LENGTH,
-        max_control_pdu_length=MAX_CONTROL_PDU_LENGTH,
+    session = AssociationSession(
+        requestor=False, policy=POLICY, max_control_pdu_length=MAX_CONTROL_PDU_LENGTH
     )
     assembler = MessageAssembler()
     expire_artim = bool(sizes) and bool(sizes[0] & 0x40)
-    pending = list(core.transport_connected())
+    pending = list(session.transport_connected(("127.0.0.1", 104)))
     chunks = list(_chunks(stream, sizes))
     while True:
         while pending:
-            pending.extend(_answer(core, assembler, pending.pop(0)))
-        if expire_artim and core.artim_running and core.state is State.STA13:
-            pending.extend(core.artim_expired())
+            pending.extend(_carry_out(session, assembler, pending.pop(0)))
+        if expire_artim and session.artim_running and session.state is State.STA13:
+            pending.extend(session.artim_expired())
             continue
-        if not chunks or core.state is State.STA1:
+        if not chunks or session.state is State.STA1:
             break
-        pending.extend(core.receive_data(chunks.pop(0)))
-    for effect in core.transport_closed():
-        _answer(core, assembler, effect)
-    assert core.state is State.STA1, core.state
+        pending.extend(session.receive_data(chunks.pop(0)))
+    for event in session.transport_closed():
+        _carry_out(session, assembler, event)
+    assert session.state is State.STA1, session.state
 
 
-def _answer(core: UpperLayer, assembler: MessageAssembler, effect: Effect) -> list[Effect]:
-    """What the node does with one effect; returns the effects of its answer."""
-    if isinstance(effect, SendPDU):
-        encoded = effect.pdu.encode()
+def _carry_out(
+    session: AssociationSession, assembler: MessageAssembler, event: SessionEvent
+) -> list[SessionEvent]:
+    """What the adapter and the DIMSE layer do with one event; the events of their answer."""
+    if isinstance(event, SendPDU):
+        encoded = event.pdu.encode()
         assert decode(encoded) is not None
         return []
-    if isinstance(effect, AssociateIndication):
-        if core.state is not State.STA3:
-            return []
-        answer = accept_or_reject(POLICY, effect.request, ("127.0.0.1", 104), 0)
-        if isinstance(answer, AAssociateRJ):
-            return core.reject(answer)
-        return core.accept(answer[0])
-    if isinstance(effect, PDataIndication):
-        if core.state is not State.STA6:
+    if isinstance(event, PDataIndication):
+        if session.state is not State.STA6:
             return []
         try:
-            for event in assembler.feed(effect.pdu):
-                if isinstance(event, CommandComplete):
-                    validate_command(event.command)
+            for message in assembler.feed(event.pdu):
+                if isinstance(message, CommandComplete):
+                    validate_command(message.command)
         except (DimseProtocolError, CommandError):
-            return core.abort()  # the session's answer to a DIMSE violation: A-ABORT
+            return session.abort()  # the DIMSE session's answer to a violation: A-ABORT
         return []
-    if isinstance(effect, ReleaseIndication):
-        if core.state in (State.STA8, State.STA9, State.STA12):
-            return core.release_response()
-        return []
-    if isinstance(effect, ARTIMStart | CloseTransport | AbortIndication):
-        return []
+    if isinstance(event, ReleaseRequested):
+        assert session.release_requested
+        return session.release_response()  # the DIMSE session has nothing more to send
+    if isinstance(event, Established):
+        assert session.negotiated is event.negotiated
+    elif isinstance(event, Rejected):
+        assert event.local and session.error is None  # we rejected: nothing went wrong
+    elif isinstance(event, Aborted):
+        assert session.error is event.error
     return []
 
 

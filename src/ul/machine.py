@@ -252,6 +252,11 @@ class UpperLayer:
         """Bytes of an incomplete received PDU (non-zero at close means truncation)."""
         return self._framer.buffered
 
+    @property
+    def framer(self) -> PDUFramer:
+        """The framer received bytes go through (read-only: the machine feeds it)."""
+        return self._framer
+
     # -- local primitives -----------------------------------------------------------------
 
     def request_association(self, request: AAssociateRQ) -> list[Effect]:

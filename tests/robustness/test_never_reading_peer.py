@@ -331,7 +331,7 @@ def test_concurrent_senders_both_resume_when_the_peer_reads() -> None:
                 timeouts=Timeouts(send_stall=SEND_STALL),
             )
             pdu = PDataTF([PresentationDataValue(1, 0, bytes(60_000))])
-            while not association._writing_paused:
+            while not association.writing_paused:
                 association.send_nowait(pdu)
 
             async def sender() -> str:

@@ -304,9 +304,8 @@ async def tls_echo(
     config = RequestorConfig(calling, "DICOMWIRE", [(VERIFICATION_SOP_CLASS, [IMPLICIT_VR_LE])])
     async with open_session(host, port, config, timeouts=TIMEOUTS, tls=tls) as session:
         association = session.association
-        transport = association._transport
-        assert transport is not None
-        sslobj = transport.get_extra_info("ssl_object")
+        assert not association.closed.done()
+        sslobj = association.get_extra_info("ssl_object")
         status = await echo_on(session)
         return EchoResult(
             int(status),

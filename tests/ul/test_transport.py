@@ -1,4 +1,4 @@
-"""The asyncio adapter: TCP_NODELAY on both sides, IPv6, uvloop."""
+"""The asyncio adapter: TCP_NODELAY on both sides, IPv6, uvloop, both ways to use connect()."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import socket
 
 import pytest
 
+from dicomwire.errors import AssociationAborted, AssociationRejected
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.verification import VERIFICATION_SOP_CLASS, echo
 from dicomwire.ul.association import Association, AssociationServer, connect
@@ -26,9 +27,7 @@ async def _nodelay_of_both_sides() -> tuple[int, int]:
     seen: dict[str, int] = {}
 
     async def handler(association: Association) -> None:
-        transport = association._transport
-        assert transport is not None
-        sock = transport.get_extra_info("socket")
+        sock = association.get_extra_info("socket")
         seen["acceptor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         await node.handle(association)
 
@@ -39,9 +38,7 @@ async def _nodelay_of_both_sides() -> tuple[int, int]:
             "SCU", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, ["1.2.840.10008.1.2"])]
         )
         async with await connect("127.0.0.1", server.port, config) as association:
-            transport = association._transport
-            assert transport is not None
-            sock = transport.get_extra_info("socket")
+            sock = association.get_extra_info("socket")
             seen["requestor"] = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     return seen["requestor"], seen["acceptor"]
 
@@ -65,3 +62,36 @@ def test_echo_over_ipv6() -> None:
             return await echo("::1", node.port, called_ae_title="DICOMWIRE")
 
     assert asyncio.run(run()) == 0x0000
+
+
+def test_connect_is_awaited_or_entered() -> None:
+    """``await connect(...)`` and ``async with connect(...)`` both give the association."""
+
+    async def run() -> None:
+        config = RequestorConfig(
+            "SCU", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, ["1.2.840.10008.1.2"])]
+        )
+        async with Node(NodeConfig(host="127.0.0.1", port=0)) as node:
+            association = await connect("127.0.0.1", node.port, config)
+            assert isinstance(association, Association) and association.is_established
+            await association.release()
+            assert association.closed.done() and association.error is None
+
+            async with connect("127.0.0.1", node.port, config) as entered:
+                assert isinstance(entered, Association) and entered.is_established
+                assert entered.negotiated is not None
+                assert entered.negotiated.accepted_contexts
+            assert entered.closed.done() and entered.error is None  # released
+
+            with pytest.raises(RuntimeError, match="the body failed"):
+                async with connect("127.0.0.1", node.port, config) as failed:
+                    raise RuntimeError("the body failed")
+            assert isinstance(failed.error, AssociationAborted)  # aborted, not released
+            assert failed.closed.done()
+
+            config.called_ae_title = "SOMEONE-ELSE"
+            with pytest.raises(AssociationRejected):
+                async with connect("127.0.0.1", node.port, config):
+                    raise AssertionError("a rejected association has no body")
+
+    asyncio.run(run())
