@@ -42,7 +42,7 @@ _LAZY: dict[str, str] = {
     "Binding": "dicomwire.services.service",
     "CustomService": "dicomwire.services.service",
     "Verification": "dicomwire.services.verification",
-    "Storage": "dicomwire.services.storage_service",
+    "Storage": "dicomwire.services.storage",
     "StorageConfig": "dicomwire.services.storage",
     "AEDirectory": "dicomwire.services.directory",
     "RemoteAE": "dicomwire.services.directory",
@@ -62,8 +62,7 @@ if TYPE_CHECKING:
     from .services.directory import AEDirectory, RemoteAE
     from .services.node import Node, NodeConfig, load_config
     from .services.service import Binding, CustomService, Service
-    from .services.storage import StorageConfig
-    from .services.storage_service import Storage
+    from .services.storage import Storage, StorageConfig
     from .services.verification import Verification
     from .ul.association import Timeouts
     from .ul.tls import TLSConfig

@@ -35,8 +35,7 @@ from ..ul.tls import TLSConfig
 from .config import build
 from .directory import AEDirectory, RemoteAE
 from .service import ANY_SOP_CLASS, HandlerKey, Service, merge_bindings
-from .storage import StorageConfig, validate_layout
-from .storage_service import Storage
+from .storage import Storage, StorageConfig, validate_layout
 from .verification import Verification
 
 __all__ = [

@@ -31,8 +31,7 @@ from dicomwire.errors import (
 from dicomwire.services.client import COMMON_STORAGE_SOP_CLASSES, propose_contexts
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.service import CustomService, Service
-from dicomwire.services.storage import StorageConfig
-from dicomwire.services.storage_service import Storage
+from dicomwire.services.storage import Storage, StorageConfig
 from dicomwire.services.verification import Verification
 
 from ..conftest import LOCALHOST, find_dcmtk_tool, get_free_tcp_port, run_bounded, wait_for_port

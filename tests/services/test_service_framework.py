@@ -25,8 +25,7 @@ from dicomwire.services.service import (
     Service,
     merge_bindings,
 )
-from dicomwire.services.storage import StorageConfig
-from dicomwire.services.storage_service import Storage
+from dicomwire.services.storage import Storage, StorageConfig
 from dicomwire.services.verification import Verification
 from dicomwire.uids import VERIFICATION_SOP_CLASS
 

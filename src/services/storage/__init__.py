@@ -37,6 +37,7 @@ from .scu import (
     store_file,
     store_files,
 )
+from .service import Storage
 from .sop_classes import (
     COMPRESSED_TRANSFER_SYNTAXES,
     STORAGE_TRANSFER_SYNTAXES,
@@ -56,6 +57,7 @@ __all__ = [
     "STORAGE_TRANSFER_SYNTAXES",
     "UNCOMPRESSED_TRANSFER_SYNTAXES",
     "Duplicates",
+    "Storage",
     "FileOutcome",
     "StorageConfig",
     "StorageSCP",

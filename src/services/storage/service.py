@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..dimse.commands import CommandField
-from ..dimse.session import DimseSession, Handler, SinkFactory
-from .service import ANY_SOP_CLASS, Binding, HandlerKey, Service
-from .storage import StorageConfig, StorageSCP, storage_sop_classes
+from ...dimse.commands import CommandField
+from ...dimse.session import DimseSession, Handler, SinkFactory
+from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service
+from .scp import StorageConfig, StorageSCP
+from .sop_classes import storage_sop_classes
 
 __all__ = ["Storage"]
 
