@@ -62,6 +62,7 @@ from ..ul.negotiation import (
 from ..ul.tls import TLSConfig
 from .part10 import FileInfo, read_file_info
 from .storage import (
+    MAX_CONTEXTS,
     STORAGE_TRANSFER_SYNTAXES,
     StorageConfig,
     StorageSCP,
@@ -211,7 +212,7 @@ def propose_contexts(
 ) -> tuple[list[tuple[str, list[str]]], dict[str, tuple[bool, bool]]]:
     """The presentation contexts and role proposals for ``connect``'s arguments.
 
-    At most 128 contexts fit an A-ASSOCIATE-RQ (PS3.8 §9.3.2.2): more raise
+    At most 128 contexts fit an A-ASSOCIATE-RQ (PS3.8 §9.3.2.2, MAX_CONTEXTS): more raise
     LocalProtocolError saying which argument to trim.
     """
     contexts: list[tuple[str, list[str]]] = []
@@ -233,9 +234,10 @@ def propose_contexts(
     for uid in receive:
         add(uid, STORAGE_TRANSFER_SYNTAXES)
         roles[uid] = (False, True)  # C-GET: we are the storage SCP (PS3.7 D.3.3.4)
-    if len(contexts) > 128:
+    if len(contexts) > MAX_CONTEXTS:
         raise LocalProtocolError(
-            f"{len(contexts)} presentation contexts needed, at most 128 fit one association: "
+            f"{len(contexts)} presentation contexts needed, at most {MAX_CONTEXTS} fit one "
+            "association: "
             "send fewer SOP classes per association (split 'sending') or narrow 'receive'"
         )
     return contexts, roles
