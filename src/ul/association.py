@@ -58,6 +58,7 @@ from .tlstransport import TLSSession, TLSTransport
 from .trace import active_trace
 
 if TYPE_CHECKING:
+    from .server import AssociationHandler as AssociationHandler
     from .server import AssociationServer
 
 __all__ = [
@@ -77,11 +78,11 @@ pdu_log = logging.getLogger("dicomwire.ul.pdu")
 
 
 def __getattr__(name: str) -> object:
-    """``AssociationServer`` is re-exported lazily: :mod:`~dicomwire.ul.server` imports us."""
-    if name == "AssociationServer":
-        from .server import AssociationServer
+    """The server's names are re-exported lazily: :mod:`~dicomwire.ul.server` imports us."""
+    if name in ("AssociationServer", "AssociationHandler"):
+        from . import server
 
-        return AssociationServer
+        return getattr(server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
