@@ -642,8 +642,11 @@ class Association(asyncio.BufferedProtocol):
         self._wake_receiver()
 
     def force_abort(self, error: DicomWireError | None = None) -> None:
-        """End the association now, whatever its state: A-ABORT where Table 9-10 allows
-        it, else close the connection. ``error`` (a timeout) becomes :attr:`error`."""
+        """End the association now, whatever its state (a timeout, a server shutting down).
+
+        A-ABORT where Table 9-10 allows it, else the connection is closed; ``error``
+        becomes :attr:`error`.
+        """
         self._apply(self._session.force_abort(error))
         if self._transport is not None and self._session.state is not State.STA13:
             self._transport.close()
