@@ -58,6 +58,7 @@ from .tlstransport import TLSSession, TLSTransport
 from .trace import active_trace
 
 if TYPE_CHECKING:
+    from .server import AssociationHandler as AssociationHandler
     from .server import AssociationServer
 
 __all__ = [
@@ -77,11 +78,11 @@ pdu_log = logging.getLogger("dicomwire.ul.pdu")
 
 
 def __getattr__(name: str) -> object:
-    """``AssociationServer`` is re-exported lazily: :mod:`~dicomwire.ul.server` imports us."""
-    if name == "AssociationServer":
-        from .server import AssociationServer
+    """The server's names are re-exported lazily: :mod:`~dicomwire.ul.server` imports us."""
+    if name in ("AssociationServer", "AssociationHandler"):
+        from . import server
 
-        return AssociationServer
+        return getattr(server, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -641,8 +642,11 @@ class Association(asyncio.BufferedProtocol):
         self._wake_receiver()
 
     def force_abort(self, error: DicomWireError | None = None) -> None:
-        """End the association now, whatever its state: A-ABORT where Table 9-10 allows
-        it, else close the connection. ``error`` (a timeout) becomes :attr:`error`."""
+        """End the association now, whatever its state (a timeout, a server shutting down).
+
+        A-ABORT where Table 9-10 allows it, else the connection is closed; ``error``
+        becomes :attr:`error`.
+        """
         self._apply(self._session.force_abort(error))
         if self._transport is not None and self._session.state is not State.STA13:
             self._transport.close()

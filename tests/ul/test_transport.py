@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -95,3 +97,18 @@ def test_connect_is_awaited_or_entered() -> None:
                     raise AssertionError("a rejected association has no body")
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("first", ["dicomwire.ul.server", "dicomwire.ul.association"])
+def test_the_adapter_names_stay_importable_from_association(first: str) -> None:
+    """The names that moved (server, timeouts, loop) are still where callers import them."""
+    code = (
+        f"import {first}\n"
+        "from dicomwire.ul.association import (Association, AssociationAborted,\n"
+        "    AssociationHandler, AssociationRejected, AssociationServer, DicomTimeoutError,\n"
+        "    Timeouts, connect, run_event_loop)\n"
+        "from dicomwire.ul import loop, server, timeouts\n"
+        "assert AssociationServer is server.AssociationServer\n"
+        "assert Timeouts is timeouts.Timeouts and run_event_loop is loop.run_event_loop\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
