@@ -132,6 +132,8 @@ class Row:
     reason: str = ""
     seconds: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    #: The receiver's own user + system CPU seconds per run (its process tree).
+    receiver_cpu: list[float] = field(default_factory=list)
     peak_rss: int | None = None
     instances: int = 0
     bytes: int = 0
@@ -150,6 +152,13 @@ class Row:
         if not self.cpu or self.status != "ok" or not self.bytes:
             return None
         return statistics.median(self.cpu) / (self.bytes / 1e9)
+
+    @property
+    def receiver_cpu_per_1000(self) -> float | None:
+        """The receiver's CPU seconds per 1000 instances: what sizes a gateway's cores."""
+        if not self.receiver_cpu or self.status != "ok" or not self.instances:
+            return None
+        return statistics.median(self.receiver_cpu) / (self.instances / 1000)
 
 
 def log(message: str) -> None:
@@ -299,6 +308,7 @@ def measure(
                 break
             row.seconds.append(run.seconds)
             row.cpu.append(run.cpu + receiver_cpu)
+            row.receiver_cpu.append(receiver_cpu)
         row.peak_rss = receiver.peak_rss() if receiver.alive else None
     except (OSError, RuntimeError, TimeoutError) as exc:
         row.status, row.reason = "FAIL", f"receiver: {exc}"
@@ -395,11 +405,12 @@ HEADER = (
     "MB/s",
     "inst/s",
     "CPU s/GB",
+    "rcv CPU s/1k",
     "RSS MB",
     "x DCMTK",
     "target",
 )
-RIGHT = {2, 3, 4, 5, 6, 7, 8, 9}
+RIGHT = {2, 3, 4, 5, 6, 7, 8, 9, 10}
 
 
 def table(rows: list[Row]) -> str:
@@ -411,7 +422,7 @@ def table(rows: list[Row]) -> str:
         last = row.scenario
         label = row.label + (" *" if row.reference else "")
         if row.status != "ok":
-            lines.append((name, label, "", row.status, row.reason, "", "", "", "", "", ""))
+            lines.append((name, label, "", row.status, row.reason, *[""] * (len(HEADER) - 5)))
             continue
         median = row.median
         assert median is not None
@@ -427,6 +438,7 @@ def table(rows: list[Row]) -> str:
                 f"{row.bytes / 1e6 / median:.1f}",
                 f"{row.instances / median:.1f}",
                 _num(row.cpu_per_gb, 2),
+                _num(row.receiver_cpu_per_1000, 3),
                 _num(None if row.peak_rss is None else row.peak_rss / 1e6, 1),
                 _num(row.ratio, 2),
                 verdicts(row, scenario),
@@ -584,7 +596,13 @@ def main(argv: list[str] | None = None) -> int:
             "runs": args.runs,
             "startup_seconds": startup,
             "rows": [
-                {**asdict(row), "median": row.median, "cpu_per_gb": row.cpu_per_gb} for row in rows
+                {
+                    **asdict(row),
+                    "median": row.median,
+                    "cpu_per_gb": row.cpu_per_gb,
+                    "receiver_cpu_per_1000": row.receiver_cpu_per_1000,
+                }
+                for row in rows
             ],
         }
         args.json.write_text(json.dumps(report, indent=2))

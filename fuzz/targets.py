@@ -34,14 +34,13 @@ from collections.abc import Iterator
 from dicomwire import IMPLEMENTATION_CLASS_UID
 from dicomwire.dimse.commands import (
     CommandError,
-    CommandField,
-    DataSetType,
     Tag,
     decode_command,
     encode_command,
     validate_command,
 )
 from dicomwire.dimse.messages import CommandComplete, DimseProtocolError, MessageAssembler
+from dicomwire.dimse.primitives import CEchoRQ, CStoreRQ
 from dicomwire.errors import DicomWireError
 from dicomwire.ul.framer import PDUFramer
 from dicomwire.ul.fsm import State
@@ -290,34 +289,12 @@ TARGETS = {
 # --------------------------------------------------------------------------- seeds
 
 
-def _command(fields: dict[int, int | str]) -> bytes:
-    return encode_command(dict(fields))
-
-
 def seed_commands() -> list[bytes]:
-    """Command sets of the messages the node handles, encoded by the codec."""
-    echo = {
-        Tag.AffectedSOPClassUID: VERIFICATION,
-        Tag.CommandField: CommandField.C_ECHO_RQ,
-        Tag.MessageID: 1,
-        Tag.CommandDataSetType: DataSetType.ABSENT,
-    }
-    store = {
-        Tag.AffectedSOPClassUID: CT_IMAGE_STORAGE,
-        Tag.CommandField: CommandField.C_STORE_RQ,
-        Tag.MessageID: 7,
-        Tag.Priority: 0,
-        Tag.CommandDataSetType: DataSetType.PRESENT,
-        Tag.AffectedSOPInstanceUID: "1.2.3.4.5.6.7",
-    }
-    response = {
-        Tag.AffectedSOPClassUID: VERIFICATION,
-        Tag.CommandField: CommandField.C_ECHO_RSP,
-        Tag.MessageIDBeingRespondedTo: 1,
-        Tag.CommandDataSetType: DataSetType.ABSENT,
-        Tag.Status: 0,
-    }
-    return [_command(echo), _command(store), _command(response)]
+    """Command sets of the messages the node handles, built from the typed primitives."""
+    echo = CEchoRQ(VERIFICATION, message_id=1)
+    store = CStoreRQ(CT_IMAGE_STORAGE, "1.2.3.4.5.6.7", message_id=7, dataset=b"")
+    response = echo.response(0)
+    return [encode_command(message.to_command()) for message in (echo, store, response)]
 
 
 def seed_pdus() -> list[bytes]:

@@ -27,9 +27,10 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from ..aio import Opening
 from ..errors import AssociationAborted, AssociationRejected, DicomTimeoutError, DicomWireError
 from .fsm import State
 from .loop import run_event_loop
@@ -68,7 +69,6 @@ __all__ = [
     "AssociationRejected",
     "AssociationServer",
     "DicomTimeoutError",
-    "PendingAssociation",
     "Timeouts",
     "connect",
 ]
@@ -171,10 +171,6 @@ class Association(asyncio.BufferedProtocol):
         #: Called once the association is established, before any P-DATA is delivered
         #: (the server starts its handler there).
         self.on_established: Callable[[Association], None] | None = None
-        #: Set by the DIMSE layer: offered each received P-DATA-TF when nothing is queued
-        #: before it; returning True means it was consumed there and then (no queue, no
-        #: wake-up of the reading task). Used for the fragments of a data set.
-        self.on_data: Callable[[PDataTF], bool] | None = None
 
     # -- properties -------------------------------------------------------------------
 
@@ -330,9 +326,6 @@ class Association(asyncio.BufferedProtocol):
         for event in events:
             if type(event) is PDataIndication:  # first: one per PDU of a data transfer
                 pdu = event.pdu
-                on_data = self.on_data
-                if on_data is not None and not self._received and on_data(pdu):
-                    continue
                 size = _payload_length(pdu)
                 self._received.append((pdu, size))
                 self._received_bytes += size
@@ -691,46 +684,6 @@ class Association(asyncio.BufferedProtocol):
                 self._transport.abort()
 
 
-class PendingAssociation:
-    """What :func:`connect` returns: ``await`` it, or use it with ``async with``.
-
-    ``association = await connect(...)`` gives the established :class:`Association`;
-    ``async with connect(...) as association:`` also releases it at the end (aborts it
-    when the body raised), as ``async with await connect(...)`` does.
-    """
-
-    __slots__ = ("_association", "_config", "_host", "_port", "_timeouts", "_tls")
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        config: RequestorConfig,
-        timeouts: Timeouts | None,
-        tls: TLSConfig | None,
-    ) -> None:
-        self._host, self._port, self._config = host, port, config
-        self._timeouts, self._tls = timeouts, tls
-        self._association: Association | None = None
-
-    async def _open(self) -> Association:
-        association = Association(AssociationSession(requestor=True), timeouts=self._timeouts)
-        await association.open(self._host, self._port, self._config, tls=self._tls)
-        return association
-
-    def __await__(self) -> Generator[Any, None, Association]:
-        return self._open().__await__()
-
-    async def __aenter__(self) -> Association:
-        self._association = await self._open()
-        return self._association
-
-    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        association, self._association = self._association, None
-        if association is not None:
-            await association.__aexit__(exc_type, exc, tb)
-
-
 def connect(
     host: str,
     port: int,
@@ -738,8 +691,12 @@ def connect(
     *,
     timeouts: Timeouts | None = None,
     tls: TLSConfig | None = None,
-) -> PendingAssociation:
+) -> Opening[Association]:
     """Open an association as requestor: ``await`` the result, or ``async with`` it.
+
+    ``association = await connect(...)`` gives the established :class:`Association`;
+    ``async with connect(...) as association:`` also releases it at the end (aborts it
+    when the body raised).
 
     With ``tls`` the connection is a PS3.15 secure transport connection (its profile);
     a failed handshake raises :class:`~dicomwire.ul.tls.TLSError`.
@@ -748,4 +705,13 @@ def connect(
     :class:`DicomTimeoutError` (TCP connect or ACSE) or :class:`DicomWireError` when the
     connection cannot be made.
     """
-    return PendingAssociation(host, port, config, timeouts, tls)
+
+    async def open_association() -> Association:
+        association = Association(AssociationSession(requestor=True), timeouts=timeouts)
+        await association.open(host, port, config, tls=tls)
+        return association
+
+    async def close(association: Association, exc: BaseException | None) -> None:
+        await association.__aexit__(type(exc) if exc else None, exc, None)
+
+    return Opening(open_association(), close)
