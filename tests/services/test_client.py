@@ -7,8 +7,9 @@ service class exists yet) and, where a packaged peer speaks it, against DCMTK.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from dicomwire.errors import (
     LocalProtocolError,
     NoAcceptedContextError,
 )
-from dicomwire.services.client import COMMON_STORAGE_SOP_CLASSES, propose_contexts
+from dicomwire.services.client import COMMON_STORAGE_SOP_CLASSES, Client, propose_contexts
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.service import CustomService, Service
 from dicomwire.services.storage import Storage, StorageConfig
@@ -54,6 +55,16 @@ def node_config(tmp_path: Path, **kwargs: Any) -> NodeConfig:
 def serve(tmp_path: Path, *extra: Service) -> Node:
     config = node_config(tmp_path)
     return Node(config, services=[Verification(), Storage(config.storage), *extra])
+
+
+@contextlib.asynccontextmanager
+async def client_of(tmp_path: Path, *extra: Service, **connect: Any) -> AsyncIterator[Client]:
+    """A node with ``extra`` services and a client associated with it."""
+    async with (
+        serve(tmp_path, *extra) as node,
+        dicomwire.connect(LOCALHOST, node.port, called_ae="DICOMWIRE", **connect) as assoc,
+    ):
+        yield assoc
 
 
 # --------------------------------------------------------------------------- connect
@@ -200,12 +211,7 @@ def test_find_yields_every_match_and_stops_at_the_final_response(tmp_path: Path)
 
     async def main() -> list[str]:
         finder = CustomService({STUDY_FIND: {CommandField.C_FIND_RQ: on_find}})
-        async with (
-            serve(tmp_path, finder) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["find"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, finder, services=["find"]) as assoc:
             query = {"QueryRetrieveLevel": "STUDY", "PatientID": "123", "StudyInstanceUID": ""}
             return [str(m.StudyInstanceUID) async for m in assoc.find(query)]
 
@@ -227,12 +233,7 @@ def test_leaving_a_find_early_sends_c_cancel(tmp_path: Path) -> None:
 
     async def main() -> str:
         finder = CustomService({STUDY_FIND: {CommandField.C_FIND_RQ: on_find}})
-        async with (
-            serve(tmp_path, finder) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["find", "verification"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, finder, services=["find", "verification"]) as assoc:
             results = assoc.find({"QueryRetrieveLevel": "STUDY"})
             async for match in results:
                 first = str(match.StudyInstanceUID)
@@ -251,12 +252,7 @@ def test_a_failed_find_raises_with_the_error_comment(tmp_path: Path) -> None:
 
     async def main() -> None:
         finder = CustomService({STUDY_FIND: {CommandField.C_FIND_RQ: on_find}})
-        async with (
-            serve(tmp_path, finder) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["find"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, finder, services=["find"]) as assoc:
             async for _ in assoc.find({"PatientID": "1"}):
                 pass
 
@@ -357,12 +353,7 @@ def test_move_returns_the_sub_operation_counts(tmp_path: Path) -> None:
 
     async def main() -> dicomwire.RetrieveResult:
         mover = CustomService({STUDY_MOVE: {CommandField.C_MOVE_RQ: on_move}})
-        async with (
-            serve(tmp_path, mover) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["move"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, mover, services=["move"]) as assoc:
             return await assoc.move({"StudyInstanceUID": "1.2.3"}, "ARCHIVE")
 
     result = run_bounded(main())
@@ -382,12 +373,7 @@ def test_a_refused_move_raises(tmp_path: Path) -> None:
 
     async def main() -> None:
         mover = CustomService({STUDY_MOVE: {CommandField.C_MOVE_RQ: on_move}})
-        async with (
-            serve(tmp_path, mover) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["move"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, mover, services=["move"]) as assoc:
             await assoc.move({"StudyInstanceUID": "1"}, "NOWHERE")
 
     with pytest.raises(DimseStatusError) as caught:
@@ -413,12 +399,7 @@ def test_get_stores_the_instances_sent_back_on_the_association(tmp_path: Path) -
             {STUDY_GET: {CommandField.C_GET_RQ: on_get}, ct_class: {}},
             requestor_may_be_scp=[ct_class],  # its C-STOREs come back to the requestor
         )
-        async with (
-            serve(tmp_path, getter) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["get"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, getter, services=["get"]) as assoc:
             assert assoc.negotiated.find_context(ct_class).scp_role
             return await assoc.get({"StudyInstanceUID": "1"}, tmp_path / "got")
 
@@ -489,12 +470,7 @@ def test_every_n_service_round_trips(tmp_path: Path) -> None:
     steps = StepStore()
 
     async def main() -> list[Any]:
-        async with (
-            serve(tmp_path, steps) as node,
-            dicomwire.connect(
-                LOCALHOST, node.port, called_ae="DICOMWIRE", services=["mpps"]
-            ) as assoc,
-        ):
+        async with client_of(tmp_path, steps, services=["mpps"]) as assoc:
             created = await assoc.n_create(MPPS, {"PerformedProcedureStepStatus": "IN PROGRESS"})
             uid = created.affected_sop_instance_uid
             assert uid is not None
