@@ -40,6 +40,7 @@ __all__ = [
     "DicomWireError",
     "DimseProtocolError",
     "DimseStatusError",
+    "InvalidQueryError",
     "LocalProtocolError",
     "NoAcceptedContextError",
     "PDUError",
@@ -152,6 +153,16 @@ class DimseProtocolError(RemoteProtocolError):
 
     The session answers it with A-ABORT.
     """
+
+
+class InvalidQueryError(RemoteProtocolError):
+    """A C-FIND identifier the matching rules of PS3.4 C.2.2.2 cannot apply (answered A900).
+
+    E.g. a range on a VR without ranges, a malformed date, a sequence key with two items.
+    """
+
+    status = 0xA900
+    permanent = True
 
 
 class CommandError(DicomWireError):
