@@ -6,7 +6,7 @@ PORT   ?= 11112
 AET    ?= DICOMWIRE
 DATA   ?= ./data
 
-.PHONY: serve test lint typecheck pytest bench fuzz dcmtk clean
+.PHONY: serve test lint typecheck pytest bench fuzz fuzz-ci dcmtk clean
 
 # The venv itself; Debian's python3 needs python3-venv, which root can install.
 $(PY):
@@ -43,11 +43,13 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy --strict src
 
+# tests/ includes about 60 s of time-boxed hypothesis fuzzing (marked fuzz: add
+# -m "not fuzz" to leave it out locally; DICOMWIRE_FUZZ_SECONDS changes the budget).
 pytest: $(VENV)/.installed-dev dcmtk
 	$(VENV)/bin/pytest -q tests
 	$(VENV)/bin/pytest -q bench --benchmark-disable -p no:cacheprovider
 
-test: lint typecheck pytest
+test: lint typecheck pytest fuzz-ci
 
 # Micro benchmarks (each run saved under .benchmarks/ and compared with the previous one),
 # then the end-to-end comparison with DCMTK and pynetdicom (bench/README.md).
@@ -57,11 +59,12 @@ bench: $(VENV)/.installed-dev dcmtk
 	  --benchmark-autosave --benchmark-compare
 	$(PY) bench/compare.py $(BENCH_ARGS)
 
-# Long coverage-guided fuzzing (atheris); seeds recorded from DCMTK. Not part of CI.
+# Long coverage-guided fuzzing (atheris); seeds from the codec and the DCMTK sessions kept in
+# fuzz/recorded (record them again with `$(PY) fuzz/seed_corpus.py --record`).
 FUZZ_TIME    ?= 600
-FUZZ_TARGETS ?= pdu framer command negotiation acceptor
+FUZZ_TARGETS ?= pdu framer command negotiation dimse acceptor
 
-fuzz: $(VENV)/.installed-dev dcmtk
+fuzz: $(VENV)/.installed-dev
 	$(PY) -m pip install -q atheris
 	$(PY) fuzz/seed_corpus.py
 	@mkdir -p fuzz/crashes
@@ -70,6 +73,21 @@ fuzz: $(VENV)/.installed-dev dcmtk
 	  $(PY) fuzz/fuzz_$$target.py fuzz/corpus/$$target -max_total_time=$(FUZZ_TIME) \
 	    -artifact_prefix=fuzz/crashes/$$target- || exit 1; \
 	done
+
+# CI's short atheris run (make test runs it): FUZZ_CI_TIME s for each of FUZZ_CI_TARGETS (the
+# acceptor reaches the codec, framer, negotiation and DIMSE; dimse drives the dispatcher with
+# its own windows). Crashes are kept under tests/fuzz_regressions/ and fail the run. Only
+# this step may skip: when atheris does not install on this Python/compiler, it says so.
+FUZZ_CI_TIME    ?= 30
+FUZZ_CI_TARGETS ?= acceptor dimse
+
+fuzz-ci: $(VENV)/.installed-dev
+	@if $(PY) -c 'import atheris' 2>/dev/null || $(PY) -m pip install -q atheris; then \
+	  $(PY) fuzz/run_ci.py --seconds $(FUZZ_CI_TIME) $(FUZZ_CI_TARGETS); \
+	else \
+	  echo "SKIPPED: atheris does not install on this Python/compiler; CI's atheris run" \
+	    "is skipped (the hypothesis fuzzing in pytest still ran)" >&2; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks fuzz/corpus fuzz/crashes bench/.cache

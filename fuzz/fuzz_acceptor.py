@@ -2,7 +2,8 @@
 """atheris harness — the whole acceptor through the sans-I/O AssociationSession (PS3.8 Table 9-10).
 
 Bytes in chunks into the production session (it answers the A-ASSOCIATE-RQ through an
-AcceptorPolicy, release collisions and Sta12 itself); DIMSE reassembly, the release
+AcceptorPolicy, release collisions and Sta12 itself); what it delivers goes into the
+production DimseDispatcher, whose responses go back through the session; the release
 answer and ARTIM as the node adds them: never an exception, Sta1 once the transport closed.
 
     python fuzz/fuzz_acceptor.py fuzz/corpus/acceptor -max_total_time=600

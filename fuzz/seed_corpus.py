@@ -11,9 +11,12 @@ by their 6-byte headers (PS3.8 §9.3.1):
 - ``corpus/framer`` and ``corpus/acceptor``: each whole stream (requestor to SCP for the
   acceptor), prefixed with the chunking byte the targets read (0: no chunking).
 
-Without DCMTK only the codec-derived seeds are written. Usage::
+The recorded sessions are kept as ``recorded/<n>-client.bin`` and ``<n>-server.bin``
+(committed: the CI fuzz tests of tests/conformance/test_fuzz.py start from them too, see
+:func:`targets.seeds`); ``--record`` records them again from the DCMTK installed. Without
+``--record`` the kept recordings are used. Usage::
 
-    python fuzz/seed_corpus.py [--out fuzz/corpus]
+    python fuzz/seed_corpus.py [--record] [--out fuzz/corpus]
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import asyncio
 import hashlib
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -70,7 +72,7 @@ async def _record(argv_for_port: list[str], workdir: Path) -> tuple[bytes, bytes
     ours, theirs = _pair()
     output = Path(tempfile.mkdtemp(dir=workdir))
     process = subprocess.Popen(
-        [storescp, "--inetd", "-aet", "ANY-SCP", "-od", str(output)],
+        [storescp, "--inetd", "-aet", "FUZZ-SCP", "-od", str(output)],
         stdin=theirs,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -107,35 +109,6 @@ async def _record(argv_for_port: list[str], workdir: Path) -> tuple[bytes, bytes
     return bytes(client_log), bytes(server_log)
 
 
-def split_pdus(stream: bytes) -> list[bytes]:
-    """Exact PDU slices of a stream, by their headers only."""
-    pdus, position = [], 0
-    while position + 6 <= len(stream):
-        (length,) = struct.unpack_from(">L", stream, position + 2)
-        pdus.append(stream[position : position + 6 + length])
-        position += 6 + length
-    return pdus
-
-
-def commands_of(pdus: list[bytes]) -> list[bytes]:
-    """Command sets reassembled from the command PDVs of P-DATA-TF PDUs."""
-    found, current = [], bytearray()
-    for pdu in pdus:
-        if pdu[0] != 0x04:
-            continue
-        position = 6
-        while position + 6 <= len(pdu):
-            length, _, control = struct.unpack_from(">LBB", pdu, position)
-            value = pdu[position + 6 : position + 4 + length]
-            position += 4 + length
-            if control & 0x01:
-                current += value
-                if control & 0x02:
-                    found.append(bytes(current))
-                    current = bytearray()
-    return found
-
-
 def _dicom_file(directory: Path) -> Path:
     from dicomwire.testing.corpus import make_small, write_part10
 
@@ -149,10 +122,10 @@ async def record_dcmtk(workdir: Path) -> list[tuple[bytes, bytes]]:
         return []
     path = _dicom_file(workdir)
     sessions = [
-        [echoscu, "-aet", "FUZZ-SCU", "-aec", "ANY-SCP", LOCALHOST, "{port}"],
-        [echoscu, "-aet", "FUZZ-SCU", "-aec", "ANY-SCP", "-pdu", "4096", LOCALHOST, "{port}"],
-        [storescu, "-aet", "FUZZ-SCU", "-aec", "ANY-SCP", LOCALHOST, "{port}", str(path)],
-        [storescu, "-xi", "-pdu", "4096", "-aec", "ANY-SCP", LOCALHOST, "{port}", str(path)],
+        [echoscu, "-aet", "FUZZ-SCU", "-aec", "FUZZ-SCP", LOCALHOST, "{port}"],
+        [echoscu, "-aet", "FUZZ-SCU", "-aec", "FUZZ-SCP", "-pdu", "4096", LOCALHOST, "{port}"],
+        [storescu, "-aet", "FUZZ-SCU", "-aec", "FUZZ-SCP", LOCALHOST, "{port}", str(path)],
+        [storescu, "-xi", "-pdu", "4096", "-aec", "FUZZ-SCP", LOCALHOST, "{port}", str(path)],
     ]
     return [await _record(argv, workdir) for argv in sessions]
 
@@ -170,28 +143,22 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent / "corpus", help="corpus root"
     )
+    parser.add_argument(
+        "--record", action="store_true", help=f"record DCMTK sessions into {targets.RECORDED}"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as scratch:
-        recordings = asyncio.run(record_dcmtk(Path(scratch)))
-    recorded_pdus = [pdu for client, _ in recordings for pdu in split_pdus(client)]
-    recorded_pdus += [pdu for _, server in recordings for pdu in split_pdus(server)]
-    streams = [b"\x00" + client for client, _ in recordings]
-    counts = {
-        "pdu": write(args.out / "pdu", targets.seeds("pdu") + recorded_pdus),
-        "negotiation": write(
-            args.out / "negotiation", targets.seeds("negotiation") + recorded_pdus
-        ),
-        "command": write(
-            args.out / "command", targets.seeds("command") + commands_of(recorded_pdus)
-        ),
-        "framer": write(
-            args.out / "framer",
-            targets.seeds("framer") + streams + [b"\x00" + s for _, s in recordings],
-        ),
-        "acceptor": write(args.out / "acceptor", targets.seeds("acceptor") + streams),
-    }
+    if args.record:
+        with tempfile.TemporaryDirectory() as scratch:
+            recordings = asyncio.run(record_dcmtk(Path(scratch)))
+        if recordings:
+            for old in targets.RECORDED.glob("*.bin"):
+                old.unlink()
+            for number, (client, server) in enumerate(recordings):
+                (targets.RECORDED / f"{number}-client.bin").write_bytes(client)
+                (targets.RECORDED / f"{number}-server.bin").write_bytes(server)
+    counts = {name: write(args.out / name, targets.seeds(name)) for name in targets.TARGETS}
     print(
-        f"{len(recordings)} DCMTK sessions recorded; seeds written under {args.out}: "
+        f"{len(targets.recorded_sessions())} DCMTK sessions; seeds written under {args.out}: "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
     return 0

@@ -8,6 +8,7 @@ CI (``CI=true``) where a missing peer is a failure, so CI cannot silently go gre
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import shutil
 import socket
@@ -16,7 +17,8 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from types import ModuleType
+from typing import NoReturn, TypeVar
 
 import pytest
 from pydicom import dcmread
@@ -45,14 +47,34 @@ def part10_data_set(path: Path) -> tuple[str, bytes]:
     return str(meta.TransferSyntaxUID), raw[144 + group_length :]
 
 
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip a test that cannot run here; in CI (``CI=true``) lost coverage is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def import_or_fail(name: str) -> ModuleType:
+    """``pytest.importorskip`` that fails when ``CI=true`` (see :func:`skip_or_fail`)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        skip_or_fail(f"cannot import {name}: {exc}")
+
+
+def find_tool(name: str, hint: str) -> str:
+    """Path of the program ``name``; skip (or fail when ``CI=true``) if it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        skip_or_fail(f"{name!r} not found on PATH ({hint})")
+    return path
+
+
 def find_dcmtk_tool(name: str) -> str:
     """Path of the DCMTK binary ``name``; skip (or fail when ``CI=true``) if it is missing."""
     path = shutil.which(name)
     if path is None:
-        message = f"DCMTK tool {name!r} not found on PATH (apt-get install dcmtk)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"DCMTK tool {name!r} not found on PATH (apt-get install dcmtk)")
     return path
 
 

@@ -1,4 +1,4 @@
-"""The shared test helpers behave as promised (skip vs fail for a missing DCMTK tool)."""
+"""The shared test helpers behave as promised (skip vs fail for a missing tool or module)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from .conftest import (
     LOCALHOST,
     connected_tcp_pair,
     find_dcmtk_tool,
+    find_tool,
     get_free_tcp_port,
+    import_or_fail,
     stop_process,
 )
 
@@ -33,6 +35,30 @@ def test_missing_tool_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
         find_dcmtk_tool(MISSING)
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        lambda: find_tool(MISSING, "a hint"),
+        lambda: import_or_fail("no_such_module_dicomwire"),
+    ],
+    ids=["program", "module"],
+)
+def test_other_missing_things_skip_outside_ci_and_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch, missing: Callable[[], object]
+) -> None:
+    """Coverage a machine lacks is a skip locally, a failure in CI (CI=true)."""
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception):
+        missing()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception):
+        missing()
+
+
+def test_import_or_fail_returns_the_module() -> None:
+    assert import_or_fail("json").dumps([]) == "[]"
 
 
 def test_present_tool_is_found(monkeypatch: pytest.MonkeyPatch) -> None:

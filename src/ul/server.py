@@ -59,6 +59,11 @@ class AssociationServer:
         return self._established
 
     @property
+    def associations(self) -> frozenset[Association]:
+        """The associations whose connection is open now (to observe them; read-only)."""
+        return frozenset(self._associations)
+
+    @property
     def sockets(self) -> list[socket.socket]:
         return [s for server in self._servers for s in server.sockets]
 

@@ -1,25 +1,41 @@
-"""Fuzzing in CI: hypothesis drives the five targets of ``fuzz/targets.py`` (bounded).
+"""Fuzzing in CI: hypothesis drives the targets of ``fuzz/targets.py``.
 
-The same target functions run for hours under atheris (``make fuzz``); here each gets a
-few hundred inputs — random bytes and mutations of well-formed PDUs, command sets and
-requestor streams — and must raise nothing but what it documents (``PDUError`` from the
+The same target functions run for hours under atheris (``make fuzz``, and 30 s each in CI
+through ``make fuzz-ci``). Here each gets inputs — random bytes and mutations of
+well-formed PDUs, command sets, P-DATA streams and the DCMTK-recorded sessions of
+``fuzz/recorded`` — and must raise nothing but what it documents (``PDUError`` from the
 codec and framer, ``CommandError`` and ``DimseProtocolError`` from DIMSE, all
 ``DicomWireError`` subclasses, are handled inside the targets exactly as the node handles
 them), within a time bound per input. Memory is bounded separately: PDU headers announcing
 lengths near 2^32 must not allocate what they announce.
+
+Two budgets:
+
+- ``test_fuzz_*``: a few hundred inputs per target, derandomized under ``CI=true``
+  (hypothesis's ``ci`` profile): the same inputs every run, about 2 s in all;
+- ``test_explore`` (marked ``fuzz``; ``-m "not fuzz"`` leaves it out locally): not
+  derandomized, no example database, new inputs every run for a time box per target,
+  :data:`EXPLORE_SECONDS` in all (``DICOMWIRE_FUZZ_SECONDS``, 60 by default). Any failing
+  input it finds, and any crash ``make fuzz-ci`` finds, is kept under
+  ``tests/fuzz_regressions/<target>/`` and replayed by ``test_regression_inputs``.
 
 - PDU decode (PS3.8 §9.3): ``PDUError`` or a byte-exact re-encoding;
 - the framer (§9.3.1): chunking never changes the PDUs, buffering stays bounded;
 - command set decode (PS3.7 §6.3.1, §9.3, §10.3): ``CommandError`` only;
 - association negotiation (§9.3.2-9.3.4, PS3.7 Annex D): every decodable RQ gets an
   answer that encodes; every decodable AC is readable;
-- the whole acceptor (Table 9-10) through the sans-I/O core: no exception, Sta1 at the end.
+- the DIMSE dispatcher (PS3.7 §7.5, Annex D.3.3.3): windows never exceeded, every
+  response answers its request's Message ID;
+- the whole acceptor (Table 9-10) through the sans-I/O core and the dispatcher: no
+  exception, Sta1 at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import os
 import sys
 import time
 import tracemalloc
@@ -28,7 +44,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from dicomwire.ul.framer import PDUFramer
@@ -38,6 +54,7 @@ from dicomwire.ul.negotiation import RequestorConfig, build_request
 from dicomwire.ul.pdu import AAssociateRQ, PDUError, UserIdentityRQItem, decode
 
 FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
+REGRESSIONS = Path(__file__).resolve().parents[1] / "fuzz_regressions"
 
 
 def _load_targets() -> ModuleType:
@@ -125,9 +142,88 @@ def test_fuzz_association_negotiation(data: bytes) -> None:
 
 
 @FUZZ
+@given(inputs("dimse"))
+def test_fuzz_dimse_dispatcher(data: bytes) -> None:
+    bounded(targets.dimse, data)
+
+
+@FUZZ
 @given(inputs("acceptor"))
 def test_fuzz_whole_acceptor(data: bytes) -> None:
     bounded(targets.acceptor, data)
+
+
+# --------------------------------------------------------------------------- exploring
+
+#: Seconds of exploration in all, shared equally by the targets.
+EXPLORE_SECONDS = float(os.environ.get("DICOMWIRE_FUZZ_SECONDS", "60"))
+#: Not derandomized (new inputs every run), nothing stored or replayed from a database;
+#: the explicit seeds first, then generation, shrinking what fails. Examples are run in
+#: rounds of this many until the target's time box is spent.
+EXPLORE = settings(
+    derandomize=False,
+    database=None,
+    max_examples=100,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+    print_blob=True,
+)
+
+
+def keep_regression(target: str, data: bytes) -> Path:
+    """Keep a failing input where ``test_regression_inputs`` replays it."""
+    directory = REGRESSIONS / target
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / hashlib.sha1(data).hexdigest()
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("name", list(targets.TARGETS))
+def test_explore(name: str) -> None:
+    """Mutated seeds (codec and DCMTK recordings) and random bytes for a time box."""
+    target = targets.TARGETS[name]
+    failing: list[bytes] = []  # the last input that failed: the shrunk one, at the end
+
+    @EXPLORE
+    @given(inputs(name))
+    def explore(data: bytes) -> None:
+        try:
+            bounded(target, data)
+        except BaseException:
+            failing.append(data)
+            raise
+
+    deadline = time.monotonic() + EXPLORE_SECONDS / len(targets.TARGETS)
+    rounds = 0
+    while rounds == 0 or time.monotonic() < deadline:
+        try:
+            explore()
+        except BaseException:
+            if failing:
+                path = keep_regression(name, failing[-1])
+                print(f"failing input kept as {path} (commit it)", file=sys.stderr)
+            raise
+        rounds += 1
+
+
+def test_regression_inputs() -> None:
+    """Every input fuzzing ever found failing (hypothesis or atheris) passes now."""
+    found = sorted(p for p in REGRESSIONS.glob("*/*") if p.is_file() and p.name != "README.md")
+    for path in found:
+        target = targets.TARGETS[path.parent.name]
+        bounded(target, path.read_bytes())
+
+
+def test_the_seeds_include_the_dcmtk_recordings() -> None:
+    """The CI fuzzing starts from the recorded DCMTK sessions, not only the codec's seeds."""
+    sessions = targets.recorded_sessions()
+    assert len(sessions) >= 4 and all(client and server for client, server in sessions)
+    for name in targets.TARGETS:
+        recorded = targets.recorded_seeds(name)
+        assert recorded and set(recorded) <= set(targets.seeds(name)), name
 
 
 # --------------------------------------------------------------------------- structured

@@ -22,7 +22,6 @@ import datetime
 import ipaddress
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
 from dicomwire.ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile
 
-from ..conftest import LOCALHOST, connected_tcp_pair, stop_process
+from ..conftest import LOCALHOST, connected_tcp_pair, find_tool, stop_process
 from ._dcmtk_store_helpers import ToolResult
 from ._dcmtk_store_helpers import run_tool as run_dcmtk_tool
 
@@ -65,13 +64,7 @@ TLS_HANDSHAKE_RECORD = 0x16
 
 def need_tool(name: str) -> str:
     """Path of ``name``; skip when missing (fail when ``CI=true``)."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name!r} not found on PATH (apt-get install dcmtk openssl)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return find_tool(name, "apt-get install dcmtk openssl")
 
 
 def dicomwire_argv() -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 from dicomwire.dimse.session import open_session
 from dicomwire.services.verification import echo_on
 
+from ..conftest import skip_or_fail
 from ._support import (
     CLIENT_TIMEOUTS,
     FD_SLACK,
@@ -39,7 +40,7 @@ CLOSE_LIMIT = 20.0
 def test_500_concurrent_associations_on_one_node(tmp_path: Path) -> None:
     # Two descriptors per association in-process, plus the interpreter's own.
     if ensure_fd_limit(2 * CONCURRENT + 256) < 2 * CONCURRENT + 256:
-        pytest.skip("RLIMIT_NOFILE too low for 500 in-process associations")
+        skip_or_fail("RLIMIT_NOFILE too low for 500 in-process associations")
 
     async def main() -> dict[str, float]:
         # The associations sit idle at the barrier: no network idle cut-off here; ARTIM is

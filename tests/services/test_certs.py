@@ -27,6 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from dicomwire.services.certs import IssuedCertificate, make_test_pki
 from dicomwire.services.cli import main
 
+from ..conftest import import_or_fail
+
 TIMEOUT = 30
 
 
@@ -234,7 +236,7 @@ def test_openssl_verifies_chain_for_name_and_addresses(
 def test_chain_verifies_with_an_rfc5280_strict_verifier(
     pki: tuple[Path, list[IssuedCertificate]],
 ) -> None:
-    verification = pytest.importorskip("cryptography.x509.verification")
+    verification = import_or_fail("cryptography.x509.verification")
     store = verification.Store([load_cert(pki[0])])
     for item in pki[1]:
         cert = load_cert(item.certificate)

@@ -20,6 +20,7 @@ from dicomwire.services.node import Node
 from dicomwire.services.verification import echo
 from dicomwire.ul.association import Timeouts
 
+from ..conftest import import_or_fail
 from ._support import LOCALHOST, node_config
 
 CONCURRENT = 200
@@ -165,7 +166,7 @@ def test_failing_associations_leak_nothing() -> None:
 @pytest.mark.parametrize("count", [50])
 def test_uvloop_concurrent_associations(count: int) -> None:
     """The CLI runs on uvloop: the same concurrent scenario on it."""
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = import_or_fail("uvloop")
 
     async def main() -> float:
         node = Node(node_config(host=LOCALHOST, port=0, max_associations=count + 10))

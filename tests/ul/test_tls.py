@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import ipaddress
 import logging
-import shutil
 import socket
 import ssl
 import subprocess
@@ -54,6 +53,8 @@ from dicomwire.ul.tls import (
     client_context,
     server_context,
 )
+
+from ..conftest import find_tool, import_or_fail
 
 LOCALHOST = "127.0.0.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
@@ -603,7 +604,7 @@ def test_plain_port_beside_tls_port(pki: PKI) -> None:
 
 
 def test_echo_over_tls_on_uvloop(pki: PKI) -> None:
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = import_or_fail("uvloop")
 
     async def scenario() -> EchoResult:
         async with tls_node(pki.config(kind="ecdsa")) as served:
@@ -615,9 +616,7 @@ def test_echo_over_tls_on_uvloop(pki: PKI) -> None:
 
 def test_trust_store_as_hashed_directory(pki: PKI, tmp_path: Path) -> None:
     """``ca_dir`` (``--ca DIR``): OpenSSL looks certificates up by subject hash."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is needed to hash the CA directory")
+    openssl = find_tool("openssl", "the openssl command hashes the CA directory")
     digest = subprocess.run(
         [openssl, "x509", "-hash", "-noout", "-in", str(pki.ca)],
         capture_output=True,
@@ -965,7 +964,7 @@ def test_plaintext_associate_rq_on_tls_port(pki: PKI, caplog: pytest.LogCaptureF
 
 
 def test_plaintext_on_tls_port_on_uvloop(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = import_or_fail("uvloop")
     request, _ = build_request(
         RequestorConfig("PLAIN", "DICOMWIRE", [(VERIFICATION_SOP_CLASS, [IMPLICIT_VR_LE])])
     )

@@ -15,6 +15,8 @@ from dicomwire.services.verification import VERIFICATION_SOP_CLASS, echo
 from dicomwire.ul.association import Association, AssociationServer, connect
 from dicomwire.ul.negotiation import RequestorConfig
 
+from ..conftest import import_or_fail
+
 
 def _has_ipv6_loopback() -> bool:
     try:
@@ -52,7 +54,7 @@ def test_tcp_nodelay_on_both_sides() -> None:
 
 
 def test_tcp_nodelay_with_uvloop() -> None:
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = import_or_fail("uvloop")
     requestor, acceptor = uvloop.run(_nodelay_of_both_sides())
     assert requestor != 0 and acceptor != 0
 

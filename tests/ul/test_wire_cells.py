@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from dicomwire.errors import DicomWireError
-from dicomwire.services import node as node_module
-from dicomwire.services.node import NodeConfig
+from dicomwire.errors import AbortInfo, DicomWireError
+from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.verification import echo
 from dicomwire.ul.association import (
+    Association,
     AssociationAborted,
     AssociationRejected,
     AssociationServer,
@@ -110,12 +110,30 @@ WIRE_INVALID = {
 
 def node_server(timeouts: Timeouts) -> AssociationServer:
     """The node's AssociationServer: its acceptance policy and DIMSE handler."""
-    if hasattr(node_module, "Node"):
-        config = NodeConfig(host=LOCALHOST, port=0, timeouts=timeouts)
-        server: AssociationServer = node_module.Node(config).server
-        return server
-    policy = node_module.build_policy(NodeConfig())
-    return AssociationServer(policy, node_module.handle_association, timeouts=timeouts)
+    return Node(NodeConfig(host=LOCALHOST, port=0, timeouts=timeouts)).server
+
+
+async def _accepted(server: AssociationServer) -> Association:
+    """The node's one open association (the raw peer's), once the server accepted it."""
+    while not server.associations:
+        await asyncio.sleep(0.005)
+    (association,) = server.associations
+    return association
+
+
+async def _ended(association: Association) -> None:
+    """Wait (bounded) for the node's side of the connection to close."""
+    await asyncio.wait_for(association.closed, ARTIM + SLACK)
+    assert association.state is State.STA1
+
+
+def _provider_aborted_locally(association: Association) -> AbortInfo:
+    """The A-P-ABORT indication the node's provider recorded (AA-4, AA-8)."""
+    error = association.error
+    assert isinstance(error, AssociationAborted), error
+    indication = error.indication
+    assert indication.provider and indication.local, indication
+    return indication
 
 
 @contextlib.asynccontextmanager
@@ -216,15 +234,18 @@ def test_sta2_artim_expiry_closes() -> None:
     "partial", [b"", RQ.encode()[:3], RQ.encode()[:40]], ids=["clean", "in-header", "in-body"]
 )
 def test_sta2_transport_closed(partial: bytes) -> None:
-    """Sta2 + Evt17: AA-5 (also with part of a PDU received)."""
+    """Sta2 + Evt17: AA-5 (also with part of a PDU received): closed, nothing indicated."""
 
     async def scenario() -> None:
         async with serving() as server:
             peer = await RawPeer.connect(server.port)
+            association = await _accepted(server)
             if partial:
                 await peer.send(partial)
             await peer.close()
-            await asyncio.sleep(0.05)
+            await _ended(association)
+            assert association.error is None  # AA-5 indicates nothing
+            assert association.negotiated is None  # never left Sta2
 
     run(scenario)
 
@@ -405,15 +426,19 @@ def test_sta6_release_rq_ar2_ar4_then_artim_closes() -> None:
 
 
 def test_sta6_release_rq_then_we_close_ar5() -> None:
-    """After AR-4 we close first: Sta13 + Evt17, AR-5."""
+    """After AR-4 we close first: Sta13 + Evt17, AR-5: a release, not an abort."""
 
     async def scenario() -> None:
         async with serving() as server:
             peer = await _established(server.port)
+            association = await _accepted(server)
             await peer.send(AReleaseRQ())
             await peer.expect(AReleaseRP)
+            assert association.state is State.STA13
             await peer.close()
-            await asyncio.sleep(0.05)
+            await _ended(association)
+            assert association.error is None  # released: no abort recorded
+            assert association.negotiated is not None
 
     run(scenario)
 
@@ -433,15 +458,19 @@ def test_sta6_a_abort_aa3_closes_at_once(source: int, reason: int) -> None:
 
 @pytest.mark.parametrize("partial", [b"", c_echo_rq(1).encode()[:20]], ids=["clean", "truncated"])
 def test_sta6_transport_closed_aa4(partial: bytes) -> None:
-    """Sta6 + Evt17: AA-4 (also inside a PDU)."""
+    """Sta6 + Evt17: AA-4 (also inside a PDU): an A-P-ABORT indication, source 2 reason 0."""
 
     async def scenario() -> None:
         async with serving() as server:
             peer = await _established(server.port)
+            association = await _accepted(server)
+            assert association.state is State.STA6
             if partial:
                 await peer.send(partial)
             await peer.close()
-            await asyncio.sleep(0.05)
+            await _ended(association)
+            indication = _provider_aborted_locally(association)
+            assert (indication.source, indication.reason) == (2, 0)
 
     run(scenario)
 
@@ -568,13 +597,17 @@ def test_sta13_after_aa8_still_answers_rq_with_aa7() -> None:
     async def scenario() -> None:
         async with serving() as server:
             peer = await _established(server.port)
+            association = await _accepted(server)
             await peer.send(AC)
             await peer.expect_abort(2, 2)
             await peer.send(P_DATA)
             await peer.expect_silence(0.1)
             await peer.send(RQ)
             await peer.expect_abort(2, 2)
-            await peer.close()
+            await peer.close()  # Sta13 + Evt17: AR-5; AA-8's indication stays the reason
+            await _ended(association)
+            indication = _provider_aborted_locally(association)
+            assert (indication.source, indication.reason) == (2, 2)
 
     run(scenario)
 
@@ -583,11 +616,14 @@ def test_sta13_after_ae8_answers_rq_with_aa7() -> None:
     async def scenario() -> None:
         async with serving() as server:
             peer = await RawPeer.connect(server.port)
+            association = await _accepted(server)
             await peer.send(verification_request(called="NOT-THE-NODE"))
             await peer.expect(AAssociateRJ)
             await peer.send(RQ)
             await peer.expect_abort(2, 2)
-            await peer.close()
+            await peer.close()  # Sta13 + Evt17: AR-5; a local rejection is no error
+            await _ended(association)
+            assert association.error is None and association.negotiated is None
 
     run(scenario)
 
@@ -605,10 +641,16 @@ def test_sta13_after_invalid_pdu_our_close_is_ar5() -> None:
     async def scenario() -> None:
         async with serving() as server:
             peer = await _established(server.port)
+            association = await _accepted(server)
             await peer.send(UNKNOWN_PDU)
             await peer.expect_abort(2, 1)
+            assert association.state is State.STA13
             await peer.close()
-            await asyncio.sleep(0.1)
+            await _ended(association)
+            # AR-5 records nothing of its own: the AA-8 abort (2, 1) stays the reason,
+            # not an AA-4 "transport closed" (2, 0).
+            indication = _provider_aborted_locally(association)
+            assert (indication.source, indication.reason) == (2, 1)
 
     run(scenario)
 
