@@ -19,7 +19,7 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .tls import describe_tls_error
+from .tls import diagnose_tls_error
 
 __all__ = ["TLSSession", "TLSTransport"]
 
@@ -91,7 +91,11 @@ class TLSSession:
     """TLS state of one connection: feed it ciphertext, it returns plaintext.
 
     ``on_ready(transport)`` runs once the handshake succeeds; ``on_failed(error)`` once if
-    it fails (after the failure was logged with the peer's address and reason).
+    it fails. An acceptor logs each failure once, with the peer's address and reason; a
+    requestor only at debug level, as its caller gets the error (see
+    :func:`~dicomwire.ul.tls.tls_failure`). :attr:`received` keeps the first bytes the peer
+    sent during the handshake (a DICOM PDU there: the peer does not speak TLS), and
+    :attr:`error` the alert or error that ended an established connection.
     """
 
     def __init__(
@@ -114,6 +118,9 @@ class TLSSession:
         )
         self.established = False
         self.failed = False
+        self.server_side = server_side
+        self.received = b""
+        self.error: ssl.SSLError | None = None
         self._on_ready = on_ready
         self._on_failed = on_failed
         self._peer = raw.get_extra_info("peername")
@@ -152,7 +159,9 @@ class TLSSession:
             return
         self.failed = True
         self._cancel_timer()
-        log.warning("TLS handshake with %s failed: %s", self._peer, describe_tls_error(error))
+        failure = diagnose_tls_error(error, server_side=self.server_side, received=self.received)
+        level = logging.WARNING if self.server_side else logging.DEBUG
+        log.log(level, "TLS handshake with %s failed: %s", self._peer, failure.text)
         self.raw.close()
         self._on_failed(error)
 
@@ -175,6 +184,8 @@ class TLSSession:
             return []
         self._incoming.write(data)
         if not self.established:
+            if not self.received:
+                self.received = bytes(data[:8])
             self._handshake()
             if not self.established:
                 return []
@@ -187,8 +198,11 @@ class TLSSession:
             except ssl.SSLZeroReturnError:  # close_notify: the peer is done
                 self.raw.close()
                 break
-            except ssl.SSLError as exc:
-                log.warning("TLS error from %s: %s", self._peer, describe_tls_error(exc))
+            except ssl.SSLError as exc:  # e.g. TLS 1.3: the server refused our certificate
+                self.error = exc
+                failure = diagnose_tls_error(exc, server_side=self.server_side)
+                level = logging.WARNING if self.server_side else logging.DEBUG
+                log.log(level, "TLS error from %s: %s", self._peer, failure.text)
                 self.raw.abort()
                 break
             if not chunk:  # the peer's close_notify (read returns b"" for it)
@@ -204,7 +218,8 @@ class TLSSession:
         try:
             self.sslobj.write(data)
         except ssl.SSLError as exc:
-            log.warning("TLS write to %s failed: %s", self._peer, describe_tls_error(exc))
+            failure = diagnose_tls_error(exc, server_side=self.server_side)
+            log.warning("TLS write to %s failed: %s", self._peer, failure.text)
             self.raw.abort()
             return
         self._flush()
