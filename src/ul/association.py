@@ -146,6 +146,7 @@ class Association(asyncio.BufferedProtocol):
         self._tls_context = tls_context
         self._server_hostname: str | None = None  # requestor with hostname checking only
         self._remote: tuple[str, int] | None = None  # requestor: host and port as given
+        self._sends_certificate = False  # requestor: a client certificate is configured
         #: Acceptor: whether an A-ASSOCIATE-RQ was answered (None: requestor).
         self._answered: bool | None = None if session.requestor else False
         self._handshake_timeout = handshake_timeout
@@ -306,7 +307,13 @@ class Association(asyncio.BufferedProtocol):
         host, port = self._remote
         if self._tls is not None:
             error = self._tls.error or ConnectionResetError("connection closed")
-            return tls_failure(host, port, error, after_handshake=True)
+            return tls_failure(
+                host,
+                port,
+                error,
+                after_handshake=True,
+                sent_certificate=self._sends_certificate,
+            )
         return AssociationAborted(
             AbortIndication(
                 2,
@@ -497,6 +504,7 @@ class Association(asyncio.BufferedProtocol):
         self._apply(self._session.request_association(config))
         self._remote = (host, port)
         if tls is not None:
+            self._sends_certificate = tls.certificate is not None or tls.pkcs12 is not None
             context = client_context(tls, host)
             self._tls_context = context
             self._server_hostname = host if context.check_hostname else None
@@ -511,7 +519,9 @@ class Association(asyncio.BufferedProtocol):
             if self._handshake is None:
                 raise DicomWireError(f"cannot connect to {host}:{port}: {exc}") from exc
             received = self._tls.received if self._tls is not None else b""
-            raise tls_failure(host, port, exc, received=received) from exc
+            raise tls_failure(
+                host, port, exc, received=received, sent_certificate=self._sends_certificate
+            ) from exc
         except TimeoutError:
             if self._handshake is not None and self._handshake.done():
                 raise tls_failure(host, port, TimeoutError()) from None

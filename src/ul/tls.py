@@ -303,7 +303,7 @@ _SSL_REASONS: dict[str, tuple[str, str, bool]] = {
 @dataclass(frozen=True, slots=True)
 class HandshakeFailure:
     """Why a TLS connection failed: a stable ``reason`` code, a one-line ``text``, and
-    whether trying again with the same settings could help (``permanent``)."""
+    ``permanent``: trying again with the same settings will not help."""
 
     reason: str
     text: str
@@ -323,14 +323,17 @@ def diagnose_tls_error(
     server_side: bool,
     received: bytes = b"",
     after_handshake: bool = False,
+    sent_certificate: bool = True,
 ) -> HandshakeFailure:
     """Classify a failed TLS handshake (or an alert right after it) from ssl's codes.
 
     ``received`` is the first bytes the peer sent, if any: a DICOM PDU there means the
     peer does not speak TLS on this port. ``after_handshake``: a requestor's connection
     ended right after its handshake, before the A-ASSOCIATE-AC (TLS 1.3 servers send their
-    verdict on the client certificate only then). Decided on OpenSSL's reason codes, X509 verify
-    codes and alert numbers, never on message text.
+    verdict on the client certificate only then). ``sent_certificate``: whether the
+    requestor has a certificate to send (an ambiguous alert or close is read with it).
+    Decided on OpenSSL's reason codes, X509 verify codes and alert names, never on message
+    text.
     """
     peer = "the client" if server_side else "the server"
     pdu = _dicom_pdu_name(received)
@@ -362,20 +365,39 @@ def diagnose_tls_error(
                 text = "it answered with something that is not TLS"
         else:
             reason, text, permanent = "handshake-failed", name or str(error), False
+        if name == "SSLV3_ALERT_HANDSHAKE_FAILURE" and not server_side:
+            # TLS 1.2 answers both a missing client certificate and no common suite so.
+            if sent_certificate:
+                reason, text = "no-shared-cipher", "no shared cipher suite or protocol version"
+            else:
+                text = "the server requires a client certificate, or shares no cipher suite"
         if alert is not None:
             text = f"{text} (alert {alert})"
         return HandshakeFailure(reason, text, permanent)
     if isinstance(error, TimeoutError):
         return HandshakeFailure("handshake-timeout", "handshake timed out", False)
     if isinstance(error, ConnectionError) and after_handshake:
+        guess = (
+            "it may not trust our certificate"
+            if sent_certificate
+            else "it may require a client certificate (we have none)"
+        )
         return HandshakeFailure(
             "closed-after-handshake",
             "the server closed the connection right after the handshake, before answering "
-            "the A-ASSOCIATE-RQ (did it refuse our certificate?)",
-            False,
+            f"the A-ASSOCIATE-RQ: {guess}",
+            True,
         )
     if isinstance(error, ConnectionError) and not server_side and not received:
-        return HandshakeFailure("not-tls", "it closed the connection during the handshake", False)
+        # Not a byte back: a plain DICOM server answers a ClientHello with A-ABORT, so this
+        # is rather a TLS server that refuses our hello without an alert.
+        return HandshakeFailure(
+            "closed-during-handshake",
+            "the server closed the connection during the handshake without a TLS alert (does "
+            "it speak TLS on this port? does it share a TLS version and cipher suite with "
+            "our profile?)",
+            False,
+        )
     if isinstance(error, ConnectionError):
         return HandshakeFailure("closed", "connection closed during the handshake", False)
     return HandshakeFailure("handshake-failed", str(error) or type(error).__name__, False)
@@ -393,13 +415,18 @@ def tls_failure(
     *,
     received: bytes = b"",
     after_handshake: bool = False,
+    sent_certificate: bool = True,
 ) -> TLSError:
     """The :class:`TLSError` a requestor raises for a failed handshake with ``host:port``.
 
     Its ``reason`` and ``permanent`` come from :func:`diagnose_tls_error`.
     """
     failure = diagnose_tls_error(
-        error, server_side=False, received=received, after_handshake=after_handshake
+        error,
+        server_side=False,
+        received=received,
+        after_handshake=after_handshake,
+        sent_certificate=sent_certificate,
     )
     if failure.reason == "not-tls":
         message = f"the server at {host}:{port} does not speak TLS ({failure.text})"
