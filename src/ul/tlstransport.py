@@ -26,6 +26,8 @@ __all__ = ["TLSSession", "TLSTransport"]
 log = logging.getLogger("dicomwire.ul.tls")
 
 _READ_SIZE = 1 << 16
+#: Seconds an acceptor waits for the peer to close after a failed handshake.
+_LINGER = 2.0
 
 
 class TLSTransport(asyncio.Transport):
@@ -162,8 +164,25 @@ class TLSSession:
         failure = diagnose_tls_error(error, server_side=self.server_side, received=self.received)
         level = logging.WARNING if self.server_side else logging.DEBUG
         log.log(level, "TLS handshake with %s failed: %s", self._peer, failure.text)
-        self.raw.close()
+        if self.server_side:
+            self._close_after_alert()
+        else:
+            self.raw.close()
         self._on_failed(error)
+
+    def _close_after_alert(self) -> None:
+        """Send our alert and a FIN, then close when the peer does (or after a while).
+
+        A TLS 1.3 client sends its A-ASSOCIATE-RQ right after its Finished: closing with
+        those bytes unread would reset the connection, and the client could lose the alert
+        that says why (e.g. certificate_required) before reading it.
+        """
+        raw = self.raw
+        if raw.is_closing() or not raw.can_write_eof():
+            raw.close()
+            return
+        raw.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(_LINGER, raw.abort)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
