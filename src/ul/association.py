@@ -343,10 +343,10 @@ class Association(asyncio.BufferedProtocol):
             log.warning("TLS error from %s: %s", self.peer_address, failure.text)
         elif self._answered is False and session.state is State.STA13 and self._tls is None:
             # An acceptor that aborted before any A-ASSOCIATE-RQ (AA-1 in Sta2): the first
-            # bytes were no DICOM PDU, e.g. a TLS ClientHello on the plain port.
+            # bytes were no A-ASSOCIATE-RQ, e.g. a TLS ClientHello on the plain port.
             log.warning(
-                "connection from %s sent no A-ASSOCIATE-RQ but bytes that are not a DICOM "
-                "PDU (a TLS client on the plain port?)",
+                "connection from %s did not start with an A-ASSOCIATE-RQ: aborted (a TLS "
+                "client on the plain port?)",
                 self.peer_address,
             )
         # Never connected at this layer (e.g. a failed TLS handshake): no UL event.
