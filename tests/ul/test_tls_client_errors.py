@@ -434,3 +434,16 @@ def test_server_closes_during_handshake(pki: PKI) -> None:
         f"TLS handshake with {LOCALHOST}:{port} failed: the server closed the connection "
         "during the handshake without a TLS alert"
     )
+
+
+def test_client_without_certificate_on_uvloop(pki: PKI) -> None:
+    """The same alert-after-handshake path on uvloop (the node lingers with write_eof)."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> BaseException:
+        async with tls_node(pki) as ports:
+            return await api_echo(ports.tls, pki.config(certificate=False))
+
+    error = uvloop.run(asyncio.wait_for(scenario(), 60))
+    assert isinstance(error, TLSError)
+    assert error.reason == "certificate-required"
