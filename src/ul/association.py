@@ -54,7 +54,7 @@ from .session import (
     SessionEvent,
 )
 from .timeouts import Timeouts
-from .tls import TLSConfig, TLSError, client_context, describe_tls_error
+from .tls import TLSConfig, TLSError, client_context, diagnose_tls_error, tls_failure
 from .tlstransport import TLSSession, TLSTransport
 from .trace import active_trace
 
@@ -145,6 +145,10 @@ class Association(asyncio.BufferedProtocol):
         self._transport: asyncio.Transport | None = None
         self._tls_context = tls_context
         self._server_hostname: str | None = None  # requestor with hostname checking only
+        self._remote: tuple[str, int] | None = None  # requestor: host and port as given
+        self._sends_certificate = False  # requestor: a client certificate is configured
+        #: Acceptor: whether an A-ASSOCIATE-RQ was answered (None: requestor).
+        self._answered: bool | None = None if session.requestor else False
         self._handshake_timeout = handshake_timeout
         self._tls: TLSSession | None = None
         self._handshake: asyncio.Future[None] | None = None
@@ -284,11 +288,67 @@ class Association(asyncio.BufferedProtocol):
         self._arm_idle()
         self._apply(self._session.transport_connected(self.peer_address, self.peer_certificate))
 
+    def _unanswered(self) -> DicomWireError | None:
+        """Why a requestor's connection closed with its A-ASSOCIATE-RQ unanswered, if known.
+
+        Called only when the connection is lost. On TLS, an alert or a close before any
+        answer is the server refusing the secure connection: TLS 1.3 sends its verdict on
+        our certificate (e.g. certificate_required) after our handshake completed. On plain
+        TCP, a server that closes without a byte may expect TLS.
+        """
+        session = self._session
+        if (
+            self._remote is None
+            or session.state is not State.STA5
+            or session.buffered
+            or self._established.done()
+        ):
+            return None
+        host, port = self._remote
+        if self._tls is not None:
+            error = self._tls.error or ConnectionResetError("connection closed")
+            return tls_failure(
+                host,
+                port,
+                error,
+                after_handshake=True,
+                sent_certificate=self._sends_certificate,
+            )
+        return AssociationAborted(
+            AbortIndication(
+                2,
+                0,
+                provider=True,
+                local=True,
+                detail=f"the server at {host}:{port} closed the connection without answering "
+                "the A-ASSOCIATE-RQ (is it a TLS port?)",
+            )
+        )
+
     def _lost(self, exc: Exception | None) -> None:
         if self._closed.done():
             return
         session = self._session
         truncated = session.buffered
+        refused = self._unanswered() if self._transport is not None else None
+        if isinstance(refused, TLSError):
+            # The secure connection was refused, as by a handshake that fails outright:
+            # no A-P-ABORT, the caller gets the TLS reason.
+            session.fail(refused)
+            self._transport = None
+        elif refused is not None:
+            session.fail(refused)
+        elif session.requestor and self._tls is not None and self._tls.error is not None:
+            failure = diagnose_tls_error(self._tls.error, server_side=False)
+            log.warning("TLS error from %s: %s", self.peer_address, failure.text)
+        elif self._answered is False and session.state is State.STA13 and self._tls is None:
+            # An acceptor that aborted before any A-ASSOCIATE-RQ (AA-1 in Sta2): the first
+            # bytes were no A-ASSOCIATE-RQ, e.g. a TLS ClientHello on the plain port.
+            log.warning(
+                "connection from %s did not start with an A-ASSOCIATE-RQ: aborted (a TLS "
+                "client on the plain port?)",
+                self.peer_address,
+            )
         # Never connected at this layer (e.g. a failed TLS handshake): no UL event.
         events = session.transport_closed() if self._transport is not None else []
         if truncated:
@@ -354,12 +414,14 @@ class Association(asyncio.BufferedProtocol):
                     else:
                         self._transport.close()
             elif isinstance(event, Established):
+                self._answered = True
                 self.negotiated = event.negotiated
                 if not self._established.done():
                     self._established.set_result(event.negotiated)
                 if self.on_established is not None:
                     self.on_established(self)
             elif isinstance(event, Rejected):
+                self._answered = True
                 if not event.local and not self._established.done():
                     self._established.set_exception(event.error)
             elif isinstance(event, ReleaseRequested):
@@ -440,7 +502,9 @@ class Association(asyncio.BufferedProtocol):
         """Requestor: connect to ``host``:``port``, negotiate ``config`` (see :func:`connect`)."""
         timeouts = self.timeouts
         self._apply(self._session.request_association(config))
+        self._remote = (host, port)
         if tls is not None:
+            self._sends_certificate = tls.certificate is not None or tls.pkcs12 is not None
             context = client_context(tls, host)
             self._tls_context = context
             self._server_hostname = host if context.check_hostname else None
@@ -454,12 +518,13 @@ class Association(asyncio.BufferedProtocol):
         except (ssl.SSLError, ssl.CertificateError, ConnectionResetError) as exc:
             if self._handshake is None:
                 raise DicomWireError(f"cannot connect to {host}:{port}: {exc}") from exc
-            raise TLSError(
-                f"TLS handshake with {host}:{port} failed: {describe_tls_error(exc)}"
+            received = self._tls.received if self._tls is not None else b""
+            raise tls_failure(
+                host, port, exc, received=received, sent_certificate=self._sends_certificate
             ) from exc
         except TimeoutError:
             if self._handshake is not None and self._handshake.done():
-                raise TLSError(f"TLS handshake with {host}:{port} timed out") from None
+                raise tls_failure(host, port, TimeoutError()) from None
             raise DicomTimeoutError(
                 f"TCP connect to {host}:{port} took over {timeouts.connect} s"
             ) from None

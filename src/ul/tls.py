@@ -38,8 +38,11 @@ __all__ = [
     "TLSError",
     "TLSProfile",
     "client_context",
+    "HandshakeFailure",
     "describe_tls_error",
+    "diagnose_tls_error",
     "server_context",
+    "tls_failure",
 ]
 
 
@@ -213,28 +216,223 @@ def client_context(config: TLSConfig, host: str) -> ssl.SSLContext:
     return context
 
 
-def describe_tls_error(error: BaseException) -> str:
-    """A one-line reason for a failed handshake (unknown CA, expired, version, cipher...)."""
+#: OpenSSL reason codes of a TLS alert the peer sent (the alert's name follows the prefix).
+_ALERT_PREFIXES = ("SSLV3_ALERT_", "TLSV1_ALERT_", "TLSV13_ALERT_")
+
+#: X509 verify codes (``SSLCertVerificationError.verify_code``) with a reason of their own.
+_X509_V_ERR_CERT_HAS_EXPIRED = 10
+_X509_V_ERR_HOSTNAME_MISMATCH = 62
+_X509_V_ERR_IP_ADDRESS_MISMATCH = 64
+
+#: PDU types of PS3.8 §9.3 (A-ASSOCIATE-RQ ... A-ABORT): a first byte that is one of these,
+#: then a zero reserved byte, is a DICOM PDU and not a TLS record (types 20-23).
+_PDU_NAMES = {
+    1: "A-ASSOCIATE-RQ",
+    2: "A-ASSOCIATE-AC",
+    3: "A-ASSOCIATE-RJ",
+    4: "P-DATA-TF",
+    5: "A-RELEASE-RQ",
+    6: "A-RELEASE-RP",
+    7: "A-ABORT",
+}
+
+#: (reason, text, permanent) of OpenSSL reason codes; ``{peer}`` is "the server" or "the
+#: client" as seen from this side.
+_SSL_REASONS: dict[str, tuple[str, str, bool]] = {
+    "WRONG_VERSION_NUMBER": ("not-tls", "not TLS (plaintext on the TLS port?)", True),
+    "HTTP_REQUEST": ("not-tls", "not TLS (plaintext on the TLS port?)", True),
+    "UNSUPPORTED_PROTOCOL": (
+        "protocol-version",
+        "protocol version refused (TLS 1.2 or 1.3 only)",
+        True,
+    ),
+    "NO_PROTOCOLS_AVAILABLE": (
+        "protocol-version",
+        "protocol version refused (TLS 1.2 or 1.3 only)",
+        True,
+    ),
+    "NO_SHARED_CIPHER": ("no-shared-cipher", "no shared cipher suite", True),
+    "NO_CIPHERS_AVAILABLE": ("no-shared-cipher", "no shared cipher suite", True),
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": (
+        "certificate-required",
+        "the peer sent no certificate",
+        True,
+    ),
+    "CERTIFICATE_VERIFY_FAILED": ("untrusted-certificate", "certificate verification failed", True),
+    # Alerts the peer sent:
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": (
+        "certificate-required",
+        "{peer} requires a client certificate",
+        True,
+    ),
+    "TLSV1_ALERT_UNKNOWN_CA": (
+        "certificate-refused",
+        "{peer} does not trust our certificate",
+        True,
+    ),
+    "SSLV3_ALERT_BAD_CERTIFICATE": ("certificate-refused", "{peer} refused our certificate", True),
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": (
+        "certificate-refused",
+        "{peer} refused our certificate",
+        True,
+    ),
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": (
+        "certificate-refused",
+        "{peer} refused our certificate",
+        True,
+    ),
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": (
+        "certificate-refused",
+        "{peer} says our certificate expired",
+        True,
+    ),
+    "TLSV1_ALERT_PROTOCOL_VERSION": (
+        "protocol-version",
+        "protocol version refused (TLS 1.2 or 1.3 only)",
+        True,
+    ),
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY": ("no-shared-cipher", "no shared cipher suite", True),
+    "SSLV3_ALERT_HANDSHAKE_FAILURE": (
+        "handshake-failure",
+        "handshake failure (no shared cipher suite, or a client certificate required?)",
+        True,
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeFailure:
+    """Why a TLS connection failed: a stable ``reason`` code, a one-line ``text``, and
+    ``permanent``: trying again with the same settings will not help."""
+
+    reason: str
+    text: str
+    permanent: bool
+
+
+def _dicom_pdu_name(received: bytes) -> str | None:
+    """The PDU a peer answered with, if its first bytes are a DICOM PDU header."""
+    if len(received) >= 2 and received[1] == 0:
+        return _PDU_NAMES.get(received[0])
+    return None
+
+
+def diagnose_tls_error(
+    error: BaseException,
+    *,
+    server_side: bool,
+    received: bytes = b"",
+    after_handshake: bool = False,
+    sent_certificate: bool = True,
+) -> HandshakeFailure:
+    """Classify a failed TLS handshake (or an alert right after it) from ssl's codes.
+
+    ``received`` is the first bytes the peer sent, if any: a DICOM PDU there means the
+    peer does not speak TLS on this port. ``after_handshake``: a requestor's connection
+    ended right after its handshake, before the A-ASSOCIATE-AC (TLS 1.3 servers send their
+    verdict on the client certificate only then). ``sent_certificate``: whether the
+    requestor has a certificate to send (an ambiguous alert or close is read with it).
+    Decided on OpenSSL's reason codes, X509 verify codes and alert names, never on message
+    text.
+    """
+    peer = "the client" if server_side else "the server"
+    pdu = _dicom_pdu_name(received)
+    if pdu is not None:
+        if server_side:
+            text = f"not TLS: the client sent a DICOM {pdu} in plaintext (a plain client?)"
+        else:
+            text = f"it answered with a DICOM {pdu}"
+        return HandshakeFailure("not-tls", text, True)
     if isinstance(error, ssl.SSLCertVerificationError):
-        return f"certificate verification failed: {error.verify_message}"
+        verify_code = error.verify_code
+        if verify_code == _X509_V_ERR_CERT_HAS_EXPIRED:
+            reason = "expired-certificate"
+        elif verify_code in (_X509_V_ERR_HOSTNAME_MISMATCH, _X509_V_ERR_IP_ADDRESS_MISMATCH):
+            reason = "hostname-mismatch"
+        else:
+            reason = "untrusted-certificate"
+        return HandshakeFailure(
+            reason, f"certificate verification failed: {error.verify_message}", True
+        )
     if isinstance(error, ssl.SSLError):
-        reason = error.reason or ""
-        known = {
-            "WRONG_VERSION_NUMBER": "not TLS (plaintext on the TLS port?)",
-            "HTTP_REQUEST": "not TLS (plaintext on the TLS port?)",
-            "UNSUPPORTED_PROTOCOL": "protocol version refused (TLS 1.2 or 1.3 only)",
-            "NO_SHARED_CIPHER": "no shared cipher suite",
-            "NO_CIPHERS_AVAILABLE": "no shared cipher suite",
-            "TLSV1_ALERT_UNKNOWN_CA": "the peer does not trust our certificate (unknown CA)",
-            "SSLV3_ALERT_CERTIFICATE_EXPIRED": "certificate expired",
-            "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the peer sent no certificate",
-            "CERTIFICATE_VERIFY_FAILED": "certificate verification failed",
-            "TLSV1_ALERT_PROTOCOL_VERSION": "protocol version refused (TLS 1.2 or 1.3 only)",
-            "SSLV3_ALERT_HANDSHAKE_FAILURE": "handshake failure (no shared cipher suite?)",
-            "SSLV3_ALERT_BAD_CERTIFICATE": "the peer refused our certificate",
-            "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the peer refused our certificate",
-        }
-        return known.get(reason, reason or str(error))
+        name = error.reason or ""
+        known = _SSL_REASONS.get(name)
+        alert = next((name[len(p) :].lower() for p in _ALERT_PREFIXES if name.startswith(p)), None)
+        if known is not None:
+            reason, text, permanent = known
+            text = text.format(peer=peer)
+            if reason == "not-tls" and not server_side:
+                text = "it answered with something that is not TLS"
+        else:
+            reason, text, permanent = "handshake-failed", name or str(error), False
+        if name == "SSLV3_ALERT_HANDSHAKE_FAILURE" and not server_side:
+            # TLS 1.2 answers both a missing client certificate and no common suite so.
+            if sent_certificate:
+                reason, text = "no-shared-cipher", "no shared cipher suite or protocol version"
+            else:
+                text = "the server requires a client certificate, or shares no cipher suite"
+        if alert is not None:
+            text = f"{text} (alert {alert})"
+        return HandshakeFailure(reason, text, permanent)
     if isinstance(error, TimeoutError):
-        return "handshake timed out"
-    return str(error) or type(error).__name__
+        return HandshakeFailure("handshake-timeout", "handshake timed out", False)
+    if isinstance(error, ConnectionError) and after_handshake:
+        guess = (
+            "it may not trust our certificate"
+            if sent_certificate
+            else "it may require a client certificate (we have none)"
+        )
+        return HandshakeFailure(
+            "closed-after-handshake",
+            "the server closed the connection right after the handshake, before answering "
+            f"the A-ASSOCIATE-RQ: {guess}",
+            True,
+        )
+    if isinstance(error, ConnectionError) and not server_side and not received:
+        # Not a byte back: a plain DICOM server answers a ClientHello with A-ABORT, so this
+        # is rather a TLS server that refuses our hello without an alert.
+        return HandshakeFailure(
+            "closed-during-handshake",
+            "the server closed the connection during the handshake without a TLS alert (does "
+            "it speak TLS on this port? does it share a TLS version and cipher suite with "
+            "our profile?)",
+            False,
+        )
+    if isinstance(error, ConnectionError):
+        return HandshakeFailure("closed", "connection closed during the handshake", False)
+    return HandshakeFailure("handshake-failed", str(error) or type(error).__name__, False)
+
+
+def describe_tls_error(error: BaseException, *, server_side: bool = True) -> str:
+    """A one-line reason for a failed handshake (unknown CA, expired, version, cipher...)."""
+    return diagnose_tls_error(error, server_side=server_side).text
+
+
+def tls_failure(
+    host: str,
+    port: int,
+    error: BaseException,
+    *,
+    received: bytes = b"",
+    after_handshake: bool = False,
+    sent_certificate: bool = True,
+) -> TLSError:
+    """The :class:`TLSError` a requestor raises for a failed handshake with ``host:port``.
+
+    Its ``reason`` and ``permanent`` come from :func:`diagnose_tls_error`.
+    """
+    failure = diagnose_tls_error(
+        error,
+        server_side=False,
+        received=received,
+        after_handshake=after_handshake,
+        sent_certificate=sent_certificate,
+    )
+    if failure.reason == "not-tls":
+        message = f"the server at {host}:{port} does not speak TLS ({failure.text})"
+    else:
+        message = f"TLS handshake with {host}:{port} failed: {failure.text}"
+    tls_error = TLSError(message)
+    tls_error.reason = failure.reason
+    tls_error.permanent = failure.permanent
+    return tls_error

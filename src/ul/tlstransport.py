@@ -19,13 +19,15 @@ import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .tls import describe_tls_error
+from .tls import diagnose_tls_error
 
 __all__ = ["TLSSession", "TLSTransport"]
 
 log = logging.getLogger("dicomwire.ul.tls")
 
 _READ_SIZE = 1 << 16
+#: Seconds an acceptor waits for the peer to close after a failed handshake.
+_LINGER = 2.0
 
 
 class TLSTransport(asyncio.Transport):
@@ -91,7 +93,11 @@ class TLSSession:
     """TLS state of one connection: feed it ciphertext, it returns plaintext.
 
     ``on_ready(transport)`` runs once the handshake succeeds; ``on_failed(error)`` once if
-    it fails (after the failure was logged with the peer's address and reason).
+    it fails. An acceptor logs each failure once, with the peer's address and reason; a
+    requestor only at debug level, as its caller gets the error (see
+    :func:`~dicomwire.ul.tls.tls_failure`). :attr:`received` keeps the first bytes the peer
+    sent during the handshake (a DICOM PDU there: the peer does not speak TLS), and
+    :attr:`error` the alert or error that ended an established connection.
     """
 
     def __init__(
@@ -114,6 +120,9 @@ class TLSSession:
         )
         self.established = False
         self.failed = False
+        self.server_side = server_side
+        self.received = b""
+        self.error: ssl.SSLError | None = None
         self._on_ready = on_ready
         self._on_failed = on_failed
         self._peer = raw.get_extra_info("peername")
@@ -152,9 +161,28 @@ class TLSSession:
             return
         self.failed = True
         self._cancel_timer()
-        log.warning("TLS handshake with %s failed: %s", self._peer, describe_tls_error(error))
-        self.raw.close()
+        failure = diagnose_tls_error(error, server_side=self.server_side, received=self.received)
+        level = logging.WARNING if self.server_side else logging.DEBUG
+        log.log(level, "TLS handshake with %s failed: %s", self._peer, failure.text)
+        if self.server_side:
+            self._close_after_alert()
+        else:
+            self.raw.close()
         self._on_failed(error)
+
+    def _close_after_alert(self) -> None:
+        """Send our alert and a FIN, then close when the peer does (or after a while).
+
+        A TLS 1.3 client sends its A-ASSOCIATE-RQ right after its Finished: closing with
+        those bytes unread would reset the connection, and the client could lose the alert
+        that says why (e.g. certificate_required) before reading it.
+        """
+        raw = self.raw
+        if raw.is_closing() or not raw.can_write_eof():
+            raw.close()
+            return
+        raw.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(_LINGER, raw.abort)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -175,6 +203,8 @@ class TLSSession:
             return []
         self._incoming.write(data)
         if not self.established:
+            if not self.received:
+                self.received = bytes(data[:8])
             self._handshake()
             if not self.established:
                 return []
@@ -187,8 +217,11 @@ class TLSSession:
             except ssl.SSLZeroReturnError:  # close_notify: the peer is done
                 self.raw.close()
                 break
-            except ssl.SSLError as exc:
-                log.warning("TLS error from %s: %s", self._peer, describe_tls_error(exc))
+            except ssl.SSLError as exc:  # e.g. TLS 1.3: the server refused our certificate
+                self.error = exc
+                failure = diagnose_tls_error(exc, server_side=self.server_side)
+                level = logging.WARNING if self.server_side else logging.DEBUG
+                log.log(level, "TLS error from %s: %s", self._peer, failure.text)
                 self.raw.abort()
                 break
             if not chunk:  # the peer's close_notify (read returns b"" for it)
@@ -204,7 +237,8 @@ class TLSSession:
         try:
             self.sslobj.write(data)
         except ssl.SSLError as exc:
-            log.warning("TLS write to %s failed: %s", self._peer, describe_tls_error(exc))
+            failure = diagnose_tls_error(exc, server_side=self.server_side)
+            log.warning("TLS write to %s failed: %s", self._peer, failure.text)
             self.raw.abort()
             return
         self._flush()

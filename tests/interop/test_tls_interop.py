@@ -376,7 +376,24 @@ def test_echoscu_refuses_untrusted_node(pki: PKI, caplog: pytest.LogCaptureFixtu
     assert refused.returncode != 0
     assert "Received Echo Response" not in refused.output
     (line,) = node_failures(caplog, served)
-    assert "unknown CA" in line
+    assert "does not trust our certificate (alert unknown_ca)" in line
+    assert served.checks == []
+
+
+def test_echoscu_without_certificate_on_node(pki: PKI, caplog: pytest.LogCaptureFixture) -> None:
+    """``echoscu +tla`` (TLS without a certificate) against a node requiring one."""
+    echoscu = need_tool("echoscu")
+
+    async def scenario() -> tuple[ToolResult, Served]:
+        async with tls_node(pki.config()) as served:
+            anonymous = ["+tla", "+cf", str(pki.ca)]
+            return await run_tool(echoscu_argv(echoscu, served.tls_port, anonymous)), served
+
+    refused, served = run(scenario())
+    assert refused.returncode != 0
+    assert "Received Echo Response" not in refused.output
+    (line,) = node_failures(caplog, served)
+    assert line.endswith("failed: the peer sent no certificate"), line
     assert served.checks == []
 
 
@@ -541,6 +558,29 @@ def test_dicomwire_refuses_untrusted_storescp(pki: PKI, tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "certificate verification failed" in done.output
     assert "Traceback" not in done.output
+
+
+def test_dicomwire_echo_without_certificate_to_storescp(pki: PKI, tmp_path: Path) -> None:
+    """storescp requires a client certificate (its default); DCMTK closes without an alert."""
+
+    async def scenario() -> tuple[ToolResult, int]:
+        async with storescp_tls(pki, "rsa", tmp_path, "+py", "--ignore") as (relay, _):
+            argv = [*dicomwire_argv(), "echo", LOCALHOST, str(relay.port), "--tls"]
+            done = await run_tool([*argv, "--ca", str(pki.ca)])
+            return done, relay.port
+
+    done, port = run(scenario())
+    assert done.returncode == 1
+    # storescp sends certificate_required, then closes; when its close resets the connection
+    # (our A-ASSOCIATE-RQ unread), the alert can be lost: either line names the certificate.
+    (line,) = done.output.splitlines()
+    assert line in (
+        f"echo failed: TLS handshake with {LOCALHOST}:{port} failed: the server requires a "
+        "client certificate (alert certificate_required)",
+        f"echo failed: TLS handshake with {LOCALHOST}:{port} failed: the server closed the "
+        "connection right after the handshake, before answering the A-ASSOCIATE-RQ: it may "
+        "require a client certificate (we have none)",
+    ), line
 
 
 # --------------------------------------------------------------------------- downgrades

@@ -911,7 +911,7 @@ def test_untrusted_server_certificate_refused_by_client(
     assert "certificate verification failed" in str(error)
     lines = server_failures(caplog, served)
     assert len(lines) == 1
-    assert "unknown CA" in lines[0].getMessage()
+    assert "does not trust our certificate (alert unknown_ca)" in lines[0].getMessage()
 
 
 def test_host_name_verified_when_connecting_by_name(pki: PKI) -> None:
@@ -994,7 +994,8 @@ def test_tls_requestor_on_plain_port(pki: PKI) -> None:
             return caught.value, await tls_echo(served.plain_port, None)
 
     error, after = run(scenario())
-    assert "not TLS" in str(error)
+    assert "does not speak TLS (it answered with a DICOM A-ABORT)" in str(error)
+    assert error.reason == "not-tls"
     assert after.status == 0
 
 
