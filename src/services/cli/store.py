@@ -64,6 +64,15 @@ def add_parser(
         metavar="N",
         help="retries for transient failures: A7xx status, lost connection (2)",
     )
+    store.add_argument(
+        "--no-header",
+        "-nh",
+        action="store_true",
+        help=(
+            "also send files without preamble and file meta as bare data sets, their "
+            "transfer syntax guessed from the first element (as storescu reads them)"
+        ),
+    )
     add_scu_timeouts(store, "C-STORE-RSP")
     store.add_argument(
         "--no-progress", action="store_true", help="no progress line even on a terminal"
@@ -113,20 +122,28 @@ async def run(args: argparse.Namespace) -> int:
             timeouts=timeouts(args, args.dimse_timeout or None),
             progress=progress,
             tls=tls_config_from_arguments(args),
+            without_meta=args.no_header,
         )
     except DicomWireError as exc:
         print(f"store failed: {exc}", file=sys.stderr)
         return 1
-    for outcome in summary.outcomes:
-        if outcome.status is None or outcome.status.is_failure:
-            reason = outcome.error or f"status {outcome.status}"
-            print(f"failed: {outcome.path}: {reason}", file=sys.stderr)
-        elif not outcome.status.is_success:
-            print(f"warning: {outcome.path}: status {outcome.status}", file=sys.stderr)
+    for outcome in summary.outcomes:  # one line per file: sent at -v, the others always
+        line = f"{outcome.path}: {outcome.describe()}"
+        if outcome.skipped:
+            print(f"skipped: {outcome.path}: {outcome.error}", file=sys.stderr)
+        elif not outcome.delivered:
+            print(f"failed: {line}", file=sys.stderr)
+        elif outcome.status is not None and not outcome.status.is_success:
+            print(f"warning: {line}", file=sys.stderr)
+        elif args.verbose or outcome.note:
+            print(f"sent: {line}")
+    if not summary.outcomes:
+        print(f"no files to send in {', '.join(map(str, args.paths))}", file=sys.stderr)
     print(
-        f"sent {summary.sent} of {len(summary.outcomes)} instances "
+        f"sent {summary.sent} of {len(summary.outcomes) - summary.skipped} instances "
         f"({summary.warnings} warnings, {summary.failures} failures), "
         f"{summary.bytes_sent / 1e6:.1f} MB in {summary.seconds:.2f} s "
         f"({summary.megabytes_per_second:.1f} MB/s)"
+        + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
-    return 0 if summary.failures == 0 and summary.outcomes else 1
+    return 0 if summary.failures == 0 and summary.sent else 1
