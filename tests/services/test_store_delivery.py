@@ -1,0 +1,162 @@
+"""Delivery guarantees of the storage SCU (issue 13; PS3.4 Annex B, PS3.8 §7.3.1).
+
+A peer that aborts the association on one file costs only that file: the SCU opens a new
+association and sends the rest; the file it aborted on is tried a bounded number of times
+and ends with the reason, never ``status None``. Files the SCU can tell are broken are
+refused before the wire; the Error Comment a peer sends is shown with its status.
+A pynetdicom SCP plays the scripted peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydicom import Dataset, dcmread
+from pydicom.data import get_testdata_file
+from pynetdicom import AE, StoragePresentationContexts, evt  # type: ignore[import-untyped]
+
+from dicomwire.services.storage import StoreSummary, store_files
+from dicomwire.services.storage.scu import inspect_file
+from dicomwire.ul.association import Timeouts
+
+LOCALHOST = "127.0.0.1"
+PEER_AE = "SCRIPTED"
+TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+#: The issue's reproduction: the second file is the one the peer aborts on.
+NAMES = ("CT_small.dcm", "image_dfl.dcm", "liver_1frame.dcm", "test-SR.dcm", "waveform_ecg.dcm")
+
+
+def copy_testdata(directory: Path, names: tuple[str, ...] = NAMES) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for name in names:
+        source = get_testdata_file(name)
+        assert source is not None, name
+        copies.append(Path(shutil.copy(str(source), directory / name)))
+    return copies
+
+
+def scripted_scp(abort_on: str | None = None, refuse_with: tuple[int, str] | None = None) -> Any:
+    """A pynetdicom SCP that aborts (or refuses) the instance ``abort_on``; stores the rest."""
+    received: list[str] = []
+
+    def on_store(event: Any) -> Any:
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if uid == abort_on:
+            if refuse_with is not None:
+                answer = Dataset()
+                answer.Status = refuse_with[0]
+                answer.ErrorComment = refuse_with[1]
+                return answer
+            event.assoc.abort()
+            return 0xA700
+        received.append(uid)
+        return 0x0000
+
+    ae = AE(ae_title=PEER_AE)
+    ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 10
+    for context in StoragePresentationContexts:
+        ae.add_supported_context(context.abstract_syntax, context.transfer_syntax)
+    server = ae.start_server(
+        (LOCALHOST, 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    return server, received
+
+
+def send(port: int, paths: list[Path], **options: Any) -> StoreSummary:
+    return asyncio.run(
+        asyncio.wait_for(
+            store_files(
+                LOCALHOST,
+                port,
+                paths,
+                called_ae_title=PEER_AE,
+                timeouts=TIMEOUTS,
+                **options,
+            ),
+            60,
+        )
+    )
+
+
+def test_a_peer_aborting_one_file_costs_only_that_file(tmp_path: Path) -> None:
+    files = copy_testdata(tmp_path / "in")
+    culprit = files[1]
+    culprit_uid = inspect_file(culprit).sop_instance_uid
+    server, received = scripted_scp(abort_on=culprit_uid)
+    try:
+        summary = send(server.server_address[1], [tmp_path / "in"], retries=2)
+    finally:
+        server.shutdown()
+
+    by_path = {o.path: o for o in summary.outcomes}
+    assert summary.sent == 4 and summary.failures == 1
+    expected = {inspect_file(p).sop_instance_uid for p in files if p != culprit}
+    assert set(received) == expected
+    failed = by_path[culprit]
+    assert failed.status is None
+    assert failed.attempts == 3  # tried retries + 1 times, then given up with the reason
+    assert failed.error and "Sta1" not in failed.error
+    line = failed.describe()
+    assert line.startswith("not sent:") and "status None" not in line
+    for path in files:
+        if path != culprit:
+            assert by_path[path].delivered and by_path[path].attempts == 1
+
+
+def test_a_refusal_shows_the_peers_error_comment_and_is_not_retried(tmp_path: Path) -> None:
+    files = copy_testdata(tmp_path / "in", NAMES[:2])
+    refused = files[0]
+    server, _ = scripted_scp(
+        abort_on=inspect_file(refused).sop_instance_uid,
+        refuse_with=(0xC123, "no room for CT today"),
+    )
+    try:
+        summary = send(server.server_address[1], files)
+    finally:
+        server.shutdown()
+
+    by_path = {o.path: o for o in summary.outcomes}
+    outcome = by_path[refused]
+    assert outcome.status == 0xC123 and outcome.attempts == 1
+    assert outcome.error_comment == "no room for CT today"
+    assert outcome.describe().startswith("refused by the peer, status C123H")
+    assert "no room for CT today" in outcome.describe()
+    assert by_path[files[1]].delivered
+
+
+def test_broken_files_are_refused_before_the_wire_with_the_reason(tmp_path: Path) -> None:
+    directory = tmp_path / "in"
+    (truncated,) = copy_testdata(directory, ("MR_truncated.dcm",))
+    (whole,) = copy_testdata(directory, ("CT_small.dcm",))
+    cut = directory / "CT_cut.dcm"
+    cut.write_bytes(whole.read_bytes()[:-1000])
+    (directory / "notes.txt").write_text("not DICOM")
+    server, received = scripted_scp()
+    try:
+        summary = send(server.server_address[1], [directory])
+    finally:
+        server.shutdown()
+
+    by_path = {o.path: o for o in summary.outcomes}
+    assert received == [inspect_file(whole).sop_instance_uid]
+    for path in (truncated, cut):
+        outcome = by_path[path]
+        assert outcome.attempts == 0 and outcome.permanent and outcome.status is None
+        assert "truncated" in outcome.describe()
+    assert by_path[directory / "notes.txt"].skipped
+    assert (summary.sent, summary.failures, summary.skipped) == (1, 2, 1)
+
+
+def test_uids_come_from_the_data_set_and_a_disagreement_is_said(tmp_path: Path) -> None:
+    (path,) = copy_testdata(tmp_path, ("rtdose_expb.dcm",))
+    dataset = dcmread(path, stop_before_pixels=True)
+    assert dataset.file_meta.MediaStorageSOPInstanceUID != dataset.SOPInstanceUID
+
+    info = inspect_file(path)
+
+    assert info.sop_instance_uid == dataset.SOPInstanceUID
+    assert info.note and "file meta" in info.note and dataset.SOPInstanceUID in info.note
