@@ -34,6 +34,8 @@ from ..conftest import part10_data_set
 LOCALHOST = "127.0.0.1"
 CLI = [sys.executable, "-m", "dicomwire.services.cli"]
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+#: Without it DCMTK waits on delayed ACKs: seconds per run (PEERS.md).
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 DEFLATED = "1.2.840.10008.1.2.1.99"
 LINE = re.compile(r"^(sent|warning|failed|skipped): (.+?): ")
 
@@ -62,6 +64,7 @@ def dcmtk_delivered(storescu: str, port: int, directory: Path) -> set[str]:
         capture_output=True,
         text=True,
         timeout=120,
+        env=DCMTK_ENV,
     )
     delivered, current = set(), ""
     for line in result.stdout.splitlines() + result.stderr.splitlines():
@@ -76,9 +79,9 @@ def dcmtk_delivered(storescu: str, port: int, directory: Path) -> set[str]:
 
 def dicomwire_store(port: int, called: str, directory: Path) -> dict[str, str]:
     """``dicomwire store -v --no-header`` of ``directory``: each file's outcome line by name."""
+    options = ("-v", "--no-header", "--no-progress", "-aec", called)
     result = subprocess.run(
-        [*CLI, "store", "-v", "--no-header", "--no-progress", "-aec", called, LOCALHOST]
-        + [str(port), str(directory)],
+        [*CLI, "store", *options, LOCALHOST, str(port), str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -151,6 +154,7 @@ def test_pydicom_corpus_to_storescp_and_to_dicomwire(
         [dcmtk_tool("storescp"), "-aet", "STORESCP", "+xa", "-od", str(out_dcmtk), str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=DCMTK_ENV,
     )
     try:
         delivered = dcmtk_delivered(dcmtk_tool("storescu"), port, tmp_path / "in")
@@ -161,6 +165,7 @@ def test_pydicom_corpus_to_storescp_and_to_dicomwire(
             [dcmtk_tool("storescp"), "-aet", "STORESCP", "+xa", "-od", str(out_ours), str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env=DCMTK_ENV,
         )
         lines = dicomwire_store(port, "STORESCP", tmp_path / "in")
     finally:

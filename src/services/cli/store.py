@@ -127,16 +127,12 @@ async def run(args: argparse.Namespace) -> int:
     except DicomWireError as exc:
         print(f"store failed: {exc}", file=sys.stderr)
         return 1
-    for outcome in summary.outcomes:  # one line per file: sent at -v, the others always
-        line = f"{outcome.path}: {outcome.describe()}"
-        if outcome.skipped:
-            print(f"skipped: {outcome.path}: {outcome.error}", file=sys.stderr)
-        elif not outcome.delivered:
-            print(f"failed: {line}", file=sys.stderr)
-        elif outcome.status is not None and not outcome.status.is_success:
-            print(f"warning: {line}", file=sys.stderr)
+    for outcome in summary.outcomes:  # one line per file: sent ones at -v (or with a note)
+        line = f"{outcome.kind}: {outcome.path}: {outcome.describe()}"
+        if outcome.kind != "sent":
+            print(line, file=sys.stderr)
         elif args.verbose or outcome.note:
-            print(f"sent: {line}")
+            print(line)
     if not summary.outcomes:
         print(f"no files to send in {', '.join(map(str, args.paths))}", file=sys.stderr)
     print(

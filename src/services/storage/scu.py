@@ -100,20 +100,29 @@ class FileOutcome:
         """The peer answered success or a warning: the instance is stored."""
         return self.status is not None and not self.status.is_failure
 
-    def describe(self) -> str:
-        """The file's outcome line, without its path: what happened and why."""
+    @property
+    def kind(self) -> str:
+        """``sent``, ``warning`` (sent, with a warning status), ``failed`` or ``skipped``."""
         if self.skipped:
-            return f"skipped: {self.error}"
+            return "skipped"
+        if not self.delivered:
+            return "failed"
+        return "warning" if self.status is not None and not self.status.is_success else "sent"
+
+    def describe(self) -> str:
+        """What happened to the file and why, for its outcome line (after its :attr:`kind`).
+
+        A status with its meaning and the peer's Error Comment; a file not sent with the
+        reason; never a bare ``None``.
+        """
+        if self.skipped:
+            return self.error or "not a DICOM file"
         if self.status is not None:
-            name = f"status {int(self.status):04X}H ({self.status.meaning_for('storage')})"
-            comment = f": {self.error_comment}" if self.error_comment else ""
-            if self.status.is_success:
-                kind = "sent"
-            elif not self.status.is_failure:
-                kind = "sent with a warning"
-            else:
-                kind = "refused by the peer"
-            text = f"{kind}, {name}{comment}"
+            text = f"status {int(self.status):04X}H ({self.status.meaning_for('storage')})"
+            if self.status.is_failure:
+                text = f"refused by the peer, {text}"
+            if self.error_comment:
+                text += f": {self.error_comment}"
         else:
             text = f"not sent: {self.error or 'never answered'}"
         if self.attempts > 1:
@@ -320,6 +329,11 @@ def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str
                 return (
                     f"an encapsulated pixel data fragment has an odd length ({size} bytes, "
                     "PS3.5 §A.4): Odd Fragment Length"
+                )
+            if size % 2:
+                return (
+                    f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has an odd length ({size} "
+                    "bytes; PS3.5 §7.1.1: values are of even length)"
                 )
             end = at + size
             if end > length:
@@ -698,24 +712,28 @@ async def store_files(
                     await send_files(session, queue, outcomes=outcomes, on_outcome=count)
             except DicomWireError as exc:
                 lost = exc
-            attempted = any(outcomes[info.path].attempts for info in queue)
-            if lost is not None and (lost.permanent or fruitless >= retries):
-                give_up = lost.permanent or not attempted
-            else:
-                give_up = False
+            moved = any(
+                outcomes[info.path].status is not None or outcomes[info.path].error is not None
+                for info in queue
+            )
+            fruitless = 0 if moved else fruitless + 1
+            # Nothing got on the wire: stop on a permanent failure, or after as many
+            # fruitless associations as a file has attempts.
+            give_up = not moved and ((lost is not None and lost.permanent) or fruitless > retries)
             remaining: list[FileInfo] = []
-            moved = False
             for info in queue:
                 outcome = outcomes[info.path]
                 if outcome.status is None and outcome.error is None:
-                    if give_up and lost is not None:  # never got on the wire
-                        outcome.error, outcome.permanent = str(lost), lost.permanent
-                        outcome.attempts = max(outcome.attempts, fruitless + 1)
+                    if give_up:
+                        outcome.error = (
+                            str(lost) if lost else "the association ended before it was sent"
+                        )
+                        outcome.permanent = lost is not None and lost.permanent
+                        outcome.attempts = max(outcome.attempts, fruitless)
                         count(info, outcome)
                     else:
                         remaining.append(info)
                     continue
-                moved = True
                 if _final(outcome, retries):
                     count(info, outcome)
                     continue
@@ -729,7 +747,6 @@ async def store_files(
                     lost,
                     len(remaining),
                 )
-            fruitless = 0 if moved else fruitless + 1
             if remaining and not moved:
                 await asyncio.sleep(0.5 * fruitless)
             elif remaining and lost is None:
