@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from dicomwire.ul.association import Timeouts
 
 LOCALHOST = "127.0.0.1"
 PEER_AE = "SCRIPTED"
+CLI = [sys.executable, "-m", "dicomwire.services.cli"]
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
 #: The issue's reproduction: the second file is the one the peer aborts on.
 NAMES = ("CT_small.dcm", "image_dfl.dcm", "liver_1frame.dcm", "test-SR.dcm", "waveform_ecg.dcm")
@@ -161,3 +164,53 @@ def test_uids_come_from_the_data_set_and_a_disagreement_is_said(tmp_path: Path) 
 
     assert info.sop_instance_uid == dataset.SOPInstanceUID
     assert info.note and "file meta" in info.note and dataset.SOPInstanceUID in info.note
+
+
+def store_cli(port: int, *arguments: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, "store", "--no-progress", "-aec", PEER_AE, LOCALHOST, str(port)]
+        + [str(argument) for argument in arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cli_names_the_peers_error_comment_and_each_skipped_file(tmp_path: Path) -> None:
+    files = copy_testdata(tmp_path / "in", NAMES[:2])
+    (tmp_path / "in" / "notes.txt").write_text("not DICOM")
+    server, _ = scripted_scp(
+        abort_on=inspect_file(files[0]).sop_instance_uid,
+        refuse_with=(0xA900, "SOP Class does not match the data set"),
+    )
+    try:
+        result = store_cli(server.server_address[1], "-v", tmp_path / "in")
+    finally:
+        server.shutdown()
+
+    assert result.returncode == 1
+    lines = result.stdout.splitlines() + result.stderr.splitlines()
+    assert f"failed: {files[0]}: refused by the peer, status A900H" in "\n".join(lines)
+    (refused,) = [line for line in lines if line.startswith(f"failed: {files[0]}")]
+    assert refused.endswith(": SOP Class does not match the data set")
+    assert any(line.startswith(f"sent: {files[1]}: status 0000H") for line in lines)
+    assert any(
+        line.startswith(f"skipped: {tmp_path / 'in' / 'notes.txt'}: not a DICOM") for line in lines
+    )
+    summary = result.stdout.splitlines()[-1]
+    assert summary.startswith("sent 1 of 2 instances (0 warnings, 1 failures)")
+    assert summary.endswith(", 1 skipped (not DICOM)")
+
+
+def test_the_cli_says_why_an_empty_directory_sends_nothing(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("not DICOM")
+
+    empty = store_cli(9, tmp_path / "empty")  # nothing to send: no association is tried
+    junk = store_cli(9, tmp_path / "junk")
+
+    assert empty.returncode == 1
+    assert f"nothing to send: no file in {tmp_path / 'empty'}" in empty.stderr
+    assert junk.returncode == 1
+    assert f"nothing to send: no DICOM file in {tmp_path / 'junk'}" in junk.stderr

@@ -1,7 +1,9 @@
 """``dicomwire store HOST PORT PATH...``: the Storage SCU (PS3.4 Annex B), like storescu.
 
 Sends Part 10 files and directories with :func:`..storage.store_files`; exit 0 only when
-every instance was stored (warnings count as stored).
+every instance was stored (warnings count as stored). Every file gets an outcome line:
+``sent`` (at -v), ``warning``, ``failed`` (refused by the peer with its status and Error
+Comment, or not sent and why) or ``skipped`` (not DICOM, found in a directory).
 """
 
 from __future__ import annotations
@@ -133,8 +135,12 @@ async def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         elif args.verbose or outcome.note:
             print(line)
-    if not summary.outcomes:
-        print(f"no files to send in {', '.join(map(str, args.paths))}", file=sys.stderr)
+    if len(summary.outcomes) == summary.skipped:
+        where = ", ".join(map(str, args.paths))
+        if summary.outcomes:
+            print(f"nothing to send: no DICOM file in {where}", file=sys.stderr)
+        else:
+            print(f"nothing to send: no file in {where}", file=sys.stderr)
     print(
         f"sent {summary.sent} of {len(summary.outcomes) - summary.skipped} instances "
         f"({summary.warnings} warnings, {summary.failures} failures), "

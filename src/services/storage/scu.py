@@ -64,6 +64,7 @@ __all__ = [
     "batch_by_contexts",
     "choose_context",
     "collect_files",
+    "inspect_file",
     "plan_contexts",
     "send_file",
     "send_files",
