@@ -105,7 +105,8 @@ def test_a_peer_aborting_one_file_costs_only_that_file(tmp_path: Path) -> None:
     assert failed.error and "Sta1" not in failed.error
     line = failed.describe()
     assert failed.kind == "failed"
-    assert line.startswith("not sent:") and "None" not in line
+    assert line.startswith("no answer: A-ABORT by the peer") and "None" not in line
+    assert line.endswith("(after 3 attempts)")
     for path in files:
         if path != culprit:
             assert by_path[path].delivered and by_path[path].attempts == 1

@@ -1,8 +1,10 @@
 """Storage SCU: send Part 10 files and data sets with C-STORE (PS3.4 Annex B, PS3.7 §9.1.1).
 
-Files are read only as far as their file meta (:func:`..part10.read_file_info`); each is
-sent from disk in the transfer syntax it is in, converted between uncompressed transfer
-syntaxes when the peer accepted only another one, never silently decompressed.
+Each file is checked before it goes on the wire (:func:`inspect_file`: its file meta, the
+SOP Class/Instance UIDs of its data set, its element headers walked without reading pixel
+data), then sent from disk in the transfer syntax it is in, converted between uncompressed
+transfer syntaxes when the peer accepted only another one, never silently decompressed.
+When the peer aborts, the files not yet answered go on a new association (PS3.8 §7.3).
 
 The core is public so that every sender shares it (``dicomwire store``, and the C-MOVE and
 C-GET SCPs' sub-operations): :func:`collect_files` lists files, :func:`plan_contexts`
@@ -10,7 +12,7 @@ proposes presentation contexts for them, :func:`batch_by_contexts` splits them s
 each association proposes at most 128 contexts (PS3.8 §9.3.2.2: context IDs are odd
 numbers 1-255), :func:`choose_context` picks the accepted context for one file, and
 :func:`send_files` sends them on an open session with its asynchronous operations window.
-:func:`store_files` puts them together with associations, parallel lanes and retries.
+:func:`store_files` puts them together with associations, parallel lanes and bounded retries.
 """
 
 from __future__ import annotations
@@ -124,8 +126,10 @@ class FileOutcome:
                 text = f"refused by the peer, {text}"
             if self.error_comment:
                 text += f": {self.error_comment}"
-        else:
-            text = f"not sent: {self.error or 'never answered'}"
+        elif self.attempts == 0:  # refused before the wire
+            text = f"not sent: {self.error or 'never tried'}"
+        else:  # sent, or tried to, and never answered: why
+            text = f"no answer: {self.error or 'the association ended'}"
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts)"
         return text + (f"; {self.note}" if self.note else "")
