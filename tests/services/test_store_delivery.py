@@ -4,7 +4,7 @@ A peer that aborts the association on one file costs only that file: the SCU ope
 association and sends the rest; the file it aborted on is tried a bounded number of times
 and ends with the reason, never ``status None``. Files the SCU can tell are broken are
 refused before the wire; the Error Comment a peer sends is shown with its status.
-A pynetdicom SCP plays the scripted peer.
+A pynetdicom SCP, or a dicomwire node with a scripted handler, plays the peer.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pynetdicom import AE, StoragePresentationContexts, evt  # type: ignore[import-untyped]
 
+from dicomwire.dimse.commands import CommandField
+from dicomwire.dimse.primitives import CStoreRQ
+from dicomwire.dimse.session import Request
+from dicomwire.services.node import Node, NodeConfig
+from dicomwire.services.service import CustomService
 from dicomwire.services.storage import StoreSummary, store_files
 from dicomwire.services.storage.scu import inspect_file
+from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
 
 LOCALHOST = "127.0.0.1"
 PEER_AE = "SCRIPTED"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 CLI = [sys.executable, "-m", "dicomwire.services.cli"]
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
 #: The issue's reproduction: the second file is the one the peer aborts on.
@@ -215,3 +222,43 @@ def test_the_cli_says_why_an_empty_directory_sends_nothing(tmp_path: Path) -> No
     assert f"nothing to send: no file in {tmp_path / 'empty'}" in empty.stderr
     assert junk.returncode == 1
     assert f"nothing to send: no DICOM file in {tmp_path / 'junk'}" in junk.stderr
+
+
+def test_with_a_window_only_the_file_the_peer_aborts_on_is_lost(tmp_path: Path) -> None:
+    """Eight C-STORE outstanding: the abort charges the oldest unanswered file alone."""
+    files = write_corpus(tmp_path / "in", 12, "ct", rows=16, columns=16)
+    culprit = files[3]
+    culprit_uid = inspect_file(culprit).sop_instance_uid
+    received: list[str] = []
+
+    async def on_store(request: Request) -> int:
+        primitive = request.primitive
+        assert isinstance(primitive, CStoreRQ)
+        if primitive.affected_sop_instance_uid == culprit_uid:
+            request.session.abort()
+            return 0xA700
+        received.append(primitive.affected_sop_instance_uid)
+        return 0x0000
+
+    async def scenario() -> StoreSummary:
+        service = CustomService({CT_IMAGE_STORAGE: {CommandField.C_STORE_RQ: on_store}})
+        config = NodeConfig(host=LOCALHOST, port=0, shutdown_grace=1.0, timeouts=TIMEOUTS)
+        async with Node(config, services=[service]) as node:
+            return await store_files(
+                LOCALHOST,
+                node.port,
+                [tmp_path / "in"],
+                called_ae_title="DICOMWIRE",
+                window=8,
+                timeouts=TIMEOUTS,
+            )
+
+    summary = asyncio.run(asyncio.wait_for(scenario(), 60))
+
+    by_path = {o.path: o for o in summary.outcomes}
+    assert (summary.sent, summary.failures) == (11, 1)
+    assert sorted(received) == sorted(
+        inspect_file(p).sop_instance_uid for p in files if p != culprit
+    )
+    assert by_path[culprit].attempts == 3 and by_path[culprit].kind == "failed"
+    assert all(by_path[p].attempts == 1 for p in files if p != culprit)

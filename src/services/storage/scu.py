@@ -518,9 +518,10 @@ async def send_files(
     one outstanding operation, file N's outcome is recorded just after file N+1 is sent.
     ``outcomes`` holds each file's outcome to update (earlier attempts counted in it);
     files missing from it get a new one. ``on_outcome`` is called as each file is settled
-    (response in, or failed). When the association is lost, the files sent and not
-    answered get the error (an attempt each); the files not yet sent are left as they
-    were, neither status nor error, with no attempt counted: to send on a new association.
+    (response in, or failed). When the association is lost, the oldest file sent and not
+    answered gets the error (an attempt): the peer answers in order, so it is the one the
+    peer failed on; the other files are left as they were, neither status nor error, with
+    no attempt counted: to send on a new association.
     """
     known = {} if outcomes is None else outcomes
     results = [known.get(info.path) or FileOutcome(info.path, note=info.note) for info in infos]
@@ -530,13 +531,23 @@ async def send_files(
         if on_outcome is not None:
             on_outcome(info, outcome)
 
+    charged_loss = False
+
     async def settle(info: FileInfo, outcome: FileOutcome, operation: Operation) -> None:
+        nonlocal charged_loss
         try:
             response = await operation.wait()
             outcome.status = response.status
             outcome.error_comment = getattr(response.primitive, "error_comment", None) or None
             outcome.error = None
         except DicomWireError as exc:
+            if not session.association.is_established:
+                # Lost with files in flight: the peer works in order, so the oldest one
+                # unanswered is the suspect, charged an attempt; the others go again free.
+                if charged_loss:
+                    outcome.attempts -= 1
+                    return
+                charged_loss = True
             outcome.error = str(exc)
         settled(info, outcome)
 
@@ -674,8 +685,8 @@ async def store_files(
     ``window`` > 1 proposes an asynchronous operations window; ``associations`` > 1 sends
     in parallel; ``without_meta`` also sends bare data sets (see :func:`inspect_file`).
     When the peer aborts or the association is lost, a new one is opened and the files
-    not yet answered are sent on it: the files that were in flight are charged an
-    attempt, the others not, so a file the peer aborts every time costs only itself.
+    not yet answered are sent on it: the oldest file in flight is charged an attempt, the
+    others not, so a file the peer aborts every time costs only itself.
     Transient failures (A7xx, a lost association) are tried ``retries`` + 1 times in all;
     permanent ones (a permanent rejection, a failure status other than A7xx, a file that
     cannot be sent as it is) once. Every file ends with a status or the reason it has none.
