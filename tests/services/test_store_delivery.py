@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -262,3 +263,20 @@ def test_with_a_window_only_the_file_the_peer_aborts_on_is_lost(tmp_path: Path) 
     )
     assert by_path[culprit].attempts == 3 and by_path[culprit].kind == "failed"
     assert all(by_path[p].attempts == 1 for p in files if p != culprit)
+
+
+def test_a_peer_that_is_gone_ends_every_file_with_the_reason_in_bounded_tries(
+    tmp_path: Path,
+) -> None:
+    files = copy_testdata(tmp_path / "in", NAMES[:3])
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind((LOCALHOST, 0))
+        port = closed.getsockname()[1]
+
+    summary = send(port, [tmp_path / "in"], retries=1)
+
+    assert summary.failures == len(files)
+    for outcome in summary.outcomes:
+        assert outcome.attempts == 2 and outcome.status is None
+        line = outcome.describe()
+        assert line.startswith("not sent: ") and "None" not in line

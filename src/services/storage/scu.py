@@ -97,6 +97,8 @@ class FileOutcome:
     skipped: bool = False
     #: What was decided about the file (see :attr:`FileInfo.note`).
     note: str | None = None
+    #: Its C-STORE-RQ went on the wire at least once (a failure is then "no answer").
+    reached_peer: bool = False
 
     @property
     def delivered(self) -> bool:
@@ -126,9 +128,9 @@ class FileOutcome:
                 text = f"refused by the peer, {text}"
             if self.error_comment:
                 text += f": {self.error_comment}"
-        elif self.attempts == 0:  # refused before the wire
+        elif not self.reached_peer:  # refused before the wire, or no association
             text = f"not sent: {self.error or 'never tried'}"
-        else:  # sent, or tried to, and never answered: why
+        else:  # sent and never answered: why
             text = f"no answer: {self.error or 'the association ended'}"
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts)"
@@ -565,6 +567,7 @@ async def send_files(
             outcome.permanent = exc.permanent
             settled(info, outcome)
             continue
+        outcome.reached_peer = True
         in_flight.append((info, outcome, operation))
         while in_flight and in_flight[0][2].done:
             await settle(*in_flight.popleft())
