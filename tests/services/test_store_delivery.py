@@ -23,13 +23,20 @@ from pynetdicom import AE, StoragePresentationContexts, evt  # type: ignore[impo
 
 from dicomwire.dimse.commands import CommandField
 from dicomwire.dimse.primitives import CStoreRQ
-from dicomwire.dimse.session import Request
+from dicomwire.dimse.session import Request, open_session
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.service import CustomService
-from dicomwire.services.storage import StoreSummary, store_files
+from dicomwire.services.storage import (
+    FileOutcome,
+    StoreSummary,
+    plan_contexts,
+    send_files,
+    store_files,
+)
 from dicomwire.services.storage.scu import inspect_file
 from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
+from dicomwire.ul.negotiation import RequestorConfig
 
 LOCALHOST = "127.0.0.1"
 PEER_AE = "SCRIPTED"
@@ -280,3 +287,26 @@ def test_a_peer_that_is_gone_ends_every_file_with_the_reason_in_bounded_tries(
         assert outcome.attempts == 2 and outcome.status is None
         line = outcome.describe()
         assert line.startswith("not sent: ") and "None" not in line
+
+
+def test_a_file_gone_between_inspection_and_sending_fails_alone(tmp_path: Path) -> None:
+    files = copy_testdata(tmp_path / "in", NAMES[:3])
+    infos = [inspect_file(path) for path in files]
+    files[1].unlink()
+    server, received = scripted_scp()
+
+    async def scenario() -> list[FileOutcome]:
+        config = RequestorConfig("SCU", PEER_AE, plan_contexts(infos))
+        async with open_session(
+            LOCALHOST, server.server_address[1], config, timeouts=TIMEOUTS
+        ) as session:
+            return await send_files(session, infos)
+
+    try:
+        outcomes = asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        server.shutdown()
+
+    assert [o.kind for o in outcomes] == ["sent", "failed", "sent"]
+    assert outcomes[1].permanent and "cannot read the file" in outcomes[1].describe()
+    assert received == [infos[0].sop_instance_uid, infos[2].sop_instance_uid]

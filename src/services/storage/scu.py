@@ -567,6 +567,13 @@ async def send_files(
             outcome.permanent = exc.permanent
             settled(info, outcome)
             continue
+        except OSError as exc:  # the file went away or became unreadable since inspected
+            outcome.error = f"cannot read the file: {exc.strerror or exc}"
+            outcome.permanent = True
+            settled(info, outcome)
+            if not session.association.is_established:
+                break
+            continue
         outcome.reached_peer = True
         in_flight.append((info, outcome, operation))
         while in_flight and in_flight[0][2].done:
