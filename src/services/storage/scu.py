@@ -178,6 +178,8 @@ _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _PIXEL_DATA = 0x7FE00010
 #: How much is read at a time to walk the element headers of a data set on disk.
 _WALK_WINDOW = 16 << 10
+#: What is read first after skipping a long value: enough for a few element headers.
+_AFTER_JUMP_WINDOW = 512
 #: A deflated data set is inflated whole to be checked and named only up to this size.
 _DEFLATED_LIMIT = 256 << 20
 #: Explicit VRs (PS3.5 Table 6.2-1): how a bare data set's first element tells its syntax.
@@ -315,11 +317,11 @@ def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str
     length), or None: also when the walk meets what it does not follow (an undefined
     length UN, whose content is Implicit VR), which is left to the peer.
     """
-    position = 0
+    position, want = 0, _WALK_WINDOW
     open_values: list[int] = []  # the tags of the undefined-length values we are inside
     while position < length:
-        origin, window = position, read(position, _WALK_WINDOW)
-        moved = False
+        origin, window = position, read(position, want)
+        moved, want = False, _WALK_WINDOW
         for tag, vr, start, size in iter_elements(window, implicit=implicit, partial=True):
             at = origin + start
             if size == UNDEFINED_LENGTH:
@@ -350,7 +352,10 @@ def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str
                 )
             position, moved = end, True
             if start + size > len(window):
-                break  # its value runs past this window: read on from its end
+                # Its value runs past this window: read on from its end, a little first
+                # (the next fragment's header, not the pixel data around it).
+                want = _AFTER_JUMP_WINDOW
+                break
         if not moved:
             return f"truncated: the data set ends inside an element header at byte {position}"
     if open_values:
