@@ -110,7 +110,8 @@ class Part10Error(LocalProtocolError):
     """A file is not a DICOM Part 10 file, or its file meta is unusable (PS3.10 §7.1).
 
     ``reason`` says which: ``"not-dicom"`` (no DICM prefix), ``"unreadable"`` (the file
-    cannot be read), ``"bad-meta"`` (the file meta is malformed or incomplete).
+    cannot be read), ``"bad-meta"`` (the file meta is malformed or incomplete),
+    ``"bad-dataset"`` (the data set is cut short, has an odd length or lacks its SOP UIDs).
     """
 
     def __init__(self, message: str, reason: str = "bad-meta") -> None:

@@ -60,12 +60,13 @@ from ..ul.negotiation import (
     RequestorConfig,
 )
 from ..ul.tls import TLSConfig
-from .part10 import FileInfo, read_file_info
+from .part10 import FileInfo
 from .storage import (
     MAX_CONTEXTS,
     STORAGE_TRANSFER_SYNTAXES,
     StorageConfig,
     StorageSCP,
+    inspect_file,
     plan_contexts,
     store_dataset,
     store_file,
@@ -194,7 +195,7 @@ def _sending_infos(sending: Iterable[str | Path | Dataset]) -> list[FileInfo]:
     infos: list[FileInfo] = []
     for item in sending:
         if isinstance(item, str | Path):
-            infos.append(read_file_info(item))
+            infos.append(inspect_file(item))
             continue
         meta = getattr(item, "file_meta", None)
         syntax = str(getattr(meta, "TransferSyntaxUID", "") or EXPLICIT_VR_LITTLE_ENDIAN)
@@ -345,7 +346,7 @@ class Client:
         many files wants to go on.
         """
         if isinstance(item, str | Path):
-            return await store_file(self.session, read_file_info(item))
+            return await store_file(self.session, inspect_file(item))
         return await store_dataset(
             self.session,
             item,

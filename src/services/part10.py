@@ -82,10 +82,16 @@ class FileInfo:
     transfer_syntax: str
     dataset_offset: int
     size: int
+    #: What was decided about this file, for its outcome line (e.g. meta and data set
+    #: disagree on a UID: the data set's is sent, as DCMTK storescu does).
+    note: str | None = None
+    #: A deflated data set of odd length is sent with one trailing 00H (PS3.5 §A.5).
+    pad: bool = False
 
     @property
     def dataset_length(self) -> int:
-        return self.size - self.dataset_offset
+        """Bytes of the data set as sent (with its pad byte, if any)."""
+        return self.size - self.dataset_offset + self.pad
 
 
 def read_file_info(path: str | Path) -> FileInfo:

@@ -218,8 +218,12 @@ def test_collect_files_skips_non_dicom_in_directories_but_not_when_named(
 
     infos, failures = collect_files([tmp_path / "dir", named])
     assert sorted(i.path for i in infos) == sorted(good)
-    assert [f.path for f in failures] == [named]
-    assert "not a DICOM" in (failures[0].error or "")
+    # Non-DICOM files inside a directory are listed as skipped (not failures); named, a failure.
+    assert sorted(f.path for f in failures if f.skipped) == sorted(
+        [tmp_path / "dir" / "README.txt", tmp_path / "dir" / "deep" / "empty.dcm"]
+    )
+    assert [f.path for f in failures if not f.skipped] == [named]
+    assert all("not a DICOM" in (f.error or "") for f in failures)
     for info in infos:
         syntax, data = split_part10(info.path)
         assert info.transfer_syntax == syntax

@@ -52,7 +52,7 @@ CLI_TIMEOUT = 30.0
 TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
 SUMMARY = re.compile(
     r"sent (\d+) of (\d+) instances \((\d+) warnings, (\d+) failures\), "
-    r"[\d.]+ MB in [\d.]+ s \([\d.]+ MB/s\)"
+    r"[\d.]+ MB in [\d.]+ s \([\d.]+ MB/s\)(?:, \d+ skipped \(not DICOM\))?"
 )
 LISTENING = re.compile(r"listening on port (\d+)")
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -1,7 +1,9 @@
 """``dicomwire store HOST PORT PATH...``: the Storage SCU (PS3.4 Annex B), like storescu.
 
 Sends Part 10 files and directories with :func:`..storage.store_files`; exit 0 only when
-every instance was stored (warnings count as stored).
+every instance was stored (warnings count as stored). Every file gets an outcome line:
+``sent`` (at -v), ``warning``, ``failed`` (refused by the peer with its status and Error
+Comment, or not sent and why) or ``skipped`` (not DICOM, found in a directory).
 """
 
 from __future__ import annotations
@@ -64,6 +66,15 @@ def add_parser(
         metavar="N",
         help="retries for transient failures: A7xx status, lost connection (2)",
     )
+    store.add_argument(
+        "--no-header",
+        "-nh",
+        action="store_true",
+        help=(
+            "also send files without preamble and file meta as bare data sets, their "
+            "transfer syntax guessed from the first element (as storescu reads them)"
+        ),
+    )
     add_scu_timeouts(store, "C-STORE-RSP")
     store.add_argument(
         "--no-progress", action="store_true", help="no progress line even on a terminal"
@@ -113,20 +124,28 @@ async def run(args: argparse.Namespace) -> int:
             timeouts=timeouts(args, args.dimse_timeout or None),
             progress=progress,
             tls=tls_config_from_arguments(args),
+            without_meta=args.no_header,
         )
     except DicomWireError as exc:
         print(f"store failed: {exc}", file=sys.stderr)
         return 1
-    for outcome in summary.outcomes:
-        if outcome.status is None or outcome.status.is_failure:
-            reason = outcome.error or f"status {outcome.status}"
-            print(f"failed: {outcome.path}: {reason}", file=sys.stderr)
-        elif not outcome.status.is_success:
-            print(f"warning: {outcome.path}: status {outcome.status}", file=sys.stderr)
+    for outcome in summary.outcomes:  # one line per file: sent ones at -v (or with a note)
+        line = f"{outcome.kind}: {outcome.path}: {outcome.describe()}"
+        if outcome.kind != "sent":
+            print(line, file=sys.stderr)
+        elif args.verbose or outcome.note:
+            print(line)
+    if len(summary.outcomes) == summary.skipped:
+        where = ", ".join(map(str, args.paths))
+        if summary.outcomes:
+            print(f"nothing to send: no DICOM file in {where}", file=sys.stderr)
+        else:
+            print(f"nothing to send: no file in {where}", file=sys.stderr)
     print(
-        f"sent {summary.sent} of {len(summary.outcomes)} instances "
+        f"sent {summary.sent} of {len(summary.outcomes) - summary.skipped} instances "
         f"({summary.warnings} warnings, {summary.failures} failures), "
         f"{summary.bytes_sent / 1e6:.1f} MB in {summary.seconds:.2f} s "
         f"({summary.megabytes_per_second:.1f} MB/s)"
+        + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
-    return 0 if summary.failures == 0 and summary.outcomes else 1
+    return 0 if summary.failures == 0 and summary.sent else 1
