@@ -9,7 +9,7 @@
 #   as `dicomwire` to count that version instead. Needs valgrind; takes a minute or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-corpus=$1 window=$2 port=11199 out=$(mktemp -d)
+corpus=$1 window=$2 port=${PORT:-11199} out=$(mktemp -d)
 python=.venv/bin/python
 count() { grep -oP "refs:\s+\K[0-9,]+" "$1" | tr -d ,; }
 run() {  # $1: store runs

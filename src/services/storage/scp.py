@@ -33,13 +33,15 @@ from ...dimse.status import (
     DATASET_MISMATCH,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
+    SOP_CLASS_NOT_SUPPORTED,
 )
-from ...dimse.streams import DataSetSink, DiscardSink
+from ...dimse.streams import DataSetSink
 from ...errors import DataSetError, DicomWireError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
+from ..completeness import CompletenessCheck
 from ..part10 import build_file_meta
-from .header import HEAD_BYTES, _header_from_head, _read_header
+from .header import HEAD_BYTES, _header_from_head, _header_from_memory, _read_header
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
@@ -61,6 +63,8 @@ log = logging.getLogger("dicomwire.services.storage.scp")
 
 Duplicates = Literal["overwrite", "keep", "reject"]
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+#: A data set being received is written to ``<root>/.incoming/<random>.part`` first.
+PARTIAL_SUFFIX = ".part"
 
 
 @dataclass(slots=True)
@@ -89,27 +93,36 @@ class StorageConfig:
 class StoreResult:
     """What a storage sink hands to the C-STORE handler."""
 
+    #: The temporary file holding it (None when discarding, or after a write error).
     path: Path | None
     length: int
     error: OSError | None = None
     dataset_offset: int = 0
     #: The first bytes of the data set (up to 64 KiB), for reading its header.
     head: bytes = b""
+    #: Why the data set is not whole (it ends inside an element), or None.
+    incomplete: str | None = None
 
 
-class _PartialFileSink:
-    """Stream a Part 10 file under a temporary name; remember a write error, not raise it."""
+class _ReceivedDataSet:
+    """Take a data set as it streams in: keep its head, follow its element boundaries
+    (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless ``path`` is
+    None (``--discard``), write it as a Part 10 file under a temporary name; remember a
+    write error, not raise it."""
 
-    __slots__ = ("_file", "dataset_offset", "error", "head", "length", "path")
+    __slots__ = ("_check", "_file", "dataset_offset", "error", "head", "length", "path")
 
-    def __init__(self, path: Path, meta: bytes) -> None:
+    def __init__(self, path: Path | None, meta: bytes, transfer_syntax: str) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
         #: The data set's first bytes, kept to read its header without reopening the file.
         self.head = bytearray()
         self.error: OSError | None = None
+        self._check = CompletenessCheck(transfer_syntax)
         self._file = None
+        if path is None:
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
@@ -123,15 +136,17 @@ class _PartialFileSink:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def write(self, data: memoryview) -> None:
         if self.length < HEAD_BYTES:
             self.head += data[: HEAD_BYTES - self.length]
         self.length += len(data)
+        self._check.feed(data)
         if self._file is None:
-            return  # after an error: swallow the rest of the data set
+            return  # discarding, or after an error: swallow the rest of the data set
         try:
             self._file.write(data)
         except OSError as exc:
@@ -146,9 +161,18 @@ class _PartialFileSink:
                 self._failed(exc)
             self._file = None
         path = None if self.error else self.path
-        return StoreResult(path, self.length, self.error, self.dataset_offset, bytes(self.head))
+        return StoreResult(
+            path,
+            self.length,
+            self.error,
+            self.dataset_offset,
+            bytes(self.head),
+            self._check.problem(),
+        )
 
     async def abort(self) -> None:
+        if self.path is None:
+            return
         self._failed(OSError("association ended before the data set was complete"))
 
 
@@ -178,15 +202,17 @@ class StorageSCP:
         """The C-STORE sink factory for one association (its AE is the Source AE Title)."""
 
         def factory(command: CommandSet, context: PresentationContext) -> DataSetSink:
-            if self.config.discard:
-                return DiscardSink()  # handle() answers 0000 before looking at it
+            transfer_syntax = context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+            if self.config.discard:  # every check is made; only the write is skipped
+                return _ReceivedDataSet(None, b"", transfer_syntax)
             meta = build_file_meta(
                 str(command.get(Tag.AffectedSOPClassUID) or ""),
                 str(command.get(Tag.AffectedSOPInstanceUID) or ""),
-                context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN,
+                transfer_syntax,
                 session.negotiated.remote_ae_title,
             )
-            return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
+            path = self._incoming / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            return _ReceivedDataSet(path, meta, transfer_syntax)
 
         return factory
 
@@ -205,36 +231,49 @@ class StorageSCP:
         return known
 
     async def handle(self, request: Request) -> Response | DimseResponse:
-        """The C-STORE-RQ handler: check, place and make durable the received file."""
+        """The C-STORE-RQ handler: check, place and make durable the received file.
+
+        With ``discard`` every check is made the same way; only the file is not kept.
+        """
         result = request.message.dataset
-        if self.config.discard:
-            return Response(0)
         if not isinstance(result, StoreResult):
             # Data set arrived in memory (no storage sink registered): write it now.
             raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
-        if result.error is not None or result.path is None:
+        if result.error is not None:
             log.error("storing failed: %s", result.error)
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
         partial = result.path
         try:
             return await self._place(request, partial, result)
         finally:
-            with contextlib.suppress(OSError):
-                partial.unlink()
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
 
     async def _place(
-        self, request: Request, partial: Path, stored: StoreResult
+        self, request: Request, partial: Path | None, stored: StoreResult
     ) -> Response | DimseResponse:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
         transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+        context_class = request.context.abstract_syntax
+        if context_class and context_class != sop_class:
+            return _refuse(
+                request,
+                SOP_CLASS_NOT_SUPPORTED,
+                f"SOP Class {sop_class} is not that of context {request.context.context_id}",
+            )
+        if stored.incomplete is not None:
+            return _refuse(request, CANNOT_UNDERSTAND, stored.incomplete)
         try:
             header = _header_from_head(stored.head, stored.length, transfer_syntax)
-            if header is None:  # not all in the first bytes: read it from the file
+            if header is None and partial is not None:  # not all in the first bytes
                 header = await asyncio.to_thread(
                     _read_header, partial, stored.dataset_offset, transfer_syntax
                 )
+            elif header is None:  # discarding: the first bytes are all there is
+                header = _header_from_memory(stored.head, transfer_syntax)
         except DataSetError as exc:
             return _refuse(request, CANNOT_UNDERSTAND, str(exc))
         if 0x00080016 not in header and 0x00080018 not in header:
@@ -246,6 +285,8 @@ class StorageSCP:
                 DATASET_MISMATCH,
                 "SOP Class/Instance UID in the data set differ from the command",
             )
+        if partial is None:
+            return Response(0)  # discarding: all checked, nothing to keep
         fields = {
             "StudyInstanceUID": _path_component(header.get(0x0020000D)),
             "SeriesInstanceUID": _path_component(header.get(0x0020000E)),
@@ -258,7 +299,7 @@ class StorageSCP:
             return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
         if target.exists():
             if self.config.duplicates == "keep":
-                log.info("duplicate %s kept as first received", instance)
+                log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
             if self.config.duplicates == "reject":
                 return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
@@ -271,7 +312,7 @@ class StorageSCP:
             log.error("storing %s failed: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
         self.stored += 1
-        log.info("stored %s", target)
+        log.debug("stored %s", target)
         hook = self.config.on_stored
         if hook is not None:
             outcome = hook(target, request)
