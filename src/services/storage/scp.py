@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,11 @@ from ...dimse.status import (
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
     SOP_CLASS_NOT_SUPPORTED,
+    ServiceClass,
+    Status,
 )
 from ...dimse.streams import DataSetSink
-from ...errors import DataSetError, DicomWireError
+from ...errors import ConfigError, DataSetError, DicomWireError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
 from ..completeness import CompletenessCheck
@@ -45,6 +48,8 @@ from .header import HEAD_BYTES, _header_from_head, _header_from_memory, _read_he
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
+    "AssociationTally",
+    "PARTIAL_SUFFIX",
     "CANNOT_UNDERSTAND",
     "DATASET_MISMATCH",
     "DEFAULT_LAYOUT",
@@ -55,6 +60,8 @@ __all__ = [
     "StorageConfig",
     "StorageSCP",
     "StoreResult",
+    "peer_text",
+    "prepare_root",
     "validate_layout",
 ]
 
@@ -102,6 +109,16 @@ class StoreResult:
     head: bytes = b""
     #: Why the data set is not whole (it ends inside an element), or None.
     incomplete: str | None = None
+
+
+@dataclass(slots=True)
+class AssociationTally:
+    """What one association brought: instances stored (or accepted when discarding),
+    refused, and the data set bytes received."""
+
+    stored: int = 0
+    refused: int = 0
+    bytes: int = 0
 
 
 class _ReceivedDataSet:
@@ -197,6 +214,16 @@ class StorageSCP:
         self._inside: dict[Path, bool] = {}
         self._incoming = config.root / ".incoming"
         self.stored = 0
+        self._tallies: weakref.WeakKeyDictionary[DimseSession, AssociationTally] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def tally(self, session: DimseSession) -> AssociationTally:
+        """What ``session``'s association brought so far (for its summary line)."""
+        tally = self._tallies.get(session)
+        if tally is None:
+            tally = self._tallies[session] = AssociationTally()
+        return tally
 
     def sink_for(self, session: DimseSession) -> SinkFactory:
         """The C-STORE sink factory for one association (its AE is the Source AE Title)."""
@@ -239,16 +266,24 @@ class StorageSCP:
         if not isinstance(result, StoreResult):
             # Data set arrived in memory (no storage sink registered): write it now.
             raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
+        tally = self.tally(request.session)
+        tally.bytes += result.length
         if result.error is not None:
             log.error("storing failed: %s", result.error)
+            tally.refused += 1
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
         partial = result.path
         try:
-            return await self._place(request, partial, result)
+            response = await self._place(request, partial, result)
         finally:
             if partial is not None:
                 with contextlib.suppress(OSError):
                     partial.unlink()
+        if Status(response.status).is_failure:
+            tally.refused += 1
+        else:
+            tally.stored += 1
+        return response
 
     async def _place(
         self, request: Request, partial: Path | None, stored: StoreResult
@@ -344,8 +379,27 @@ def validate_layout(layout: str) -> str:
 
 
 def _refuse(request: Request, status: int, comment: str) -> DimseResponse:
-    """A C-STORE-RSP with a failure status and its Error Comment (at most 64 characters)."""
+    """A C-STORE-RSP with a failure status and its Error Comment (at most 64 characters).
+
+    Every refusal is logged at WARNING (shown by default) with who sent what and why.
+    """
+    log.warning(
+        "refused C-STORE of %s from %s at %s: %s: %s",
+        request.command.get(Tag.AffectedSOPInstanceUID) or "(no SOP Instance UID)",
+        request.negotiated.remote_ae_title,
+        peer_text(request.session.association.peer_address),
+        Status(status).meaning_for(ServiceClass.STORAGE) + f" (0x{status:04X})",
+        comment,
+    )
     return request.primitive.response(status, error_comment=comment[:64])
+
+
+def peer_text(address: tuple[str, int] | None) -> str:
+    """``host:port`` of a peer (``[v6]:port``), for log lines."""
+    if address is None:
+        return "an unknown address"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _commit(partial: Path, target: Path, fsync: bool) -> None:
@@ -371,3 +425,40 @@ def _commit(partial: Path, target: Path, fsync: bool) -> None:
             with contextlib.suppress(OSError):
                 target.unlink()
             raise
+
+
+def prepare_root(config: StorageConfig) -> int:
+    """Make the storage root ready before the node listens; the stale files removed.
+
+    The root (and its ``.incoming``) is created if missing; a path that is not a directory,
+    or a directory the process cannot write (checked by creating and removing a probe file
+    in ``.incoming``), is a :class:`~dicomwire.errors.ConfigError` naming it, so the node
+    refuses to start instead of answering A700 to every instance. ``.part`` files left in
+    ``.incoming`` by a crash (never answered success) are removed: their count is returned.
+    """
+    root = config.root
+    incoming = root / ".incoming"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"storage directory {root} is not a directory", key="storage.root")
+    try:
+        incoming.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create storage directory {incoming}: {exc.strerror or exc}",
+            key="storage.root",
+        ) from None
+    probe = incoming / f"probe-{uuid.uuid4().hex}.tmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"storage directory {root} is not writable: {exc.strerror or exc}",
+            key="storage.root",
+        ) from None
+    removed = 0
+    for stale in incoming.glob(f"*{PARTIAL_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    return removed
