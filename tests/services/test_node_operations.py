@@ -1,0 +1,268 @@
+"""``dicomwire serve`` as an operator runs it: start-up errors that name the right thing,
+what its log shows by default and with ``-v``, clean-up after a crash, and the defaults
+that let ``dicomwire echo`` reach it without flags.
+
+Every node here is a real ``dicomwire serve`` process on 127.0.0.1; what is asserted is
+what the user sees: its exit status, its stderr, and the files under its storage root.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dicomwire.testing.corpus import write_corpus
+
+LOCALHOST = "127.0.0.1"
+CLI = [sys.executable, "-m", "dicomwire.services.cli"]
+LISTENING = re.compile(r"listening on port (\d+)")
+TIMEOUT = 30.0
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def dicomwire(*args: str | Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[object]:
+    """``serve(*args)``: ``dicomwire serve --host 127.0.0.1 --port 0 ARGS`` once it logs that it
+    listens (log in a file); killed at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str | Path) -> Served:
+        log = tmp_path / f"serve-{len(started)}.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [*CLI, "serve", "--host", LOCALHOST, "--port", "0", *map(str, args)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(process)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            match = LISTENING.search(log.read_text(errors="replace"))
+            if match:
+                return Served(process, int(match.group(1)), log)
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited ({process.returncode}): {log.read_text()}")
+            time.sleep(0.02)
+        raise AssertionError(f"serve did not listen within 15 s: {log.read_text()}")
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+def stop(served: Served) -> str:
+    """SIGTERM, wait, and the whole log."""
+    served.process.send_signal(signal.SIGTERM)
+    served.process.wait(timeout=15)
+    return served.text()
+
+
+# --------------------------------------------------------------------------- start-up errors
+
+
+def serve_fails(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    done = dicomwire("serve", "--host", LOCALHOST, "--port", "0", *args)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    return done
+
+
+def test_a_file_as_storage_is_named_not_blamed_on_the_port(tmp_path: Path) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("not a directory")
+    done = serve_fails("--storage", file)
+    assert done.stderr.strip() == f"serve: storage directory {file} is not a directory"
+
+
+def test_a_storage_path_under_a_file_is_named(tmp_path: Path) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("not a directory")
+    done = serve_fails("--storage", file / "sub")
+    assert done.stderr.strip() == (
+        f"serve: cannot create storage directory {file / 'sub' / '.incoming'}: Not a directory"
+    )
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[object]:
+    """``read_only_mount(prepare)``: a tmpfs, ``prepare(point)`` run on it, then remounted
+    read-only; unmounted at teardown. Needs root (a failure under CI=true)."""
+    points: list[Path] = []
+
+    def unavailable(message: str) -> None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+    def mount(prepare: object) -> Path:
+        if os.geteuid() != 0:
+            unavailable("mounting a tmpfs needs root")
+        point = tmp_path / f"ro-{len(points)}"
+        point.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point)], capture_output=True
+        )
+        if done.returncode != 0:
+            unavailable(f"mount -t tmpfs failed: {done.stderr!r}")
+        points.append(point)
+        prepare(point)  # type: ignore[operator]
+        subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True, timeout=10)
+        return point
+
+    try:
+        yield mount
+    finally:
+        for point in points:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=10)
+
+
+def test_a_read_only_storage_directory_is_refused_at_start(read_only_mount: object) -> None:
+    point = read_only_mount(lambda p: None)  # type: ignore[operator]
+    done = serve_fails("--storage", point)
+    assert done.stderr.strip() == (
+        f"serve: cannot create storage directory {point / '.incoming'}: Read-only file system"
+    )
+
+
+def test_an_unwritable_incoming_directory_is_found_by_the_probe_file(
+    read_only_mount: object,
+) -> None:
+    point = read_only_mount(lambda p: (p / ".incoming").mkdir())  # type: ignore[operator]
+    done = serve_fails("--storage", point)
+    assert done.stderr.strip() == (
+        f"serve: storage directory {point} is not writable: Read-only file system"
+    )
+
+
+def test_a_wrongly_typed_toml_value_names_its_key(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text("[storage]\nroot = 5\n")
+    done = serve_fails("--config", config)
+    assert done.stderr.strip() == (f"serve: {config}: [storage] root: expected text, got 5")
+
+
+def test_a_missing_certificate_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-cert.pem"
+    done = serve_fails("--storage", tmp_path / "s", "--cert", missing, "--key", missing)
+    assert done.stderr.strip() == f"serve: TLS certificate {missing} does not exist"
+
+
+def test_a_missing_password_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pw"
+    done = serve_fails(
+        "--storage", tmp_path / "s", "--pkcs12", tmp_path / "x.p12", "--password-file", missing
+    )
+    assert done.stderr.strip() == (
+        f"serve: cannot read password file {missing}: No such file or directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "flag", "value"),
+    [
+        ("echo", "--connect-timeout", "-1"),
+        ("echo", "--connect-timeout", "0"),
+        ("echo", "--acse-timeout", "-5"),
+        ("store", "--connect-timeout", "-1"),
+        ("store", "--dimse-timeout", "nan"),
+        ("serve", "--shutdown-grace", "-1"),
+        ("serve", "--idle-timeout", "-1"),
+    ],
+)
+def test_negative_or_zero_timeouts_are_usage_errors(command: str, flag: str, value: str) -> None:
+    args = ["serve"] if command == "serve" else [command, LOCALHOST, "104"]
+    if command == "store":
+        args.append("nothing.dcm")
+    done = dicomwire(*args, f"{flag}={value}")
+    assert done.returncode == 2
+    assert f"argument {flag}: '{value}': must be a positive number of seconds" in done.stderr
+
+
+# --------------------------------------------------------------------------- log and defaults
+
+
+def test_bare_echo_reaches_a_default_node_and_the_log_shows_start_and_refusals(
+    tmp_path: Path, serve: object
+) -> None:
+    node = serve("--storage", tmp_path / "store")  # type: ignore[operator]
+    echoed = dicomwire("echo", LOCALHOST, str(node.port))
+    assert echoed.returncode == 0, echoed.stderr
+    assert "C-ECHO to DICOMWIRE" in echoed.stdout
+    refused = dicomwire("echo", LOCALHOST, str(node.port), "-aec", "NOT-THE-NODE")
+    assert refused.returncode == 1
+    log = stop(node)
+    banner = log.splitlines()[0]
+    assert " INFO dicomwire.services.node: dicomwire node DICOMWIRE listening on port " in banner
+    assert f"(127.0.0.1), no TLS; storing under {tmp_path / 'store'}; 0 known nodes, " in banner
+    assert "0 directory entries, any caller accepted" in banner
+    rejections = [line for line in log.splitlines() if "rejected association" in line]
+    assert len(rejections) == 1
+    assert (
+        " WARNING dicomwire.ul: rejected association from DICOMWIRE to NOT-THE-NODE at "
+        in (rejections[0])
+    )
+    assert "called AE title not recognized" in rejections[0]
+    assert "association from" not in log.replace("rejected association from", "")  # not -v
+
+
+def test_verbose_gives_one_summary_line_per_association_and_no_per_instance_line(
+    tmp_path: Path, serve: object
+) -> None:
+    files = write_corpus(tmp_path / "corpus", 3, "small")
+    node = serve("--storage", tmp_path / "store", "--no-fsync", "-v")  # type: ignore[operator]
+    sent = dicomwire("store", LOCALHOST, str(node.port), "-aet", "MODALITY", *files)
+    assert sent.returncode == 0, sent.stderr
+    log = stop(node)
+    summaries = [line for line in log.splitlines() if "services.node.associations" in line]
+    assert len(summaries) == 1, log
+    assert re.search(
+        r"association from MODALITY at 127\.0\.0\.1:\d+: 3 stored, 0 refused, \d+ bytes in "
+        r"[\d.]+ s \(released\)",
+        summaries[0],
+    ), summaries[0]
+    assert "stored " + str(tmp_path) not in log
+    assert "dicomwire.ul" not in log and "dicomwire.dimse" not in log
+
+
+def test_partial_files_left_by_a_crash_are_removed_at_start(tmp_path: Path, serve: object) -> None:
+    incoming = tmp_path / "store" / ".incoming"
+    incoming.mkdir(parents=True)
+    for name in ("a.part", "b.part"):
+        (incoming / name).write_bytes(b"half a data set")
+    node = serve("--storage", tmp_path / "store")  # type: ignore[operator]
+    assert list(incoming.iterdir()) == []
+    log = stop(node)
+    assert f"removed 2 partial files left in {incoming} by an earlier run" in log
