@@ -19,8 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
 
+from dicomwire.services.storage import store_files
 from dicomwire.testing.corpus import write_corpus
+from dicomwire.ul.association import Timeouts
+
+from ..conftest import part10_data_set
+from ..conftest import run_bounded as run
 
 LOCALHOST = "127.0.0.1"
 CLI = [sys.executable, "-m", "dicomwire.services.cli"]
@@ -266,3 +272,55 @@ def test_partial_files_left_by_a_crash_are_removed_at_start(tmp_path: Path, serv
     assert list(incoming.iterdir()) == []
     log = stop(node)
     assert f"removed 2 partial files left in {incoming} by an earlier run" in log
+
+
+# --------------------------------------------------------------------------- crash
+
+
+def test_sigkill_during_a_1000_file_store_loses_nothing_confirmed(
+    tmp_path: Path, serve: object
+) -> None:
+    """SIGKILL the node while it receives 1000 files, restart it: only whole files are
+    under the root, nothing is left in .incoming, and every file the SCU saw confirmed
+    with 0000 is there, byte for byte the data set that was sent."""
+    sources = write_corpus(tmp_path / "corpus", 1000, "small")
+    root = tmp_path / "store"
+    node = serve("--storage", root)  # type: ignore[operator]
+    kill_after = 300
+
+    def progress(done: int, total: int, sent: int) -> None:
+        if done == kill_after:
+            node.process.send_signal(signal.SIGKILL)
+
+    summary = run(
+        store_files(
+            LOCALHOST,
+            node.port,
+            [tmp_path / "corpus"],
+            called_ae_title="DICOMWIRE",
+            retries=0,
+            timeouts=Timeouts(artim=5.0, acse=5.0, dimse=5.0, network_idle=5.0, connect=2.0),
+            progress=progress,
+        )
+    )
+    node.process.wait(timeout=10)
+    assert node.process.returncode == -signal.SIGKILL
+    confirmed = {o.path for o in summary.outcomes if o.status is not None and o.status.is_success}
+    assert kill_after - 1 <= len(confirmed) < len(sources)
+
+    restarted = serve("--storage", root)  # type: ignore[operator]
+    assert list((root / ".incoming").iterdir()) == []
+    stored = [p for p in root.rglob("*") if p.is_file()]
+    assert all(p.suffix == ".dcm" and ".incoming" not in p.parts for p in stored), stored
+    by_instance: dict[str, Path] = {}
+    for path in stored:
+        by_instance[str(dcmread(path).SOPInstanceUID)] = path
+    for source in sources:
+        instance = str(dcmread(source, stop_before_pixels=True).SOPInstanceUID)
+        path = by_instance.pop(instance, None)
+        if source in confirmed:
+            assert path is not None, f"{source.name} was confirmed but is not stored"
+        if path is not None:
+            assert part10_data_set(path) == part10_data_set(source), source.name
+    assert by_instance == {}
+    stop(restarted)
