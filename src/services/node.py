@@ -33,7 +33,7 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig
-from .config import build
+from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
 from .service import ANY_SOP_CLASS, HandlerKey, Service, merge_bindings
 from .storage import Storage, StorageConfig, validate_layout
@@ -372,17 +372,8 @@ def prepare_node(config: NodeConfig) -> int:
     The storage root must be a writable directory (:func:`~.storage.scp.prepare_root`);
     TLS certificate, key and CA files must exist. A :class:`ConfigError` names the path.
     """
-    tls = config.tls
-    if tls is not None:
-        for what, path in (
-            ("certificate", tls.certificate),
-            ("private key", tls.key),
-            ("PKCS#12 file", tls.pkcs12),
-            ("CA file", tls.ca_file),
-            ("CA directory", tls.ca_dir),
-        ):
-            if path is not None and not Path(path).exists():
-                raise ConfigError(f"TLS {what} {path} does not exist", key="tls")
+    if config.tls is not None:
+        check_tls_files(config.tls)
     if config.storage.discard:
         return 0  # nothing is written
     return prepare_root(config.storage)

@@ -186,6 +186,19 @@ def test_a_missing_certificate_is_named(tmp_path: Path) -> None:
     assert done.stderr.strip() == f"serve: TLS certificate {missing} does not exist"
 
 
+@pytest.mark.parametrize("command", ["echo", "store"])
+@pytest.mark.parametrize("flag", ["--cert", "--ca"])
+def test_a_client_names_its_missing_certificate_or_ca_file(
+    tmp_path: Path, command: str, flag: str
+) -> None:
+    missing = tmp_path / "missing.pem"
+    paths = [tmp_path] if command == "store" else []
+    done = dicomwire(command, LOCALHOST, "104", *paths, "--tls", flag, missing)
+    assert done.returncode == 1
+    what = "certificate" if flag == "--cert" else "CA file"
+    assert done.stderr.strip() == f"{command} failed: TLS {what} {missing} does not exist"
+
+
 def test_a_missing_password_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pw"
     done = serve_fails(

@@ -283,7 +283,7 @@ def tls_config_from_arguments(args: argparse.Namespace) -> TLSConfig | None:
                 key="password_file",
             ) from None
     ca = args.ca
-    return TLSConfig(
+    config = TLSConfig(
         certificate=args.cert,
         key=args.key,
         password=password,
@@ -293,6 +293,10 @@ def tls_config_from_arguments(args: argparse.Namespace) -> TLSConfig | None:
         profile=TLSProfile(args.tls_profile),
         require_peer_certificate=getattr(args, "require_peer_cert", True),
     )
+    from ..config import check_tls_files
+
+    check_tls_files(config)
+    return config
 
 
 #: Logger levels by verbosity (default, ``-v``, ``-d``) that a subcommand sets beside the
