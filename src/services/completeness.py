@@ -11,7 +11,9 @@ its length, so a pixel data value of any size costs one subtraction per fragment
 of undefined length (FFFFFFFFH) is followed through its items and delimiters (PS3.5 §7.5:
 items of defined length are skipped; an item of undefined length is a nested data set,
 walked the same way, up to its Item Delimitation Item). Deflated data sets (PS3.5 §A.5)
-are inflated as they stream, and the deflate stream itself must end.
+are inflated as they stream, and the deflate stream itself must end. The same walk keeps
+the values of the few top-level elements asked for (``capture``): the SCP's header check
+costs no second walk and no copy of the data set's first bytes.
 
 The element layout is that of :mod:`.elements` (Implicit VR: 4-byte length; Explicit VR:
 2-byte length, or 4 after two reserved bytes for the long VRs; group FFFE tags: a 4-byte
@@ -49,6 +51,8 @@ _TAG_LENGTH = (struct.Struct("<HHL"), struct.Struct("<HHL"), struct.Struct(">HHL
 _TAG_VR_LENGTH = (None, struct.Struct("<HH2sH"), struct.Struct(">HH2sH"))
 _LENGTH32 = (struct.Struct("<L"), struct.Struct("<L"), struct.Struct(">L"))
 
+#: A captured value longer than this is kept as "" (a UI value has at most 64 bytes).
+_CAPTURE_LIMIT = 1024
 #: A deflated data set is inflated this much at a time (memory bound, not a size limit).
 _INFLATE_STEP = 1 << 20
 
@@ -67,6 +71,7 @@ class CompletenessCheck:
     """
 
     __slots__ = (
+        "_capture",
         "_carry",
         "_encoding",
         "_error",
@@ -75,9 +80,10 @@ class CompletenessCheck:
         "_offset",
         "_skip",
         "_tag",
+        "values",
     )
 
-    def __init__(self, transfer_syntax: str) -> None:
+    def __init__(self, transfer_syntax: str, capture: frozenset[int] = frozenset()) -> None:
         if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
             self._encoding = _IMPLICIT_LE
         elif transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
@@ -99,6 +105,10 @@ class CompletenessCheck:
         #: The tag of the last element header read (the one whose value is being skipped).
         self._tag = 0
         self._error: str | None = None
+        #: Top-level elements whose values to keep (as text), e.g. the UIDs the SCP checks.
+        self._capture = capture
+        #: The values of the ``capture`` elements met so far, by tag.
+        self.values: dict[int, str] = {}
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next fragment of the data set."""
@@ -213,6 +223,12 @@ class CompletenessCheck:
                     self._tag = tag
                     position += header
                     continue
+            if not frames and tag in self._capture:  # a value to keep: short text
+                following = position + header + length
+                if following > end and length <= _CAPTURE_LIMIT:
+                    break  # the element is cut by the fragment's end: take it whole next time
+                value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
+                self.values[tag] = bytes(value).decode("ascii", "replace").rstrip("\x00 ")
             self._tag = tag
             position += header + length
         if position >= end:

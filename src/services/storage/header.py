@@ -128,15 +128,3 @@ def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str
             return _parse_header(file, transfer_syntax)
     except OSError as exc:
         raise DataSetError(f"cannot read the data set header: {exc}") from exc
-
-
-def _header_from_memory(head: bytes, transfer_syntax: str) -> dict[int, str]:
-    """The header read from the first bytes of a data set alone (no file: ``--discard``)."""
-    if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            head = inflater.decompress(head, _DEFLATED_HEADER_LIMIT)
-        except zlib.error as exc:
-            raise DataSetError(f"cannot read the data set header: {exc}") from exc
-    header = _scan_header(head, transfer_syntax)
-    return header if header is not None else _parse_header(BytesIO(head), transfer_syntax)

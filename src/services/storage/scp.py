@@ -22,7 +22,7 @@ import re
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -39,12 +39,12 @@ from ...dimse.status import (
     Status,
 )
 from ...dimse.streams import DataSetSink
-from ...errors import ConfigError, DataSetError, DicomWireError
+from ...errors import ConfigError, DicomWireError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
 from ..completeness import CompletenessCheck
 from ..part10 import build_file_meta
-from .header import HEAD_BYTES, _header_from_head, _header_from_memory, _read_header
+from .header import HEADER_TAGS
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
@@ -105,10 +105,10 @@ class StoreResult:
     length: int
     error: OSError | None = None
     dataset_offset: int = 0
-    #: The first bytes of the data set (up to 64 KiB), for reading its header.
-    head: bytes = b""
     #: Why the data set is not whole (it ends inside an element), or None.
     incomplete: str | None = None
+    #: Its SOP Class/Instance, Study and Series Instance UIDs (:data:`.header.HEADER_TAGS`).
+    header: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -122,21 +122,19 @@ class AssociationTally:
 
 
 class _ReceivedDataSet:
-    """Take a data set as it streams in: keep its head, follow its element boundaries
-    (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless ``path`` is
-    None (``--discard``), write it as a Part 10 file under a temporary name; remember a
-    write error, not raise it."""
+    """Take a data set as it streams in: follow its element boundaries and read its header
+    on the way (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless
+    ``path`` is None (``--discard``), write it as a Part 10 file under a temporary name;
+    remember a write error, not raise it."""
 
-    __slots__ = ("_check", "_file", "dataset_offset", "error", "head", "length", "path")
+    __slots__ = ("_check", "_file", "dataset_offset", "error", "length", "path")
 
     def __init__(self, path: Path | None, meta: bytes, transfer_syntax: str) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
-        #: The data set's first bytes, kept to read its header without reopening the file.
-        self.head = bytearray()
         self.error: OSError | None = None
-        self._check = CompletenessCheck(transfer_syntax)
+        self._check = CompletenessCheck(transfer_syntax, _HEADER_TAGS)
         self._file = None
         if path is None:
             return
@@ -158,8 +156,6 @@ class _ReceivedDataSet:
                 self.path.unlink()
 
     def write(self, data: memoryview) -> None:
-        if self.length < HEAD_BYTES:
-            self.head += data[: HEAD_BYTES - self.length]
         self.length += len(data)
         self._check.feed(data)
         if self._file is None:
@@ -183,8 +179,8 @@ class _ReceivedDataSet:
             self.length,
             self.error,
             self.dataset_offset,
-            bytes(self.head),
             self._check.problem(),
+            self._check.values,
         )
 
     async def abort(self) -> None:
@@ -192,6 +188,8 @@ class _ReceivedDataSet:
             return
         self._failed(OSError("association ended before the data set was complete"))
 
+
+_HEADER_TAGS = frozenset(HEADER_TAGS)
 
 _SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
@@ -291,7 +289,6 @@ class StorageSCP:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
-        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
         context_class = request.context.abstract_syntax
         if context_class and context_class != sop_class:
             return _refuse(
@@ -301,16 +298,7 @@ class StorageSCP:
             )
         if stored.incomplete is not None:
             return _refuse(request, CANNOT_UNDERSTAND, stored.incomplete)
-        try:
-            header = _header_from_head(stored.head, stored.length, transfer_syntax)
-            if header is None and partial is not None:  # not all in the first bytes
-                header = await asyncio.to_thread(
-                    _read_header, partial, stored.dataset_offset, transfer_syntax
-                )
-            elif header is None:  # discarding: the first bytes are all there is
-                header = _header_from_memory(stored.head, transfer_syntax)
-        except DataSetError as exc:
-            return _refuse(request, CANNOT_UNDERSTAND, str(exc))
+        header = stored.header  # read as the data set streamed in: whole, every syntax
         if 0x00080016 not in header and 0x00080018 not in header:
             # Nothing parseable where a composite instance starts: not a data set at all.
             return _refuse(request, CANNOT_UNDERSTAND, "no SOP Class/Instance UID in the data set")
