@@ -132,7 +132,8 @@ class CompletenessCheck:
         if self._skip:
             return f"data set ends inside element {_tag_text(self._tag)}"
         if self._carry:
-            return f"data set ends inside an element header at byte {self._offset}"
+            start = self._offset - len(self._carry)
+            return f"data set ends inside an element header at byte {start}"
         if self._frames:
             return f"data set ends inside sequence {_tag_text(self._frames[-1][2])}"
         return None
