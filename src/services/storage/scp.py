@@ -1,14 +1,18 @@
 """Storage SCP: C-STORE received straight into Part 10 files (PS3.4 Annex B, PS3.7 §9.1.1).
 
 Every received data set streams into a Part 10 file (PS3.10 §7.1: file meta written first,
-then the data set as received, never decoded), under a temporary name in the storage root;
-only its header is read back (:mod:`.header`: SOP Class/Instance UID check, Study/Series
+then the data set as received, never decoded), under a temporary name in the storage root
+(``.incoming/*.part``). As it streams, its element boundaries are followed and its header
+UIDs kept (:mod:`..completeness`: is it whole? SOP Class/Instance UID check, Study/Series
 UIDs for the path). It is fsync'd, renamed into place, and only then is success answered.
+With ``discard`` every check is made the same way; only the file is not written.
 
 Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
 resources (disk full, write error); A900 data set does not match SOP class (its SOP
-Class/Instance UID differ from the command's); C000 cannot understand (header not
-parseable); 0111 duplicate SOP instance (duplicates policy "reject").
+Class/Instance UID differ from the command's); C000 cannot understand (the data set ends
+inside an element, or has no SOP UIDs); 0122 SOP class not supported (the command's is not
+its presentation context's); 0111 duplicate SOP instance (duplicates policy "reject").
+Each refusal is logged at WARNING with the peer, the instance and the reason.
 """
 
 from __future__ import annotations
