@@ -56,8 +56,9 @@ def build(kind: type[_T], table: Mapping[str, Any], *, file: str, where: str) ->
         hints = typing.get_type_hints(kind)
     except (NameError, TypeError):  # annotations that do not resolve: leave them unchecked
         hints = {}
+    place = "" if where == file else f"{where} "  # top-level keys: the file alone
     values = {
-        name: _convert(value, hints.get(name, Any), f"{file}: {where} {name}")
+        name: _convert(value, hints.get(name, Any), f"{file}: {place}{name}")
         for name, value in table.items()
     }
     try:

@@ -173,11 +173,19 @@ def test_an_unwritable_incoming_directory_is_found_by_the_probe_file(
     )
 
 
-def test_a_wrongly_typed_toml_value_names_its_key(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[storage]\nroot = 5\n", "[storage] root: expected text, got 5"),
+        ("ae_titles = 5\n", "ae_titles: expected a list of text, got 5"),
+        ("[[nodes]]\nae_title = 'A'\nhost = 5\nport = 1\n", "[[nodes]] host: expected text, got 5"),
+    ],
+)
+def test_a_wrongly_typed_toml_value_names_its_key(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "node.toml"
-    config.write_text("[storage]\nroot = 5\n")
+    config.write_text(text)
     done = serve_fails("--config", config)
-    assert done.stderr.strip() == (f"serve: {config}: [storage] root: expected text, got 5")
+    assert done.stderr.strip() == f"serve: {config}: {message}"
 
 
 def test_a_missing_certificate_is_named(tmp_path: Path) -> None:
