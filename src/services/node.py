@@ -366,8 +366,8 @@ class Node:
         await self.shutdown()
 
 
-def prepare_node(config: NodeConfig) -> int:
-    """Check what must hold before listening; the stale ``.part`` files removed.
+def prepare_node(config: NodeConfig) -> None:
+    """Check what must hold before listening, and remove (and log) stale ``.part`` files.
 
     The storage root must be a writable directory (:func:`~.storage.scp.prepare_root`);
     TLS certificate, key and CA files must exist. A :class:`ConfigError` names the path.
@@ -375,8 +375,14 @@ def prepare_node(config: NodeConfig) -> int:
     if config.tls is not None:
         check_tls_files(config.tls)
     if config.storage.discard:
-        return 0  # nothing is written
-    return prepare_root(config.storage)
+        return  # nothing is written
+    removed = prepare_root(config.storage)
+    if removed:
+        log.warning(
+            "removed %d partial files left in %s by an earlier run",
+            removed,
+            config.storage.root / ".incoming",
+        )
 
 
 def banner(node: Node) -> str:
@@ -404,13 +410,7 @@ def banner(node: Node) -> str:
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the node until SIGINT or SIGTERM, then shut down gracefully."""
-    removed = prepare_node(config)
-    if removed:
-        log.warning(
-            "removed %d partial files left in %s by an earlier run",
-            removed,
-            config.storage.root / ".incoming",
-        )
+    prepare_node(config)
     node = Node(config)
     await node.start()
     log.info("%s", banner(node))
@@ -443,9 +443,7 @@ def run_workers(config: NodeConfig) -> int:
     """
     import multiprocessing
 
-    removed = prepare_node(config)
-    if removed:
-        log.warning("removed %d partial files left in .incoming by an earlier run", removed)
+    prepare_node(config)
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(target=_worker, args=(config,), name=f"dicomwire-worker-{n}")
