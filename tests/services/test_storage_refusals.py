@@ -272,3 +272,26 @@ def test_each_rejected_association_is_logged_with_both_titles_address_and_reason
     assert len(lines) == 1
     assert lines[0].startswith(f"rejected association from {calling} to {called} at 127.0.0.1:")
     assert reason in lines[0]
+
+
+def test_a_duplicate_refused_under_reject_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = make_ct(4, rows=8, columns=8)
+    data = explicit_le(ds)
+    instance = str(ds.SOPInstanceUID)
+
+    async def scenario() -> list[tuple[Status, str]]:
+        async with (
+            serving(tmp_path / "store", duplicates="reject") as node,
+            session_to(node, CT_IMAGE_STORAGE) as session,
+        ):
+            return [await c_store(session, data, CT_IMAGE_STORAGE, instance) for _ in range(2)]
+
+    with caplog.at_level(logging.WARNING, logger=SCP_LOGGER):
+        first, second = run(scenario())
+    assert first[0] == 0x0000
+    assert second == (0x0111, "duplicate SOP instance")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == SCP_LOGGER]
+    assert line.startswith(f"refused C-STORE of {instance} from {CALLING_AE} at 127.0.0.1:")
+    assert line.endswith("(0x0111): duplicate SOP instance")
