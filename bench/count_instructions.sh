@@ -6,15 +6,18 @@
 #   CORPUS is a directory under bench/.cache/corpus (make bench creates them).
 #   Each side runs twice (one store run, then two); the difference is one run's work,
 #   without start-up. Set PYTHONPATH to a directory holding another checkout's package
-#   as `dicomwire` to count that version instead. Needs valgrind; takes a minute or two.
+#   as `dicomwire` to count that version instead. SERVE_MODE=--no-fsync counts a storing
+#   node instead of --discard; PORT=N listens on N instead of 11199. Needs valgrind;
+#   takes a minute or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-corpus=$1 window=$2 port=11199 out=$(mktemp -d)
+corpus=$1 window=$2 port=${PORT:-11199} out=$(mktemp -d)
 python=.venv/bin/python
 count() { grep -oP "refs:\s+\K[0-9,]+" "$1" | tr -d ,; }
 run() {  # $1: store runs
   valgrind --tool=callgrind --callgrind-out-file="$out/r$1.out" $python .venv/bin/dicomwire \
-    serve --host 127.0.0.1 --port $port --max-pdu 131072 --storage "$out/store" --discard \
+    serve --host 127.0.0.1 --port $port --max-pdu 131072 --storage "$out/store" \
+    "${SERVE_MODE:---discard}" \
     > "$out/r$1.log" 2>&1 &
   local server=$!
   for _ in $(seq 100); do sleep 0.3; (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; done

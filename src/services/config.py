@@ -19,7 +19,10 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from ..errors import ConfigError
 
-__all__ = ["build"]
+if typing.TYPE_CHECKING:
+    from ..ul.tls import TLSConfig
+
+__all__ = ["build", "check_tls_files"]
 
 _T = TypeVar("_T")
 
@@ -53,8 +56,9 @@ def build(kind: type[_T], table: Mapping[str, Any], *, file: str, where: str) ->
         hints = typing.get_type_hints(kind)
     except (NameError, TypeError):  # annotations that do not resolve: leave them unchecked
         hints = {}
+    place = "" if where == file else f"{where} "  # top-level keys: the file alone
     values = {
-        name: _convert(value, hints.get(name, Any), f"{file}: {where} {name}")
+        name: _convert(value, hints.get(name, Any), f"{file}: {place}{name}")
         for name, value in table.items()
     }
     try:
@@ -147,3 +151,20 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if isinstance(annotation, type) and is_dataclass(annotation):
         return build(annotation, value, file=where.split(":")[0], where=where)
     raise ConfigError(f"{where}: cannot be set in a configuration file")
+
+
+def check_tls_files(tls: TLSConfig) -> None:
+    """A ConfigError naming the first certificate, key or CA file of ``tls`` that is missing.
+
+    Checked before the TLS context is built, whose error (``[Errno 2] No such file or
+    directory``) does not say which file.
+    """
+    for what, path in (
+        ("certificate", tls.certificate),
+        ("private key", tls.key),
+        ("PKCS#12 file", tls.pkcs12),
+        ("CA file", tls.ca_file),
+        ("CA directory", tls.ca_dir),
+    ):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"TLS {what} {path} does not exist", key="tls")

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,10 +33,11 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig
-from .config import build
+from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
 from .service import ANY_SOP_CLASS, HandlerKey, Service, merge_bindings
 from .storage import Storage, StorageConfig, validate_layout
+from .storage.scp import AssociationTally, peer_text, prepare_root
 from .verification import Verification
 
 __all__ = [
@@ -44,13 +46,17 @@ __all__ = [
     "NodeConfig",
     "SERVICE_TYPES",
     "default_services",
+    "banner",
     "load_config",
+    "prepare_node",
     "run_node",
     "run_workers",
     "validate_config",
 ]
 
 log = logging.getLogger("dicomwire.services.node")
+#: One summary line per association (INFO: ``dicomwire serve -v``).
+association_log = logging.getLogger("dicomwire.services.node.associations")
 
 #: Service classes whose TOML table :func:`load_config` reads, by section name.
 SERVICE_TYPES: dict[str, type[Service]] = {
@@ -279,11 +285,47 @@ class Node:
         )
 
     async def handle(self, association: Association) -> None:
-        """Serve DIMSE requests on one association until the peer releases or aborts."""
+        """Serve DIMSE requests on one association until the peer releases or aborts.
+
+        Its end is one summary line (INFO, ``-v``): who, from where, instances stored and
+        refused, bytes, seconds, and how it ended.
+        """
+        started = time.monotonic()
         session = DimseSession(association, handlers=self.handlers)
         for service in self.services:
             session.sinks.update(service.sinks(session))
-        await session.run()
+        ending: BaseException | None = None
+        try:
+            await session.run()
+        except BaseException as exc:
+            ending = exc
+            raise
+        finally:
+            if association_log.isEnabledFor(logging.INFO):
+                self._summarize(association, session, time.monotonic() - started, ending)
+
+    def _summarize(
+        self,
+        association: Association,
+        session: DimseSession,
+        seconds: float,
+        ending: BaseException | None,
+    ) -> None:
+        tally = AssociationTally()
+        with contextlib.suppress(KeyError):
+            tally = self.storage.tally(session)
+        error = ending if isinstance(ending, DicomWireError) else association.error
+        negotiated = association.negotiated
+        association_log.info(
+            "association from %s at %s: %d stored, %d refused, %d bytes in %.3f s (%s)",
+            negotiated.remote_ae_title if negotiated is not None else "?",
+            peer_text(association.peer_address),
+            tally.stored,
+            tally.refused,
+            tally.bytes,
+            seconds,
+            error if error is not None else "released",
+        )
 
     @property
     def port(self) -> int:
@@ -324,18 +366,54 @@ class Node:
         await self.shutdown()
 
 
+def prepare_node(config: NodeConfig) -> None:
+    """Check what must hold before listening, and remove (and log) stale ``.part`` files.
+
+    The storage root must be a writable directory (:func:`~.storage.scp.prepare_root`);
+    TLS certificate, key and CA files must exist. A :class:`ConfigError` names the path.
+    """
+    if config.tls is not None:
+        check_tls_files(config.tls)
+    if config.storage.discard:
+        return  # nothing is written
+    removed = prepare_root(config.storage)
+    if removed:
+        log.warning(
+            "removed %d partial files left in %s by an earlier run",
+            removed,
+            config.storage.root / ".incoming",
+        )
+
+
+def banner(node: Node) -> str:
+    """The start line: AE titles, addresses, TLS, storage, directory."""
+    config = node.config
+    ports = [str(s.getsockname()[1]) for s in node.server.sockets]
+    plain = ports[0] if ports else str(config.port)
+    tls = "no TLS"
+    if config.tls is not None:
+        tls_port = ports[-1] if len(ports) > 1 else config.tls_port
+        tls = f"TLS port {tls_port} ({config.tls.profile.value})"
+    storage = (
+        "discarding what it receives"
+        if config.storage.discard
+        else f"storing under {config.storage.root}"
+    )
+    callers = config.known_nodes or (config.nodes if config.restrict_callers else ())
+    return (
+        f"dicomwire node {'/'.join(config.ae_titles)} listening on port {plain} "
+        f"({config.host or 'every address'}), {tls}; {storage}; "
+        f"{len(config.known_nodes)} known nodes, {len(config.nodes)} directory entries"
+        f"{'' if callers else ', any caller accepted'}"
+    )
+
+
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run the node until SIGINT or SIGTERM, then shut down gracefully."""
-    config.storage.root.mkdir(parents=True, exist_ok=True)
+    prepare_node(config)
     node = Node(config)
     await node.start()
-    log.warning(
-        "dicomwire node %s listening on port %d, storing under %s%s",
-        "/".join(config.ae_titles),
-        node.server.port,
-        config.storage.root,
-        " (discarding)" if config.storage.discard else "",
-    )
+    log.info("%s", banner(node))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -346,7 +424,7 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
     try:
         await stop.wait()
     finally:
-        log.warning("shutting down")
+        log.info("shutting down")
         await node.shutdown()
 
 
@@ -365,7 +443,7 @@ def run_workers(config: NodeConfig) -> int:
     """
     import multiprocessing
 
-    config.storage.root.mkdir(parents=True, exist_ok=True)
+    prepare_node(config)
     context = multiprocessing.get_context("fork")
     processes = [
         context.Process(target=_worker, args=(config,), name=f"dicomwire-worker-{n}")

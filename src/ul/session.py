@@ -435,17 +435,15 @@ class AssociationSession:
         return events
 
     def _reject(self, request: AAssociateRQ, reject: AAssociateRJ) -> list[SessionEvent]:
-        log.info(
-            "rejected association from %s (%s) at %s: result %d source %d reason %d",
+        error = AssociationRejected(reject.result, reject.source, reject.reason)
+        log.warning(  # shown by default: an operator must see why a peer was turned away
+            "rejected association from %s to %s at %s: %s",
             request.calling_ae_title,
-            self.peer_address,
             request.called_ae_title,
-            reject.result,
-            reject.source,
-            reject.reason,
+            "{}:{}".format(*self.peer_address) if self.peer_address else "an unknown address",
+            error,
         )
         events = self._decide(self._core.reject(reject))
-        error = AssociationRejected(reject.result, reject.source, reject.reason)
         events.append(Rejected(error, local=True))
         return events
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import struct
@@ -447,6 +448,29 @@ def test_full_disk_is_a700_and_leaves_no_partial_file(
     # the space of the failed attempt was given back: a small instance still fits
     assert after == 0
     assert stored_files(root) == [expected_path(root, small)]
+
+
+def test_a_full_disk_refusal_is_logged(
+    tmpfs: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmpfs("size=1m")
+    big = make_ct(8, rows=1024, columns=1024)  # 2 MiB of pixel data
+
+    async def scenario() -> Status:
+        async with (
+            serving(root) as node,
+            session_to(node, (CT_IMAGE_STORAGE, [EXPLICIT_VR_LE])) as session,
+        ):
+            return await store_dataset(session, big)
+
+    with caplog.at_level(logging.WARNING, logger="dicomwire.services.storage.scp"):
+        assert run(scenario()) == 0xA700
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    (line,) = [m for m in refusals if m.startswith("refused C-STORE")]
+    assert line.startswith(f"refused C-STORE of {big.SOPInstanceUID} from {CALLING_AE} at ")
+    assert line.endswith(
+        "Refused: out of resources (0xA700): write failed: [Errno 28] No space left on device"
+    )
 
 
 def test_read_only_storage_is_a700(tmp_path: Path, tmpfs: Callable[[str], Path]) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...errors import DicomWireError
+from ...errors import ConfigError, DicomWireError
 from ...ul.identifiers import validate_ae_title
 from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
 from ...ul.tls import TLSConfig, TLSProfile
@@ -38,7 +38,10 @@ __all__ = [
     "int_in",
     "known_node",
     "remote_ae",
+    "NODE_LOG_LEVELS",
     "pdu_length",
+    "seconds",
+    "seconds_or_zero",
     "peer_port",
     "port_number",
     "positive",
@@ -74,6 +77,29 @@ def int_in(low: int, high: int, what: str) -> Callable[[str], int]:
 peer_port = int_in(1, 65535, "port")
 #: A count or size: 1 and up.
 positive = int_in(1, 1 << 30, "value")
+
+
+def seconds(value: str) -> float:
+    """An argparse type: a positive number of seconds (a timeout, a grace period)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: must be a positive number of seconds")
+    return number
+
+
+def seconds_or_zero(value: str) -> float:
+    """An argparse type: a number of seconds, 0 meaning none (no timeout, no grace)."""
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    try:
+        return seconds(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: must be a positive number of seconds, or 0 for none"
+        ) from None
 
 
 def port_number(value: str) -> int:
@@ -131,8 +157,8 @@ def add_peer(parser: argparse.ArgumentParser) -> None:
         "--aec",
         "-aec",
         type=ae_title,
-        default="ANY-SCP",
-        help="the peer's (called) AE title (ANY-SCP)",
+        default="DICOMWIRE",
+        help="the peer's (called) AE title (DICOMWIRE, a dicomwire node's default)",
     )
 
 
@@ -140,14 +166,14 @@ def add_scu_timeouts(parser: argparse.ArgumentParser, response: str) -> None:
     """The DIMSE and connect timeouts of an SCU waiting for each ``response``."""
     parser.add_argument(
         "--dimse-timeout",
-        type=float,
+        type=seconds_or_zero,
         default=60.0,
         metavar="S",
         help=f"seconds to wait for each {response} (60)",
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=seconds,
         default=15.0,
         metavar="S",
         help="seconds to wait for the TCP connection (15)",
@@ -178,21 +204,21 @@ def add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> Non
     )
     parser.add_argument(
         "--acse-timeout",
-        type=float,
+        type=seconds_or_zero,
         default=default(30.0),
         metavar="S",
         help="seconds to wait for A-ASSOCIATE-AC/RJ and A-RELEASE-RP (30)",
     )
     parser.add_argument(
         "--artim-timeout",
-        type=float,
+        type=seconds,
         default=default(30.0),
         metavar="S",
         help="ARTIM timer in seconds (30)",
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=seconds_or_zero,
         default=default(60.0),
         metavar="S",
         help="abort after this many seconds without data (60; 0 = never)",
@@ -249,9 +275,15 @@ def tls_config_from_arguments(args: argparse.Namespace) -> TLSConfig | None:
         return None
     password = None
     if args.password_file is not None:
-        password = args.password_file.read_bytes().rstrip(b"\r\n")
+        try:
+            password = args.password_file.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read password file {args.password_file}: {exc.strerror or exc}",
+                key="password_file",
+            ) from None
     ca = args.ca
-    return TLSConfig(
+    config = TLSConfig(
         certificate=args.cert,
         key=args.key,
         password=password,
@@ -261,21 +293,47 @@ def tls_config_from_arguments(args: argparse.Namespace) -> TLSConfig | None:
         profile=TLSProfile(args.tls_profile),
         require_peer_certificate=getattr(args, "require_peer_cert", True),
     )
+    from ..config import check_tls_files
+
+    check_tls_files(config)
+    return config
+
+
+#: Logger levels by verbosity (default, ``-v``, ``-d``) that a subcommand sets beside the
+#: ``dicomwire`` logger's; ``dicomwire serve`` uses :data:`NODE_LOG_LEVELS`.
+LogLevels = dict[str, tuple[int, int, int]]
+
+#: A node's log: by default its start and stop, every refusal and rejection (WARNING);
+#: ``-v`` adds one summary line per association; ``-d`` every instance and PDU.
+NODE_LOG_LEVELS: LogLevels = {
+    "dicomwire.services.node": (logging.INFO, logging.INFO, logging.DEBUG),
+    "dicomwire.services.node.associations": (logging.WARNING, logging.INFO, logging.DEBUG),
+    "dicomwire.ul": (logging.WARNING, logging.WARNING, logging.DEBUG),
+    "dicomwire.dimse": (logging.WARNING, logging.WARNING, logging.DEBUG),
+}
 
 
 def configure_logging(args: argparse.Namespace) -> None:
-    """``-v``: association events (INFO); ``-d``: every PDU decoded (DEBUG); to stderr."""
-    level = logging.WARNING
+    """``-v``: association events (INFO); ``-d``: every PDU decoded (DEBUG); to stderr.
+
+    A subcommand may set ``log_levels`` (:data:`LogLevels`) for loggers that differ.
+    """
+    verbosity = 0
     if getattr(args, "verbose", False):
-        level = logging.INFO
+        verbosity = 1
     if getattr(args, "debug", False):
-        level = logging.DEBUG
+        verbosity = 2
     logging.basicConfig(
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("dicomwire").setLevel(level)
+    logging.getLogger("dicomwire").setLevel(
+        (logging.WARNING, logging.INFO, logging.DEBUG)[verbosity]
+    )
+    levels: LogLevels = getattr(args, "log_levels", None) or {}
+    for name, by_verbosity in levels.items():
+        logging.getLogger(name).setLevel(by_verbosity[verbosity])
 
 
 def timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:

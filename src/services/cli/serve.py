@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError
 from .flags import (
+    NODE_LOG_LEVELS,
     add_common,
     add_tls_arguments,
     ae_title,
@@ -22,6 +23,7 @@ from .flags import (
     port_number,
     positive,
     remote_ae,
+    seconds_or_zero,
     tls_config_from_arguments,
 )
 
@@ -97,7 +99,7 @@ def add_parser(
     )
     serve.add_argument(
         "--dimse-timeout",
-        type=float,
+        type=seconds_or_zero,
         metavar="S",
         help="seconds to wait for a DIMSE message the node expects (0 = none, the default)",
     )
@@ -125,7 +127,7 @@ def add_parser(
     )
     serve.add_argument(
         "--shutdown-grace",
-        type=float,
+        type=seconds_or_zero,
         metavar="S",
         help="on SIGINT/SIGTERM, let running associations finish for S seconds (10)",
     )
@@ -143,7 +145,7 @@ def add_parser(
     )
     add_common(serve, defaults=False)
     add_tls_arguments(serve, server=True)
-    serve.set_defaults(run=run)
+    serve.set_defaults(run=run, log_levels=NODE_LOG_LEVELS)
     return serve
 
 
@@ -226,10 +228,10 @@ async def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         await run_node(config)
-    except DicomWireError as exc:  # e.g. TLS certificates or keys that do not load
+    except DicomWireError as exc:  # storage not writable, TLS files missing or unloadable
         print(f"serve: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except OSError as exc:  # prepare_node checked the files: this is the listening socket
         print(f"cannot listen on port {config.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0

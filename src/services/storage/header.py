@@ -2,10 +2,13 @@
 
 PS3.4 §B.2.3 has the SCP check that the data set is the instance the command names (SOP
 Class UID (0008,0016), SOP Instance UID (0008,0018)); the Study and Series Instance UIDs
-(0020,000D), (0020,000E) place the file. They are read from the first bytes of the data
-set kept in memory while it streams to disk (:func:`_header_from_head`), with the shared
-element scanner (PS3.5 §7.1, :mod:`..elements`) for the plain case, and with pydicom from
-the file for the rest (big endian, a sequence of undefined length before them, deflate).
+(0020,000D), (0020,000E) place the file: :data:`HEADER_TAGS`. The SCP reads them while
+the data set streams in, in the same walk that checks it is whole
+(:class:`~dicomwire.services.completeness.CompletenessCheck` with ``capture``). The
+readers below take them from bytes already at hand - the first bytes of a data set
+(:func:`_header_from_head`, with the shared element scanner of :mod:`..elements`, PS3.5
+§7.1) or a stored file (:func:`_read_header`, with pydicom) - for tools that read stored
+files rather than a stream.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """Storage SCP: C-STORE received straight into Part 10 files (PS3.4 Annex B, PS3.7 §9.1.1).
 
 Every received data set streams into a Part 10 file (PS3.10 §7.1: file meta written first,
-then the data set as received, never decoded), under a temporary name in the storage root;
-only its header is read back (:mod:`.header`: SOP Class/Instance UID check, Study/Series
+then the data set as received, never decoded), under a temporary name in the storage root
+(``.incoming/*.part``). As it streams, its element boundaries are followed and its header
+UIDs kept (:mod:`..completeness`: is it whole? SOP Class/Instance UID check, Study/Series
 UIDs for the path). It is fsync'd, renamed into place, and only then is success answered.
+With ``discard`` every check is made the same way; only the file is not written.
 
 Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
 resources (disk full, write error); A900 data set does not match SOP class (its SOP
-Class/Instance UID differ from the command's); C000 cannot understand (header not
-parseable); 0111 duplicate SOP instance (duplicates policy "reject").
+Class/Instance UID differ from the command's); C000 cannot understand (the data set ends
+inside an element, or has no SOP UIDs); 0122 SOP class not supported (the command's is not
+its presentation context's); 0111 duplicate SOP instance (duplicates policy "reject").
+Each refusal is logged at WARNING with the peer, the instance and the reason.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import logging
 import os
 import re
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -33,16 +38,22 @@ from ...dimse.status import (
     DATASET_MISMATCH,
     DUPLICATE_SOP_INSTANCE,
     OUT_OF_RESOURCES,
+    SOP_CLASS_NOT_SUPPORTED,
+    ServiceClass,
+    Status,
 )
-from ...dimse.streams import DataSetSink, DiscardSink
-from ...errors import DataSetError, DicomWireError
+from ...dimse.streams import DataSetSink
+from ...errors import ConfigError, DicomWireError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
+from ..completeness import CompletenessCheck
 from ..part10 import build_file_meta
-from .header import HEAD_BYTES, _header_from_head, _read_header
+from .header import HEADER_TAGS
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
+    "AssociationTally",
+    "PARTIAL_SUFFIX",
     "CANNOT_UNDERSTAND",
     "DATASET_MISMATCH",
     "DEFAULT_LAYOUT",
@@ -53,6 +64,8 @@ __all__ = [
     "StorageConfig",
     "StorageSCP",
     "StoreResult",
+    "peer_text",
+    "prepare_root",
     "validate_layout",
 ]
 
@@ -61,6 +74,8 @@ log = logging.getLogger("dicomwire.services.storage.scp")
 
 Duplicates = Literal["overwrite", "keep", "reject"]
 DEFAULT_LAYOUT = "{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm"
+#: A data set being received is written to ``<root>/.incoming/<random>.part`` first.
+PARTIAL_SUFFIX = ".part"
 
 
 @dataclass(slots=True)
@@ -89,27 +104,44 @@ class StorageConfig:
 class StoreResult:
     """What a storage sink hands to the C-STORE handler."""
 
+    #: The temporary file holding it (None when discarding, or after a write error).
     path: Path | None
     length: int
     error: OSError | None = None
     dataset_offset: int = 0
-    #: The first bytes of the data set (up to 64 KiB), for reading its header.
-    head: bytes = b""
+    #: Why the data set is not whole (it ends inside an element), or None.
+    incomplete: str | None = None
+    #: Its SOP Class/Instance, Study and Series Instance UIDs (:data:`.header.HEADER_TAGS`).
+    header: dict[int, str] = field(default_factory=dict)
 
 
-class _PartialFileSink:
-    """Stream a Part 10 file under a temporary name; remember a write error, not raise it."""
+@dataclass(slots=True)
+class AssociationTally:
+    """What one association brought: instances stored (or accepted when discarding),
+    refused, and the data set bytes received."""
 
-    __slots__ = ("_file", "dataset_offset", "error", "head", "length", "path")
+    stored: int = 0
+    refused: int = 0
+    bytes: int = 0
 
-    def __init__(self, path: Path, meta: bytes) -> None:
+
+class _ReceivedDataSet:
+    """Take a data set as it streams in: follow its element boundaries and read its header
+    on the way (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless
+    ``path`` is None (``--discard``), write it as a Part 10 file under a temporary name;
+    remember a write error, not raise it."""
+
+    __slots__ = ("_check", "_file", "dataset_offset", "error", "length", "path")
+
+    def __init__(self, path: Path | None, meta: bytes, transfer_syntax: str) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
-        #: The data set's first bytes, kept to read its header without reopening the file.
-        self.head = bytearray()
         self.error: OSError | None = None
+        self._check = CompletenessCheck(transfer_syntax, _HEADER_TAGS)
         self._file = None
+        if path is None:
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
@@ -123,15 +155,15 @@ class _PartialFileSink:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
-        with contextlib.suppress(OSError):
-            self.path.unlink()
+        if self.path is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     def write(self, data: memoryview) -> None:
-        if self.length < HEAD_BYTES:
-            self.head += data[: HEAD_BYTES - self.length]
         self.length += len(data)
+        self._check.feed(data)
         if self._file is None:
-            return  # after an error: swallow the rest of the data set
+            return  # discarding, or after an error: swallow the rest of the data set
         try:
             self._file.write(data)
         except OSError as exc:
@@ -146,11 +178,22 @@ class _PartialFileSink:
                 self._failed(exc)
             self._file = None
         path = None if self.error else self.path
-        return StoreResult(path, self.length, self.error, self.dataset_offset, bytes(self.head))
+        return StoreResult(
+            path,
+            self.length,
+            self.error,
+            self.dataset_offset,
+            self._check.problem(),
+            self._check.values,
+        )
 
     async def abort(self) -> None:
+        if self.path is None:
+            return
         self._failed(OSError("association ended before the data set was complete"))
 
+
+_HEADER_TAGS = frozenset(HEADER_TAGS)
 
 _SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
@@ -173,20 +216,32 @@ class StorageSCP:
         self._inside: dict[Path, bool] = {}
         self._incoming = config.root / ".incoming"
         self.stored = 0
+        self._tallies: weakref.WeakKeyDictionary[DimseSession, AssociationTally] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def tally(self, session: DimseSession) -> AssociationTally:
+        """What ``session``'s association brought so far (for its summary line)."""
+        tally = self._tallies.get(session)
+        if tally is None:
+            tally = self._tallies[session] = AssociationTally()
+        return tally
 
     def sink_for(self, session: DimseSession) -> SinkFactory:
         """The C-STORE sink factory for one association (its AE is the Source AE Title)."""
 
         def factory(command: CommandSet, context: PresentationContext) -> DataSetSink:
-            if self.config.discard:
-                return DiscardSink()  # handle() answers 0000 before looking at it
+            transfer_syntax = context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+            if self.config.discard:  # every check is made; only the write is skipped
+                return _ReceivedDataSet(None, b"", transfer_syntax)
             meta = build_file_meta(
                 str(command.get(Tag.AffectedSOPClassUID) or ""),
                 str(command.get(Tag.AffectedSOPInstanceUID) or ""),
-                context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN,
+                transfer_syntax,
                 session.negotiated.remote_ae_title,
             )
-            return _PartialFileSink(self._incoming / f"{uuid.uuid4().hex}.part", meta)
+            path = self._incoming / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            return _ReceivedDataSet(path, meta, transfer_syntax)
 
         return factory
 
@@ -205,38 +260,49 @@ class StorageSCP:
         return known
 
     async def handle(self, request: Request) -> Response | DimseResponse:
-        """The C-STORE-RQ handler: check, place and make durable the received file."""
+        """The C-STORE-RQ handler: check, place and make durable the received file.
+
+        With ``discard`` every check is made the same way; only the file is not kept.
+        """
         result = request.message.dataset
-        if self.config.discard:
-            return Response(0)
         if not isinstance(result, StoreResult):
             # Data set arrived in memory (no storage sink registered): write it now.
             raise DicomWireError("StorageSCP.handle needs StorageSCP.sink_for() as sink")
-        if result.error is not None or result.path is None:
+        tally = self.tally(request.session)
+        tally.bytes += result.length
+        if result.error is not None:
             log.error("storing failed: %s", result.error)
+            tally.refused += 1
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
         partial = result.path
         try:
-            return await self._place(request, partial, result)
+            response = await self._place(request, partial, result)
         finally:
-            with contextlib.suppress(OSError):
-                partial.unlink()
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+        if Status(response.status).is_failure:
+            tally.refused += 1
+        else:
+            tally.stored += 1
+        return response
 
     async def _place(
-        self, request: Request, partial: Path, stored: StoreResult
+        self, request: Request, partial: Path | None, stored: StoreResult
     ) -> Response | DimseResponse:
         command = request.command
         sop_class = str(command.get(Tag.AffectedSOPClassUID) or "")
         instance = str(command.get(Tag.AffectedSOPInstanceUID) or "")
-        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
-        try:
-            header = _header_from_head(stored.head, stored.length, transfer_syntax)
-            if header is None:  # not all in the first bytes: read it from the file
-                header = await asyncio.to_thread(
-                    _read_header, partial, stored.dataset_offset, transfer_syntax
-                )
-        except DataSetError as exc:
-            return _refuse(request, CANNOT_UNDERSTAND, str(exc))
+        context_class = request.context.abstract_syntax
+        if context_class and context_class != sop_class:
+            return _refuse(
+                request,
+                SOP_CLASS_NOT_SUPPORTED,
+                f"SOP Class {sop_class} is not that of context {request.context.context_id}",
+            )
+        if stored.incomplete is not None:
+            return _refuse(request, CANNOT_UNDERSTAND, stored.incomplete)
+        header = stored.header  # read as the data set streamed in: whole, every syntax
         if 0x00080016 not in header and 0x00080018 not in header:
             # Nothing parseable where a composite instance starts: not a data set at all.
             return _refuse(request, CANNOT_UNDERSTAND, "no SOP Class/Instance UID in the data set")
@@ -246,6 +312,8 @@ class StorageSCP:
                 DATASET_MISMATCH,
                 "SOP Class/Instance UID in the data set differ from the command",
             )
+        if partial is None:
+            return Response(0)  # discarding: all checked, nothing to keep
         fields = {
             "StudyInstanceUID": _path_component(header.get(0x0020000D)),
             "SeriesInstanceUID": _path_component(header.get(0x0020000E)),
@@ -258,7 +326,7 @@ class StorageSCP:
             return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
         if target.exists():
             if self.config.duplicates == "keep":
-                log.info("duplicate %s kept as first received", instance)
+                log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
             if self.config.duplicates == "reject":
                 return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
@@ -271,7 +339,7 @@ class StorageSCP:
             log.error("storing %s failed: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
         self.stored += 1
-        log.info("stored %s", target)
+        log.debug("stored %s", target)
         hook = self.config.on_stored
         if hook is not None:
             outcome = hook(target, request)
@@ -303,8 +371,27 @@ def validate_layout(layout: str) -> str:
 
 
 def _refuse(request: Request, status: int, comment: str) -> DimseResponse:
-    """A C-STORE-RSP with a failure status and its Error Comment (at most 64 characters)."""
+    """A C-STORE-RSP with a failure status and its Error Comment (at most 64 characters).
+
+    Every refusal is logged at WARNING (shown by default) with who sent what and why.
+    """
+    log.warning(
+        "refused C-STORE of %s from %s at %s: %s: %s",
+        request.command.get(Tag.AffectedSOPInstanceUID) or "(no SOP Instance UID)",
+        request.negotiated.remote_ae_title,
+        peer_text(request.session.association.peer_address),
+        Status(status).meaning_for(ServiceClass.STORAGE) + f" (0x{status:04X})",
+        comment,
+    )
     return request.primitive.response(status, error_comment=comment[:64])
+
+
+def peer_text(address: tuple[str, int] | None) -> str:
+    """``host:port`` of a peer (``[v6]:port``), for log lines."""
+    if address is None:
+        return "an unknown address"
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _commit(partial: Path, target: Path, fsync: bool) -> None:
@@ -330,3 +417,40 @@ def _commit(partial: Path, target: Path, fsync: bool) -> None:
             with contextlib.suppress(OSError):
                 target.unlink()
             raise
+
+
+def prepare_root(config: StorageConfig) -> int:
+    """Make the storage root ready before the node listens; the stale files removed.
+
+    The root (and its ``.incoming``) is created if missing; a path that is not a directory,
+    or a directory the process cannot write (checked by creating and removing a probe file
+    in ``.incoming``), is a :class:`~dicomwire.errors.ConfigError` naming it, so the node
+    refuses to start instead of answering A700 to every instance. ``.part`` files left in
+    ``.incoming`` by a crash (never answered success) are removed: their count is returned.
+    """
+    root = config.root
+    incoming = root / ".incoming"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"storage directory {root} is not a directory", key="storage.root")
+    try:
+        incoming.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create storage directory {incoming}: {exc.strerror or exc}",
+            key="storage.root",
+        ) from None
+    probe = incoming / f"probe-{uuid.uuid4().hex}.tmp"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"storage directory {root} is not writable: {exc.strerror or exc}",
+            key="storage.root",
+        ) from None
+    removed = 0
+    for stale in incoming.glob(f"*{PARTIAL_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,247 @@
+"""Whether an encoded data set ends where its last element ends (PS3.5 §7.1, §7.5).
+
+A data set sent over an association (PS3.7 §6.3.1) is a series of whole data elements. One
+cut short - a truncated file sent as is, a writer that died - ends inside an element: its
+last element's value (or header) runs past the end, or a sequence of undefined length is
+never closed by its delimiter. The storage SCP must not store such a data set and answer
+success (PS3.4 §B.2.3), and it receives it in fragments, so :class:`CompletenessCheck`
+follows the element boundaries as the fragments stream in, without decoding anything and
+without keeping the data: it reads each top-level element header and skips the value by
+its length, so a pixel data value of any size costs one subtraction per fragment. A value
+of undefined length (FFFFFFFFH) is followed through its items and delimiters (PS3.5 §7.5:
+items of defined length are skipped; an item of undefined length is a nested data set,
+walked the same way, up to its Item Delimitation Item). Deflated data sets (PS3.5 §A.5)
+are inflated as they stream, and the deflate stream itself must end. The same walk keeps
+the values of the few top-level elements asked for (``capture``): the SCP's header check
+costs no second walk and no copy of the data set's first bytes.
+
+The element layout is that of :mod:`.elements` (Implicit VR: 4-byte length; Explicit VR:
+2-byte length, or 4 after two reserved bytes for the long VRs; group FFFE tags: a 4-byte
+length, no VR), here in both byte orders, and with a Value Representation of UN of
+undefined length read as Implicit VR Little Endian (PS3.5 §6.2.2).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from ..uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
+from .elements import LONG_VRS, UNDEFINED_LENGTH
+
+__all__ = ["CompletenessCheck", "incompleteness"]
+
+_ITEM = 0xFFFEE000
+_ITEM_DELIMITER = 0xFFFEE00D
+_SEQUENCE_DELIMITER = 0xFFFEE0DD
+
+# A frame is (kind, encoding, tag): inside a value of undefined length (kind _SEQUENCE:
+# items and a Sequence Delimitation Item expected) or inside an item of undefined length
+# (kind _ITEM: elements and an Item Delimitation Item expected).
+_SEQUENCE, _ITEM_DATASET = 0, 1
+
+# Encodings: (implicit, little endian) -> structs for (tag+32-bit length), (tag+VR+16-bit
+# length) and a 32-bit length.
+_IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = 0, 1, 2
+_TAG_LENGTH = (struct.Struct("<HHL"), struct.Struct("<HHL"), struct.Struct(">HHL"))
+_TAG_VR_LENGTH = (None, struct.Struct("<HH2sH"), struct.Struct(">HH2sH"))
+_LENGTH32 = (struct.Struct("<L"), struct.Struct("<L"), struct.Struct(">L"))
+
+#: A captured value longer than this is kept as "" (a UI value has at most 64 bytes).
+_CAPTURE_LIMIT = 1024
+#: A deflated data set is inflated this much at a time (memory bound, not a size limit).
+_INFLATE_STEP = 1 << 20
+
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class CompletenessCheck:
+    """Follow a data set's element boundaries fragment by fragment (:meth:`feed`).
+
+    :meth:`problem` then says why the data set is not whole (None if it is): it ends
+    inside an element's value or header, inside a sequence of undefined length, or its
+    structure is broken (an item outside a sequence, a delimiter out of place). Once a
+    problem is found, further fragments are ignored.
+    """
+
+    __slots__ = (
+        "_capture",
+        "_carry",
+        "_encoding",
+        "_error",
+        "_frames",
+        "_inflater",
+        "_offset",
+        "_skip",
+        "_tag",
+        "values",
+    )
+
+    def __init__(self, transfer_syntax: str, capture: frozenset[int] = frozenset()) -> None:
+        if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+            self._encoding = _IMPLICIT_LE
+        elif transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
+            self._encoding = _EXPLICIT_BE
+        else:  # every other transfer syntax is Explicit VR Little Endian (PS3.5 Annex A)
+            self._encoding = _EXPLICIT_LE
+        self._inflater = (
+            zlib.decompressobj(-zlib.MAX_WBITS)
+            if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+            else None
+        )
+        #: Bytes of the current element's value still to come.
+        self._skip = 0
+        #: The start of an element header cut by the end of the last fragment.
+        self._carry = b""
+        self._frames: list[tuple[int, int, int]] = []
+        #: Offset in the (inflated) data set of the first byte of the next fragment.
+        self._offset = 0
+        #: The tag of the last element header read (the one whose value is being skipped).
+        self._tag = 0
+        self._error: str | None = None
+        #: Top-level elements whose values to keep (as text), e.g. the UIDs the SCP checks.
+        self._capture = capture
+        #: The values of the ``capture`` elements met so far, by tag.
+        self.values: dict[int, str] = {}
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next fragment of the data set."""
+        if self._inflater is not None:
+            self._inflate(data)
+            return
+        size = len(data)
+        if self._skip >= size and not self._carry:  # inside a long value: the usual case
+            self._skip -= size
+            self._offset += size
+            return
+        if self._error is None:
+            self._walk(data)
+
+    def problem(self) -> str | None:
+        """Why the data set fed so far is not a whole data set; None if it is."""
+        if self._error is not None:
+            return self._error
+        if self._inflater is not None and not self._inflater.eof:
+            return "deflated data set ends before its deflate stream does"
+        if self._skip:
+            return f"data set ends inside element {_tag_text(self._tag)}"
+        if self._carry:
+            start = self._offset - len(self._carry)
+            return f"data set ends inside an element header at byte {start}"
+        if self._frames:
+            return f"data set ends inside sequence {_tag_text(self._frames[-1][2])}"
+        return None
+
+    def _inflate(self, data: bytes | bytearray | memoryview) -> None:
+        inflater = self._inflater
+        assert inflater is not None
+        if self._error is not None or inflater.eof:
+            # Bytes after the end of the deflate stream (a pad byte, a gzip trailer) are not
+            # part of the data set: readers ignore them, and so does this check.
+            return
+        try:
+            pending: bytes | bytearray | memoryview = data
+            while pending and not inflater.eof:
+                out = inflater.decompress(pending, _INFLATE_STEP)
+                pending = inflater.unconsumed_tail
+                self._walk_inflated(out)
+        except zlib.error as exc:
+            self._error = f"deflated data set is corrupt: {exc}"
+
+    def _walk_inflated(self, data: bytes) -> None:
+        size = len(data)
+        if self._skip >= size and not self._carry:
+            self._skip -= size
+            self._offset += size
+        elif self._error is None:
+            self._walk(data)
+
+    def _walk(self, fragment: bytes | bytearray | memoryview) -> None:
+        data = self._carry + fragment if self._carry else fragment
+        base = self._offset - len(self._carry)  # the data set offset of data[0]
+        self._carry = b""
+        end = len(data)
+        position = self._skip
+        frames = self._frames
+        encoding = frames[-1][1] if frames else self._encoding
+        while position < end:
+            if end - position < 8:
+                break
+            tag_length = _TAG_LENGTH[encoding]
+            group, number, length = tag_length.unpack_from(data, position)
+            tag = group << 16 | number
+            header = 8
+            if group == 0xFFFE:  # item and delimiters: a 4-byte length, no VR (§7.5)
+                kind = frames[-1][0] if frames else None
+                if tag == _ITEM and kind == _SEQUENCE:
+                    if length == UNDEFINED_LENGTH:  # a nested data set, ended by E00D
+                        frames.append((_ITEM_DATASET, encoding, tag))
+                        position += 8
+                        continue
+                elif (tag == _ITEM_DELIMITER and kind == _ITEM_DATASET) or (
+                    tag == _SEQUENCE_DELIMITER and kind == _SEQUENCE
+                ):
+                    frames.pop()
+                    encoding = frames[-1][1] if frames else self._encoding
+                    position += 8 + (0 if length == UNDEFINED_LENGTH else length)
+                    continue
+                else:
+                    self._error = (
+                        f"misplaced item or delimiter {_tag_text(tag)} at byte {base + position}"
+                    )
+                    return
+            else:
+                if frames and frames[-1][0] == _SEQUENCE:
+                    self._error = (
+                        f"element {_tag_text(tag)} where an item was expected, at byte "
+                        f"{base + position}"
+                    )
+                    return
+                if encoding != _IMPLICIT_LE:
+                    vr_struct = _TAG_VR_LENGTH[encoding]
+                    assert vr_struct is not None
+                    _, _, vr, length = vr_struct.unpack_from(data, position)
+                    if vr in LONG_VRS:
+                        if end - position < 12:
+                            break
+                        (length,) = _LENGTH32[encoding].unpack_from(data, position + 8)
+                        header = 12
+                    if length == UNDEFINED_LENGTH:  # UN of undefined length: Implicit VR LE
+                        inner = _IMPLICIT_LE if vr == b"UN" else encoding
+                        frames.append((_SEQUENCE, inner, tag))
+                        encoding = inner
+                        self._tag = tag
+                        position += header
+                        continue
+                if length == UNDEFINED_LENGTH:
+                    frames.append((_SEQUENCE, encoding, tag))
+                    self._tag = tag
+                    position += header
+                    continue
+            if not frames and tag in self._capture:  # a value to keep: short text
+                following = position + header + length
+                if following > end and length <= _CAPTURE_LIMIT:
+                    break  # the element is cut by the fragment's end: take it whole next time
+                value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
+                self.values[tag] = bytes(value).decode("ascii", "replace").rstrip("\x00 ")
+            self._tag = tag
+            position += header + length
+        if position >= end:
+            self._skip = position - end
+        else:
+            self._skip = 0
+            self._carry = bytes(data[position:end])
+        self._offset = base + end
+
+
+def incompleteness(data: bytes | bytearray | memoryview, transfer_syntax: str) -> str | None:
+    """Why the encoded data set ``data`` is not whole (see :class:`CompletenessCheck`)."""
+    check = CompletenessCheck(transfer_syntax)
+    check.feed(data)
+    return check.problem()
