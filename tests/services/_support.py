@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -421,3 +425,75 @@ def echo_response_pdata(message_id: int, status: int) -> bytes:
         Tag.Status: status,
     }
     return pdata([(1, 0x03, encode_command(command))])
+
+
+# --------------------------------------------------------------------------- dicomwire serve
+
+#: The ``dicomwire`` command of this interpreter, and the line ``serve`` logs once listening.
+CLI = [sys.executable, "-m", "dicomwire.services.cli"]
+LISTENING = re.compile(r"listening on port (\d+)")
+NODE_AE = "DICOMWIRE"
+NODE_TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+
+
+@dataclass
+class Served:
+    """A ``dicomwire serve`` process, its port and its log file."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextlib.contextmanager
+def serve_processes(directory: Path) -> Iterator[Callable[..., Served]]:
+    """``start(*args, cwd=None)`` runs ``dicomwire serve ARGS`` (log in ``directory``) and
+    returns once it logs that it listens; every process is killed when the block ends."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str | Path, cwd: Path | None = None) -> Served:
+        log = directory / f"serve-{len(started)}.log"
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                [*CLI, "serve", *map(str, args)],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=cwd,
+            )
+        started.append(process)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            match = LISTENING.search(log.read_text(errors="replace"))
+            if match:
+                return Served(process, int(match.group(1)), log)
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited ({process.returncode}): {log.read_text()}")
+            time.sleep(0.02)
+        raise AssertionError(f"serve did not listen within 15 s: {log.read_text()}")
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.asynccontextmanager
+async def serving(root: Path, **storage: Any) -> AsyncIterator[Node]:
+    """A node in this process storing under ``root`` (no fsync) with ``storage`` settings."""
+    config = NodeConfig(
+        ae_titles=[NODE_AE],
+        host=LOCALHOST,
+        port=0,
+        storage=StorageConfig(root=root, fsync=False, **storage),
+        timeouts=NODE_TIMEOUTS,
+        shutdown_grace=1.0,
+    )
+    async with Node(config) as node:
+        yield node

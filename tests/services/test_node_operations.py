@@ -12,10 +12,7 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +24,10 @@ from dicomwire.ul.association import Timeouts
 
 from ..conftest import part10_data_set
 from ..conftest import run_bounded as run
+from ._support import CLI, Served, serve_processes
 
 LOCALHOST = "127.0.0.1"
-CLI = [sys.executable, "-m", "dicomwire.services.cli"]
-LISTENING = re.compile(r"listening on port (\d+)")
 TIMEOUT = 30.0
-
-
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 def dicomwire(*args: str | Path, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -55,45 +41,18 @@ def dicomwire(*args: str | Path, timeout: float = TIMEOUT) -> subprocess.Complet
 
 
 @pytest.fixture
-def serve(tmp_path: Path) -> Iterator[object]:
+def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
     """``serve(*args)``: ``dicomwire serve --host 127.0.0.1 --port 0 ARGS`` once it logs that it
     listens (log in a file); killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str | Path) -> Served:
-        log = tmp_path / f"serve-{len(started)}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [*CLI, "serve", "--host", LOCALHOST, "--port", "0", *map(str, args)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        started.append(process)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            match = LISTENING.search(log.read_text(errors="replace"))
-            if match:
-                return Served(process, int(match.group(1)), log)
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited ({process.returncode}): {log.read_text()}")
-            time.sleep(0.02)
-        raise AssertionError(f"serve did not listen within 15 s: {log.read_text()}")
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+    with serve_processes(tmp_path) as start:
+        yield lambda *args: start("--host", LOCALHOST, "--port", "0", *args)
 
 
 def stop(served: Served) -> str:
     """SIGTERM, wait, and the whole log."""
     served.process.send_signal(signal.SIGTERM)
     served.process.wait(timeout=15)
-    return served.text()
+    return served.output()
 
 
 # --------------------------------------------------------------------------- start-up errors

@@ -30,33 +30,18 @@ from dicomwire.errors import AssociationRejected
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.storage import StorageConfig
 from dicomwire.testing.corpus import CT_IMAGE_STORAGE, SECONDARY_CAPTURE_STORAGE, make_ct
-from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import RequestorConfig
 
 from ..conftest import part10_data_set
 from ..conftest import run_bounded as run
+from ._support import NODE_AE, NODE_TIMEOUTS, serving
 
 LOCALHOST = "127.0.0.1"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
-NODE_AE = "DICOMWIRE"
 CALLING_AE = "MODALITY7"
-TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+TIMEOUTS = NODE_TIMEOUTS
 SCP_LOGGER = "dicomwire.services.storage.scp"
-
-
-@contextlib.asynccontextmanager
-async def serving(root: Path, **storage: Any) -> AsyncIterator[Node]:
-    config = NodeConfig(
-        ae_titles=[NODE_AE],
-        host=LOCALHOST,
-        port=0,
-        storage=StorageConfig(root=root, fsync=False, **storage),
-        timeouts=TIMEOUTS,
-        shutdown_grace=1.0,
-    )
-    async with Node(config) as node:
-        yield node
 
 
 @contextlib.asynccontextmanager

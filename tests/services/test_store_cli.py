@@ -18,9 +18,8 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -32,29 +31,25 @@ from pydicom.filereader import read_dataset
 
 from dicomwire.dimse.session import open_session
 from dicomwire.services.cli import main
-from dicomwire.services.node import Node, NodeConfig
-from dicomwire.services.storage import StorageConfig, StoreSummary, store_files
+from dicomwire.services.storage import StoreSummary, store_files
 from dicomwire.testing.corpus import CT_IMAGE_STORAGE, make_ct, write_corpus, write_part10
-from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import RequestorConfig
 
 from ..conftest import get_free_tcp_port
 from ..conftest import part10_data_set as data_set_of
 from ..conftest import run_bounded as run
+from ._support import CLI, NODE_AE, NODE_TIMEOUTS, Served, serve_processes, serving
 
 LOCALHOST = "127.0.0.1"
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-NODE_AE = "DICOMWIRE"
-CLI = [sys.executable, "-m", "dicomwire.services.cli"]
 CLI_TIMEOUT = 30.0
-TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
+TIMEOUTS = NODE_TIMEOUTS
 SUMMARY = re.compile(
     r"sent (\d+) of (\d+) instances \((\d+) warnings, (\d+) failures\), "
     r"[\d.]+ MB in [\d.]+ s \([\d.]+ MB/s\)(?:, \d+ skipped \(not DICOM\))?"
 )
-LISTENING = re.compile(r"listening on port (\d+)")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 # --------------------------------------------------------------------------- helpers
@@ -113,20 +108,6 @@ def store_args(port: int, *paths: Path, calling: str = "CLI-SCU") -> list[str | 
     ]
 
 
-@contextlib.asynccontextmanager
-async def serving(root: Path, **storage: Any) -> AsyncIterator[Node]:
-    config = NodeConfig(
-        ae_titles=[NODE_AE],
-        host=LOCALHOST,
-        port=0,
-        storage=StorageConfig(root=root, fsync=False, **storage),
-        timeouts=TIMEOUTS,
-        shutdown_grace=1.0,
-    )
-    async with Node(config) as node:
-        yield node
-
-
 async def store_via_cli(root: Path, *paths: Path, **storage: Any) -> Completed:
     """``dicomwire store PATHS`` to an in-process node storing under ``root``."""
     async with serving(root, **storage) as node:
@@ -149,50 +130,11 @@ def assert_stored_as_sent(root: Path, sources: list[Path]) -> None:
 # --------------------------------------------------------------------------- serve subprocess
 
 
-@dataclass
-class Served:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    """``serve(*args)`` starts ``dicomwire serve ARGS`` (log to a file) and returns once it
-    logs that it listens; always killed at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str | Path, cwd: Path | None = None) -> Served:
-        log = tmp_path / f"serve-{len(started)}.log"
-        with open(log, "wb") as output:
-            process = subprocess.Popen(
-                [*CLI, "serve", *map(str, args)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=cwd,
-            )
-        started.append(process)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            match = LISTENING.search(log.read_text(errors="replace"))
-            if match:
-                return Served(process, int(match.group(1)), log)
-            if process.poll() is not None:
-                raise AssertionError(f"serve exited ({process.returncode}): {log.read_text()}")
-            time.sleep(0.02)
-        raise AssertionError(f"serve did not listen within 15 s: {log.read_text()}")
-
-    try:
+    """``serve(*args)``: a ``dicomwire serve`` process, killed at teardown (see _support)."""
+    with serve_processes(tmp_path) as start:
         yield start
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
 
 
 def terminate(served: Served, timeout: float = 5.0) -> tuple[int, float]:
