@@ -1,6 +1,6 @@
 """The storage SCP's header reader: its own scanner agrees with pydicom, or steps aside.
 
-:func:`_scan_header` reads the four UIDs the SCP checks and files by (PS3.5 §7.1) without
+:func:`scan_header` reads the four UIDs the SCP checks and files by (PS3.5 §7.1) without
 pydicom; anything it does not handle must come back as None so pydicom reads it instead.
 """
 
@@ -18,7 +18,7 @@ from pydicom.sequence import Sequence
 
 from dicomwire.dimse.datasets import DataSetError
 from dicomwire.services.storage import store_dataset
-from dicomwire.services.storage.header import _parse_header, _scan_header
+from dicomwire.services.storage.header import parse_header, scan_header
 from dicomwire.testing.corpus import CT_IMAGE_STORAGE as CT_IMAGE
 
 from .test_storage_scp import EXPLICIT_VR_LE, serving, session_to
@@ -65,24 +65,24 @@ def test_scanner_reads_what_pydicom_reads(
     transfer_syntax: str, sequence: bool, private: int
 ) -> None:
     data = _encode(_dataset(sequence=sequence, private=private), transfer_syntax)
-    scanned = _scan_header(data, transfer_syntax)
+    scanned = scan_header(data, transfer_syntax)
     assert scanned is not None
-    assert scanned == _parse_header(BytesIO(data), transfer_syntax)
+    assert scanned == parse_header(BytesIO(data), transfer_syntax)
     assert scanned[0x0020000E] == "1.2.3.4.5"
 
 
 def test_scanner_leaves_big_endian_and_undefined_lengths_to_pydicom() -> None:
-    assert _scan_header(_encode(_dataset(), BIG_ENDIAN), BIG_ENDIAN) is None
+    assert scan_header(_encode(_dataset(), BIG_ENDIAN), BIG_ENDIAN) is None
     undefined = _encode(_dataset(sequence=True), EXPLICIT, defined_lengths=False)
-    assert _scan_header(undefined, EXPLICIT) is None
-    assert _parse_header(BytesIO(undefined), EXPLICIT)[0x00080018] == "1.2.3.4.5.6"
+    assert scan_header(undefined, EXPLICIT) is None
+    assert parse_header(BytesIO(undefined), EXPLICIT)[0x00080018] == "1.2.3.4.5.6"
 
 
 def test_scanner_stops_at_a_header_element_cut_short() -> None:
     data = _encode(_dataset(), EXPLICIT)
     cut = data[: data.index(b"1.2.3.4.5.6") + 3]  # inside the SOP Instance UID's value
     with pytest.raises(DataSetError):
-        _scan_header(cut, EXPLICIT)
+        scan_header(cut, EXPLICIT)
 
 
 def test_a_study_directory_that_links_out_of_the_root_is_refused(tmp_path: Path) -> None:
@@ -107,4 +107,4 @@ def test_a_study_directory_that_links_out_of_the_root_is_refused(tmp_path: Path)
 
 def test_scanner_takes_a_bytearray_as_well_as_bytes() -> None:
     data = _encode(_dataset(), EXPLICIT)
-    assert _scan_header(bytearray(data), EXPLICIT) == _scan_header(data, EXPLICIT)
+    assert scan_header(bytearray(data), EXPLICIT) == scan_header(data, EXPLICIT)

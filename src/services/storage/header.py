@@ -6,8 +6,8 @@ Class UID (0008,0016), SOP Instance UID (0008,0018)); the Study and Series Insta
 the data set streams in, in the same walk that checks it is whole
 (:class:`~dicomwire.services.completeness.CompletenessCheck` with ``capture``). The
 readers below take them from bytes already at hand - the first bytes of a data set
-(:func:`_header_from_head`, with the shared element scanner of :mod:`..elements`, PS3.5
-§7.1) or a stored file (:func:`_read_header`, with pydicom) - for tools that read stored
+(:func:`header_from_head`, with the shared element scanner of :mod:`..elements`, PS3.5
+§7.1) or a stored file (:func:`read_header`, with pydicom) - for tools that read stored
 files rather than a stream.
 """
 
@@ -26,7 +26,14 @@ from ...uids import (
 )
 from ..elements import UNDEFINED_LENGTH, iter_elements
 
-__all__ = ["HEAD_BYTES", "HEADER_TAGS"]
+__all__ = [
+    "HEADER_TAGS",
+    "HEAD_BYTES",
+    "header_from_head",
+    "parse_header",
+    "read_header",
+    "scan_header",
+]
 
 #: SOP Class UID, SOP Instance UID, Study Instance UID, Series Instance UID.
 HEADER_TAGS = (0x00080016, 0x00080018, 0x0020000D, 0x0020000E)
@@ -39,7 +46,7 @@ _ALL_HEADER_TAGS = frozenset(HEADER_TAGS)
 _LAST_HEADER_TAG = max(HEADER_TAGS)
 
 
-def _header_from_head(head: bytes, length: int, transfer_syntax: str) -> dict[int, str] | None:
+def header_from_head(head: bytes, length: int, transfer_syntax: str) -> dict[int, str] | None:
     """The header read from ``head`` (the first bytes of a data set of ``length`` bytes).
 
     None when they do not suffice: they suffice when the whole data set fits, or when
@@ -49,9 +56,9 @@ def _header_from_head(head: bytes, length: int, transfer_syntax: str) -> dict[in
         return None
     whole = length <= len(head)
     try:
-        header = _scan_header(head, transfer_syntax)
+        header = scan_header(head, transfer_syntax)
         if header is None:  # something the scanner leaves to pydicom
-            header = _parse_header(BytesIO(head), transfer_syntax)
+            header = parse_header(BytesIO(head), transfer_syntax)
     except DataSetError:
         if whole:
             raise
@@ -61,8 +68,8 @@ def _header_from_head(head: bytes, length: int, transfer_syntax: str) -> dict[in
     return None
 
 
-def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str] | None:
-    """:func:`_parse_header` without pydicom for the plain case (PS3.5 §7.1).
+def scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str] | None:
+    """:func:`parse_header` without pydicom for the plain case (PS3.5 §7.1).
 
     Walks the top-level elements of a little endian data set up to (0020,000E), skipping
     each value by its length. Returns None for what it leaves to pydicom: big endian, an
@@ -91,7 +98,7 @@ def _scan_header(data: bytes | bytearray, transfer_syntax: str) -> dict[int, str
     return values
 
 
-def _parse_header(source: BinaryIO, transfer_syntax: str) -> dict[int, str]:
+def parse_header(source: BinaryIO, transfer_syntax: str) -> dict[int, str]:
     """SOP Class/Instance, Study and Series UIDs from a data set stream; DataSetError.
 
     Reads elements up to (0020,000E) only, skipping large values (pixel data, big private
@@ -117,7 +124,7 @@ def _parse_header(source: BinaryIO, transfer_syntax: str) -> dict[int, str]:
         raise DataSetError(f"cannot read the data set header: {exc}") from exc
 
 
-def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
+def read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str]:
     """The header of the data set stored in ``path`` at ``offset``; DataSetError."""
     try:
         with open(path, "rb") as file:
@@ -127,7 +134,7 @@ def _read_header(path: Path, offset: int, transfer_syntax: str) -> dict[int, str
                 head = inflater.decompress(
                     file.read(_DEFLATED_HEADER_LIMIT), _DEFLATED_HEADER_LIMIT
                 )
-                return _parse_header(BytesIO(head), transfer_syntax)
-            return _parse_header(file, transfer_syntax)
+                return parse_header(BytesIO(head), transfer_syntax)
+            return parse_header(file, transfer_syntax)
     except OSError as exc:
         raise DataSetError(f"cannot read the data set header: {exc}") from exc

@@ -53,7 +53,7 @@ from ...ul.negotiation import (
 from ...ul.tls import TLSConfig
 from ..elements import UNDEFINED_LENGTH, iter_elements
 from ..part10 import FileInfo, Part10Error, read_file_info
-from .header import HEAD_BYTES, _header_from_head, _parse_header, _read_header
+from .header import HEAD_BYTES, header_from_head, parse_header, read_header
 from .sop_classes import storage_sop_classes
 
 if TYPE_CHECKING:  # pydicom is imported only where a Dataset is needed
@@ -276,7 +276,7 @@ def _header_and_walk(info: FileInfo) -> tuple[dict[int, str], str | None]:
     syntax, length = info.transfer_syntax, info.size - info.dataset_offset
     if syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         if length > _DEFLATED_LIMIT:  # too big to check here: named by the header reader
-            return _read_header(info.path, info.dataset_offset, syntax), None
+            return read_header(info.path, info.dataset_offset, syntax), None
         with open(info.path, "rb") as file:
             file.seek(info.dataset_offset)
             deflated = file.read()
@@ -284,12 +284,12 @@ def _header_and_walk(info: FileInfo) -> tuple[dict[int, str], str | None]:
             inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(deflated)
         except zlib.error as exc:
             raise DataSetError(f"the deflated data set cannot be inflated: {exc}") from exc
-        header = _parse_header(BytesIO(inflated), EXPLICIT_VR_LITTLE_ENDIAN)
+        header = parse_header(BytesIO(inflated), EXPLICIT_VR_LITTLE_ENDIAN)
         return header, _walk(lambda at, size: inflated[at : at + size], len(inflated), False)
     fd = os.open(info.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         head = pread_range(fd, info.dataset_offset, min(length, HEAD_BYTES))
-        header = _header_from_head(head, length, syntax) or _read_header(
+        header = header_from_head(head, length, syntax) or read_header(
             info.path, info.dataset_offset, syntax
         )
         if syntax == EXPLICIT_VR_BIG_ENDIAN:  # the scanner reads little endian only
