@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataSetError, InvalidQueryError
-from .matching import KeyCondition, MatchKind, Query, compile_query
+from .matching import KeyCondition, MatchKind, Query, compile_query, name_key, period
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -126,9 +126,10 @@ def _column_value(column: str, value: Any) -> str | None:
     if text is None:
         return None
     if column in _PN_COLUMNS:
-        return text.rstrip(" ^=").casefold()  # PN compared case-insensitively (matching)
+        return name_key(text)  # PN compared case-insensitively, as the matcher does
     if column in _TIME_COLUMNS:
-        return text.replace(":", "").replace(".", "").ljust(12, "0")[:12]
+        start = period(text, "TM")  # fixed-width digits: text order is time order
+        return start[0] if start is not None else None
     return text
 
 
@@ -408,11 +409,7 @@ def _condition_sql(
     if kind is MatchKind.WILDCARD:
         (pattern,) = condition.values
         if name in _PN_COLUMNS:
-            pattern = (
-                pattern.rstrip(" ^=").casefold()
-                if not pattern.endswith("*")
-                else pattern.casefold()
-            )
+            pattern = pattern.casefold()  # as the matcher compiles it; stored names are folded
         elif condition.case_insensitive:
             return None
         params.append(pattern.replace("[", "[[]"))
@@ -423,12 +420,16 @@ def _condition_sql(
         low = condition.low if kind is MatchKind.RANGE else condition.values[0]
         high = condition.high if kind is MatchKind.RANGE else condition.values[0]
         parts = []
-        if low:
-            params.append(_padded(low, condition.vr, "0"))
+        first = period(low, condition.vr) if low else None
+        last = period(high, condition.vr) if high else None
+        if first is not None:
+            params.append(first[0])
             parts.append(f"{column} >= ?")
-        if high:
-            params.append(_padded(high, condition.vr, "9"))
+        if last is not None:
+            params.append(last[1])
             parts.append(f"{column} <= ?")
+        if not parts:
+            return None
         return f"(({' AND '.join(parts)}) OR {keep_multi})"
     if kind is MatchKind.SINGLE:
         (value,) = condition.values
@@ -439,11 +440,6 @@ def _condition_sql(
         params.append(value)
         return f"({column} = ? OR {keep_multi})"
     return None
-
-
-def _padded(value: str, vr: str, fill: str) -> str:
-    digits = value.replace(":", "").replace(".", "")
-    return digits.ljust(12 if vr == "TM" else 8, fill)[: 12 if vr == "TM" else 8]
 
 
 def _header_json(header: Dataset) -> str:

@@ -45,6 +45,8 @@ __all__ = [
     "Query",
     "compile_query",
     "matches",
+    "name_key",
+    "period",
 ]
 
 #: VRs whose values may hold wildcards (PS3.4 C.2.2.2.4).
@@ -126,7 +128,7 @@ class KeyCondition:
 
     def _normalise(self, text: str) -> str:
         if self.vr == "PN":
-            text = text.rstrip(" ^=")
+            text = _trim_name(text)
         return text.casefold() if self.case_insensitive else text
 
 
@@ -216,7 +218,7 @@ def _condition(element: Any, case_insensitive_names: bool) -> KeyCondition:
         return KeyCondition(
             tag, vr, MatchKind.WILDCARD, (text,), case_insensitive=folded, _pattern=pattern
         )
-    single = text.rstrip(" ^=") if vr == "PN" else text
+    single = _trim_name(text) if vr == "PN" else text
     return KeyCondition(
         tag,
         vr,
@@ -293,22 +295,32 @@ def _text_values(value: Any, vr: str) -> list[str]:
 
 def _in_range(text: str, low: str | None, high: str | None, vr: str) -> bool:
     """Whether ``text`` (a DA/TM/DT value) lies in [low, high]; less precise ends widen."""
-    value = _point(text, vr)
+    value = period(text, vr)
     if value is None:
         return False
     start, end = value
     if low is not None:
-        low_start, _ = _point(low, vr) or ("", "")
+        low_start, _ = period(low, vr) or ("", "")
         if end < low_start:
             return False
     if high is not None:
-        _, high_end = _point(high, vr) or ("", "")
+        _, high_end = period(high, vr) or ("", "")
         if start > high_end:
             return False
     return True
 
 
-def _point(text: str, vr: str) -> tuple[str, str] | None:
+def _trim_name(text: str) -> str:
+    """A PN value without trailing empty components (``Doe^John^^^`` is ``Doe^John``)."""
+    return text.rstrip(" ^=")
+
+
+def name_key(text: str) -> str:
+    """A PN value as case-insensitive matching compares it (an index stores this form)."""
+    return _trim_name(text).casefold()
+
+
+def period(text: str, vr: str) -> tuple[str, str] | None:
     """The first and last instant a DA/TM/DT value names, as comparable fixed-width digits.
 
     A value given with less precision names a period: ``TM 10`` runs from 100000.000000 to
