@@ -94,7 +94,8 @@ class NodeConfig:
     workers: int = 1
 
 
-#: Tables of the file that are not a service's: they have readers of their own.
+#: Tables the node reads itself ([storage] too: it lives in NodeConfig.storage); every
+#: other service's table goes to NodeConfig.sections.
 _NODE_TABLES = ("timeouts", "tls", "known_nodes", "nodes", "storage")
 
 
@@ -134,7 +135,7 @@ def load_config(
     config.nodes = entries("nodes", RemoteAE)
     for name, table in section_tables.items():
         kind = service_types[name].config_type
-        if kind is not None and name != "storage":
+        if kind is not None:
             config.sections[name] = build(kind, table, file=file, where=f"[{name}]")
     if "tls" in tables:
         config.tls = build(TLSConfig, tables["tls"], file=file, where="[tls]")
