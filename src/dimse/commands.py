@@ -137,6 +137,19 @@ _US_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "US")
 _VR_OF: dict[int, str] = {int(tag): vr for tag, vr in COMMAND_ELEMENTS.items()}
 _COMMAND_GROUP_LENGTH = int(Tag.CommandGroupLength)
 
+#: Command element tags as plain ints, for dictionary lookups on hot paths (hashing an
+#: IntEnum member is slower than hashing an int); shared by the primitives and dispatcher.
+TAG_COMMAND_FIELD = int(Tag.CommandField)
+TAG_MESSAGE_ID = int(Tag.MessageID)
+TAG_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
+TAG_STATUS = int(Tag.Status)
+TAG_DATA_SET_TYPE = int(Tag.CommandDataSetType)
+TAG_AFFECTED_SOP_CLASS = int(Tag.AffectedSOPClassUID)
+TAG_REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
+TAG_AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
+TAG_REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
+TAG_GROUP_LENGTH = int(Tag.CommandGroupLength)
+
 
 _NAME_OF: dict[int, str] = {int(tag): tag.name for tag in Tag}
 

@@ -39,7 +39,22 @@ from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar
 from ..errors import CommandError, DataSetError, DimseProtocolError, LocalProtocolError
 from ..ul.negotiation import NegotiatedAssociation, PresentationContext
 from ..ul.pdu import PDataTF
-from .commands import CommandField, CommandSet, DataSetType, Tag, encode_command, validate_command
+from .commands import (
+    TAG_AFFECTED_SOP_CLASS,
+    TAG_AFFECTED_SOP_INSTANCE,
+    TAG_COMMAND_FIELD,
+    TAG_DATA_SET_TYPE,
+    TAG_MESSAGE_ID,
+    TAG_REQUESTED_SOP_CLASS,
+    TAG_REQUESTED_SOP_INSTANCE,
+    TAG_RESPONDED_TO,
+    TAG_STATUS,
+    CommandField,
+    CommandSet,
+    DataSetType,
+    encode_command,
+    validate_command,
+)
 from .datasets import decode_dataset
 from .messages import (
     CommandComplete,
@@ -73,15 +88,6 @@ UNLIMITED_INVOKED = 1024
 UNLIMITED_PERFORMED = 64
 
 # Command element tags as plain ints, for dictionary lookups on the hot path.
-_COMMAND_FIELD = int(Tag.CommandField)
-_MESSAGE_ID = int(Tag.MessageID)
-_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
-_STATUS = int(Tag.Status)
-_DATA_SET_TYPE = int(Tag.CommandDataSetType)
-_AFFECTED_SOP_CLASS = int(Tag.AffectedSOPClassUID)
-_REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
-_AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
-_REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
 _C_CANCEL_RQ = int(CommandField.C_CANCEL_RQ)
 
 
@@ -115,10 +121,10 @@ class ReceivedMessage:
         self.transfer_syntax = transfer_syntax
         self.command = command
         self.dataset = dataset
-        field_value = command.get(_COMMAND_FIELD)
+        field_value = command.get(TAG_COMMAND_FIELD)
         self.command_field: int = field_value if isinstance(field_value, int) else -1
         responds = self.command_field & 0x8000 or self.command_field == _C_CANCEL_RQ
-        message_id = command.get(_RESPONDED_TO if responds else _MESSAGE_ID)
+        message_id = command.get(TAG_RESPONDED_TO if responds else TAG_MESSAGE_ID)
         self.message_id: int = message_id if isinstance(message_id, int) else -1
         self._status: Status | None = None
         self._primitive: DimseMessage | None = None
@@ -147,7 +153,7 @@ class ReceivedMessage:
     def status(self) -> Status:
         status = self._status
         if status is None:
-            value = self.command.get(_STATUS)
+            value = self.command.get(TAG_STATUS)
             status = Status(value if isinstance(value, int) else CANNOT_UNDERSTAND)
             self._status = status
         return status
@@ -155,12 +161,12 @@ class ReceivedMessage:
     @property
     def sop_class_uid(self) -> str | None:
         """The Affected, else the Requested, SOP Class UID."""
-        return self._first_uid(_AFFECTED_SOP_CLASS, _REQUESTED_SOP_CLASS)
+        return self._first_uid(TAG_AFFECTED_SOP_CLASS, TAG_REQUESTED_SOP_CLASS)
 
     @property
     def sop_instance_uid(self) -> str | None:
         """The Affected, else the Requested, SOP Instance UID."""
-        return self._first_uid(_AFFECTED_SOP_INSTANCE, _REQUESTED_SOP_INSTANCE)
+        return self._first_uid(TAG_AFFECTED_SOP_INSTANCE, TAG_REQUESTED_SOP_INSTANCE)
 
     def _first_uid(self, *tags: int) -> str | None:
         command = self.command
@@ -332,14 +338,14 @@ class DimseDispatcher(Generic[Op, R]):
         if self.window_full:
             raise LocalProtocolError(f"the window of {self.invoke_window} operations is full")
         command = dict(command)
-        command[_MESSAGE_ID] = message_id = self._allocate_id()
+        command[TAG_MESSAGE_ID] = message_id = self._allocate_id()
         # Command Data Set Type tells the truth about what is sent (a primitive built
         # without its data set says "none"); a caller's own "present" value is kept.
         if streamed or dataset is not None:
-            if command.get(_DATA_SET_TYPE, DataSetType.ABSENT) == DataSetType.ABSENT:
-                command[_DATA_SET_TYPE] = DataSetType.PRESENT
+            if command.get(TAG_DATA_SET_TYPE, DataSetType.ABSENT) == DataSetType.ABSENT:
+                command[TAG_DATA_SET_TYPE] = DataSetType.PRESENT
         else:
-            command[_DATA_SET_TYPE] = DataSetType.ABSENT
+            command[TAG_DATA_SET_TYPE] = DataSetType.ABSENT
         validate_command(command)
         pdus = self.message_pdus(context_id, command, None if streamed else dataset)
         self.outstanding[message_id] = operation

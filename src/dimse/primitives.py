@@ -24,7 +24,19 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import CommandError
 from ..uids import VERIFICATION_SOP_CLASS
-from .commands import CommandField, CommandSet, CommandValue, DataSetType, Tag
+from .commands import (
+    TAG_COMMAND_FIELD,
+    TAG_DATA_SET_TYPE,
+    TAG_GROUP_LENGTH,
+    TAG_MESSAGE_ID,
+    TAG_RESPONDED_TO,
+    TAG_STATUS,
+    CommandField,
+    CommandSet,
+    CommandValue,
+    DataSetType,
+    Tag,
+)
 from .status import SUCCESS, Status
 
 __all__ = [
@@ -97,15 +109,9 @@ _TAG_OF_FIELD: dict[str, int] = {
 }
 _TAG_OF_FIELD = {name: int(tag) for name, tag in _TAG_OF_FIELD.items()}  # plain-int keys
 
-_COMMAND_FIELD = int(Tag.CommandField)
-_MESSAGE_ID = int(Tag.MessageID)
-_RESPONDED_TO = int(Tag.MessageIDBeingRespondedTo)
-_DATA_SET_TYPE = int(Tag.CommandDataSetType)
-_STATUS = int(Tag.Status)
-_GROUP_LENGTH = int(Tag.CommandGroupLength)
 #: Elements every message carries and no class has a field for.
 _HEADER_TAGS = frozenset(
-    (_GROUP_LENGTH, _COMMAND_FIELD, _MESSAGE_ID, _RESPONDED_TO, _DATA_SET_TYPE)
+    (TAG_GROUP_LENGTH, TAG_COMMAND_FIELD, TAG_MESSAGE_ID, TAG_RESPONDED_TO, TAG_DATA_SET_TYPE)
 )
 _ABSENT = int(DataSetType.ABSENT)
 _PRESENT = int(DataSetType.PRESENT)
@@ -125,7 +131,7 @@ class DimseMessage:
     _elements: ClassVar[tuple[tuple[str, int], ...]] = ()
     #: Required fields (M in PS3.7) and what a lenient parse puts there when absent.
     _required: ClassVar[dict[str, object]] = {}
-    _id_tag: ClassVar[int] = _MESSAGE_ID
+    _id_tag: ClassVar[int] = TAG_MESSAGE_ID
 
     message_id: int = field(default=0, kw_only=True)
     dataset: object | None = field(default=None, kw_only=True)
@@ -134,9 +140,9 @@ class DimseMessage:
     def to_command(self) -> CommandSet:
         """The command set: every field that is not None, ``extra`` and the header elements."""
         command: CommandSet = dict(self.extra) if self.extra else {}
-        command[_COMMAND_FIELD] = int(self.command_field)
+        command[TAG_COMMAND_FIELD] = int(self.command_field)
         command[self._id_tag] = self.message_id
-        command[_DATA_SET_TYPE] = _ABSENT if self.dataset is None else _PRESENT
+        command[TAG_DATA_SET_TYPE] = _ABSENT if self.dataset is None else _PRESENT
         for name, tag in self._elements:
             value = getattr(self, name)
             if value is not None:
@@ -180,7 +186,7 @@ def _coerce(values: dict[str, Any]) -> None:
 class DimseResponse(DimseMessage):
     """A response: its status and the error elements of PS3.7 Annex C."""
 
-    _id_tag: ClassVar[int] = _RESPONDED_TO
+    _id_tag: ClassVar[int] = TAG_RESPONDED_TO
 
     status: Status = SUCCESS
     error_comment: str | None = field(default=None, kw_only=True)
@@ -352,7 +358,7 @@ class CCancelRQ(DimseMessage):
     """C-CANCEL-RQ (PS3.7 Table 9.3-9): ``message_id`` is the ID of the operation cancelled."""
 
     command_field: ClassVar[CommandField] = CommandField.C_CANCEL_RQ
-    _id_tag: ClassVar[int] = _RESPONDED_TO
+    _id_tag: ClassVar[int] = TAG_RESPONDED_TO
 
 
 # --------------------------------------------------------------------------- N-services §10
@@ -541,15 +547,15 @@ def response_command(request: CommandSet, status: int, has_dataset: bool) -> Com
     command sets without the dataclasses in between: the performer's path for every
     request whose handler answers a plain status.
     """
-    field_value = request.get(_COMMAND_FIELD)
+    field_value = request.get(TAG_COMMAND_FIELD)
     copied = _COPIED_TAGS.get(field_value | 0x8000) if isinstance(field_value, int) else None
     if copied is None:
         raise CommandError(f"no response to CommandField {field_value!r}")
     command: CommandSet = {
-        _COMMAND_FIELD: field_value | 0x8000,  # type: ignore[operator]
-        _RESPONDED_TO: request.get(_MESSAGE_ID, 0),
-        _DATA_SET_TYPE: _PRESENT if has_dataset else _ABSENT,
-        _STATUS: int(status),
+        TAG_COMMAND_FIELD: field_value | 0x8000,  # type: ignore[operator]
+        TAG_RESPONDED_TO: request.get(TAG_MESSAGE_ID, 0),
+        TAG_DATA_SET_TYPE: _PRESENT if has_dataset else _ABSENT,
+        TAG_STATUS: int(status),
     }
     for target, sources in copied:
         for source in sources:
@@ -565,7 +571,7 @@ def parse(command: CommandSet, dataset: object | None = None) -> DimseMessage:
 
     Raises :class:`CommandError` when the command field is missing or unknown.
     """
-    field_value: CommandValue | None = command.get(_COMMAND_FIELD)
+    field_value: CommandValue | None = command.get(TAG_COMMAND_FIELD)
     cls = _CLASS_OF.get(field_value) if isinstance(field_value, int) else None
     if cls is None:
         shown = f"0x{field_value:04X}" if isinstance(field_value, int) else "none"
