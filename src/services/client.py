@@ -61,6 +61,7 @@ from ..ul.negotiation import (
 )
 from ..ul.tls import TLSConfig
 from .part10 import FileInfo
+from .qr.models import QUERY_MODELS
 from .storage import (
     MAX_CONTEXTS,
     STORAGE_TRANSFER_SYNTAXES,
@@ -88,20 +89,6 @@ __all__ = [
 
 log = logging.getLogger("dicomwire.services.client")
 
-#: Query/Retrieve information models (PS3.4 C.6) and Modality Worklist (PS3.4 K.6):
-#: (model, operation) -> SOP class UID.
-QUERY_MODELS: dict[tuple[str, str], str] = {
-    ("patient", "find"): "1.2.840.10008.5.1.4.1.2.1.1",
-    ("patient", "move"): "1.2.840.10008.5.1.4.1.2.1.2",
-    ("patient", "get"): "1.2.840.10008.5.1.4.1.2.1.3",
-    ("study", "find"): "1.2.840.10008.5.1.4.1.2.2.1",
-    ("study", "move"): "1.2.840.10008.5.1.4.1.2.2.2",
-    ("study", "get"): "1.2.840.10008.5.1.4.1.2.2.3",
-    ("patient-study", "find"): "1.2.840.10008.5.1.4.1.2.3.1",
-    ("patient-study", "move"): "1.2.840.10008.5.1.4.1.2.3.2",
-    ("patient-study", "get"): "1.2.840.10008.5.1.4.1.2.3.3",
-    ("worklist", "find"): "1.2.840.10008.5.1.4.31",
-}
 
 #: What each named service proposes (abstract syntaxes), for ``connect(services=...)``.
 SERVICE_SOP_CLASSES: dict[str, tuple[str, ...]] = {

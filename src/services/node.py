@@ -18,7 +18,7 @@ import os
 import signal
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from ..ul.negotiation import (
 from ..ul.tls import TLSConfig
 from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
-from .service import ANY_SOP_CLASS, HandlerKey, Service, merge_bindings
+from .service import ANY_SOP_CLASS, Binding, HandlerKey, Service, merge_bindings
 from .storage import Storage, StorageConfig, validate_layout
 from .storage.scp import AssociationTally, peer_text, prepare_root
 from .verification import Verification
@@ -47,6 +47,7 @@ __all__ = [
     "SERVICE_TYPES",
     "default_services",
     "banner",
+    "database_path",
     "load_config",
     "prepare_node",
     "run_node",
@@ -92,6 +93,16 @@ class NodeConfig:
     tls_port: int | None = None
     #: Processes sharing the ports with SO_REUSEPORT (one per core); limits are per process.
     workers: int = 1
+    #: The node's database (Q/R index, worklist entries, durable jobs): an SQLite file;
+    #: empty means ``<storage root>/.dicomwire/node.sqlite`` (see :func:`database_path`).
+    database: Path | None = None
+
+
+def database_path(config: NodeConfig) -> Path:
+    """Where the node's SQLite database lives (its folder is created by the caller)."""
+    if config.database is not None:
+        return Path(config.database)
+    return Path(config.storage.root) / ".dicomwire" / "node.sqlite"
 
 
 #: Tables the node reads itself ([storage] too: it lives in NodeConfig.storage); every
@@ -281,6 +292,7 @@ class Node:
             ),
             accept_any_abstract_syntax=catch_all is not None,
             scp_role_for=tuple(uid for uid, b in bindings.items() if b.requestor_may_be_scp),
+            extended_negotiation=_extended_negotiation(bindings),
             max_pdu_length=self.config.max_pdu_length,
             max_associations=self.config.max_associations,
         )
@@ -365,6 +377,23 @@ class Node:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.shutdown()
+
+
+def _extended_negotiation(
+    bindings: Mapping[str, Binding],
+) -> Callable[[str, bytes], bytes | None] | None:
+    """The policy's extended negotiation: each SOP class's sub-item to its binding."""
+    answering = {
+        uid: b.extended_negotiation for uid, b in bindings.items() if b.extended_negotiation
+    }
+    if not answering:
+        return None
+
+    def answer(sop_class_uid: str, info: bytes) -> bytes | None:
+        handler = answering.get(sop_class_uid)
+        return handler(info) if handler is not None else None
+
+    return answer
 
 
 def prepare_node(config: NodeConfig) -> None:

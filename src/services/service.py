@@ -15,7 +15,7 @@ session calls with each :class:`~dicomwire.dimse.session.Request`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -51,12 +51,16 @@ class Binding:
     be the SCP of this class (role selection: C-GET's C-STOREs, storage commitment
     reports on the same association). ``sop_class_uid`` :data:`ANY_SOP_CLASS` serves any
     abstract syntax the node is asked for (``transfer_syntaxes`` then applies to all).
+    ``extended_negotiation`` answers the requestor's SOP Class Extended Negotiation
+    sub-item for this class (PS3.7 D.3.3.5; e.g. relational queries, PS3.4 C.5.1.1):
+    its service-class application information in, the reply's out (None: no reply).
     """
 
     sop_class_uid: str
     transfer_syntaxes: Sequence[str] = DEFAULT_TRANSFER_SYNTAXES
     handlers: Mapping[int, Handler] = field(default_factory=dict)
     requestor_may_be_scp: bool = False
+    extended_negotiation: Callable[[bytes], bytes | None] | None = None
 
 
 class Service:
@@ -174,5 +178,6 @@ def merge_bindings(services: Iterable[Service]) -> dict[str, Binding]:
                 syntaxes,
                 {**existing.handlers, **binding.handlers},
                 existing.requestor_may_be_scp or binding.requestor_may_be_scp,
+                existing.extended_negotiation or binding.extended_negotiation,
             )
     return merged
