@@ -6,7 +6,7 @@ PORT   ?= 11112
 AET    ?= DICOMWIRE
 DATA   ?= ./data
 
-.PHONY: serve test lint typecheck pytest bench fuzz fuzz-ci dcmtk clean
+.PHONY: serve test lint typecheck pytest bench fuzz fuzz-ci dcmtk peers clean
 
 # The venv itself; Debian's python3 needs python3-venv, which root can install.
 $(PY):
@@ -29,12 +29,16 @@ serve: $(VENV)/.installed
 	@mkdir -p $(DATA)
 	$(VENV)/bin/dicomwire serve --port $(PORT) --aet $(AET) --storage $(DATA) -v
 
-# DCMTK is the interoperability peer the tests require.
-dcmtk:
-	@if ! command -v storescp >/dev/null 2>&1; then \
+# The real peers the tests require (Debian packages): DCMTK and Orthanc (with its
+# worklists plugin). Installed when missing and running as root; CI fails without them.
+PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc
+dcmtk peers:
+	@missing=""; for entry in $(PEER_PACKAGES); do \
+	  command -v $${entry#*:} >/dev/null 2>&1 || missing="$$missing $${entry%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk; \
-	  else echo "warning: DCMTK is missing (apt-get install dcmtk); interop tests will be skipped" >&2; fi; fi
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "warning: missing peers:$$missing (apt-get install$$missing); interop tests will be skipped" >&2; fi; fi
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests bench
