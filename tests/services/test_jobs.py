@@ -1,0 +1,104 @@
+"""The durable job queue (services.jobs): order, groups, leases, retries, restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from dicomwire.errors import DicomWireError
+from dicomwire.services.jobs import Job, JobRunner, RetryPolicy, SQLiteJobQueue
+from tests.conftest import run_bounded
+
+
+def test_jobs_survive_a_restart_and_are_claimed_once(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "node.sqlite"
+    queue = SQLiteJobQueue(path)
+    first = queue.put("report", {"uid": "1.2"}, key="1.2")
+    queue.close()
+    reopened = SQLiteJobQueue(path)
+    job = reopened.claim(["report"], "a", lease=60)
+    assert job is not None and job.id == first and job.payload == {"uid": "1.2"}
+    assert reopened.claim(["report"], "b", lease=60) is None  # held by "a"
+    assert [j.id for j in reopened.find("report", "1.2")] == [first]
+
+
+def test_an_expired_lease_releases_the_job(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    queue.put("relay", {})
+    assert queue.claim(["relay"], "dead", lease=0.01) is not None
+    time.sleep(0.05)
+    again = queue.claim(["relay"], "alive", lease=60)
+    assert again is not None and again.state == "claimed"
+
+
+def test_a_group_runs_in_order_one_at_a_time(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    create = queue.put("relay", {"n": 1}, group="mpps-1")
+    update = queue.put("relay", {"n": 2}, group="mpps-1")
+    other = queue.put("relay", {"n": 3}, group="mpps-2")
+    first = queue.claim(["relay"], "a", 60)
+    second = queue.claim(["relay"], "a", 60)
+    assert first is not None and second is not None
+    assert (first.id, second.id) == (create, other)  # update waits for create
+    assert queue.claim(["relay"], "a", 60) is None
+    queue.done(create)
+    third = queue.claim(["relay"], "a", 60)
+    assert third is not None and third.id == update
+
+
+def test_retry_delays_and_failure_is_kept(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("report", {})
+    assert queue.claim(["report"], "a", 60) is not None
+    queue.retry(job_id, 60, "peer down")
+    assert queue.claim(["report"], "a", 60) is None  # not due yet
+    queue.fail(job_id, "gave up")
+    failed = queue.get(job_id)
+    assert failed is not None and failed.state == "failed" and failed.error == "gave up"
+    assert failed.attempts == 2
+
+
+@pytest.mark.parametrize("permanent", [False, True])
+def test_runner_retries_then_succeeds_or_fails_at_once(tmp_path: Path, permanent: bool) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("report", {"x": 1})
+    calls: list[int] = []
+
+    class Refused(DicomWireError):
+        pass
+
+    Refused.permanent = permanent
+
+    async def handler(job: Job) -> None:
+        calls.append(job.attempts)
+        if len(calls) < 3:
+            raise Refused("peer refused")
+
+    async def main() -> Job | None:
+        runner = JobRunner(
+            queue, ["report"], handler, policy=RetryPolicy(first_delay=0.01), poll=0.01
+        )
+        runner.start()
+        for _ in range(500):
+            job = queue.get(job_id)
+            if job is not None and job.state in ("done", "failed"):
+                break
+            await asyncio.sleep(0.01)
+        await runner.stop()
+        return queue.get(job_id)
+
+    job = run_bounded(main(), 30)
+    assert job is not None
+    if permanent:
+        assert (job.state, calls) == ("failed", [0])
+        assert job.error is not None and "peer refused" in job.error
+    else:
+        assert (job.state, calls) == ("done", [0, 1, 2])
+
+
+def test_retry_policy_backs_off_to_its_ceiling() -> None:
+    policy = RetryPolicy(first_delay=5, factor=2, max_delay=30)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
