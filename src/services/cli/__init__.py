@@ -2,6 +2,7 @@
 
 - ``dicomwire echo HOST PORT`` — Verification SCU (like DCMTK's echoscu), :mod:`.echo`;
 - ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu), :mod:`.store`;
+- ``dicomwire commit HOST PORT PATH...`` — Storage Commitment SCU, :mod:`.commit`;
 - ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS,
   :mod:`.serve`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
@@ -24,7 +25,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, echo, serve, store
+from . import certs, commit, echo, serve, store
 from .flags import configure_logging
 
 __all__ = ["build_parser", "main"]
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_parser(commands)
     serve.add_parser(commands)
     store.add_parser(commands)
+    commit.add_parser(commands)
     certs.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser

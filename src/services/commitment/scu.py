@@ -28,6 +28,7 @@ from ...dimse.primitives import DimseResponse, NEventReportRQ
 from ...dimse.session import DimseSession, Handler, Request
 from ...dimse.status import NO_SUCH_EVENT_TYPE, PROCESSING_FAILURE, SUCCESS, Status
 from ...errors import DicomTimeoutError, DimseStatusError, LocalProtocolError
+from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH
 from ..service import Binding, Service
 from .model import (
     ACTION_TYPE_REQUEST,
@@ -193,6 +194,7 @@ async def commit(
     node: Node | None = None,
     timeout: float = 60.0,
     transaction_uid: str | None = None,
+    max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH,
     timeouts: Timeouts | None = None,
     tls: TLSConfig | None = None,
 ) -> CommitmentReport:
@@ -233,6 +235,7 @@ async def commit(
                     host=listen_host,
                     port=listen_port,
                     shutdown_grace=2.0,
+                    max_pdu_length=max_pdu_length,
                 ),
                 services=[ReportInbox(pending)],
             )
@@ -249,6 +252,7 @@ async def commit(
                 calling_ae=calling_ae,
                 services=["storage-commitment"],
                 handlers=handlers,
+                max_pdu_length=max_pdu_length,
                 timeouts=timeouts,
                 tls=tls,
             )
