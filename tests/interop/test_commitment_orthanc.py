@@ -55,9 +55,7 @@ def test_orthanc_asks_the_dicomwire_scp(tmp_path: Path) -> None:
             await store(node.port, files)
             stored = sorted((tmp_path / "node" / "store").rglob("*.dcm"))
             deleted = uids(files[3])[1]
-            with orthanc(
-                tmp_path, modalities={"DW": ("DICOMWIRE", LOCALHOST, node.port)}
-            ) as peer:
+            with orthanc(tmp_path, modalities={"DW": ("DICOMWIRE", LOCALHOST, node.port)}) as peer:
                 node.directory.add(RemoteAE("ORTHANC", LOCALHOST, peer.dicom_port))
 
                 def ask(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -78,9 +76,7 @@ def test_orthanc_asks_the_dicomwire_scp(tmp_path: Path) -> None:
 
     good, bad = run_bounded(main(), 120)
     assert good["Status"] == "Success", good
-    assert sorted(s["SOPInstanceUID"] for s in good["Success"]) == sorted(
-        uids(f)[1] for f in files
-    )
+    assert sorted(s["SOPInstanceUID"] for s in good["Success"]) == sorted(uids(f)[1] for f in files)
     assert bad["Status"] == "Failure", bad
     assert [s["SOPInstanceUID"] for s in bad["Success"]] == [uids(files[0])[1]]
     reasons = {f["SOPInstanceUID"]: f["FailureReason"] for f in bad["Failures"]}
