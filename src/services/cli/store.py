@@ -4,6 +4,8 @@ Sends Part 10 files and directories with :func:`..storage.store_files`; exit 0 o
 every instance was stored (warnings count as stored). Every file gets an outcome line:
 ``sent`` (at -v), ``warning``, ``failed`` (refused by the peer with its status and Error
 Comment, or not sent and why) or ``skipped`` (not DICOM, found in a directory).
+``--commit`` then asks the peer for storage commitment of what was stored
+(:mod:`.commit`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 from ...errors import DicomWireError
+from .commit import add_commit_arguments, request_commitment
 from .flags import (
     add_common,
     add_peer,
@@ -77,6 +80,15 @@ def add_parser(
     )
     add_scu_timeouts(store, "C-STORE-RSP")
     store.add_argument(
+        "--commit",
+        action="store_true",
+        help=(
+            "then ask the peer for storage commitment of what was stored (as a modality "
+            "does); exit 0 only when every instance is committed"
+        ),
+    )
+    add_commit_arguments(store, prefix="commit-")
+    store.add_argument(
         "--no-progress", action="store_true", help="no progress line even on a terminal"
     )
     add_common(store)
@@ -109,6 +121,9 @@ async def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire store``; the exit status."""
     from ..storage import store_files  # each tool imports only what it runs: start-up time
 
+    if not args.commit and (args.listen_port is not None or args.same_association):
+        print("store: --listen-port and --same-association go with --commit", file=sys.stderr)
+        return 2
     progress = _Progress(sys.stderr.isatty() and not args.no_progress)
     try:
         summary = await store_files(
@@ -148,4 +163,10 @@ async def run(args: argparse.Namespace) -> int:
         f"({summary.megabytes_per_second:.1f} MB/s)"
         + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
-    return 0 if summary.failures == 0 and summary.sent else 1
+    stored = summary.failures == 0 and summary.sent
+    if stored and args.commit:
+        from ..storage.scu import collect_files
+
+        infos, _ = collect_files([o.path for o in summary.outcomes if o.delivered])
+        return await request_commitment(args, infos, args.commit_timeout)
+    return 0 if stored else 1
