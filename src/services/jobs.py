@@ -306,6 +306,9 @@ class JobRunner:
     async def _loop(self) -> None:
         while True:
             await self._slots.acquire()
+            # Cleared before claiming, not after finding nothing: a job put (and woken
+            # for) while the claim runs must not wait for the next poll.
+            self._wakeup.clear()
             try:
                 job = await asyncio.to_thread(self.queue.claim, self.kinds, self.owner, self.lease)
             except Exception:
@@ -315,7 +318,6 @@ class JobRunner:
                 continue
             if job is None:
                 self._slots.release()
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
                 continue

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,38 @@ def test_runner_retries_then_succeeds_or_fails_at_once(tmp_path: Path, permanent
 def test_retry_policy_backs_off_to_its_ceiling() -> None:
     policy = RetryPolicy(first_delay=5, factor=2, max_delay=30)
     assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
+
+
+def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
+    """A job put and woken for while the runner's claim finds nothing runs at once, not
+    at the next poll (here an hour away)."""
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    found_nothing = threading.Event()
+    go_on = threading.Event()
+    real_claim = queue.claim
+
+    def slow_claim(kinds: Sequence[str], owner: str, lease: float) -> Job | None:
+        job = real_claim(kinds, owner, lease)
+        if not found_nothing.is_set():
+            found_nothing.set()
+            go_on.wait(10)
+        return job
+
+    queue.claim = slow_claim  # type: ignore[method-assign]
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def handler(job: Job) -> None:
+            done.set()
+
+        runner = JobRunner(queue, ["report"], handler, poll=3600)
+        runner.start()
+        await asyncio.to_thread(found_nothing.wait, 10)
+        queue.put("report", {})
+        runner.wake()
+        go_on.set()
+        await done.wait()
+        await runner.stop()
+
+    run_bounded(main(), 20)
