@@ -568,3 +568,22 @@ def test_files_are_checked_as_stored(tmp_path: Path) -> None:
 
     report = run_bounded(main(), 60)
     assert [reason for _, _, reason in report.failed] == [0x0110]
+
+
+def test_the_storage_commitment_table_is_read_and_checked(tmp_path: Path) -> None:
+    from dicomwire.errors import ConfigError
+    from dicomwire.services.node import SERVICE_TYPES, load_config
+
+    types = {**SERVICE_TYPES, "storage_commitment": StorageCommitment}
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[storage]\nroot = "data"\n'
+        "[storage_commitment]\nsame_association = false\nmax_attempts = 3\n"
+    )
+    config = load_config(path, types).sections["storage_commitment"]
+    assert config == StorageCommitmentConfig(same_association=False, max_attempts=3)
+    path.write_text("[storage_commitment]\nsame_asociation = false\n")
+    with pytest.raises(ConfigError, match="same_asociation"):
+        load_config(path, types)
+    with pytest.raises(ConfigError, match="max_attempts"):
+        StorageCommitment(StorageCommitmentConfig(max_attempts=0))

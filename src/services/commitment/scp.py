@@ -283,14 +283,19 @@ class StorageCommitment(Service):
                 extra={int(Tag.AttributeIdentifierList): list(parsed.attributes)},
             )
         transaction, pairs = parsed
-        job_id = await self.accept(transaction, pairs, requester, request.negotiated.local_ae_title)
-        self._live[job_id] = _Live(request.session, request.context.context_id, _current())
+        live = _Live(request.session, request.context.context_id, _current())
+        await self.accept(transaction, pairs, requester, request.negotiated.local_ae_title, live)
         if self.runner is not None:
             self.runner.wake()
         return primitive.response(SUCCESS)
 
     async def accept(
-        self, transaction: str, pairs: Sequence[tuple[str, str]], requester: str, called: str
+        self,
+        transaction: str,
+        pairs: Sequence[tuple[str, str]],
+        requester: str,
+        called: str,
+        live: _Live | None = None,
     ) -> int:
         """Persist the report owed for ``transaction`` (durable when this returns); its job id.
 
@@ -312,6 +317,8 @@ class StorageCommitment(Service):
             job_id = await asyncio.to_thread(
                 jobs.put, REPORT_JOB, payload, key=transaction, delay=self.config.report_delay
             )
+            if live is not None:  # under the lock: the job's first attempt finds it
+                self._live[job_id] = live
         log.info(
             "storage commitment %s from %s: %d instances accepted%s (job %d)",
             transaction,
@@ -362,7 +369,8 @@ class StorageCommitment(Service):
     async def _report(self, job: Job) -> None:
         """Check the instances and deliver the report (one attempt of the job)."""
         payload = job.payload
-        live = self._live.pop(job.id, None)
+        async with self._accepting:  # the N-ACTION that put the job has registered it
+            live = self._live.pop(job.id, None)
         if live is not None and live.answering is not None and not live.answering.done():
             await asyncio.wait({live.answering})  # the N-ACTION-RSP goes first
         transaction = str(payload["transaction_uid"])
