@@ -44,6 +44,8 @@ _LAZY: dict[str, str] = {
     "Verification": "dicomwire.services.verification",
     "Storage": "dicomwire.services.storage",
     "StorageConfig": "dicomwire.services.storage",
+    "StorageCommitment": "dicomwire.services.commitment",
+    "CommitmentReport": "dicomwire.services.commitment",
     "AEDirectory": "dicomwire.services.directory",
     "RemoteAE": "dicomwire.services.directory",
     "Request": "dicomwire.dimse.session",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .dimse.session import Request, Response
     from .dimse.status import Status
     from .services.client import Client, NResult, RetrieveResult, connect
+    from .services.commitment import CommitmentReport, StorageCommitment
     from .services.directory import AEDirectory, RemoteAE
     from .services.node import Node, NodeConfig, load_config
     from .services.service import Binding, CustomService, Service
@@ -84,6 +87,7 @@ __all__ = [
     "Binding",
     "Client",
     "CommandField",
+    "CommitmentReport",
     "CustomService",
     "DicomWireError",
     "NResult",
@@ -96,6 +100,7 @@ __all__ = [
     "Service",
     "Status",
     "Storage",
+    "StorageCommitment",
     "StorageConfig",
     "TLSConfig",
     "Timeouts",
