@@ -91,3 +91,29 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         return codes
 
     assert run_bounded(main(), 60) == [2, 2, 2]
+
+
+def test_a_listen_port_in_use_is_a_failure_not_a_traceback(tmp_path: Path) -> None:
+    files = make_files(tmp_path / "in", 1)
+
+    async def main() -> tuple[int, str, str]:
+        async with commitment_node(tmp_path / "node") as (node, _):
+            busy = await asyncio.start_server(lambda r, w: None, LOCALHOST, 0)
+            try:
+                port = busy.sockets[0].getsockname()[1]
+                return await dicomwire(
+                    "commit",
+                    LOCALHOST,
+                    str(node.port),
+                    str(files[0]),
+                    "--listen-host",
+                    LOCALHOST,
+                    "--listen-port",
+                    str(port),
+                )
+            finally:
+                busy.close()
+
+    code, _, err = run_bounded(main(), 60)
+    assert code == 1 and "cannot listen for the report on port" in err, err
+    assert "Traceback" not in err

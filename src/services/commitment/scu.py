@@ -27,7 +27,7 @@ from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse, NEventReportRQ
 from ...dimse.session import DimseSession, Handler, Request
 from ...dimse.status import NO_SUCH_EVENT_TYPE, PROCESSING_FAILURE, SUCCESS, Status
-from ...errors import DicomTimeoutError, DimseStatusError, LocalProtocolError
+from ...errors import DicomTimeoutError, DimseStatusError, LocalProtocolError, TransportError
 from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH
 from ..service import Binding, Service
 from .model import (
@@ -239,7 +239,13 @@ async def commit(
                 ),
                 services=[ReportInbox(pending)],
             )
-            await listener.start()
+            try:
+                await listener.start()
+            except OSError as exc:
+                listener = None
+                raise TransportError(
+                    f"cannot listen for the report on port {listen_port}: {exc.strerror or exc}"
+                ) from exc
         if isinstance(peer, Client):
             client = peer
             client.session.handlers.update(handlers)
