@@ -587,3 +587,71 @@ def test_the_storage_commitment_table_is_read_and_checked(tmp_path: Path) -> Non
         load_config(path, types)
     with pytest.raises(ConfigError, match="max_attempts"):
         StorageCommitment(StorageCommitmentConfig(max_attempts=0))
+
+
+_NODE_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+from dicomwire.services.commitment import StorageCommitmentConfig
+from dicomwire.services.directory import RemoteAE
+from tests.services.test_commitment import commitment_node
+
+async def main() -> None:
+    config = StorageCommitmentConfig(same_association=False, retry_first_delay=0.2, lease=2)
+    entry = RemoteAE("PYSCU", "127.0.0.1", int(sys.argv[2]))
+    async with commitment_node(Path(sys.argv[1]), nodes=[entry], config=config) as (node, _):
+        print(node.port, flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def test_a_killed_node_still_reports_after_its_restart(tmp_path: Path) -> None:
+    """SIGKILL after the N-ACTION was answered: the job was durable before the 0000."""
+    import subprocess
+    import sys
+    import time
+
+    files = make_files(tmp_path / "in", 2)
+    listen = get_free_tcp_port()
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _NODE_SCRIPT, str(tmp_path / "node"), str(listen)],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        run_bounded(store(port, files), 30)
+        answer, _ = pynetdicom_action(port, action_dataset("1.2.3.111", [uids(f) for f in files]))
+        assert answer.Status == 0
+        queue = SQLiteJobQueue(tmp_path / "node" / "node.sqlite")
+        try:
+            deadline = time.monotonic() + 20
+            while not any(j.attempts for j in queue.find(REPORT_JOB, "1.2.3.111")):
+                assert time.monotonic() < deadline, "the report was never attempted"
+                time.sleep(0.05)
+        finally:
+            queue.close()
+    finally:
+        process.kill()
+        process.wait(10)
+    catcher = ReportCatcher()
+    server = pynetdicom_listener(listen, catcher)
+    config = StorageCommitmentConfig(same_association=False, retry_first_delay=0.2)
+    entry = RemoteAE("PYSCU", LOCALHOST, listen)
+
+    async def restarted() -> None:
+        async with commitment_node(tmp_path / "node", nodes=[entry], config=config):
+            await asyncio.to_thread(catcher.wait, 20)
+
+    try:
+        run_bounded(restarted(), 60)
+    finally:
+        server.shutdown()
+    calling, event_type, information = catcher.wait()
+    assert (calling, event_type, str(information.TransactionUID)) == ("DICOMWIRE", 1, "1.2.3.111")
+    assert successes(information) == {uids(f)[1] for f in files}
