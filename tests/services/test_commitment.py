@@ -655,3 +655,42 @@ def test_a_killed_node_still_reports_after_its_restart(tmp_path: Path) -> None:
     calling, event_type, information = catcher.wait()
     assert (calling, event_type, str(information.TransactionUID)) == ("DICOMWIRE", 1, "1.2.3.111")
     assert successes(information) == {uids(f)[1] for f in files}
+
+
+def test_same_association_off_reports_on_a_new_one_while_the_first_is_open(
+    tmp_path: Path,
+) -> None:
+    files = make_files(tmp_path / "in", 1)
+    listen = get_free_tcp_port()
+    config = StorageCommitmentConfig(same_association=False)
+    entry = RemoteAE("MODALITY", LOCALHOST, listen)
+
+    async def main() -> Any:
+        async with commitment_node(tmp_path / "node", nodes=[entry], config=config) as (node, _):
+            await store(node.port, files)
+            return await commit(
+                (LOCALHOST, node.port),
+                files,
+                called_ae="DICOMWIRE",
+                calling_ae="MODALITY",
+                listen_port=listen,
+                same_association=True,  # held open, and not used
+                timeout=20,
+            )
+
+    report = run_bounded(main(), 60)
+    assert report.all_committed and not report.same_association
+
+
+def test_instances_beyond_the_limit_fail_with_0213(tmp_path: Path) -> None:
+    files = make_files(tmp_path / "in", 3)
+
+    async def main() -> Any:
+        config = StorageCommitmentConfig(max_instances=2)
+        async with commitment_node(tmp_path / "node", config=config) as (node, _):
+            await store(node.port, files)
+            return await commit((LOCALHOST, node.port), files, called_ae="DICOMWIRE", timeout=20)
+
+    report = run_bounded(main(), 60)
+    assert len(report.committed) == 2
+    assert report.failed == [(uids(files[2])[1], CT, 0x0213)]
