@@ -527,10 +527,11 @@ def test_unreachable_requester_fails_after_the_attempts(
                 await asyncio.sleep(0.05)
             raise AssertionError("the job never failed")
 
-    with caplog.at_level(logging.WARNING, logger="dicomwire.services.jobs"):
+    with caplog.at_level(logging.WARNING, logger="dicomwire.services"):
         job = run_bounded(main(), 60)
     assert job.attempts == 2 and job.error
     assert "failed after 2 attempts" in caplog.text
+    assert "storage commitment 1.2.3.99: no report delivered to PYSCU" in caplog.text
 
 
 def test_report_to_an_ae_missing_from_the_directory_fails_at_once(tmp_path: Path) -> None:

@@ -367,7 +367,26 @@ class StorageCommitment(Service):
         return reasons
 
     async def _report(self, job: Job) -> None:
-        """Check the instances and deliver the report (one attempt of the job)."""
+        """One attempt of a report job; the last one failing says so, naming the transaction."""
+        try:
+            await self._attempt(job)
+        except Exception as exc:
+            last = (
+                isinstance(exc, DicomWireError) and exc.permanent
+            ) or job.attempts + 1 >= self.config.max_attempts
+            if last:
+                log.error(
+                    "storage commitment %s: no report delivered to %s, given up after %d "
+                    "attempts: %s",
+                    job.payload.get("transaction_uid"),
+                    job.payload.get("requester"),
+                    job.attempts + 1,
+                    exc,
+                )
+            raise
+
+    async def _attempt(self, job: Job) -> None:
+        """Check the instances and deliver the report."""
         payload = job.payload
         async with self._accepting:  # the N-ACTION that put the job has registered it
             live = self._live.pop(job.id, None)
