@@ -695,3 +695,44 @@ def test_instances_beyond_the_limit_fail_with_0213(tmp_path: Path) -> None:
     report = run_bounded(main(), 60)
     assert len(report.committed) == 2
     assert report.failed == [(uids(files[2])[1], CT, 0x0213)]
+
+
+@pytest.mark.parametrize(
+    ("instance", "event_type", "information", "status"),
+    [
+        ("1.2.840.10008.1.20.1.2", 1, "ok", 0x0117),
+        (STORAGE_COMMITMENT_INSTANCE, 3, "ok", 0x0113),
+        (STORAGE_COMMITMENT_INSTANCE, 1, "none", 0x0120),
+        (STORAGE_COMMITMENT_INSTANCE, 1, "no-transaction", 0x0115),
+        (STORAGE_COMMITMENT_INSTANCE, 1, "ok", 0x0110),  # nobody waits for 1.2.3.4.999
+    ],
+)
+def test_bad_reports_get_their_status(
+    tmp_path: Path, instance: str, event_type: int, information: str, status: int
+) -> None:
+    dataset: Dataset | None = action_dataset("1.2.3.4.999", [(CT, "1.2.3.4")])
+    if information == "none":
+        dataset = None
+    elif information == "no-transaction":
+        assert dataset is not None
+        del dataset.TransactionUID
+
+    def report(port: int) -> int:
+        from pynetdicom.sop_class import StorageCommitmentPushModel
+
+        ae = pynetdicom_ae("REPORTER")
+        ae.add_requested_context(StorageCommitmentPushModel)
+        assoc = ae.associate(LOCALHOST, port, ae_title="DICOMWIRE")
+        try:
+            answer, _ = assoc.send_n_event_report(
+                dataset, event_type, StorageCommitmentPushModel, instance
+            )
+            return int(answer.Status)
+        finally:
+            assoc.release()
+
+    async def main() -> int:
+        async with commitment_node(tmp_path / "node") as (node, _):
+            return await asyncio.to_thread(report, node.port)
+
+    assert run_bounded(main(), 60) == status
