@@ -736,3 +736,36 @@ def test_bad_reports_get_their_status(
             return await asyncio.to_thread(report, node.port)
 
     assert run_bounded(main(), 60) == status
+
+
+def test_no_answer_on_the_same_association_falls_back_to_a_new_one(tmp_path: Path) -> None:
+    """The requester keeps its association but does not answer the report in time: the
+    report goes again on a new association to its directory entry."""
+    files = make_files(tmp_path / "in", 1)
+    listen = get_free_tcp_port()
+    entry = RemoteAE("PYSCU", LOCALHOST, listen)
+    config = StorageCommitmentConfig(report_timeout=0.5)
+    listener_catcher = ReportCatcher()
+
+    class SlowCatcher(ReportCatcher):
+        def __call__(self, event: Any) -> tuple[int, None]:
+            listener_catcher.arrived.wait(10)  # answer only once the other report came
+            return super().__call__(event)
+
+    async def main() -> None:
+        async with commitment_node(tmp_path / "node", nodes=[entry], config=config) as (node, _):
+            await store(node.port, files)
+            await asyncio.to_thread(
+                pynetdicom_action,
+                node.port,
+                action_dataset("1.2.3.121", [uids(files[0])]),
+                catcher=SlowCatcher(),
+            )
+
+    server = pynetdicom_listener(listen, listener_catcher)
+    try:
+        run_bounded(main(), 60)
+    finally:
+        server.shutdown()
+    calling, event_type, information = listener_catcher.wait()
+    assert (calling, event_type, str(information.TransactionUID)) == ("DICOMWIRE", 1, "1.2.3.121")
