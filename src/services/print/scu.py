@@ -214,8 +214,8 @@ def _grey_lut(dataset: Dataset, low: int, high: int, top: int) -> list[int]:
     """Stored value (low..high) -> output value 0..top: Modality LUT, VOI, MONOCHROME1.
 
     PS3.3 C.11.1 (Rescale Slope/Intercept), C.11.2.1.2.1 (the linear window function),
-    C.11.2.1.1 (a VOI LUT Sequence when there is no window); without either the image's
-    own range is used.
+    C.11.2.1.1 (a VOI LUT Sequence when there is no window); without either an image of
+    at most 8 bits prints its whole range, a deeper one the range its pixels use.
     """
     slope = _first(dataset.get("RescaleSlope")) or 1.0
     intercept = _first(dataset.get("RescaleIntercept")) or 0.0
@@ -236,8 +236,12 @@ def _grey_lut(dataset: Dataset, low: int, high: int, top: int) -> list[int]:
                 out.append(round(data[index] * top / maximum))
             return _invert(dataset, out, top)
     if center is None or width is None or width < 1:
-        lowest, highest = min(modality), max(modality)
-        center, width = (lowest + highest) / 2 + 0.5, max(1.0, highest - lowest + 1)
+        stored = int(dataset.get("BitsStored", 8) or 8)
+        if stored <= 8:  # small images print as they are: their whole range
+            lowest, highest = intercept, ((1 << stored) - 1) * slope + intercept
+        else:  # deep ones (CT, MR) without a window: the range they use
+            lowest, highest = min(modality), max(modality)
+        center, width = (lowest + highest) / 2 + 0.5, max(2.0, highest - lowest + 1)
     out = []
     bottom_edge = center - 0.5 - (width - 1) / 2
     top_edge = center - 0.5 + (width - 1) / 2
@@ -395,7 +399,7 @@ class PrintJob:
         raise DimseStatusError(status, f"{what}: {comment}")
 
     async def printer_status(self) -> tuple[str, str | None]:
-        """N-GET the printer: (Printer Status, Printer Status Info); FAILURE raises."""
+        """N-GET the printer: (Printer Status, Printer Status Info)."""
         result = await self.client.n_get(
             PRINTER, PRINTER_INSTANCE, [0x21100010, 0x21100020], meta_sop_class_uid=self.meta
         )
@@ -403,8 +407,6 @@ class PrintJob:
         dataset = result.dataset
         status = str(dataset.get("PrinterStatus", "")).strip().upper() if dataset else ""
         info = str(dataset.get("PrinterStatusInfo", "")) if dataset else None
-        if status == "FAILURE":
-            raise DimseStatusError(0xC000, f"printer status FAILURE ({info or 'no info'})")
         if status == "WARNING":
             log.warning("printer status WARNING (%s): printing anyway", info)
         return status or "NORMAL", info or None
@@ -604,6 +606,11 @@ async def print_images(
             job = PrintJob(client, options)
             try:
                 result.printer_status, result.printer_status_info = await job.printer_status()
+                if result.printer_status == "FAILURE":
+                    info = result.printer_status_info or "no status info"
+                    result.reason = f"printer status FAILURE ({info}): nothing printed"
+                    log.warning("print job failed: %s", result.reason)
+                    return result
                 result.session_uid = await job.create_session()
                 for film in result.films:
                     start = (film.number - 1) * per_film
