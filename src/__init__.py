@@ -52,6 +52,10 @@ _LAZY: dict[str, str] = {
     "CommandField": "dicomwire.dimse.commands",
     "Timeouts": "dicomwire.ul.association",
     "TLSConfig": "dicomwire.ul.tls",
+    "Print": "dicomwire.services.print",
+    "PrintConfig": "dicomwire.services.print",
+    "PrintOptions": "dicomwire.services.print",
+    "print_images": "dicomwire.services.print",
 }
 
 if TYPE_CHECKING:
@@ -61,6 +65,7 @@ if TYPE_CHECKING:
     from .services.client import Client, NResult, RetrieveResult, connect
     from .services.directory import AEDirectory, RemoteAE
     from .services.node import Node, NodeConfig, load_config
+    from .services.print import Print, PrintConfig, PrintOptions, print_images
     from .services.service import Binding, CustomService, Service
     from .services.storage import Storage, StorageConfig
     from .services.verification import Verification
@@ -89,6 +94,9 @@ __all__ = [
     "NResult",
     "Node",
     "NodeConfig",
+    "Print",
+    "PrintConfig",
+    "PrintOptions",
     "RemoteAE",
     "Request",
     "Response",
@@ -104,4 +112,5 @@ __all__ = [
     "__version__",
     "connect",
     "load_config",
+    "print_images",
 ]

@@ -76,12 +76,20 @@ def add_parser(
         metavar="FORMAT",
         help="image display format: STANDARD\\C,R, ROW\\a,b..., COL\\a,b... (STANDARD\\1,1)",
     )
-    film.add_argument("--film-size", default="14INX17IN", metavar="ID", help="(14INX17IN)")
     film.add_argument(
-        "--orientation", choices=["PORTRAIT", "LANDSCAPE"], default="PORTRAIT", type=str.upper
+        "--film-size", default="14INX17IN", metavar="ID", help="film size ID (14INX17IN)"
     )
-    film.add_argument("--copies", type=_copies, default=1, metavar="N", help="(1)")
-    film.add_argument("--priority", choices=["HIGH", "MED", "LOW"], type=str.upper)
+    film.add_argument(
+        "--orientation",
+        choices=["PORTRAIT", "LANDSCAPE"],
+        default="PORTRAIT",
+        type=str.upper,
+        help="film orientation (PORTRAIT)",
+    )
+    film.add_argument("--copies", type=_copies, default=1, metavar="N", help="copies (1)")
+    film.add_argument(
+        "--priority", choices=["HIGH", "MED", "LOW"], type=str.upper, help="print priority"
+    )
     film.add_argument("--medium", metavar="TYPE", help="medium type, e.g. 'BLUE FILM'")
     film.add_argument("--destination", metavar="DEST", help="film destination, e.g. MAGAZINE")
     film.add_argument("--label", metavar="TEXT", help="film session label")
@@ -89,15 +97,18 @@ def add_parser(
         "--magnification",
         choices=["REPLICATE", "BILINEAR", "CUBIC", "NONE"],
         type=str.upper,
+        help="magnification type (the printer's default)",
     )
     film.add_argument("--smoothing", metavar="TYPE", help="smoothing type")
     film.add_argument("--border-density", metavar="D", help="BLACK, WHITE or hundredths of OD")
     film.add_argument("--empty-density", metavar="D", help="BLACK, WHITE or hundredths of OD")
-    film.add_argument("--min-density", type=_density, metavar="N")
-    film.add_argument("--max-density", type=_density, metavar="N")
-    film.add_argument("--trim", choices=["YES", "NO"], type=str.upper)
+    film.add_argument("--min-density", type=_density, metavar="N", help="hundredths of OD")
+    film.add_argument("--max-density", type=_density, metavar="N", help="hundredths of OD")
+    film.add_argument("--trim", choices=["YES", "NO"], type=str.upper, help="trim boxes")
     film.add_argument("--configuration", metavar="TEXT", help="configuration information")
-    film.add_argument("--polarity", choices=["NORMAL", "REVERSE"], type=str.upper)
+    film.add_argument(
+        "--polarity", choices=["NORMAL", "REVERSE"], type=str.upper, help="image box polarity"
+    )
     film.add_argument(
         "--color", action="store_true", help="Basic Color Print Management (RGB image boxes)"
     )
