@@ -608,3 +608,73 @@ def test_cli_prints_reports_and_exits_by_outcome(tmp_path: Path) -> None:
         failed = _cli("print", LOCALHOST, port, "-aec", PRINTER_AE, str(picture))
         assert failed.returncode == 1
         assert "FAILURE" in failed.stderr
+
+
+def test_malformed_values_get_0106_and_a_log_line_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dicomwire.dimse.primitives import NSetRQ
+
+    # (2020,0010) Image Box Position, explicit VR little endian, value "abc" (not an IS)
+    malformed = bytes.fromhex("20201000") + b"IS" + (4).to_bytes(2, "little") + b"abc "
+    garbage = b"\x01\x02\x03"
+
+    async def scenario() -> list[int]:
+        async with (
+            printer_node(tmp_path) as (node, _service),
+            connect(
+                LOCALHOST,
+                node.port,
+                called_ae=PRINTER_AE,
+                services=["print", "verification"],
+                timeouts=TIMEOUTS,
+            ) as client,
+        ):
+            job = PrintJob(client)
+            await job.create_session()
+            _film_box, boxes = await job.create_film_box()
+            context = client.session.find_context(BASIC_GRAYSCALE_PRINT_META).context_id
+            statuses = []
+            for data in (malformed, garbage):
+                operation = await client.session.send(
+                    NSetRQ(BASIC_GRAYSCALE_IMAGE_BOX, boxes[0], dataset=data), context
+                )
+                statuses.append(int((await operation.wait()).status))
+            statuses.append(int(await client.echo()))
+            await job.delete_session()
+            return statuses
+
+    caplog.set_level("WARNING")
+    malformed_status, garbage_status, echo_status = run_bounded(scenario())
+    assert malformed_status == 0x0106
+    assert garbage_status in (0x0120, 0xC000)  # nothing usable in it
+    assert echo_status == 0  # the association goes on
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+    assert any(
+        "ImageBoxPosition" in r.getMessage() or "abc" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_print_section_loads_from_toml(tmp_path: Path) -> None:
+    from dicomwire.errors import ConfigError
+    from dicomwire.services.node import load_config
+    from dicomwire.services.print import Print, PrintConfig
+
+    path = tmp_path / "node.toml"
+    path.write_text(
+        '[print]\nspool = "films"\nprinter_status = "WARNING"\n'
+        'medium_types = ["PAPER"]\npixels_per_inch = 60\ncollation = false\n'
+    )
+    config = load_config(path, {"print": Print})
+    loaded = config.sections["print"]
+    assert isinstance(loaded, PrintConfig)
+    assert (loaded.spool, loaded.printer_status, loaded.medium_types) == (
+        Path("films"),
+        "WARNING",
+        ["PAPER"],
+    )
+    assert loaded.pixels_per_inch == 60.0 and loaded.collation is False
+    path.write_text('[print]\nprinter_status = "ON FIRE"\n')
+    with pytest.raises(ConfigError, match="printer_status"):
+        load_config(path, {"print": Print})
+    assert Print(PrintConfig(), storage_root=tmp_path).scp.spool == tmp_path / "print"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -224,6 +225,24 @@ _ENUMERATED: dict[str, tuple[str, ...]] = {
 }
 
 
+PrintHandler = Callable[["PrintSCP", Request], Awaitable[DimseResponse]]
+
+
+def _guarded(handler: PrintHandler) -> PrintHandler:
+    """A value pydicom decoded but that makes no sense (``ImageBoxPosition = "abc"``, a
+    sequence item without items) is the requestor's bad input: 0106 and a log line, not
+    a traceback."""
+
+    @functools.wraps(handler)
+    async def guarded(self: PrintSCP, request: Request) -> DimseResponse:
+        try:
+            return await handler(self, request)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise _refuse(INVALID_ATTRIBUTE_VALUE, f"{type(exc).__name__}: {exc}") from None
+
+    return guarded
+
+
 def _refuse(status: int, why: str) -> DimseStatusError:
     """The failure status a request gets, logged with the reason."""
     log.warning("print request refused with 0x%04X: %s", status, why)
@@ -235,27 +254,6 @@ def _text(dataset: Dataset, keyword: str) -> str | None:
     if value is None or str(value).strip() == "":
         return None
     return str(value).strip()
-
-
-def _jsonable(dataset: Dataset) -> dict[str, Any]:
-    """A data set's attributes for the sidecar (pixel data left out, sequences nested)."""
-    out: dict[str, Any] = {}
-    for element in dataset:
-        if element.keyword in ("PixelData", "") or element.tag.group == 0x0002:
-            continue
-        if element.VR == "SQ":
-            out[element.keyword] = [_jsonable(item) for item in element.value]
-        elif element.VR in ("OB", "OW", "UN"):
-            continue
-        elif element.VM > 1:
-            out[element.keyword] = [str(v) for v in element.value]
-        else:
-            out[element.keyword] = (
-                element.value
-                if isinstance(element.value, int)
-                else (str(element.value) if element.value is not None else None)
-            )
-    return out
 
 
 class PrintSCP:
@@ -312,6 +310,7 @@ class PrintSCP:
 
     # -- handlers (one per command, dispatching on the SOP class) -----------------
 
+    @_guarded
     async def handle_n_get(self, request: Request) -> DimseResponse:
         """N-GET: the Printer's status and identity (PS3.4 H.4.8.1.2)."""
         self._state(request)
@@ -340,6 +339,7 @@ class PrintSCP:
                     del printer[element.tag]
         return request.primitive.response(0, printer)
 
+    @_guarded
     async def handle_n_create(self, request: Request) -> DimseResponse:
         state = self._state(request)
         sop_class = request.message.sop_class_uid
@@ -349,6 +349,7 @@ class PrintSCP:
             return self._create_film_box(request, state)
         raise _refuse(0x0211, f"N-CREATE is not served for {sop_class}")
 
+    @_guarded
     async def handle_n_set(self, request: Request) -> DimseResponse:
         state = self._state(request)
         sop_class = request.message.sop_class_uid
@@ -370,6 +371,7 @@ class PrintSCP:
             return self._set_image_box(request, state, sop_class, uid)
         raise _refuse(0x0211, f"N-SET is not served for {sop_class}")
 
+    @_guarded
     async def handle_n_action(self, request: Request) -> DimseResponse:
         state = self._state(request)
         primitive: Any = request.primitive
@@ -397,6 +399,7 @@ class PrintSCP:
             status = SESSION_EMPTY_PAGE
         return request.primitive.response(status)
 
+    @_guarded
     async def handle_n_delete(self, request: Request) -> DimseResponse:
         state = self._state(request)
         sop_class = request.message.sop_class_uid
