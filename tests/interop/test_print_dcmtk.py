@@ -115,6 +115,10 @@ def test_dcmprscu_prints_stored_print_objects_on_the_virtual_printer(tmp_path: P
         assert made.returncode == 0, made.stdout + made.stderr
         stored = sorted((tmp_path / "dcmtk" / "database").glob("SP_*.dcm"))
         assert len(stored) == 1, made.stdout + made.stderr
+        hardcopies = sorted(
+            (dcmread(p) for p in (tmp_path / "dcmtk" / "database").glob("HG_*.dcm")),
+            key=lambda d: -d.Rows,
+        )
         done = run([dcmprscu, "-c", str(config), "-p", "OURPRINTER", "-v", str(stored[0])])
         assert done.returncode == 0, done.stdout + done.stderr
         assert printer.service is not None
@@ -132,6 +136,9 @@ def test_dcmprscu_prints_stored_print_objects_on_the_virtual_printer(tmp_path: P
         (None, None),
         (None, None),
     ]
+    # what the printer kept is what dcmpsprt rendered: the hardcopies, pixel for pixel
+    kept = [dcmread(film.png.parent / name) for name in job["objects"]]
+    assert [bytes(k.PixelData) for k in kept] == [bytes(h.PixelData) for h in hardcopies]
     picture = Image.open(film.png)
     assert picture.size == (320, 400)  # 8 x 10 in at 40 px/in
     mr_x, mr_y, mr_w, mr_h = boxes[1]["cell"]

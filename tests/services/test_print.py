@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 
 from dicomwire import connect
@@ -168,6 +168,12 @@ def test_printed_film_shows_grid_positions_densities_and_inversion(tmp_path: Pat
     assert job["film_box"]["ImageDisplayFormat"] == "STANDARD\\2,2"
     assert job["film_session"]["uid"] == printed[0].png.parent.name
     assert [b["position"] for b in job["image_boxes"]] == [1, 2, 3, 4]
+    # the received images are kept as Part 10 hardcopy images, pixels as sent
+    assert len(job["objects"]) == 4
+    kept = dcmread(printed[0].png.parent / job["objects"][0])
+    assert kept.SOPClassUID == "1.2.840.10008.5.1.1.29"
+    assert kept.file_meta.SourceApplicationEntityTitle == "DICOMWIRE"
+    assert bytes(kept.PixelData) == bytes(prepare_image(halves()).PixelData)
 
 
 def test_landscape_film_size_polarity_and_densities(tmp_path: Path) -> None:

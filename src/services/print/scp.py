@@ -16,8 +16,9 @@ Sequence; an image box N-SET names a box that exists (0112 otherwise, also after
 box or session was deleted) of the class the film box made (0119 otherwise); without
 film session printing (``collation = false``) a second unprinted film box is refused
 (C616). Printing (N-ACTION, Action Type 1, on a film box or the whole session) writes
-``<spool>/<film session UID>/<film box UID>.png`` and a JSON sidecar describing the job,
-and logs one line per film. Statuses: PS3.7 Annex C (0106, 0107, 0112, 0116, 0119, 0120,
+``<spool>/<film session UID>/<film box UID>.png``, a JSON sidecar describing the job and
+each received image as a Part 10 file (``<film box UID>-<position>.dcm``), and logs one
+line per film. Statuses: PS3.7 Annex C (0106, 0107, 0112, 0116, 0119, 0120,
 0121, 0122, 0123) and PS3.4 H.4 (B602, B603, B605, C600, C616).
 """
 
@@ -87,6 +88,10 @@ UNPRINTED_FILM_BOX = Status(0xC616)  # an unprinted film box exists, collation u
 
 PrinterState = Literal["NORMAL", "WARNING", "FAILURE"]
 
+#: Where the received images go (PS3.4 H.3 of older editions; retired, as DCMTK stores them).
+HARDCOPY_GRAYSCALE = "1.2.840.10008.5.1.1.29"
+HARDCOPY_COLOR = "1.2.840.10008.5.1.1.30"
+
 
 @dataclass(slots=True)
 class PrintConfig:
@@ -139,6 +144,8 @@ class _ImageBox:
     position: int
     attributes: dict[str, Any] = field(default_factory=dict)
     image: PrintedImage | None = None
+    #: The image sequence item as received (kept as the printed object).
+    item: Dataset | None = None
 
 
 @dataclass(slots=True)
@@ -676,6 +683,7 @@ class PrintSCP:
         image.polarity = polarity
         image.magnification = magnification
         image_box.image = image
+        image_box.item = sequence[0]
         image_box.attributes = {
             "ImageBoxPosition": image_box.position,
             "Polarity": polarity,
@@ -810,6 +818,7 @@ class PrintSCP:
                 for b in film_box.image_boxes
             ],
         }
+        job["objects"] = self._write_objects(folder, film_box, calling)
         sidecar.write_text(json.dumps(job, indent=2, default=str))
         return PrintedFilm(
             session.uid,
@@ -820,6 +829,31 @@ class PrintSCP:
             film_box.layout.count,
             calling,
         )
+
+    @staticmethod
+    def _write_objects(folder: Path, film_box: _FilmBox, calling: str) -> list[str]:
+        """Each image box's received image as a Part 10 file, as a print SCP stores them:
+        a Hardcopy Grayscale (or Color) Image, ``<film box UID>-<position>.dcm``."""
+        from pydicom import Dataset
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
+
+        written = []
+        for box in film_box.image_boxes:
+            if box.item is None:
+                continue
+            hardcopy = Dataset()
+            hardcopy.update(box.item)
+            color = box.sop_class == BASIC_COLOR_IMAGE_BOX
+            hardcopy.SOPClassUID = HARDCOPY_COLOR if color else HARDCOPY_GRAYSCALE
+            hardcopy.SOPInstanceUID = box.uid
+            hardcopy.file_meta = FileMetaDataset()
+            hardcopy.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            hardcopy.file_meta.SourceApplicationEntityTitle = calling
+            path = folder / f"{film_box.uid}-{box.position}.dcm"
+            hardcopy.save_as(path, enforce_file_format=True)
+            written.append(path.name)
+        return written
 
     # -- printer status events ---------------------------------------------------------
 
