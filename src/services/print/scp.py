@@ -18,8 +18,9 @@ film session printing (``collation = false``) a second unprinted film box is ref
 (C616). Printing (N-ACTION, Action Type 1, on a film box or the whole session) writes
 ``<spool>/<film session UID>/<film box UID>.png``, a JSON sidecar describing the job and
 each received image as a Part 10 file (``<film box UID>-<position>.dcm``), and logs one
-line per film. Statuses: PS3.7 Annex C (0106, 0107, 0112, 0116, 0119, 0120,
-0121, 0122, 0123) and PS3.4 H.4 (B602, B603, B605, C600, C616).
+line per film. Statuses: PS3.7 Annex C (0106, 0107, 0110, 0111, 0112, 0116, 0119, 0120,
+0121, 0122, 0123) and PS3.4 H.4 (B601, B602, B603, B605, C600, C616). (An instance UID
+that is not a UID never reaches a handler: the DIMSE layer aborts on such a command.)
 """
 
 from __future__ import annotations
