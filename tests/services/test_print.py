@@ -684,3 +684,91 @@ def test_print_section_loads_from_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="printer_status"):
         load_config(path, {"print": Print})
     assert Print(PrintConfig(), storage_root=tmp_path).scp.spool == tmp_path / "print"
+
+
+def _scripted_printer(film_box_answer: Dataset | None) -> CustomService:
+    """A printer that answers the film box N-CREATE with ``film_box_answer`` (its other
+    answers plain), recording every request it gets."""
+    from dicomwire.dimse.session import Request
+
+    seen: list[tuple[str, int]] = []
+
+    async def answer(request: Request) -> Any:
+        primitive: Any = request.primitive
+        seen.append((request.message.sop_class_uid or "", request.message.command_field))
+        if request.message.command_field == CommandField.N_GET_RQ:
+            printer = Dataset()
+            printer.PrinterStatus, printer.PrinterStatusInfo = "NORMAL", "NORMAL"
+            return primitive.response(0, printer)
+        if request.message.command_field == CommandField.N_CREATE_RQ:
+            is_box = request.message.sop_class_uid == BASIC_FILM_BOX
+            dataset = film_box_answer if is_box else None
+            return primitive.response(0, dataset, affected_sop_instance_uid=f"1.2.3.{len(seen)}")
+        return primitive.response(0)
+
+    handlers = {
+        command: answer
+        for command in (
+            CommandField.N_GET_RQ,
+            CommandField.N_CREATE_RQ,
+            CommandField.N_SET_RQ,
+            CommandField.N_ACTION_RQ,
+            CommandField.N_DELETE_RQ,
+        )
+    }
+    service = CustomService(
+        {
+            BASIC_GRAYSCALE_PRINT_META: {},
+            PRINTER: handlers,
+            BASIC_FILM_SESSION: handlers,
+            BASIC_FILM_BOX: handlers,
+            BASIC_GRAYSCALE_IMAGE_BOX: handlers,
+        }
+    )
+    service.seen = seen  # type: ignore[attr-defined]
+    return service
+
+
+@pytest.mark.parametrize("answer", ["no data set", "one box for two images"])
+def test_a_printer_that_answers_the_film_box_badly_fails_the_film(
+    tmp_path: Path, answer: str
+) -> None:
+    """fo-dicom#852 (no N-CREATE-RSP data set) and fo-dicom#1294 (image boxes vs images)."""
+    reply = None
+    if answer != "no data set":
+        reply = Dataset()
+        box = Dataset()
+        box.ReferencedSOPClassUID = BASIC_GRAYSCALE_IMAGE_BOX
+        box.ReferencedSOPInstanceUID = "1.2.3.99"
+        reply.ReferencedImageBoxSequence = [box]
+    printer = _scripted_printer(reply)
+
+    async def scenario() -> Any:
+        from dicomwire.services.node import Node, NodeConfig
+        from dicomwire.services.storage import StorageConfig
+
+        config = NodeConfig(
+            ae_titles=[PRINTER_AE],
+            host=LOCALHOST,
+            port=0,
+            storage=StorageConfig(root=tmp_path, discard=True),
+            shutdown_grace=0.5,
+        )
+        async with Node(config, services=[printer]) as node:
+            return await print_images(
+                LOCALHOST,
+                node.port,
+                [flat(1), flat(2)],
+                options=PrintOptions(display_format="STANDARD\\2,1"),
+                called_ae=PRINTER_AE,
+                timeouts=TIMEOUTS,
+            )
+
+    result = run_bounded(scenario())
+    assert not result.ok
+    expected = "Referenced Image Box" if answer == "no data set" else "1 image boxes for 2"
+    assert expected in (result.reason or "") and expected in (result.films[0].error or "")
+    commands = [command for _uid, command in printer.seen]  # type: ignore[attr-defined]
+    assert CommandField.N_SET_RQ not in commands  # nothing half-printed
+    assert CommandField.N_ACTION_RQ not in commands
+    assert commands[-1] == CommandField.N_DELETE_RQ  # the film session is still deleted

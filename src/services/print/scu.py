@@ -469,7 +469,7 @@ class PrintJob:
                 0xC000, "the film box N-CREATE-RSP lacks its UID or Referenced Image Box Sequence"
             )
         boxes = [str(item.ReferencedSOPInstanceUID) for item in references]
-        if len(boxes) < self.layout.count:
+        if len(boxes) != self.layout.count:
             log.warning(
                 "the printer made %d image boxes for %s (%d positions)",
                 len(boxes),
@@ -523,6 +523,11 @@ class PrintJob:
     async def print_film(self, items: Sequence[Dataset], film: FilmResult) -> None:
         """One film: N-CREATE the film box, N-SET its image boxes, N-ACTION print."""
         film.film_box_uid, boxes = await self.create_film_box()
+        if len(boxes) < len(items):  # fo-dicom#1294: never drop an image silently
+            raise DimseStatusError(
+                0xC000,
+                f"the printer made {len(boxes)} image boxes for {len(items)} images",
+            )
         for position, (uid, item) in enumerate(zip(boxes, items, strict=False), 1):
             status = await self.set_image_box(uid, position, item)
             if not status.is_success:
