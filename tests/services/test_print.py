@@ -609,6 +609,12 @@ def test_cli_prints_reports_and_exits_by_outcome(tmp_path: Path) -> None:
         not_dicom.write_text("hello")
         assert _cli("print", LOCALHOST, port, str(not_dicom)).returncode == 2
         assert _cli("print", LOCALHOST, port, str(picture), "--format", "X").returncode == 2
+        gold = ("print", LOCALHOST, port, "-aec", PRINTER_AE, str(picture), "--medium", "GOLD")
+        refused = _cli(*gold)
+        assert refused.returncode == 1 and "0x0116" in refused.stderr
+        accepted = _cli(*gold, "--accept-warnings")
+        assert accepted.returncode == 0, accepted.stderr
+        assert "warning: film session N-CREATE: 0x0116" in accepted.stdout
         assert printer.service is not None
         printer.run(printer.service.set_printer_status("FAILURE", "NO FILM"))
         failed = _cli("print", LOCALHOST, port, "-aec", PRINTER_AE, str(picture))
@@ -772,3 +778,47 @@ def test_a_printer_that_answers_the_film_box_badly_fails_the_film(
     assert CommandField.N_SET_RQ not in commands  # nothing half-printed
     assert CommandField.N_ACTION_RQ not in commands
     assert commands[-1] == CommandField.N_DELETE_RQ  # the film session is still deleted
+
+
+def test_printer_command_serves_and_renders(tmp_path: Path) -> None:
+    from ..conftest import get_free_tcp_port, stop_process, wait_for_port
+
+    port = get_free_tcp_port()
+    spool = tmp_path / "films"
+    picture = tmp_path / "flat.dcm"
+    flat(90).save_as(picture, enforce_file_format=True)
+    log = tmp_path / "printer.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dicomwire.services.cli",
+                "printer",
+                "--port",
+                str(port),
+                "--aet",
+                "FILMER",
+                "--spool",
+                str(spool),
+                "--status",
+                "WARNING",
+                "--status-info",
+                "SUPPLY LOW",
+                "--pixels-per-inch",
+                "20",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, process)
+        done = _cli("print", LOCALHOST, str(port), "-aec", "FILMER", str(picture))
+        assert done.returncode == 0, done.stderr
+        assert "printer FILMER: WARNING (SUPPLY LOW)" in done.stdout
+    finally:
+        stop_process(process)
+    films = list(spool.rglob("*.png"))
+    assert len(films) == 1
+    assert Image.open(films[0]).size == (280, 340)  # 14 x 17 in at 20 px/in
+    assert "printed film" in log.read_text()
