@@ -690,6 +690,14 @@ def test_print_section_loads_from_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="printer_status"):
         load_config(path, {"print": Print})
     assert Print(PrintConfig(), storage_root=tmp_path).scp.spool == tmp_path / "print"
+    for bad in (
+        PrintConfig(min_density=300, max_density=20),
+        PrintConfig(pixels_per_inch=0),
+        PrintConfig(film_sizes=["14INX17IN", "HUGE"]),
+        PrintConfig(default_film_size="POSTCARD"),
+    ):
+        with pytest.raises(ConfigError):
+            Print(bad)
 
 
 def _scripted_printer(film_box_answer: Dataset | None) -> CustomService:

@@ -42,6 +42,16 @@ def _display_format(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _resolution(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number <= 600:
+        raise argparse.ArgumentTypeError(f"{value!r}: must be above 0 and at most 600")
+    return number
+
+
 def _status_code(value: str) -> int:
     try:
         code = int(value, 16)
@@ -229,7 +239,11 @@ def add_printer_parser(
     parser.add_argument("--status-info", default=None, help="printer status info")
     parser.add_argument("--grayscale-only", action="store_true", help="no color meta class")
     parser.add_argument(
-        "--pixels-per-inch", type=float, default=40.0, metavar="N", help="PNG resolution (40)"
+        "--pixels-per-inch",
+        type=_resolution,
+        default=40.0,
+        metavar="N",
+        help="PNG resolution (40; up to 600)",
     )
     add_common(parser)
     parser.set_defaults(run=run_printer)

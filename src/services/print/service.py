@@ -15,16 +15,42 @@ from pathlib import Path
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
+from ...errors import ConfigError
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ..service import Binding, HandlerKey, Service
 from .model import (
     BASIC_COLOR_PRINT_META,
     BASIC_GRAYSCALE_PRINT_META,
+    FILM_SIZES,
     META_MEMBERS,
 )
 from .scp import PrintConfig, PrintSCP
 
-__all__ = ["Print"]
+__all__ = ["Print", "validate_print_config"]
+
+
+def validate_print_config(config: PrintConfig) -> PrintConfig:
+    """The ``[print]`` values checked together: a ConfigError names the first bad one."""
+
+    def check(condition: bool, key: str, message: str) -> None:
+        if not condition:
+            raise ConfigError(f"print.{key} {message}", key=f"print.{key}")
+
+    check(
+        0 <= config.min_density < config.max_density,
+        "min_density",
+        f"({config.min_density}) must be below max_density ({config.max_density})",
+    )
+    check(0 < config.pixels_per_inch <= 600, "pixels_per_inch", "must be from 0 to 600")
+    check(config.max_copies >= 1, "max_copies", "must be at least 1")
+    unknown = [size for size in config.film_sizes if size.upper() not in FILM_SIZES]
+    check(not unknown, "film_sizes", f"has unknown sizes {unknown} (known: {list(FILM_SIZES)})")
+    check(
+        config.default_film_size.upper() in FILM_SIZES,
+        "default_film_size",
+        f"{config.default_film_size!r} is not one of {list(FILM_SIZES)}",
+    )
+    return config
 
 
 class Print(Service):
@@ -41,7 +67,7 @@ class Print(Service):
     def __init__(
         self, config: PrintConfig | None = None, *, storage_root: str | Path | None = None
     ) -> None:
-        self.config = config or PrintConfig()
+        self.config = validate_print_config(config or PrintConfig())
         spool = self.config.spool
         if spool is None and storage_root is not None:
             spool = Path(storage_root) / "print"
