@@ -105,6 +105,16 @@ def test_prepare_image_applies_rescale_window_and_monochrome1() -> None:
     assert words[0] == 4095 and words[3] == 0
 
 
+def test_prepare_image_applies_a_voi_lut_without_a_window() -> None:
+    lut = Dataset()
+    lut.LUTDescriptor = [4, 0, 8]
+    lut.LUTData = [0, 50, 100, 255]
+    source = image(bytes([0, 1, 2, 3]), 2, 2, VOILUTSequence=[lut])
+    assert list(prepare_image(source).PixelData) == [0, 50, 100, 255]
+    source.PhotometricInterpretation = "MONOCHROME1"
+    assert list(prepare_image(source).PixelData) == [255, 205, 155, 0]
+
+
 def test_prepare_image_color_is_by_plane_and_grayscale_of_rgb_is_luminance() -> None:
     red = image(b"\xff\x00\x00" * 4, 2, 2, samples=3, photometric="RGB")
     item = prepare_image(red, color=True)

@@ -225,8 +225,18 @@ def _grey_lut(dataset: Dataset, low: int, high: int, top: int) -> list[int]:
     voi_lut = dataset.get("VOILUTSequence")
     if (center is None or width is None or width < 1) and voi_lut:
         item = voi_lut[0]
-        entries, first_mapped, _bits = (int(x) for x in item.LUTDescriptor)
-        data = [int(x) for x in item.LUTData] if item.get("LUTData") is not None else []
+        entries, first_mapped, lut_bits = (int(x) for x in item.LUTDescriptor)
+        raw = item.get("LUTData")
+        data: list[int] = []
+        if isinstance(raw, bytes | bytearray):  # OW: 16-bit words (8-bit LUTs too, padded)
+            words = array.array("H")
+            words.frombytes(bytes(raw[: len(raw) // 2 * 2]))
+            if sys.byteorder == "big":
+                words.byteswap()
+            data = list(words)
+        elif raw is not None:
+            data = [int(x) for x in (raw if not isinstance(raw, int | float | str) else [raw])]
+        del lut_bits
         if data:
             entries = entries or 65536
             maximum = max(data) or 1
