@@ -840,3 +840,32 @@ def test_printer_command_serves_and_renders(tmp_path: Path) -> None:
     assert len(films) == 1
     assert Image.open(films[0]).size == (280, 340)  # 14 x 17 in at 20 px/in
     assert "printed film" in log.read_text()
+
+
+@pytest.mark.parametrize("collation", [True, False])
+def test_film_session_print(tmp_path: Path, collation: bool) -> None:
+    async def scenario() -> tuple[int, int]:
+        config = printer_config(tmp_path, collation=collation)
+        async with (
+            printer_node(tmp_path, config) as (node, service),
+            connect(
+                LOCALHOST, node.port, called_ae=PRINTER_AE, services=["print"], timeouts=TIMEOUTS
+            ) as client,
+        ):
+            job = PrintJob(client, PrintOptions(display_format="STANDARD\\1,1"))
+            session = await job.create_session()
+            for value in (30, 60)[: 2 if collation else 1]:
+                _box, (image_box,) = await job.create_film_box()
+                await job.set_image_box(image_box, 1, prepare_image(flat(value)))
+            if collation:
+                status = int(await job.print_session())
+            else:  # B601 is no print warning the job accepts: ask without it
+                answer = await client.n_action(
+                    BASIC_FILM_SESSION, session, 1, meta_sop_class_uid=BASIC_GRAYSCALE_PRINT_META
+                )
+                status = int(answer.status)
+            await job.delete_session()
+            return status, len(service.scp.printed)
+
+    status, printed = run_bounded(scenario())
+    assert (status, printed) == ((0x0000, 2) if collation else (0xB601, 1))
