@@ -224,6 +224,13 @@ _IMAGE_BOX_KEYWORDS = frozenset(
         "ReferencedPresentationLUTSequence",
     )
 )
+_CLASS_NAMES = {
+    BASIC_FILM_SESSION: "film session",
+    BASIC_FILM_BOX: "film box",
+    BASIC_GRAYSCALE_IMAGE_BOX: "grayscale image box",
+    BASIC_COLOR_IMAGE_BOX: "color image box",
+    PRINTER: "printer",
+}
 _ENUMERATED: dict[str, tuple[str, ...]] = {
     "PrintPriority": ("HIGH", "MED", "LOW"),
     "FilmOrientation": ("PORTRAIT", "LANDSCAPE"),
@@ -237,24 +244,35 @@ PrintHandler = Callable[["PrintSCP", Request], Awaitable[DimseResponse]]
 
 
 def _guarded(handler: PrintHandler) -> PrintHandler:
-    """A value pydicom decoded but that makes no sense (``ImageBoxPosition = "abc"``, a
-    sequence item without items) is the requestor's bad input: 0106 and a log line, not
-    a traceback."""
+    """Every refusal logged once, naming the peer, the request and why; and a value
+    pydicom decoded but that makes no sense (``ImageBoxPosition = "abc"``, an empty
+    sequence) answered 0106 with that log line, never a traceback."""
 
     @functools.wraps(handler)
     async def guarded(self: PrintSCP, request: Request) -> DimseResponse:
         try:
-            return await handler(self, request)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-            raise _refuse(INVALID_ATTRIBUTE_VALUE, f"{type(exc).__name__}: {exc}") from None
+            try:
+                return await handler(self, request)
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+                raise _refuse(INVALID_ATTRIBUTE_VALUE, f"{type(exc).__name__}: {exc}") from None
+        except DimseStatusError as exc:
+            log.warning(
+                "refused 0x%04X (%s %s) from %s with 0x%04X: %s",
+                request.message.command_field,
+                _CLASS_NAMES.get(request.message.sop_class_uid or "", "?"),
+                request.message.sop_instance_uid or "-",
+                request.negotiated.remote_ae_title,
+                int(exc.status),
+                exc.comment,
+            )
+            raise
 
     return guarded
 
 
 def _refuse(status: int, why: str) -> DimseStatusError:
-    """The failure status a request gets, logged with the reason."""
-    log.warning("print request refused with 0x%04X: %s", status, why)
-    return DimseStatusError(status, why[:64])
+    """The failure status a request gets (:func:`_guarded` logs it)."""
+    return DimseStatusError(status, why)
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
