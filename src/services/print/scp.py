@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse, NEventReportRQ
 from ...dimse.session import DimseSession, Request
 from ...dimse.status import (
@@ -256,9 +257,10 @@ def _guarded(handler: PrintHandler) -> PrintHandler:
             except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
                 raise _refuse(INVALID_ATTRIBUTE_VALUE, f"{type(exc).__name__}: {exc}") from None
         except DimseStatusError as exc:
+            command = CommandField(request.message.command_field).name
             log.warning(
-                "refused 0x%04X (%s %s) from %s with 0x%04X: %s",
-                request.message.command_field,
+                "refused %s (%s %s) from %s with 0x%04X: %s",
+                command.removesuffix("_RQ").replace("_", "-"),
                 _CLASS_NAMES.get(request.message.sop_class_uid or "", "?"),
                 request.message.sop_instance_uid or "-",
                 request.negotiated.remote_ae_title,
