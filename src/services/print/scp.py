@@ -32,6 +32,7 @@ import json
 import logging
 import time
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,8 @@ NO_FILM_BOXES = Status(0xC600)  # film session has no film box
 UNPRINTED_FILM_BOX = Status(0xC616)  # an unprinted film box exists, collation unsupported
 
 PrinterState = Literal["NORMAL", "WARNING", "FAILURE"]
+#: How many printed films :attr:`PrintSCP.printed` remembers (the spool keeps them all).
+KEPT_FILMS = 1000
 
 #: Where the received images go (PS3.4 H.3 of older editions; retired, as DCMTK stores them).
 HARDCOPY_GRAYSCALE = "1.2.840.10008.5.1.1.29"
@@ -292,7 +295,8 @@ class PrintSCP:
         self.spool = Path(spool or self.config.spool or Path("data") / "print")
         self.printer_status: PrinterState = self.config.printer_status
         self.printer_status_info = self.config.printer_status_info
-        self.printed: list[PrintedFilm] = []
+        #: The films printed since the start, the latest :data:`KEPT_FILMS` of them.
+        self.printed: deque[PrintedFilm] = deque(maxlen=KEPT_FILMS)
         #: Print state by association; an association's state goes when it goes.
         self._states: weakref.WeakKeyDictionary[DimseSession, _AssociationState] = (
             weakref.WeakKeyDictionary()
