@@ -54,6 +54,10 @@ _LAZY: dict[str, str] = {
     "CommandField": "dicomwire.dimse.commands",
     "Timeouts": "dicomwire.ul.association",
     "TLSConfig": "dicomwire.ul.tls",
+    "Print": "dicomwire.services.print",
+    "PrintConfig": "dicomwire.services.print",
+    "PrintOptions": "dicomwire.services.print",
+    "print_images": "dicomwire.services.print",
 }
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from .services.commitment import CommitmentReport, StorageCommitment
     from .services.directory import AEDirectory, RemoteAE
     from .services.node import Node, NodeConfig, load_config
+    from .services.print import Print, PrintConfig, PrintOptions, print_images
     from .services.service import Binding, CustomService, Service
     from .services.storage import Storage, StorageConfig
     from .services.verification import Verification
@@ -93,6 +98,9 @@ __all__ = [
     "NResult",
     "Node",
     "NodeConfig",
+    "Print",
+    "PrintConfig",
+    "PrintOptions",
     "RemoteAE",
     "Request",
     "Response",
@@ -109,4 +117,5 @@ __all__ = [
     "__version__",
     "connect",
     "load_config",
+    "print_images",
 ]

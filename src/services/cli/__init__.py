@@ -5,6 +5,8 @@
 - ``dicomwire commit HOST PORT PATH...`` — Storage Commitment SCU, :mod:`.commit`;
 - ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS,
   :mod:`.serve`;
+- ``dicomwire print HOST PORT IMAGE...`` — Print SCU, and ``dicomwire printer`` — the
+  virtual film printer (PNG per film), :mod:`.print`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
@@ -26,6 +28,7 @@ from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from . import certs, commit, echo, serve, store
+from . import print as print_command
 from .flags import configure_logging
 
 __all__ = ["build_parser", "main"]
@@ -53,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_parser(commands)
     commit.add_parser(commands)
     certs.add_parser(commands)
+    print_command.add_parser(commands)
+    print_command.add_printer_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
 
