@@ -735,7 +735,8 @@ def _raise_for(response: ReceivedMessage, what: str) -> None:
     status = response.status
     if status.is_failure:
         comment = getattr(response.primitive, "error_comment", None) or ""
-        raise DimseStatusError(status, comment or f"{what} failed")
+        log.info("%s failed: %s %s", what, status, comment)
+        raise DimseStatusError(status, comment)
     if status.category.value == "warning":
         log.info("%s ended with warning %s", what, status)
 

@@ -243,6 +243,8 @@ def _identifier(args: argparse.Namespace) -> Dataset:
     from .keys import parse_keys
 
     identifier = parse_keys(args.key)
+    if "SpecificCharacterSet" not in identifier and any(not k.isascii() for k in args.key):
+        identifier.SpecificCharacterSet = "ISO_IR 192"  # UTF-8 (PS3.5 6.1.2.3)
     level = _TOP_LEVEL.get(args.model)
     if level is not None and "QueryRetrieveLevel" not in identifier:
         identifier.QueryRetrieveLevel = level
