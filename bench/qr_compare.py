@@ -53,6 +53,8 @@ CACHE = BENCH / ".cache" / "qr"
 UID_ROOT = "1.2.826.0.1.3680043.10.1515"
 FIRST_DAY = 737425  # 2020-01-01 as a proleptic ordinal
 DAYS = 6 * 365
+#: dcmqrscp's hard limit of studies per storage area (DCMTK dcmqrdbi.h).
+DCMQRSCP_MAX_STUDIES = 500
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,18 @@ def running(argv: list[str], port: int, log: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def serve_dcmqrscp(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]:
-    """DCMTK dcmqrscp: index.dat built by dcmqridx (once per shape), quota raised."""
+    """DCMTK dcmqrscp: index.dat built by dcmqridx (once per shape), quota raised.
+
+    Its index holds at most 500 studies per storage area (``DB_UpperMaxStudies`` in
+    DCMTK's dcmqrdbi.h; beyond that it drops the oldest studies, and dcmqridx 3.6.7
+    crashed): a larger data set is refused rather than silently truncated.
+    """
+    studies = shape.patients * shape.studies
+    if studies > DCMQRSCP_MAX_STUDIES:
+        raise RuntimeError(
+            f"dcmqrscp holds at most {DCMQRSCP_MAX_STUDIES} studies per storage area "
+            f"(DB_UpperMaxStudies); this data set has {studies}"
+        )
     work = CACHE / shape.key / "dcmqrscp"
     database = work / "db"
     if not (work / ".done").exists():
@@ -189,16 +202,17 @@ def serve_dcmqrscp(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]
         started = time.perf_counter()
         for start in range(0, len(files), 2000):
             chunk = [str(f) for f in files[start : start + 2000]]
-            subprocess.run(["dcmqridx", str(database), *chunk], check=True)
+            with (work / "dcmqridx.log").open("ab") as log:
+                subprocess.run(["dcmqridx", str(database), *chunk], check=True, stderr=log)
         (work / ".done").touch()
         print(f"dcmqridx: {time.perf_counter() - started:.1f} s", file=sys.stderr)
     port = free_port()
-    studies = shape.patients * shape.studies + 10
     config = work / "dcmqrscp.cfg"
     config.write_text(
         f"NetworkTCPPort = {port}\nMaxPDUSize = 131072\nMaxAssociations = 16\n"
         "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
-        f"AETable BEGIN\nQRSCP {database} RW ({studies}, 1024mb) ANY\nAETable END\n"
+        f"AETable BEGIN\nQRSCP {database} RW ({DCMQRSCP_MAX_STUDIES}, 1024mb) ANY\n"
+        "AETable END\n"
     )
     with running(["dcmqrscp", "-c", str(config), str(port)], port, work / "dcmqrscp.log"):
         yield port, "QRSCP"
@@ -364,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
         except Exception as exc:  # one target failing does not hide the others
-            print(f"{name:<18} failed: {exc!r}", flush=True)
+            print(f"{name:<18} failed: {str(exc)[:300]}", flush=True)
             failed = True
     return 1 if failed else 0
 

@@ -119,8 +119,9 @@ def dcmqrscp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
         f"store = (STORE, {LOCALHOST}, {store_port})\n"
         f"dicomwire = (DICOMWIRE, {LOCALHOST}, {receive_port})\n"
         "HostTable END\nVendorTable BEGIN\nVendorTable END\n"
-        # the quota: 1000 studies of 1 GB (a 100-study example value silently caps it)
-        f"AETable BEGIN\nQRSCP {database} RW (1000, 1024mb) ANY\nAETable END\n"
+        # the quota: 500 studies (dcmqrscp's own upper limit, DB_UpperMaxStudies) of 1 GB;
+        # a 100-study example value silently caps it
+        f"AETable BEGIN\nQRSCP {database} RW (500, 1024mb) ANY\nAETable END\n"
     )
     received = root / "received"
     received.mkdir()
