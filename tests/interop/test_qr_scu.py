@@ -154,6 +154,17 @@ def test_find_prints_a_table_of_the_requested_keys_with_latin1_names(dcmqrscp: P
     assert "2 matches, status 0x0000" in result.stderr
 
 
+def test_find_patient_study_only_model(dcmqrscp: Peer) -> None:
+    result = dicomwire(
+        "find", *peer_args(dcmqrscp), "-O", "-k", "PatientID=P1", "-k", "PatientName", "--csv"
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(csv.reader(io.StringIO(result.stdout))) == [
+        ["PatientID", "PatientName"],
+        ["P1", LATIN_NAME],
+    ]
+
+
 def test_find_json_is_dicom_json_and_csv_has_a_row_per_match(dcmqrscp: Peer) -> None:
     keys = ["-k", "PatientName=DOE*", "-k", "StudyInstanceUID", "-k", "StudyDate"]
     as_json = dicomwire("find", *peer_args(dcmqrscp), *keys, "--json")

@@ -413,7 +413,7 @@ class _Output:
         if self.kind == "json":
             json.dump(self.json, sys.stdout, ensure_ascii=False, indent=1)
             sys.stdout.write("\n")
-        elif self.kind == "table" and self.rows:
+        elif self.kind == "table" and self.rows and self.columns:
             header = [name for name, _ in self.columns]
             widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(len(header))]
             for row in [header, ["-" * w for w in widths], *self.rows]:
@@ -553,8 +553,11 @@ async def run_get(args: argparse.Namespace) -> int:
         )
         if found:
             receive, source = sorted(found), "a C-FIND down to the IMAGE level"
+        else:
+            source = "the common storage classes (the peer's C-FIND reported none)"
     if not receive:
-        receive, source = list(COMMON_STORAGE_SOP_CLASSES), "the common storage classes"
+        receive = list(COMMON_STORAGE_SOP_CLASSES)
+        source = source if source.startswith("the common") else "the common storage classes"
     print(f"receiving {len(receive)} SOP class(es), from {source}", file=sys.stderr)
     try:
         async with connect(
