@@ -377,8 +377,9 @@ def orthanc_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Ort
 def test_orthanc_find_study_level(orthanc_peer: tuple[OrthancPeer, Peer]) -> None:
     _, peer = orthanc_peer
     result = dicomwire(
-        "find", *peer_args(peer), "-k", "PatientName", "-k", "StudyInstanceUID", "--json"
-    )
+        "find", *peer_args(peer), "-k", "PatientID=P*", "-k", "PatientName",
+        "-k", "StudyInstanceUID", "--json",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     names = {
         m["0020000D"]["Value"][0]: m["00100010"]["Value"][0]["Alphabetic"]
@@ -423,3 +424,41 @@ def test_orthanc_unknown_destination_is_a_failure(orthanc_peer: tuple[OrthancPee
     )
     assert result.returncode == 1
     assert "C-MOVE failed: status 0x" in result.stderr
+
+
+def test_orthanc_get_of_a_study_of_too_many_sop_classes_explains_the_overflow(
+    orthanc_peer: tuple[OrthancPeer, Peer], tmp_path: Path
+) -> None:
+    """130 storage SOP classes in one study: the C-FIND finds them, no A-ASSOCIATE-RQ can
+    carry their contexts (PS3.8 9.3.2.2), and get says so instead of failing silently."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    from dicomwire.services.storage.sop_classes import storage_sop_classes
+
+    orthanc_process, _ = orthanc_peer
+    study, series = generate_uid(), generate_uid()
+    for number, sop_class in enumerate(sorted(storage_sop_classes())[:130]):
+        ds = Dataset()
+        ds.PatientID, ds.PatientName = "X1", "MANY^CLASSES"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
+        ds.Modality, ds.InstanceNumber = "OT", number + 1
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = tmp_path / f"{number}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        orthanc_process.upload(path)
+    result = dicomwire(
+        "get", LOCALHOST, str(orthanc_process.dicom_port), "-aec", orthanc_process.aet,
+        "-od", str(tmp_path / "got"), "-k", f"StudyInstanceUID={study}",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "receiving 130 SOP class(es), from a C-FIND down to the IMAGE level" in result.stderr
+    assert "131 presentation contexts needed" in result.stderr
+    assert "at most 128 (PS3.8 9.3.2.2" in result.stderr
+    assert "130 of them are storage SOP classes to receive by C-GET" in result.stderr
+    assert not (tmp_path / "got").exists()
