@@ -26,6 +26,10 @@ a study once per instance below it, so its count is higher for the same studies)
 A target is one entry of :data:`TARGETS`: a name and a context manager that serves the
 data set and yields (port, AE title); dicomwire's own node joins when its C-FIND SCP
 lands.
+
+``--move N`` (50 by default; the issue's run is 1000) adds one study of N CT images
+(512x512, ``dicomwire.testing.corpus``) and times a C-MOVE of it from each target to a
+``dicomwire serve --discard`` receiver (seconds, instances/s, MB/s of the files).
 """
 
 from __future__ import annotations
@@ -63,14 +67,23 @@ class Shape:
     studies: int
     series: int
     instances: int
+    move: int = 0  # CT images (512x512) of one more study, for the C-MOVE measurement
 
     @property
     def total(self) -> int:
-        return self.patients * self.studies * self.series * self.instances
+        return self.patients * self.studies * self.series * self.instances + self.move
+
+    @property
+    def study_count(self) -> int:
+        return self.patients * self.studies + (1 if self.move else 0)
 
     @property
     def key(self) -> str:
-        return f"{self.patients}x{self.studies}x{self.series}x{self.instances}"
+        return f"{self.patients}x{self.studies}x{self.series}x{self.instances}m{self.move}"
+
+
+#: The study the C-MOVE measurement retrieves (dicomwire.testing.corpus numbering).
+MOVE_STUDY = 900001
 
 
 def study_date(patient: int, study: int) -> str:
@@ -133,6 +146,10 @@ def write_data_set(shape: Shape) -> list[Path]:
                     path = folder / f"{s}-{r}-{i}.dcm"
                     ds.save_as(path, enforce_file_format=True)
                     files.append(path)
+    if shape.move:
+        from dicomwire.testing.corpus import write_corpus
+
+        files += write_corpus(root / "move", shape.move, "ct", study=MOVE_STUDY)
     done.touch()
     print(f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return files
@@ -181,14 +198,16 @@ def running(argv: list[str], port: int, log: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def serve_dcmqrscp(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]:
+def serve_dcmqrscp(
+    shape: Shape, files: list[Path], destinations: dict[str, int]
+) -> Iterator[tuple[int, str]]:
     """DCMTK dcmqrscp: index.dat built by dcmqridx (once per shape), quota raised.
 
     Its index holds at most 500 studies per storage area (``DB_UpperMaxStudies`` in
     DCMTK's dcmqrdbi.h; beyond that it drops the oldest studies, and dcmqridx 3.6.7
     crashed): a larger data set is refused rather than silently truncated.
     """
-    studies = shape.patients * shape.studies
+    studies = shape.study_count
     if studies > DCMQRSCP_MAX_STUDIES:
         raise RuntimeError(
             f"dcmqrscp holds at most {DCMQRSCP_MAX_STUDIES} studies per storage area "
@@ -210,7 +229,11 @@ def serve_dcmqrscp(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]
     config = work / "dcmqrscp.cfg"
     config.write_text(
         f"NetworkTCPPort = {port}\nMaxPDUSize = 131072\nMaxAssociations = 16\n"
-        "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+        "HostTable BEGIN\n"
+        + "".join(
+            f"{ae.lower()} = ({ae}, {LOCALHOST}, {dest})\n" for ae, dest in destinations.items()
+        )
+        + "HostTable END\nVendorTable BEGIN\nVendorTable END\n"
         f"AETable BEGIN\nQRSCP {database} RW ({DCMQRSCP_MAX_STUDIES}, 1024mb) ANY\n"
         "AETable END\n"
     )
@@ -219,7 +242,9 @@ def serve_dcmqrscp(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]
 
 
 @contextlib.contextmanager
-def serve_pynetdicom(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str]]:
+def serve_pynetdicom(
+    shape: Shape, files: list[Path], destinations: dict[str, int]
+) -> Iterator[tuple[int, str]]:
     """pynetdicom qrscp: its SQLite database filled with its own model (once per shape)."""
     work = CACHE / shape.key / "qrscp"
     database = work / "instances.sqlite"
@@ -237,6 +262,9 @@ def serve_pynetdicom(shape: Shape, files: list[Path]) -> Iterator[tuple[int, str
         f"dimse_timeout: 300\nnetwork_timeout: 300\nbind_address: {LOCALHOST}\n"
         f"instance_location: {work / 'instances'}\ndatabase_location: {database}\n"
         "log_identifier: False\n"
+        + "".join(
+            f"[{ae}]\naddress: {LOCALHOST}\nport: {dest}\n" for ae, dest in destinations.items()
+        )
     )
     argv = [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(config)]
     with running(argv, port, work / "qrscp.log"):
@@ -279,7 +307,8 @@ def fill_pynetdicom_database(database: Path, files: list[Path]) -> None:
     session.close()
 
 
-Target = Callable[[Shape, list[Path]], AbstractContextManager[tuple[int, str]]]
+#: (shape, its files, C-MOVE destinations AE -> port) -> serving, yields (port, AE title)
+Target = Callable[[Shape, list[Path], dict[str, int]], AbstractContextManager[tuple[int, str]]]
 
 #: name -> how to serve the data set. dicomwire's node is one more entry here.
 TARGETS: dict[str, Target] = {
@@ -338,6 +367,37 @@ async def measure(
     return seconds, counts
 
 
+async def measure_move(port: int, aet: str, study: str, runs: int) -> list[tuple[float, int, int]]:
+    """(seconds, completed, failed) of each C-MOVE of ``study`` to the receiver."""
+    import dicomwire
+
+    query = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}
+    results = []
+    async with dicomwire.connect(
+        LOCALHOST, port, called_ae=aet, calling_ae="BENCH", services=["move"]
+    ) as assoc:
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = await assoc.move(query, RECEIVER_AE)
+            results.append((time.perf_counter() - started, result.completed, result.failed))
+    return results
+
+
+RECEIVER_AE = "BENCHRCV"
+
+
+@contextlib.contextmanager
+def receiver() -> Iterator[int]:
+    """``dicomwire serve --discard``: the C-MOVE destination, answering without writing."""
+    port = free_port()
+    script = Path(sys.executable).with_name("dicomwire")
+    argv = [str(script), "serve", "--discard", "--aet", RECEIVER_AE, "--port", str(port)]
+    argv += ["--host", LOCALHOST]
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with running(argv, port, CACHE / "receiver.log"):
+        yield port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=20)
@@ -348,6 +408,15 @@ def main(argv: list[str] | None = None) -> int:
         "--large", action="store_true", help="the issue's 1,000 x 10 x 10 = 100,000 instances"
     )
     parser.add_argument("--repeat", type=int, default=20, help="queries per kind (20)")
+    parser.add_argument(
+        "--move",
+        type=int,
+        default=50,
+        metavar="N",
+        help="C-MOVE a study of N CT images (512x512, ~0.5 MB each) too (50; 0 = none; "
+        "the issue's run: 1000)",
+    )
+    parser.add_argument("--move-runs", type=int, default=3, help="C-MOVEs per target (3)")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument(
         "--targets", default=",".join(TARGETS), help="comma-separated: " + ", ".join(TARGETS)
@@ -355,18 +424,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.large:
         args.patients, args.studies, args.series, args.instances = 1000, 10, 10, 1
-    shape = Shape(args.patients, args.studies, args.series, args.instances)
+    shape = Shape(args.patients, args.studies, args.series, args.instances, args.move)
     files = write_data_set(shape)
     print(
         f"data set {shape.key}: {shape.total} instances, "
-        f"{shape.patients * shape.studies} studies; {args.repeat} queries per kind"
+        f"{shape.study_count} studies; {args.repeat} queries per kind"
     )
+    moved = [f for f in files if f.parent.name == "move"]
+    moved_bytes = sum(f.stat().st_size for f in moved)
+    if moved:
+        from pydicom import dcmread
+
+        move_study = str(dcmread(moved[0], stop_before_pixels=True).StudyInstanceUID)
     print(f"{'target':<18} {'query':<14} {'median ms':>10} {'p90 ms':>9} {'matches':>8}")
     failed = False
+    moves: list[str] = []
+    stack = contextlib.ExitStack()
+    destinations = {RECEIVER_AE: stack.enter_context(receiver())} if shape.move else {}
     for name in args.targets.split(","):
         serve = TARGETS[name]
         try:
-            with serve(shape, files) as (port, aet):
+            with serve(shape, files, destinations) as (port, aet):
                 for kind in KINDS:
                     seconds, counts = asyncio.run(
                         measure(port, aet, kind, shape, args.repeat, args.seed)
@@ -377,9 +455,29 @@ def main(argv: list[str] | None = None) -> int:
                         f"{p90 * 1e3:>9.2f} {statistics.mean(counts):>8.1f}",
                         flush=True,
                     )
+                if shape.move:
+                    runs = asyncio.run(measure_move(port, aet, move_study, args.move_runs))
+                    seconds = statistics.median(r[0] for r in runs)
+                    completed, failures = runs[-1][1], runs[-1][2]
+                    moves.append(
+                        f"{name:<18} {seconds:>8.2f} {shape.move / seconds:>8.1f} "
+                        f"{moved_bytes / 1e6 / seconds:>7.1f} {completed:>9} {failures:>6}"
+                    )
+                    failed = failed or failures > 0 or completed != shape.move
         except Exception as exc:  # one target failing does not hide the others
             print(f"{name:<18} failed: {str(exc)[:300]}", flush=True)
             failed = True
+    stack.close()
+    if moves:
+        print(
+            f"\nC-MOVE of one study of {shape.move} CT images ({moved_bytes / 1e6:.0f} MB) "
+            f"to dicomwire serve --discard, median of {args.move_runs}:"
+        )
+        print(
+            f"{'target':<18} {'seconds':>8} {'inst/s':>8} {'MB/s':>7} {'completed':>9} "
+            f"{'failed':>6}"
+        )
+        print("\n".join(moves))
     return 1 if failed else 0
 
 
