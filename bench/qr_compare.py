@@ -373,8 +373,9 @@ async def measure_move(port: int, aet: str, study: str, runs: int) -> list[tuple
 
     query = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study}
     results = []
+    patient = dicomwire.Timeouts(dimse=MOVE_TIMEOUT, network_idle=MOVE_TIMEOUT)  # a slow SCP
     async with dicomwire.connect(
-        LOCALHOST, port, called_ae=aet, calling_ae="BENCH", services=["move"]
+        LOCALHOST, port, called_ae=aet, calling_ae="BENCH", services=["move"], timeouts=patient
     ) as assoc:
         for _ in range(runs):
             started = time.perf_counter()
@@ -384,6 +385,8 @@ async def measure_move(port: int, aet: str, study: str, runs: int) -> list[tuple
 
 
 RECEIVER_AE = "BENCHRCV"
+#: Seconds a C-MOVE may go without a response (and the receiver without data).
+MOVE_TIMEOUT = 600.0
 
 
 @contextlib.contextmanager
@@ -392,7 +395,7 @@ def receiver() -> Iterator[int]:
     port = free_port()
     script = Path(sys.executable).with_name("dicomwire")
     argv = [str(script), "serve", "--discard", "--aet", RECEIVER_AE, "--port", str(port)]
-    argv += ["--host", LOCALHOST]
+    argv += ["--host", LOCALHOST, "--idle-timeout", str(MOVE_TIMEOUT)]
     CACHE.mkdir(parents=True, exist_ok=True)
     with running(argv, port, CACHE / "receiver.log"):
         yield port
