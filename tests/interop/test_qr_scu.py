@@ -462,3 +462,62 @@ def test_orthanc_get_of_a_study_of_too_many_sop_classes_explains_the_overflow(
     assert "at most 128 (PS3.8 9.3.2.2" in result.stderr
     assert "130 of them are storage SOP classes to receive by C-GET" in result.stderr
     assert not (tmp_path / "got").exists()
+
+
+# --------------------------------------------------------------------------- worklist
+
+
+def write_worklist_entry(path: Path, name: str, accession: str, modality: str) -> None:
+    """A worklist entry with every attribute wlmscpfs requires (it skips incomplete ones)."""
+    from pydicom import Dataset
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    step = Dataset()
+    step.Modality, step.RequestedContrastAgent = modality, "NONE"
+    step.ScheduledStationAETitle = f"{modality}1"
+    step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime = "20261129", "0830"
+    step.ScheduledPerformingPhysicianName = "JOHNSON"
+    step.ScheduledProcedureStepDescription, step.ScheduledProcedureStepID = "HEAD", "SPS1"
+    step.ScheduledStationName, step.ScheduledProcedureStepLocation = "STATION1", "ROOM1"
+    step.PreMedication, step.CommentsOnTheScheduledProcedureStep = "", ""
+    entry = Dataset()
+    entry.SpecificCharacterSet = "ISO_IR 100"
+    entry.AccessionNumber, entry.PatientName, entry.PatientID = accession, name, accession
+    entry.PatientBirthDate, entry.PatientSex = "19700101", "F"
+    entry.StudyInstanceUID = generate_uid()
+    entry.RequestingPhysician, entry.RequestedProcedureDescription = "SMITH", "CT HEAD"
+    entry.ScheduledProcedureStepSequence = [step]
+    entry.RequestedProcedureID, entry.RequestedProcedurePriority = "RP1", "LOW"
+    entry.file_meta = FileMetaDataset()
+    entry.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    entry.save_as(path, enforce_file_format=False, implicit_vr=False, little_endian=True)
+
+
+def test_worklist_find_against_wlmscpfs_with_sequence_keys(tmp_path: Path) -> None:
+    wlmscpfs = find_dcmtk_tool("wlmscpfs")
+    folder = tmp_path / "worklists" / "WLMSCP"
+    folder.mkdir(parents=True)
+    (folder / "lockfile").touch()
+    write_worklist_entry(folder / "ct.wl", LATIN_NAME, "ACC1", "CT")
+    write_worklist_entry(folder / "mr.wl", "DOE^JANE", "ACC2", "MR")
+    port = free_tcp_port()
+    argv = [wlmscpfs, "-dfp", str(tmp_path / "worklists"), str(port)]
+    with background(argv, port, tmp_path / "wlmscpfs.log"):
+        result = dicomwire(
+            "find", LOCALHOST, str(port), "-aec", "WLMSCP", "-W",
+            "-k", "PatientName", "-k", "AccessionNumber",
+            "-k", "(0040,0100)[0].Modality=CT",
+            "-k", "ScheduledProcedureStepSequence[0].ScheduledStationAETitle",
+            "--csv",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert list(csv.reader(io.StringIO(result.stdout))) == [
+        [
+            "PatientName",
+            "AccessionNumber",
+            "ScheduledProcedureStepSequence[0].Modality",
+            "ScheduledProcedureStepSequence[0].ScheduledStationAETitle",
+        ],
+        [LATIN_NAME, "ACC1", "CT", "CT1"],
+    ]
