@@ -459,6 +459,12 @@ async def run_move(args: argparse.Namespace) -> int:
         print(f"dicomwire move: error: {exc}", file=sys.stderr)
         return USAGE
     destination = args.dest or args.aet
+    if args.receive_port is not None and destination != args.aet:
+        print(
+            f"note: the peer sends to {destination}, not to us ({args.aet}) on port "
+            f"{args.receive_port}: nothing may arrive there",
+            file=sys.stderr,
+        )
     try:
         async with (
             _receiver(args) as _listening,
