@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     "Client": "dicomwire.services.client",
     "RetrieveResult": "dicomwire.services.client",
     "NResult": "dicomwire.services.client",
+    "FindResponses": "dicomwire.services.client",
+    "storage_classes_for": "dicomwire.services.client",
     "Node": "dicomwire.services.node",
     "NodeConfig": "dicomwire.services.node",
     "load_config": "dicomwire.services.node",
@@ -64,7 +66,14 @@ if TYPE_CHECKING:
     from .dimse.commands import CommandField
     from .dimse.session import Request, Response
     from .dimse.status import Status
-    from .services.client import Client, NResult, RetrieveResult, connect
+    from .services.client import (
+        Client,
+        FindResponses,
+        NResult,
+        RetrieveResult,
+        connect,
+        storage_classes_for,
+    )
     from .services.commitment import CommitmentReport, StorageCommitment
     from .services.directory import AEDirectory, RemoteAE
     from .services.node import Node, NodeConfig, load_config
@@ -95,6 +104,7 @@ __all__ = [
     "CommitmentReport",
     "CustomService",
     "DicomWireError",
+    "FindResponses",
     "NResult",
     "Node",
     "NodeConfig",
@@ -118,4 +128,5 @@ __all__ = [
     "connect",
     "load_config",
     "print_images",
+    "storage_classes_for",
 ]

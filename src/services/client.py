@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -79,12 +79,14 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMON_STORAGE_SOP_CLASSES",
     "QUERY_MODELS",
+    "FindResponses",
     "SERVICE_SOP_CLASSES",
     "Client",
     "NResult",
     "RetrieveResult",
     "connect",
     "propose_contexts",
+    "storage_classes_for",
 ]
 
 log = logging.getLogger("dicomwire.services.client")
@@ -223,12 +225,24 @@ def propose_contexts(
         add(uid, STORAGE_TRANSFER_SYNTAXES)
         roles[uid] = (False, True)  # C-GET: we are the storage SCP (PS3.7 D.3.3.4)
     if len(contexts) > MAX_CONTEXTS:
-        raise LocalProtocolError(
-            f"{len(contexts)} presentation contexts needed, at most {MAX_CONTEXTS} fit one "
-            "association: "
-            "send fewer SOP classes per association (split 'sending') or narrow 'receive'"
-        )
+        raise LocalProtocolError(_overflow_message(len(contexts), len(roles)))
     return contexts, roles
+
+
+def _overflow_message(needed: int, receiving: int) -> str:
+    """Why an association cannot be proposed: PS3.8 §9.3.2.2 allows 128 contexts."""
+    text = (
+        f"{needed} presentation contexts needed, but an A-ASSOCIATE-RQ carries at most "
+        f"{MAX_CONTEXTS} (PS3.8 9.3.2.2: context IDs are the odd numbers 1-255)"
+    )
+    if receiving:
+        return (
+            f"{text}; {receiving} of them are storage SOP classes to receive by C-GET "
+            "(one context each, SCP role). Retrieve in parts: narrow the query (one series, "
+            "one modality) or give fewer SOP classes per association ('receive', "
+            "--sop-class), or use C-MOVE, which has no such limit on the requestor"
+        )
+    return f"{text}: send fewer SOP classes per association (split 'sending')"
 
 
 def connect(
@@ -245,6 +259,7 @@ def connect(
     window: int = 1,
     timeouts: Timeouts | None = None,
     tls: TLSConfig | None = None,
+    relational: bool = False,
 ) -> Opening[Client]:
     """Open an association as SCU; ``await`` it, or use it with ``async with``.
 
@@ -256,7 +271,9 @@ def connect(
     the common ones when ``"get"`` is among the services). ``handlers`` answer requests
     the peer sends on this association (N-EVENT-REPORT of storage commitment or print),
     keyed by command field or (SOP class, command field). ``window`` > 1 proposes an
-    asynchronous operations window.
+    asynchronous operations window. ``relational`` asks for relational queries and
+    retrieves on the Q/R contexts (extended negotiation, PS3.4 C.5.1.1); whether the peer
+    agreed is in ``client.relational(model, operation)``.
 
     Raises :class:`~dicomwire.errors.AssociationRejected`,
     :class:`~dicomwire.errors.AssociationAborted`, :class:`~dicomwire.errors.TLSError`,
@@ -267,6 +284,10 @@ def connect(
     if receive is None:
         receive = COMMON_STORAGE_SOP_CLASSES if "get" in services else ()
     contexts, roles = propose_contexts(services, sending, receive)
+    extended: dict[str, bytes] = {}
+    if relational:
+        query_classes = set(QUERY_MODELS.values())
+        extended = {uid: b"\x01" for uid, _ in contexts if uid in query_classes}
     config = RequestorConfig(
         calling_ae,
         called_ae,
@@ -275,6 +296,7 @@ def connect(
         maximum_invoked=window if window != 1 else None,
         maximum_performed=1 if window != 1 else None,
         roles=roles,
+        extended_negotiation=extended,
     )
 
     async def open_client() -> Client:
@@ -364,38 +386,24 @@ class Client:
     ) -> bytes:
         return encode_identifier(query, context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN)
 
-    async def find(
+    def find(
         self,
         query: Dataset | Mapping[str, object],
         *,
         model: str = "study",
         priority: Priority = Priority.MEDIUM,
-    ) -> AsyncIterator[Dataset]:
+        cancel_after: int | None = None,
+    ) -> FindResponses:
         """C-FIND (PS3.4 C.4.1, K.4): each match as a pydicom Dataset, as it arrives.
 
         ``query`` is a Dataset or ``{keyword: value}`` (``""`` asks for a return key);
         ``model`` is ``"patient"``, ``"study"``, ``"patient-study"``, ``"worklist"`` or a
         SOP class UID. A failure status raises :class:`DimseStatusError`; leaving the
-        loop early sends C-CANCEL.
+        loop early sends C-CANCEL. ``cancel_after=N`` sends C-CANCEL after N matches and
+        still yields what the peer sends before its final response (FE00, or 0000 from a
+        peer that ignores the cancel); the final status is in ``.status`` afterwards.
         """
-        sop_class = self._model(model, "find")
-        context = self._context(sop_class)
-        request = CFindRQ(sop_class, priority, dataset=self._identifier(query, context))
-        operation = await self.session.send(request, context.context_id)
-        self._queries.add(operation)
-        try:
-            async for response in operation:
-                status = response.status
-                if status.is_pending:
-                    match = response.decode()
-                    if match is not None:
-                        yield match
-                    continue
-                _raise_for(response, "C-FIND")
-        finally:
-            self._queries.discard(operation)
-            if operation.final is None:
-                await self._cancel(operation)
+        return FindResponses(self, query, model, priority, cancel_after)
 
     async def _cancel(self, operation: Operation) -> None:
         """C-CANCEL an operation left early, and let its remaining responses drain."""
@@ -410,14 +418,23 @@ class Client:
         *,
         model: str = "study",
         priority: Priority = Priority.MEDIUM,
+        progress: Callable[[RetrieveResult], None] | None = None,
     ) -> RetrieveResult:
-        """C-MOVE (PS3.4 C.4.2): ask the peer to send the matches to ``destination``."""
+        """C-MOVE (PS3.4 C.4.2): ask the peer to send the matches to ``destination``.
+
+        ``progress`` is called with the counts of each pending response (not every SCP
+        sends them: Orthanc sends only the final one). A refusal before any
+        sub-operation (A801 unknown destination, A900, C000...) raises
+        :class:`DimseStatusError`; a retrieve that ran returns its counts whatever its
+        status (B000, A702 with the failed UIDs).
+        """
         sop_class = self._model(model, "move")
         context = self._context(sop_class)
         request = CMoveRQ(
             sop_class, destination, priority, dataset=self._identifier(query, context)
         )
-        return await self._retrieve(await self.session.send(request, context.context_id))
+        operation = await self.session.send(request, context.context_id)
+        return await self._retrieve(operation, progress)
 
     async def get(
         self,
@@ -426,11 +443,15 @@ class Client:
         *,
         model: str = "study",
         priority: Priority = Priority.MEDIUM,
+        progress: Callable[[RetrieveResult], None] | None = None,
     ) -> RetrieveResult:
         """C-GET (PS3.4 C.4.3): the matches arrive on this association, stored under ``into``.
 
         Each instance is streamed to a Part 10 file (``into/Study/Series/Instance.dcm``)
-        exactly as the storage SCP stores it, and answered with that SCP's status.
+        exactly as the storage SCP stores it, and answered with that SCP's status. The
+        storage SOP classes that can arrive are the ones ``connect(receive=...)``
+        proposed with the SCP role: :func:`storage_classes_for` finds what a query needs.
+        Statuses, counts and ``progress`` as for :meth:`move`.
         """
         sop_class = self._model(model, "get")
         context = self._context(sop_class)
@@ -444,7 +465,8 @@ class Client:
         sinks[CommandField.C_STORE_RQ] = scp.sink_for(self.session)
         try:
             request = CGetRQ(sop_class, priority, dataset=self._identifier(query, context))
-            return await self._retrieve(await self.session.send(request, context.context_id))
+            operation = await self.session.send(request, context.context_id)
+            return await self._retrieve(operation, progress)
         finally:  # the association may store again afterwards as it did before
             del handlers[CommandField.C_STORE_RQ], sinks[CommandField.C_STORE_RQ]
             if old_handler is not None:
@@ -452,7 +474,9 @@ class Client:
             if old_sink is not None:
                 sinks[CommandField.C_STORE_RQ] = old_sink
 
-    async def _retrieve(self, operation: Operation) -> RetrieveResult:
+    async def _retrieve(
+        self, operation: Operation, progress: Callable[[RetrieveResult], None] | None
+    ) -> RetrieveResult:
         counts: dict[str, int] = {}
         final: ReceivedMessage | None = None
         async for response in operation:
@@ -462,6 +486,16 @@ class Client:
                 if value is not None:
                     counts[name] = value
             final = response
+            if progress is not None and response.status.is_pending:
+                progress(
+                    RetrieveResult(
+                        response.status,
+                        completed=counts.get("completed", 0),
+                        failed=counts.get("failed", 0),
+                        warning=counts.get("warning", 0),
+                        remaining=counts.get("remaining", 0),
+                    )
+                )
         assert final is not None
         failed_uids: list[str] = []
         if final.dataset is not None:
@@ -482,6 +516,72 @@ class Client:
         if status.is_failure and not (counts.get("completed") or counts.get("failed")):
             _raise_for(final, "retrieve")  # refused outright (A801, A900, C000...)
         return result
+
+    def relational(self, model: str = "study", operation: str = "find") -> bool:
+        """True when the peer agreed to relational queries/retrieves (PS3.4 C.5.1.1)."""
+        info = self.negotiated.extended_negotiation.get(self._model(model, operation))
+        return bool(info and info[0] == 1)
+
+    async def sop_classes(
+        self, query: Dataset | Mapping[str, object], *, model: str = "study"
+    ) -> set[str]:
+        """The SOP Class UIDs of the instances a C-MOVE/C-GET of ``query`` would retrieve.
+
+        Hierarchical C-FINDs (PS3.4 C.4.1.3.1) on this association walk from the query's
+        level down to IMAGE, one entity at a time, asking for SOP Class UID (0008,0016).
+        Raises :class:`LocalProtocolError` when an instance is answered without its SOP
+        class (an SCP that does not support the key: dcmqrscp) and
+        :class:`DimseStatusError` when the SCP refuses a query.
+        """
+        from pydicom import Dataset
+
+        from .qr.models import MODELS, UNIQUE_KEYS
+
+        identifier = build_dataset(query) if not isinstance(query, Dataset) else query
+        name = model if not model[0].isdigit() else _model_name(model)
+        levels = next(m.levels for m in MODELS if m.name == name)
+        level = str(identifier.get("QueryRetrieveLevel", "") or "").strip().upper()
+        if level not in levels:
+            raise LocalProtocolError(f"Query/Retrieve Level {level!r} is not one of {levels}")
+        found: set[str] = set()
+        keys = Dataset()
+        for element in identifier:
+            if element.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet"):
+                keys.add(element)
+        pending = [(levels.index(level), keys)]
+        while pending:
+            depth, keys = pending.pop()
+            current = levels[depth]
+            unique = UNIQUE_KEYS[current]
+            ask = Dataset()
+            ask.update(keys)
+            ask.QueryRetrieveLevel = current
+            if unique not in ask:
+                ask.add_new(unique, _unique_vr(unique), None)
+            if current == "IMAGE":
+                ask.SOPClassUID = None
+            matches = [match async for match in self.find(ask, model=name)]
+            for match in matches:
+                if current == "IMAGE":
+                    uid = str(match.get("SOPClassUID", "") or "").strip()
+                    if not uid:
+                        raise LocalProtocolError(
+                            "the peer answered an IMAGE-level C-FIND without SOP Class UID"
+                        )
+                    found.add(uid)
+                    continue
+                value = match.get(unique)
+                if value is None or not str(value.value or "").strip():
+                    raise LocalProtocolError(
+                        f"the peer answered a {current}-level C-FIND without its unique key"
+                    )
+                below = Dataset()
+                for tag in (UNIQUE_KEYS[level] for level in levels[:depth]):
+                    if tag in keys:
+                        below.add(keys[tag])
+                below.add_new(unique, value.VR, str(value.value).strip())
+                pending.append((depth + 1, below))
+        return found
 
     # -- DIMSE-N (PS3.7 §10) ---------------------------------------------------------
 
@@ -635,6 +735,130 @@ def _raise_for(response: ReceivedMessage, what: str) -> None:
     status = response.status
     if status.is_failure:
         comment = getattr(response.primitive, "error_comment", None) or ""
-        raise DimseStatusError(status, comment or f"{what} failed")
+        log.info("%s failed: %s %s", what, status, comment)
+        raise DimseStatusError(status, comment)
     if status.category.value == "warning":
         log.info("%s ended with warning %s", what, status)
+
+
+def _model_name(sop_class_uid: str) -> str:
+    for (name, _operation), uid in QUERY_MODELS.items():
+        if uid == sop_class_uid:
+            return name
+    raise LocalProtocolError(f"{sop_class_uid} is not a Query/Retrieve SOP class")
+
+
+def _unique_vr(tag: int) -> str:
+    return "LO" if tag == 0x00100020 else "UI"  # Patient ID, else a UID
+
+
+class FindResponses:
+    """The matches of one C-FIND, as an async iterator (what :meth:`Client.find` returns).
+
+    After the loop ends, ``status`` is the final status and ``count`` the number of
+    matches; ``cancelled`` is True when a C-CANCEL was sent (``cancel_after`` or leaving
+    the loop early). ``aclose()`` cancels an unfinished query.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        query: Dataset | Mapping[str, object],
+        model: str,
+        priority: Priority,
+        cancel_after: int | None,
+    ) -> None:
+        self.client = client
+        self.status: Status | None = None
+        self.error_comment: str | None = None
+        self.count = 0
+        self.cancelled = False
+        self._responses = self._run(query, model, priority, cancel_after)
+
+    def __aiter__(self) -> FindResponses:
+        return self
+
+    async def __anext__(self) -> Dataset:
+        return await self._responses.__anext__()
+
+    async def aclose(self) -> None:
+        await self._responses.aclose()
+
+    async def _run(
+        self,
+        query: Dataset | Mapping[str, object],
+        model: str,
+        priority: Priority,
+        cancel_after: int | None,
+    ) -> AsyncGenerator[Dataset, None]:
+        client = self.client
+        sop_class = client._model(model, "find")
+        context = client._context(sop_class)
+        request = CFindRQ(sop_class, priority, dataset=client._identifier(query, context))
+        operation = await client.session.send(request, context.context_id)
+        client._queries.add(operation)
+        try:
+            async for response in operation:
+                status = response.status
+                if status.is_pending:
+                    match = response.decode()
+                    if match is not None:
+                        self.count += 1
+                        yield match
+                    if (
+                        cancel_after is not None
+                        and self.count >= cancel_after
+                        and not self.cancelled
+                        and operation.final is None
+                    ):
+                        self.cancelled = True
+                        log.info("C-CANCEL after %d matches", self.count)
+                        await operation.cancel()
+                    continue
+                self.status = status
+                self.error_comment = getattr(response.primitive, "error_comment", None)
+                _raise_for(response, "C-FIND")
+        finally:
+            client._queries.discard(operation)
+            if operation.final is None:
+                self.cancelled = True
+                await client._cancel(operation)
+                if operation.final is not None:
+                    self.status = operation.final.status
+
+
+async def storage_classes_for(
+    host: str,
+    port: int,
+    query: Dataset | Mapping[str, object],
+    *,
+    model: str = "study",
+    called_ae: str = "ANY-SCP",
+    calling_ae: str = "DICOMWIRE",
+    timeouts: Timeouts | None = None,
+    tls: TLSConfig | None = None,
+) -> set[str] | None:
+    """The storage SOP classes a C-GET of ``query`` needs, asked of the peer by C-FIND.
+
+    The answer for ``connect(..., receive=...)``: only those contexts are then proposed,
+    where the common list would propose two dozen and still miss a rarer class. None when
+    the peer cannot tell (no C-FIND for the model, SOP Class UID not answered at the
+    IMAGE level, a refused query): then propose the common classes or name them.
+    """
+    from ..errors import DicomWireError
+
+    try:
+        async with connect(
+            host,
+            port,
+            called_ae=called_ae,
+            calling_ae=calling_ae,
+            services=[QUERY_MODELS[(model, "find")] if not model[0].isdigit() else model],
+            timeouts=timeouts,
+            tls=tls,
+        ) as client:
+            found = await client.sop_classes(query, model=model)
+    except (DicomWireError, KeyError) as exc:
+        log.info("cannot learn the SOP classes of the query from the peer: %s", exc)
+        return None
+    return found
