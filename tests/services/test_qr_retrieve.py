@@ -90,10 +90,11 @@ def node_config(root: Path, nodes: Sequence[RemoteAE] = ()) -> NodeConfig:
 
 @contextlib.asynccontextmanager
 async def retrieve_node(
-    root: Path, index: Any, nodes: Sequence[RemoteAE] = (), **qr: Any
+    root: Path, index: Any, nodes: Sequence[RemoteAE] = (), *, port: int = 0, **qr: Any
 ) -> AsyncIterator[Node]:
     """The node under test: Verification, Storage and Query/Retrieve over ``index``."""
     config = node_config(root, nodes)
+    config.port = port
     services = [
         Verification(),
         Storage(config.storage),
