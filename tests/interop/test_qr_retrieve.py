@@ -9,6 +9,7 @@ free port, and what arrived is read back from the peer's own storage.
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_dcmtk_movescu_to_storescp(tmp_path: Path) -> None:
     movescu = find_dcmtk_tool("movescu")
     study_uid, paths = make_study(tmp_path / "archive", 5)
     index = build_index(paths)
-    with storescp(tmp_path / "dest") as port:
+    with storescp(tmp_path / "dest", debug=True) as port:
 
         async def run() -> tuple[int, str]:
             nodes = [RemoteAE("STORESCP", LOCALHOST, port)]
@@ -69,6 +70,10 @@ def test_dcmtk_movescu_to_storescp(tmp_path: Path) -> None:
         code, output = run_bounded(run(), 90)
     assert code == 0, output
     assert received_uids(tmp_path / "dest") == {sop_uid(p) for p in paths}
+    # storescp's dump of each C-STORE-RQ names the C-MOVE it belongs to (PS3.7 9.1.1.1).
+    log = (tmp_path / "dest.log").read_text(errors="replace")
+    originators = re.findall(r"Move Originator AE Title\s*:\s*(\S+)", log)
+    assert originators == ["MOVESCU"] * len(paths), log[-3000:]
 
 
 def test_dcmtk_movescu_is_its_own_destination(tmp_path: Path) -> None:

@@ -105,14 +105,26 @@ async def retrieve_node(
 
 
 @contextlib.contextmanager
-def storescp(directory: Path, ae_title: str = "STORESCP") -> Iterator[int]:
-    """DCMTK storescp on a free port, writing to ``directory``; its port."""
+def storescp(directory: Path, ae_title: str = "STORESCP", *, debug: bool = False) -> Iterator[int]:
+    """DCMTK storescp on a free port, writing to ``directory``; its port.
+
+    Its output goes to ``<directory>.log`` (every DIMSE message dumped with ``debug``).
+    """
     binary = find_dcmtk_tool("storescp")
     directory.mkdir(parents=True, exist_ok=True)
     port = get_free_tcp_port()
-    log = open(directory.parent / f"{ae_title.lower()}.log", "wb")  # noqa: SIM115
+    log = open(directory.with_suffix(".log"), "wb")  # noqa: SIM115
     process = subprocess.Popen(
-        [binary, "-aet", ae_title, "-od", str(directory), "+xa", str(port)],
+        [
+            binary,
+            *(["-d"] if debug else []),
+            "-aet",
+            ae_title,
+            "-od",
+            str(directory),
+            "+xa",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -413,6 +425,79 @@ def test_queued_moves_beyond_the_limit_all_complete(tmp_path: Path) -> None:
     results = run_bounded(run(), 60)
     assert [(int(r.status), r.completed) for r in results] == [(0, 3), (0, 3)]
     assert len(destination.requests) == 6
+
+
+def test_queued_move_gets_pendings_and_can_be_cancelled(tmp_path: Path) -> None:
+    study_a, paths_a = make_study(tmp_path / "a", 2, patient_id="A")
+    study_b, paths_b = make_study(tmp_path / "b", 3, patient_id="B")
+    destination = RecordingDestination()
+    destination.hold.clear()  # the first C-MOVE holds the only slot
+
+    async def run() -> tuple[RetrieveResult, int, Any, Any]:
+        async with (
+            destination.running(tmp_path / "unused") as entry,
+            retrieve_node(
+                tmp_path / "store",
+                build_index(paths_a + paths_b),
+                [entry],
+                max_concurrent_moves=1,
+                pending_interval=0.1,
+            ) as node,
+        ):
+            first = asyncio.ensure_future(
+                move(node, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_a}, "RECORDER")
+            )
+            await asyncio.wait_for(destination.arrived.wait(), 10)
+            async with dicomwire.connect(
+                LOCALHOST, node.port, called_ae=NODE_AE, services=["move"]
+            ) as client:
+                query = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_b}
+                request = CMoveRQ(
+                    model_uid("study"), destination.ae_title, dataset=_identifier(client, query)
+                )
+                operation = await client.session.send(request)
+                pendings = 0
+                async for response in operation:
+                    if response.status.is_pending:
+                        pendings += 1
+                        assert response.primitive.remaining == 3
+                        if pendings == 2:
+                            await operation.cancel()
+                final = operation.final
+                assert final is not None
+            destination.hold.set()
+            return await first, pendings, final.primitive, final.decode()
+
+    first, pendings, primitive, identifier = run_bounded(run(), 60)
+    assert (int(first.status), first.completed) == (0, 2)  # the first one was not disturbed
+    assert pendings >= 2
+    assert int(primitive.status) == 0xFE00
+    assert (primitive.completed, primitive.failed, primitive.remaining) == (0, 0, 3)
+    assert sorted(identifier.FailedSOPInstanceUIDList) == sorted(sop_uid(p) for p in paths_b)
+    assert len(destination.requests) == 2
+
+
+def test_destination_refusing_the_association_fails_every_suboperation(
+    tmp_path: Path, study: tuple[str, list[Path]]
+) -> None:
+    study_uid, paths = study
+    destination = RecordingDestination()
+
+    async def run() -> RetrieveResult:
+        async with destination.running(tmp_path / "unused") as entry:
+            # Listed under another AE title: the destination rejects the called AE title.
+            wrong = RemoteAE("NOTRECORDER", entry.host, entry.port)
+            async with retrieve_node(tmp_path / "store", build_index(paths), [wrong]) as node:
+                return await move(
+                    node,
+                    {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid},
+                    "NOTRECORDER",
+                )
+
+    result = run_bounded(run(), 60)
+    assert (int(result.status), result.completed, result.failed) == (0xA702, 0, len(paths))
+    assert sorted(result.failed_instances) == sorted(sop_uid(p) for p in paths)
+    assert destination.requests == []
 
 
 def test_composite_instance_root_moves_by_sop_instance_uid(
