@@ -170,9 +170,16 @@ class RecordingDestination:
         self.hold = asyncio.Event()
         self.hold.set()
         self.arrived = asyncio.Event()
+        #: A-ABORT the association on the first C-STORE-RQ (once).
+        self.abort_first = False
 
     async def _store(self, request: Request) -> int:
         primitive: Any = request.primitive
+        if self.abort_first:
+            self.abort_first = False
+            self.aborted = primitive.affected_sop_instance_uid
+            request.session.abort()
+            return 0
         self.requests.append(
             (
                 primitive.affected_sop_instance_uid,
@@ -498,6 +505,30 @@ def test_destination_refusing_the_association_fails_every_suboperation(
     assert (int(result.status), result.completed, result.failed) == (0xA702, 0, len(paths))
     assert sorted(result.failed_instances) == sorted(sop_uid(p) for p in paths)
     assert destination.requests == []
+
+
+def test_destination_aborting_gets_the_rest_on_a_new_association(tmp_path: Path) -> None:
+    count = MOVE_WINDOW + 6  # more than can be in flight when the abort comes
+    study_uid, paths = make_study(tmp_path / "archive", count)
+    destination = RecordingDestination()
+    destination.abort_first = True
+
+    async def run() -> RetrieveResult:
+        async with (
+            destination.running(tmp_path / "unused") as entry,
+            retrieve_node(tmp_path / "store", build_index(paths), [entry]) as node,
+        ):
+            return await move(
+                node, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid}, "RECORDER"
+            )
+
+    result = run_bounded(run(), 60)
+    stored = {uid for uid, _, _ in destination.requests}
+    # The one the destination aborted on fails; those in flight behind it go again.
+    assert int(result.status) == 0xB000
+    assert (result.completed, result.failed) == (count - 1, 1)
+    assert result.failed_instances == [destination.aborted]
+    assert stored == {sop_uid(p) for p in paths} - {destination.aborted}
 
 
 def test_composite_instance_root_moves_by_sop_instance_uid(

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ...dimse.primitives import CStoreRQ, DimseResponse
 from ...dimse.session import DimseSession, Operation, Request, open_session
@@ -83,6 +83,9 @@ MOVE_WINDOW = 16
 #: DIMSE timeout on the destination association when the node sets none: a destination
 #: that never answers a C-STORE must not hold the C-MOVE (and its slot) for ever.
 DESTINATION_DIMSE_TIMEOUT = 60.0
+#: New associations opened for the sub-operations not yet started when the destination
+#: association is lost (the instance it was lost on has failed; the others go again).
+DESTINATION_RETRIES = 1
 #: Seconds between the pending responses of a C-MOVE waiting for a free slot when
 #: ``pending_interval`` is 0.
 QUEUED_KEEPALIVE = 1.0
@@ -285,7 +288,7 @@ class RetrieveSCP:
                 negotiated,
                 contexts={cid: c for cid, c in negotiated.contexts.items() if c.scp_role},
             )
-            await self._suboperations(
+            lost = await self._suboperations(
                 request,
                 session,
                 instances,
@@ -294,6 +297,7 @@ class RetrieveSCP:
                 negotiated=scp_contexts,
                 bulk=model.name != "without-bulk-data",
             )
+            self._all_failed(lost, progress, "the requestor's association ended")
             log.info(
                 "C-GET from %s: %d completed, %d failed, %d warning%s",
                 negotiated.remote_ae_title,
@@ -425,28 +429,36 @@ class RetrieveSCP:
                 maximum_performed=1,
             )
             assert destination.host is not None and destination.port is not None
-            before = progress.settled
-            try:
-                async with open_session(
-                    destination.host, destination.port, config, timeouts=timeouts, tls=tls
-                ) as session:
-                    await self._suboperations(
-                        request,
-                        session,
-                        batch_instances,
-                        progress,
-                        reporter,
-                        move_originator=originator,
+            where = f"{destination.ae_title} at {destination.host}:{destination.port}"
+            remaining: Sequence[IndexedInstance] = batch_instances
+            for attempt in range(1 + DESTINATION_RETRIES):
+                if attempt:
+                    log.warning(
+                        "association to %s lost: %d sub-operations go on a new one",
+                        where,
+                        len(remaining),
                     )
-            except DicomWireError as exc:
-                # Settled in order: those after the first ``done`` never got an answer.
-                done = progress.settled - before
-                self._all_failed(
-                    batch_instances[done:],
-                    progress,
-                    f"association to {destination.ae_title} at {destination.host}:"
-                    f"{destination.port}: {exc}",
-                )
+                opened = False
+                try:
+                    async with open_session(
+                        destination.host, destination.port, config, timeouts=timeouts, tls=tls
+                    ) as session:
+                        opened = True
+                        remaining = await self._suboperations(
+                            request,
+                            session,
+                            remaining,
+                            progress,
+                            reporter,
+                            move_originator=originator,
+                        )
+                except DicomWireError as exc:
+                    if not opened:  # unreachable or refusing: no use trying again now
+                        self._all_failed(remaining, progress, f"association to {where}: {exc}")
+                        remaining = []
+                if not remaining:
+                    break
+            self._all_failed(remaining, progress, f"the association to {where} was lost")
 
     @staticmethod
     def _all_failed(instances: Sequence[IndexedInstance], progress: _Progress, reason: str) -> None:
@@ -469,20 +481,38 @@ class RetrieveSCP:
         move_originator: tuple[str, int] | None = None,
         negotiated: NegotiatedAssociation | None = None,
         bulk: bool = True,
-    ) -> None:
+    ) -> list[IndexedInstance]:
         """C-STORE ``instances`` on ``session`` within its window; count each outcome.
 
         Stops starting new ones on C-CANCEL (or when the requestor has gone); those never
         started are :attr:`_Progress.not_started`. Every instance started is settled.
+        Returns the instances not started because the association ended (never raises a
+        :class:`DicomWireError`): a C-MOVE sends them on a new association.
         """
         in_flight: deque[tuple[IndexedInstance, Operation]] = deque()
+        unstarted: list[IndexedInstance] = []
+        # Answers lost with the association: the peer works in order, so the oldest one
+        # unanswered is the suspect and fails; the later ones go again (as ``store`` does).
+        unanswered: list[IndexedInstance] = []
+        charged = False
+
+        async def settle() -> None:
+            nonlocal charged
+            instance, operation = in_flight.popleft()
+            outcome = await self._settle(instance, operation, progress, session, charge=not charged)
+            if outcome == "charged":
+                charged = True
+            elif outcome == "lost":
+                unanswered.append(instance)
+            await reporter.tick()
+
         for position, instance in enumerate(instances):
             if request.cancelled.is_set() or reporter.gone:
                 progress.cancelled = progress.cancelled or request.cancelled.is_set()
                 progress.not_started.extend(i.sop_instance_uid for i in instances[position:])
                 break
             if not session.association.is_established:
-                self._all_failed(instances[position:], progress, "the association ended")
+                unstarted = list(instances[position:])
                 break
             try:
                 operation = await self._start(
@@ -493,18 +523,20 @@ class RetrieveSCP:
                 progress.fail(instance.sop_instance_uid)
                 await reporter.tick()
                 continue
-            except DicomWireError as exc:  # the association went while sending
+            except DicomWireError as exc:
+                if not session.association.is_established:  # it went while sending
+                    unstarted = list(instances[position:])
+                    break
                 log.warning("C-STORE of %s not sent: %s", instance.sop_instance_uid, exc)
                 progress.fail(instance.sop_instance_uid)
                 await reporter.tick()
                 continue
             in_flight.append((instance, operation))
             while in_flight and in_flight[0][1].done:
-                await self._settle(*in_flight.popleft(), progress)
-                await reporter.tick()
+                await settle()
         while in_flight:
-            await self._settle(*in_flight.popleft(), progress)
-            await reporter.tick()
+            await settle()
+        return unanswered + unstarted
 
     async def _start(
         self,
@@ -566,14 +598,28 @@ class RetrieveSCP:
         log.warning("%s (%s) not sent: %s", instance.sop_instance_uid, instance.path, reason)
 
     @staticmethod
-    async def _settle(instance: IndexedInstance, operation: Operation, progress: _Progress) -> None:
-        """Count one sub-operation by its C-STORE-RSP status (or its lack)."""
+    async def _settle(
+        instance: IndexedInstance,
+        operation: Operation,
+        progress: _Progress,
+        session: DimseSession,
+        *,
+        charge: bool,
+    ) -> Literal["counted", "charged", "lost"]:
+        """Count one sub-operation by its C-STORE-RSP status, or its lack.
+
+        An answer lost with the association fails the sub-operation (``"charged"``) only
+        when ``charge`` is set; otherwise it is left uncounted (``"lost"``), to go again.
+        """
         try:
             response = await operation.wait()
         except DicomWireError as exc:
+            gone = not session.association.is_established
+            if gone and not charge:
+                return "lost"
             log.warning("C-STORE of %s got no answer: %s", instance.sop_instance_uid, exc)
             progress.fail(instance.sop_instance_uid)
-            return
+            return "charged" if gone else "counted"
         status = response.status
         if status.is_success:
             progress.completed += 1
@@ -588,6 +634,7 @@ class RetrieveSCP:
             progress.fail(instance.sop_instance_uid)
         else:
             progress.warning += 1
+        return "counted"
 
     # -- the final response ------------------------------------------------------------
 
