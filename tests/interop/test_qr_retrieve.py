@@ -96,6 +96,25 @@ def test_dcmtk_movescu_is_its_own_destination(tmp_path: Path) -> None:
     assert received_uids(received) == {sop_uid(p) for p in paths}
 
 
+def test_dcmtk_movescu_patient_root_patient_level(tmp_path: Path) -> None:
+    movescu = find_dcmtk_tool("movescu")
+    _, paths = make_study(tmp_path / "archive", 3, patient_id="PAT-MOVE")
+    _, others = make_study(tmp_path / "other", 2, patient_id="SOMEONE-ELSE")
+    index = build_index(paths + others)
+    with storescp(tmp_path / "dest") as port:
+
+        async def run() -> tuple[int, str]:
+            nodes = [RemoteAE("STORESCP", LOCALHOST, port)]
+            async with retrieve_node(tmp_path / "store", index, nodes) as node:
+                argv = [movescu, "-v", "-P", "-aec", NODE_AE, "-aem", "STORESCP"]
+                argv += ["-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=PAT-MOVE"]
+                return await run_tool([*argv, *_node_args(node)])
+
+        code, output = run_bounded(run(), 90)
+    assert code == 0, output
+    assert received_uids(tmp_path / "dest") == {sop_uid(p) for p in paths}
+
+
 def test_dcmtk_movescu_unknown_destination_is_a801(tmp_path: Path) -> None:
     movescu = find_dcmtk_tool("movescu")
     study_uid, paths = make_study(tmp_path / "archive", 2)
