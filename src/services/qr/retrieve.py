@@ -25,7 +25,9 @@ failed), with the Failed SOP Instance UID List (0008,0058) when any failed (PS3.
 C.4.2.1.4.2). C-CANCEL stops the sub-operations: FE00 with the counts, Remaining being
 those never started, whose UIDs join the failed list. A file missing or broken on disk
 is a failed sub-operation; a destination that cannot be reached or refuses the
-association makes every sub-operation fail (A702); the index failing is C001.
+association makes every sub-operation fail (A702); one that drops the association
+mid-way fails the instance it stopped on and gets the rest on a new association (once).
+The index failing is C001. See docs/retrieve.md.
 """
 
 from __future__ import annotations
