@@ -22,7 +22,8 @@ from pydicom.uid import generate_uid
 
 import dicomwire
 from dicomwire.dimse.commands import CommandField
-from dicomwire.dimse.primitives import CMoveRQ
+from dicomwire.dimse.datasets import encode_identifier
+from dicomwire.dimse.primitives import CGetRQ, CMoveRQ
 from dicomwire.dimse.session import Request
 from dicomwire.errors import DimseStatusError
 from dicomwire.services.client import RetrieveResult
@@ -30,6 +31,7 @@ from dicomwire.services.directory import RemoteAE
 from dicomwire.services.index import SQLiteIndex
 from dicomwire.services.node import Node, NodeConfig
 from dicomwire.services.qr import QueryRetrieve, QueryRetrieveConfig
+from dicomwire.services.qr.models import QUERY_MODELS
 from dicomwire.services.qr.retrieve import MOVE_WINDOW
 from dicomwire.services.service import CustomService
 from dicomwire.services.storage import Storage, StorageConfig
@@ -632,6 +634,49 @@ def test_get_stores_back_on_the_same_association(
     assert (int(result.status), result.completed, result.failed) == (0, len(paths), 0)
     got = {sop_uid(p) for p in (tmp_path / "got").rglob("*.dcm")}
     assert got == {sop_uid(p) for p in paths}
+
+
+def test_get_cancel_answers_fe00(tmp_path: Path, study: tuple[str, list[Path]]) -> None:
+    study_uid, paths = study
+    received: list[str] = []
+    arrived, hold = asyncio.Event(), asyncio.Event()
+
+    async def held_store(request: Request) -> int:  # our side of the C-GET's C-STOREs
+        received.append(request.primitive.affected_sop_instance_uid)  # type: ignore[attr-defined]
+        arrived.set()
+        await hold.wait()
+        return 0
+
+    async def run() -> Any:
+        async with (
+            retrieve_node(tmp_path / "store", build_index(paths)) as node,
+            dicomwire.connect(
+                LOCALHOST,
+                node.port,
+                called_ae=NODE_AE,
+                services=["get"],
+                handlers={CommandField.C_STORE_RQ: held_store},
+            ) as client,
+        ):
+            query = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid}
+            syntax = client.session.find_context(QUERY_MODELS[("study", "get")]).transfer_syntax
+            request = CGetRQ(
+                QUERY_MODELS[("study", "get")], dataset=encode_identifier(query, syntax)
+            )
+            operation = await client.session.send(request)
+            await asyncio.wait_for(arrived.wait(), 10)
+            await operation.cancel()
+            await asyncio.sleep(0.2)
+            hold.set()
+            final = await operation.wait()
+            return final.primitive, final.decode()
+
+    primitive, identifier = run_bounded(run(), 60)
+    assert int(primitive.status) == 0xFE00
+    # One C-STORE at a time on this association (no window): the first was in flight.
+    assert (primitive.completed, primitive.failed, primitive.remaining) == (1, 0, len(paths) - 1)
+    assert received == [received[0]]
+    assert set(identifier.FailedSOPInstanceUIDList) == {sop_uid(p) for p in paths} - {received[0]}
 
 
 @pytest.mark.parametrize("storage_context", [False, True], ids=["no-context", "scu-role-only"])

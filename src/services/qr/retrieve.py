@@ -508,18 +508,36 @@ class RetrieveSCP:
                 unanswered.append(instance)
             await reporter.tick()
 
-        for position, instance in enumerate(instances):
+        def stopping(position: int) -> bool:
+            """C-CANCEL received, the requestor or the association gone: stop here."""
+            nonlocal unstarted
             if request.cancelled.is_set() or reporter.gone:
                 progress.cancelled = progress.cancelled or request.cancelled.is_set()
                 progress.not_started.extend(i.sop_instance_uid for i in instances[position:])
-                break
+                return True
             if not session.association.is_established:
                 unstarted = list(instances[position:])
+                return True
+            return False
+
+        for position, instance in enumerate(instances):
+            if stopping(position):
                 break
             try:
-                operation = await self._start(
-                    session, instance, move_originator, negotiated, bulk=bulk
-                )
+                info = _inspected(instance)  # while the previous C-STOREs are out
+            except (Part10Error, OSError) as exc:
+                self._failed(session, instance, exc)
+                progress.fail(instance.sop_instance_uid)
+                await reporter.tick()
+                continue
+            # Wait for a free slot of the window here, not inside send_file: a C-CANCEL
+            # that arrives meanwhile then stops this instance before it is sent.
+            while in_flight and len(in_flight) >= session.invoke_window:
+                await settle()
+            if stopping(position):
+                break
+            try:
+                operation = await self._send(session, info, move_originator, negotiated, bulk=bulk)
             except (Part10Error, NoAcceptedContextError, DataSetError, OSError) as exc:
                 self._failed(session, instance, exc)
                 progress.fail(instance.sop_instance_uid)
@@ -540,23 +558,16 @@ class RetrieveSCP:
             await settle()
         return unanswered + unstarted
 
-    async def _start(
+    async def _send(
         self,
         session: DimseSession,
-        instance: IndexedInstance,
+        info: FileInfo,
         move_originator: tuple[str, int] | None,
         negotiated: NegotiatedAssociation | None,
         *,
         bulk: bool,
     ) -> Operation:
-        """Check the file and send its C-STORE-RQ; its operation, response pending."""
-        info = inspect_file(instance.path)
-        if info.sop_instance_uid != instance.sop_instance_uid:
-            raise Part10Error(
-                f"{instance.path} holds {info.sop_instance_uid}, not the indexed "
-                f"{instance.sop_instance_uid}",
-                "bad-dataset",
-            )
+        """Send the C-STORE-RQ of a checked file; its operation, response pending."""
         if bulk:
             return await send_file(
                 session, info, move_originator=move_originator, negotiated=negotiated
@@ -674,6 +685,18 @@ class RetrieveSCP:
         finally:
             if task is not None:
                 self._running.discard(task)
+
+
+def _inspected(instance: IndexedInstance) -> FileInfo:
+    """The instance's file, checked (:func:`inspect_file`) and holding the indexed UID."""
+    info = inspect_file(instance.path)
+    if info.sop_instance_uid != instance.sop_instance_uid:
+        raise Part10Error(
+            f"{instance.path} holds {info.sop_instance_uid}, not the indexed "
+            f"{instance.sop_instance_uid}",
+            "bad-dataset",
+        )
+    return info
 
 
 def _listed(instances: Iterator[IndexedInstance]) -> list[IndexedInstance]:
