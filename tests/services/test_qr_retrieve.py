@@ -569,6 +569,28 @@ def test_invalid_identifier_is_a900(tmp_path: Path, study: tuple[str, list[Path]
     assert int(raised.value.status) == 0xA900
 
 
+def test_undecodable_identifier_is_c000(tmp_path: Path, study: tuple[str, list[Path]]) -> None:
+    _, paths = study
+    destination = RecordingDestination()
+
+    async def run() -> Any:
+        async with (
+            destination.running(tmp_path / "unused") as entry,
+            retrieve_node(tmp_path / "store", build_index(paths), [entry]) as node,
+            dicomwire.connect(LOCALHOST, node.port, called_ae=NODE_AE, services=["move"]) as client,
+        ):
+            # A sequence of undefined length whose item header is cut short.
+            garbage = b"\x08\x00\x52\x00SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\x10\x00"
+            request = CMoveRQ(model_uid("study"), destination.ae_title, dataset=garbage)
+            operation = await client.session.send(request)
+            return (await operation.wait()).primitive
+
+    primitive = run_bounded(run(), 30)
+    assert int(primitive.status) == 0xC000
+    assert primitive.error_comment
+    assert destination.requests == []
+
+
 class BrokenIndex(SQLiteIndex):
     """An index whose storage fails when read (as a lost database file would)."""
 

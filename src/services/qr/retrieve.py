@@ -324,29 +324,34 @@ class RetrieveSCP:
     ) -> list[IndexedInstance] | DimseResponse:
         """The instances the identifier names, or the refusal to answer (A900, C001)."""
         sop_class = self._sop_class(request)
+        refused = request.negotiated.remote_ae_title, operation.upper()
         try:
-            model, _ = model_of(sop_class)
+            try:
+                model, _ = model_of(sop_class)
+            except KeyError:
+                raise InvalidQueryError(f"{sop_class} is not a Q/R SOP class") from None
             identifier = request.decode()  # DataSetError: answered C000 by the session
             if identifier is None:
                 raise InvalidQueryError("the request has no identifier")
+            for _element in identifier.iterall():  # every value converted now, or refused
+                pass
             relational = agreed_relational(
                 request.negotiated.extended_negotiation.get(sop_class), self.config.relational
             )
             level = check_identifier(model, operation, identifier, relational=relational)
-            return await asyncio.to_thread(_listed, self.index.instances(level, identifier))
-        except (InvalidQueryError, KeyError) as exc:
-            reason = str(exc) if isinstance(exc, InvalidQueryError) else "not a Q/R SOP class"
-            log.warning(
-                "C-%s from %s refused (A900): %s",
-                operation.upper(),
-                request.negotiated.remote_ae_title,
-                reason,
-            )
-            return request.primitive.response(0xA900, error_comment=reason[:64])
         except DataSetError:
             raise
+        except Exception as exc:  # InvalidQueryError, or a value pydicom cannot read
+            reason = str(exc) if isinstance(exc, InvalidQueryError) else f"bad identifier: {exc}"
+            log.warning("C-%s from %s refused (A900): %s", refused[1], refused[0], reason)
+            return request.primitive.response(0xA900, error_comment=reason[:64])
+        try:
+            return await asyncio.to_thread(_listed, self.index.instances(level, identifier))
+        except InvalidQueryError as exc:  # a key the matching rules cannot apply
+            log.warning("C-%s from %s refused (A900): %s", refused[1], refused[0], exc)
+            return request.primitive.response(0xA900, error_comment=str(exc)[:64])
         except Exception as exc:  # the index's own failure: the requestor learns of it
-            log.exception("C-%s: the index failed", operation.upper())
+            log.exception("C-%s from %s: the index failed", refused[1], refused[0])
             comment = f"index failure: {type(exc).__name__}"
             return request.primitive.response(INDEX_FAILURE, error_comment=comment[:64])
 
