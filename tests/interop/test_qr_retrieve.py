@@ -161,6 +161,31 @@ def test_pynetdicom_movescu(tmp_path: Path) -> None:
     assert received_uids(tmp_path / "dest") == {sop_uid(p) for p in paths}
 
 
+def test_pynetdicom_movescu_relational_retrieve(tmp_path: Path) -> None:
+    """Patient Root at the STUDY level without Patient ID: only once relational retrieve
+    was agreed by extended negotiation (PS3.4 C.4.2.2.2); hierarchical, A900."""
+    study_uid, paths = make_study(tmp_path / "archive", 3)
+    index = build_index(paths)
+    outputs = []
+    with storescp(tmp_path / "dest") as port:
+
+        async def run(relational: bool) -> tuple[int, str]:
+            nodes = [RemoteAE("STORESCP", LOCALHOST, port)]
+            async with retrieve_node(tmp_path / "store", index, nodes) as node:
+                argv = [sys.executable, "-m", "pynetdicom", "movescu", *_node_args(node), "-d"]
+                argv += ["-P", "-aec", NODE_AE, "-aem", "STORESCP", *study_keys(study_uid)]
+                if relational:
+                    argv.append("--relational-retrieval")
+                return await run_tool(argv)
+
+        for relational in (False, True):
+            outputs.append(run_bounded(run(relational), 90))
+    hierarchical, agreed = outputs
+    assert "Move SCP Result: 0xA900" in hierarchical[1], hierarchical[1]
+    assert agreed[0] == 0, agreed[1]
+    assert received_uids(tmp_path / "dest") == {sop_uid(p) for p in paths}
+
+
 def test_pynetdicom_getscu(tmp_path: Path) -> None:
     study_uid, paths = make_study(tmp_path / "archive", 4)
     received = tmp_path / "received"
