@@ -17,7 +17,13 @@ from pathlib import Path
 from dicomwire.services.directory import RemoteAE
 from dicomwire.services.node import Node
 
-from ..conftest import LOCALHOST, find_dcmtk_tool, get_free_tcp_port, run_bounded
+from ..conftest import (
+    LOCALHOST,
+    find_dcmtk_tool,
+    get_free_tcp_port,
+    import_or_fail,
+    run_bounded,
+)
 from ..orthanc_peer import orthanc
 from ..services.test_qr_retrieve import (
     NODE_AE,
@@ -145,6 +151,7 @@ def test_dcmtk_getscu(tmp_path: Path) -> None:
 
 
 def test_pynetdicom_movescu(tmp_path: Path) -> None:
+    import_or_fail("pynetdicom")
     study_uid, paths = make_study(tmp_path / "archive", 4)
     index = build_index(paths)
     with storescp(tmp_path / "dest") as port:
@@ -164,6 +171,7 @@ def test_pynetdicom_movescu(tmp_path: Path) -> None:
 def test_pynetdicom_movescu_relational_retrieve(tmp_path: Path) -> None:
     """Patient Root at the STUDY level without Patient ID: only once relational retrieve
     was agreed by extended negotiation (PS3.4 C.4.2.2.2); hierarchical, A900."""
+    import_or_fail("pynetdicom")
     study_uid, paths = make_study(tmp_path / "archive", 3)
     index = build_index(paths)
     outputs = []
@@ -187,6 +195,7 @@ def test_pynetdicom_movescu_relational_retrieve(tmp_path: Path) -> None:
 
 
 def test_pynetdicom_getscu(tmp_path: Path) -> None:
+    import_or_fail("pynetdicom")
     study_uid, paths = make_study(tmp_path / "archive", 4)
     received = tmp_path / "received"
     received.mkdir()
