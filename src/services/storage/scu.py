@@ -503,12 +503,19 @@ def choose_context(
     )
 
 
-def _store_command_for(sop_class_uid: str, sop_instance_uid: str) -> CommandSet:
-    return CStoreRQ(sop_class_uid, sop_instance_uid).to_command()
-
-
-def _store_command(info: FileInfo) -> CommandSet:
-    return _store_command_for(info.sop_class_uid, info.sop_instance_uid)
+def _store_command_for(
+    sop_class_uid: str, sop_instance_uid: str, move_originator: tuple[str, int] | None = None
+) -> CommandSet:
+    if move_originator is None:
+        return CStoreRQ(sop_class_uid, sop_instance_uid).to_command()
+    # A C-MOVE sub-operation names the AE and the message that asked for it (PS3.7 9.1.1.1).
+    ae_title, message_id = move_originator
+    return CStoreRQ(
+        sop_class_uid,
+        sop_instance_uid,
+        move_originator_ae_title=ae_title,
+        move_originator_message_id=message_id,
+    ).to_command()
 
 
 async def send_files(
@@ -588,14 +595,23 @@ async def send_files(
     return results
 
 
-async def send_file(session: DimseSession, info: FileInfo) -> Operation:
+async def send_file(
+    session: DimseSession,
+    info: FileInfo,
+    *,
+    move_originator: tuple[str, int] | None = None,
+    negotiated: NegotiatedAssociation | None = None,
+) -> Operation:
     """Send the C-STORE-RQ for one Part 10 file; return its operation (response pending).
 
     The data set goes in the file's transfer syntax, streamed from disk when large, or
     converted when the peer accepted only another uncompressed one
     (:class:`~dicomwire.errors.NoAcceptedContextError` when it accepted neither).
+    ``move_originator`` is (AE title, Message ID) of the C-MOVE this C-STORE is a
+    sub-operation of (PS3.7 9.1.1.1); ``negotiated`` narrows the contexts to choose from
+    (C-GET: only those where the requestor took the SCP role), the session's by default.
     """
-    context, convert = choose_context(session.negotiated, info)
+    context, convert = choose_context(negotiated or session.negotiated, info)
     payload: bytes | FileSource
     if convert:
         payload = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
@@ -606,7 +622,8 @@ async def send_file(session: DimseSession, info: FileInfo) -> Operation:
         else:
             # Read a small data set now, while the previous operation is still out.
             payload = source.read() if source.fits_in_memory() else source
-    return await session.request(context.context_id, _store_command(info), payload)
+    command = _store_command_for(info.sop_class_uid, info.sop_instance_uid, move_originator)
+    return await session.request(context.context_id, command, payload)
 
 
 async def store_file(session: DimseSession, info: FileInfo) -> Status:
