@@ -85,6 +85,10 @@ class JobQueue:
         """Give up on the job; it is kept as failed, with ``error``."""
         raise NotImplementedError
 
+    def release(self, job_id: int) -> None:
+        """Hand a claimed job back, due at once, its attempts unchanged (a runner stopping)."""
+        raise NotImplementedError
+
     def get(self, job_id: int) -> Job | None:
         raise NotImplementedError
 
@@ -190,6 +194,13 @@ class SQLiteJobQueue(JobQueue):
             "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = ?, "
             "lease_until = NULL WHERE id = ?",
             (error, job_id),
+        )
+
+    def release(self, job_id: int) -> None:
+        self._update(
+            "UPDATE jobs SET state = 'pending', lease_until = NULL, owner = NULL "
+            "WHERE id = ? AND state = 'claimed'",
+            (job_id,),
         )
 
     def get(self, job_id: int) -> Job | None:
@@ -306,8 +317,13 @@ class JobRunner:
     async def _loop(self) -> None:
         while True:
             await self._slots.acquire()
+            # Cleared before claiming: a wake() while the claim runs is not lost.
+            self._wakeup.clear()
             try:
-                job = await asyncio.to_thread(self.queue.claim, self.kinds, self.owner, self.lease)
+                job = await self._claim()
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
             except Exception:
                 self._slots.release()
                 log.exception("job queue unavailable; trying again in %.0f s", self.poll)
@@ -315,7 +331,6 @@ class JobRunner:
                 continue
             if job is None:
                 self._slots.release()
-                self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self.poll)
                 continue
@@ -323,11 +338,29 @@ class JobRunner:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    async def _claim(self) -> Job | None:
+        """Claim in a thread; if stopped meanwhile, hand back what the thread claimed.
+
+        (Cancelling ``to_thread`` does not stop the thread: without this a job claimed as
+        the runner stops stayed claimed, unseen by the next runner, until its lease ran out.)
+        """
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(self.queue.claim, self.kinds, self.owner, self.lease)
+        )
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                job = await claiming
+                if job is not None:
+                    self.queue.release(job.id)
+            raise
+
     async def _run(self, job: Job) -> None:
         try:
             await self.handler(job)
         except asyncio.CancelledError:
-            self.queue.retry(job.id, 0.0, "interrupted")
+            self.queue.release(job.id)  # cut off, not failed: the attempt does not count
             raise
         except Exception as exc:
             attempts = job.attempts + 1

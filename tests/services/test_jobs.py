@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,69 @@ def test_runner_retries_then_succeeds_or_fails_at_once(tmp_path: Path, permanent
 def test_retry_policy_backs_off_to_its_ceiling() -> None:
     policy = RetryPolicy(first_delay=5, factor=2, max_delay=30)
     assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
+
+
+def test_release_hands_a_claimed_job_back_without_counting_an_attempt(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    assert queue.claim(["relay"], "a", 600) is not None
+    queue.release(job_id)
+    again = queue.claim(["relay"], "b", 600)
+    assert again is not None and again.id == job_id and again.attempts == 0
+
+
+class _SlowClaims(SQLiteJobQueue):
+    """A queue whose claims take a while (a busy database), to reach the runner's races."""
+
+    delay = 0.3
+
+    def claim(self, kinds: Sequence[str], owner: str, lease: float) -> Job | None:
+        found = super().claim(kinds, owner, lease)
+        time.sleep(self.delay)  # the answer comes back late
+        return found
+
+
+def test_stopping_during_a_claim_leaves_no_job_claimed(tmp_path: Path) -> None:
+    """Regression: a claim finishing in its thread after stop() kept the job for a lease."""
+    queue = _SlowClaims(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    handled: list[int] = []
+
+    async def handler(job: Job) -> None:
+        handled.append(job.id)
+
+    async def main() -> None:
+        runner = JobRunner(queue, ["relay"], handler, poll=0.01, lease=600)
+        runner.start()
+        await asyncio.sleep(0.05)  # the runner is inside its first (slow) claim
+        await runner.stop()
+
+    run_bounded(main(), 30)
+    job = queue.get(job_id)
+    assert job is not None
+    assert handled or job.state == "pending", job.state
+
+
+def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
+    """Regression: wake() while a claim found nothing was cleared, the job waited a poll."""
+    queue = _SlowClaims(tmp_path / "q.sqlite")
+    done = asyncio.Event
+
+    async def main() -> float:
+        finished = done()
+
+        async def handler(job: Job) -> None:
+            finished.set()
+
+        runner = JobRunner(queue, ["relay"], handler, poll=60.0)
+        runner.start()
+        await asyncio.sleep(0.1)  # inside the first claim, which will find nothing
+        queue.put("relay", {})
+        runner.wake()
+        started = time.monotonic()
+        await asyncio.wait_for(finished.wait(), 30)
+        await runner.stop()
+        return time.monotonic() - started
+
+    waited = run_bounded(main(), 60)
+    assert waited < 30  # woken, not polled 60 s later
