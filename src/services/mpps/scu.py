@@ -117,7 +117,7 @@ def step_from_worklist(
         setattr(step, keyword, source.get(keyword, ""))
     step.ReferencedPatientSequence = []
     date, time = _now(started)
-    step.PerformedProcedureStepID = step_id or f"PPS{date}{time}"
+    step.PerformedProcedureStepID = step_id or f"PPS{date[2:]}{time}"
     step.PerformedStationAETitle = station_ae
     step.PerformedStationName = first.get("ScheduledStationName", "")
     step.PerformedLocation = first.get("ScheduledProcedureStepLocation", "")

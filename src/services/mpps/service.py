@@ -40,9 +40,10 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ...dimse.commands import CommandField, Tag
 from ...dimse.primitives import DimseResponse, NCreateRQ, NSetRQ
@@ -94,6 +95,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("dicomwire.services.mpps")
+_T = TypeVar("_T")
 
 #: PS3.4 F.7: Modality Performed Procedure Step SOP Class.
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
@@ -204,6 +206,9 @@ class MPPS(Service):
         self.relay: MPPSRelay | None = None
         self._lock = asyncio.Lock()
         self._hook_tasks: set[asyncio.Task[None]] = set()
+        # Database work on a thread of its own: a busy default executor (other services,
+        # blocking user code) must not hold up the answers to modalities.
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- life ------------------------------------------------------------------------
 
@@ -267,6 +272,12 @@ class MPPS(Service):
             ", ".join(destinations) if destinations else "no one",
         )
 
+    async def _db(self, function: Callable[..., _T], *args: Any) -> _T:
+        """Run a database call on the service's own thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="dicomwire-mpps")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
     async def stop(self) -> None:
         """Stop relaying (what is left is sent after the next start) and close."""
         if self.relay is not None:
@@ -279,6 +290,9 @@ class MPPS(Service):
                 with contextlib.suppress(Exception):
                     closing.close()
         self.store = self.queue = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
     def bindings(self) -> Sequence[Binding]:
         return [
@@ -337,15 +351,17 @@ class MPPS(Service):
         syntax = request.context.transfer_syntax or ""
         async with self._lock:
             store = self._store()
-            if await asyncio.to_thread(store.exists, uid):
+            if await self._db(store.exists, uid):
                 log.warning("N-CREATE %s from %s refused: the instance exists (0111)", uid, caller)
                 return primitive.response(
                     DUPLICATE_SOP_INSTANCE,
                     affected_sop_instance_uid=uid,
                     error_comment="SOP Instance exists already",
                 )
-            await asyncio.to_thread(self._accept, N_CREATE, uid, raw, syntax, caller)
-            await asyncio.to_thread(store.insert, uid, IN_PROGRESS, dataset, caller)
+            await self._db(self._accept, N_CREATE, uid, raw, syntax, caller)
+            await self._db(store.insert, uid, IN_PROGRESS, dataset, caller)
+        if self.relay is not None:
+            self.relay.wake()
         log.info("N-CREATE %s from %s: IN PROGRESS", uid, caller)
         now = time.time()
         self._changed(Step(uid, IN_PROGRESS, dataset, caller, now, now))
@@ -369,7 +385,7 @@ class MPPS(Service):
             return primitive.response(PROCESSING_FAILURE, error_comment="undecodable attributes")
         async with self._lock:
             store = self._store()
-            step = await asyncio.to_thread(store.get, uid)
+            step = await self._db(store.get, uid)
             if step is None:
                 log.warning("N-SET %s from %s refused: no such instance (0112)", uid, caller)
                 return primitive.response(
@@ -396,8 +412,10 @@ class MPPS(Service):
                 return self._refuse(primitive, "N-SET", uid, caller, problems)
             raw = _raw(request)
             syntax = request.context.transfer_syntax or ""
-            await asyncio.to_thread(self._accept, N_SET, uid, raw, syntax, caller)
-            await asyncio.to_thread(store.update, uid, status or step.status, merged)
+            await self._db(self._accept, N_SET, uid, raw, syntax, caller)
+            await self._db(store.update, uid, status or step.status, merged)
+        if self.relay is not None:
+            self.relay.wake()
         log.info("N-SET %s from %s: %s", uid, caller, status or step.status)
         if status and status != step.status:
             self._changed(Step(uid, status, merged, step.calling_ae, step.created, time.time()))
@@ -411,7 +429,6 @@ class MPPS(Service):
         """Queue the relay of an accepted message (before it is stored: never lost)."""
         if self.relay is not None:
             self.relay.enqueue(operation, uid, raw, syntax, caller)
-            self.relay.wake()
 
     def _refuse(
         self,
