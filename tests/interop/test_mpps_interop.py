@@ -194,6 +194,33 @@ def test_accepted_messages_are_relayed_in_order(tmp_path: Path) -> None:
     assert final["00400252"]["Value"] == [COMPLETED]
 
 
+def test_a_create_relayed_twice_counts_as_delivered(tmp_path: Path) -> None:
+    """A node that stopped after sending but before marking the job done sends it again:
+    the destination answers 0111, and the relay takes it as delivered."""
+    with mpps_peer(tmp_path) as peer:
+
+        async def main() -> list[str]:
+            async with mpps_node(tmp_path, relay_port=peer.port) as (node, service):
+                relay, queue = service.relay, service.queue
+                assert relay is not None and queue is not None
+
+                def modality(assoc: Any) -> int:
+                    return int(_create(assoc, new_step(), UID)["status"])
+
+                assert await asyncio.to_thread(pynetdicom_scu, node.port, modality) == 0
+                await wait_until(lambda: relay.counts["delivered"] == 1)
+                first = queue.jobs(RELAY_KIND)[0]
+                queue.put(RELAY_KIND, first.payload, key=first.key, group=first.group)
+                relay.wake()
+                await wait_until(lambda: relay.counts["delivered"] == 2)
+                return [job.state for job in queue.jobs(RELAY_KIND)]
+
+        states = run_bounded(main(), 60)
+        received = peer.received()
+    assert states == ["done", "done"]
+    assert [(r["op"], r["status"]) for r in received] == [("N-CREATE", 0), ("N-CREATE", 0x0111)]
+
+
 def test_relay_waits_for_a_destination_that_is_down(tmp_path: Path) -> None:
     with mpps_peer(tmp_path, start=False) as peer:
 

@@ -86,7 +86,9 @@ def add_parser(
     )
     add_peer(mpps)
     _options(mpps)
-    actions = mpps.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = mpps.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="create or set (see ACTION --help)"
+    )
 
     create = actions.add_parser(
         "create",

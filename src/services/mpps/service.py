@@ -74,7 +74,7 @@ from .attributes import (
     check_set,
 )
 from .relay import N_CREATE, N_SET, MPPSRelay
-from .store import Step, StepStore
+from .store import Step, StepStore, to_json
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -347,19 +347,29 @@ class MPPS(Service):
         if problems:
             return self._refuse(primitive, "N-CREATE", uid, caller, problems)
         assert dataset is not None
+        stored = _storable(dataset)
+        if stored is None:
+            log.warning("N-CREATE %s from %s: the attribute list cannot be stored", uid, caller)
+            return primitive.response(PROCESSING_FAILURE, error_comment="unstorable attributes")
         raw = _raw(request)
         syntax = request.context.transfer_syntax or ""
+        duplicate = primitive.response(
+            DUPLICATE_SOP_INSTANCE,
+            affected_sop_instance_uid=uid,
+            error_comment="SOP Instance exists already",
+        )
         async with self._lock:
             store = self._store()
             if await self._db(store.exists, uid):
                 log.warning("N-CREATE %s from %s refused: the instance exists (0111)", uid, caller)
-                return primitive.response(
-                    DUPLICATE_SOP_INSTANCE,
-                    affected_sop_instance_uid=uid,
-                    error_comment="SOP Instance exists already",
-                )
+                return duplicate
+            # The relay is queued first: a crash in between re-relays (answered 0111 by
+            # the destination, counted delivered) rather than losing the message.
             await self._db(self._accept, N_CREATE, uid, raw, syntax, caller)
-            await self._db(store.insert, uid, IN_PROGRESS, dataset, caller)
+            if not await self._db(store.insert, uid, IN_PROGRESS, stored, caller):
+                # another process of the node created it meanwhile (workers > 1)
+                log.warning("N-CREATE %s from %s refused: created meanwhile (0111)", uid, caller)
+                return duplicate
         if self.relay is not None:
             self.relay.wake()
         log.info("N-CREATE %s from %s: IN PROGRESS", uid, caller)
@@ -410,10 +420,14 @@ class MPPS(Service):
                 problems = check_final(merged, status)
             if problems:
                 return self._refuse(primitive, "N-SET", uid, caller, problems)
+            stored = _storable(merged)
+            if stored is None:
+                log.warning("N-SET %s from %s: the attributes cannot be stored", uid, caller)
+                return primitive.response(PROCESSING_FAILURE, error_comment="unstorable attributes")
             raw = _raw(request)
             syntax = request.context.transfer_syntax or ""
             await self._db(self._accept, N_SET, uid, raw, syntax, caller)
-            await self._db(store.update, uid, status or step.status, merged)
+            await self._db(store.update, uid, status or step.status, stored)
         if self.relay is not None:
             self.relay.wake()
         log.info("N-SET %s from %s: %s", uid, caller, status or step.status)
@@ -495,3 +509,12 @@ def _raw(request: Request) -> bytes | None:
     """The request's data set as received (what the relay passes on unchanged)."""
     data = request.message.dataset
     return bytes(data) if isinstance(data, bytes | bytearray | memoryview) else None
+
+
+def _storable(dataset: Dataset) -> str | None:
+    """The attributes as the store keeps them, or None when they cannot be encoded."""
+    try:
+        return to_json(dataset)
+    except Exception:
+        log.exception("cannot encode MPPS attributes as DICOM JSON")
+        return None

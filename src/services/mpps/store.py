@@ -22,7 +22,7 @@ from .attributes import FINAL_STATES, SCHEDULED_STEP_ATTRIBUTES
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-__all__ = ["Step", "StepStore"]
+__all__ = ["Step", "StepStore", "to_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,10 @@ class Step:
         return found
 
 
-def _to_json(dataset: Dataset) -> str:
+def to_json(dataset: Dataset | str) -> str:
+    """A step's attributes as stored: DICOM JSON (a str is taken as already encoded)."""
+    if isinstance(dataset, str):
+        return dataset
     return json.dumps(dataset.to_json_dict(bulk_data_threshold=1 << 30), separators=(",", ":"))
 
 
@@ -100,7 +103,7 @@ class StepStore:
         with self._lock:
             self._db.close()
 
-    def insert(self, uid: str, status: str, dataset: Dataset, calling_ae: str) -> bool:
+    def insert(self, uid: str, status: str, dataset: Dataset | str, calling_ae: str) -> bool:
         """Store a new step; False when ``uid`` exists already (nothing changed)."""
         now = time.time()
         try:
@@ -108,18 +111,18 @@ class StepStore:
                 self._db.execute(
                     "INSERT INTO mpps_steps (uid, status, dataset, calling_ae, created, updated) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (uid, status, _to_json(dataset), calling_ae, now, now),
+                    (uid, status, to_json(dataset), calling_ae, now, now),
                 )
         except sqlite3.IntegrityError:
             return False
         return True
 
-    def update(self, uid: str, status: str, dataset: Dataset) -> None:
+    def update(self, uid: str, status: str, dataset: Dataset | str) -> None:
         """Replace the step's attributes and status (after an accepted N-SET)."""
         with self._lock:
             self._db.execute(
                 "UPDATE mpps_steps SET status = ?, dataset = ?, updated = ? WHERE uid = ?",
-                (status, _to_json(dataset), time.time(), uid),
+                (status, to_json(dataset), time.time(), uid),
             )
 
     def exists(self, uid: str) -> bool:
