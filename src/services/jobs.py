@@ -304,15 +304,25 @@ class JobRunner:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def stop(self) -> None:
-        """Stop claiming; wait for the jobs running (each is retried later if cut off)."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; wait for the jobs running, at most ``grace`` seconds if given.
+
+        A job still running after ``grace`` is cut off: handed back to the queue, its
+        attempt not counted, to run again after the next start.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        running = set(self._running)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:

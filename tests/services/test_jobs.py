@@ -169,3 +169,25 @@ def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
 
     waited = run_bounded(main(), 60)
     assert waited < 30  # woken, not polled 60 s later
+
+
+def test_stop_with_a_grace_cuts_off_a_job_and_hands_it_back(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    started = asyncio.Event
+
+    async def main() -> None:
+        running = started()
+
+        async def handler(job: Job) -> None:
+            running.set()
+            await asyncio.sleep(3600)  # a peer that never answers
+
+        runner = JobRunner(queue, ["relay"], handler, poll=0.01)
+        runner.start()
+        await asyncio.wait_for(running.wait(), 10)
+        await runner.stop(grace=0.05)
+
+    run_bounded(main(), 30)
+    job = queue.get(job_id)
+    assert job is not None and (job.state, job.attempts) == ("pending", 0)

@@ -117,8 +117,9 @@ class MPPSRelay:
     def wake(self) -> None:
         self.runner.wake()
 
-    async def stop(self) -> None:
-        await self.runner.stop()
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop relaying; a message still being sent after ``grace`` s goes next start."""
+        await self.runner.stop(grace)
 
     async def deliver(self, job: Job) -> None:
         """Send one queued message; raising makes it a failed attempt (see the runner)."""
