@@ -204,7 +204,7 @@ class MPPS(Service):
         self.store: StepStore | None = None
         self.queue: SQLiteJobQueue | None = None
         self.relay: MPPSRelay | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # made again by open(): one per event loop
         self._hook_tasks: set[asyncio.Task[None]] = set()
         # Database work on a thread of its own: a busy default executor (other services,
         # blocking user code) must not hold up the answers to modalities.
@@ -244,6 +244,7 @@ class MPPS(Service):
                     raise ConfigError(f"mpps.relay_to: {exc}", key="relay_to") from None
         self.store = StepStore(database)
         self.queue = SQLiteJobQueue(database)
+        self._lock = asyncio.Lock()
         if destinations:
             assert directory is not None
             node_tls = tls
