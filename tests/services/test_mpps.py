@@ -159,6 +159,35 @@ def test_type2_attributes_checked_when_configured(tmp_path: Path) -> None:
     assert refused.status == 0x0120 and "PatientSex" in refused.comment
 
 
+def admit_known_accessions(attributes: Any, caller: str) -> None:
+    """An ``admit`` check: the scheduled accession must be known (as a RIS can require)."""
+    accession = attributes.ScheduledStepAttributesSequence[0].AccessionNumber
+    if accession != "ACC1":
+        raise DimseStatusError(0x0112, f"no scheduled procedure with accession {accession}")
+
+
+def test_admit_refuses_a_step_for_an_unknown_accession(tmp_path: Path) -> None:
+    async def main() -> DimseStatusError:
+        async with (
+            mpps_node(tmp_path, admit="tests.services.test_mpps:admit_known_accessions") as (
+                node,
+                _,
+            ),
+            dicomwire.connect(
+                "127.0.0.1", node.port, called_ae=NODE_AE, services=["mpps"]
+            ) as client,
+        ):
+            assert await create_step(client, new_step(), "1.2.3.6")
+            unknown = new_step()
+            unknown.ScheduledStepAttributesSequence[0].AccessionNumber = "NOPE"
+            with pytest.raises(DimseStatusError) as refused:
+                await create_step(client, unknown, "1.2.3.7")
+            return refused.value
+
+    refused = run_bounded(main(), 60)
+    assert refused.status == 0x0112 and "NOPE" in refused.comment
+
+
 # --------------------------------------------------------------------------- configuration
 
 

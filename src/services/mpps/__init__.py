@@ -19,6 +19,7 @@ from .service import (
     MPPS_SOP_CLASS,
     NOT_UPDATABLE_COMMENT,
     NOT_UPDATABLE_ERROR_ID,
+    AdmitHook,
     MPPSConfig,
     StatusHook,
 )
@@ -26,6 +27,7 @@ from .store import Step, StepStore
 
 __all__ = [
     "COMPLETED",
+    "AdmitHook",
     "DISCONTINUED",
     "IN_PROGRESS",
     "MPPS",

@@ -57,7 +57,7 @@ from ...dimse.status import (
     SUCCESS,
     Status,
 )
-from ...errors import ConfigError, DataSetError
+from ...errors import ConfigError, DataSetError, DimseStatusError
 from ...ul.identifiers import is_valid_uid
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...ul.timeouts import Timeouts
@@ -86,6 +86,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MISSING_ATTRIBUTE_VALUE",
+    "AdmitHook",
     "MPPS",
     "MPPS_SOP_CLASS",
     "MPPSConfig",
@@ -110,6 +111,10 @@ NOT_UPDATABLE_ERROR_ID = 0xA710
 #: Called with the step each time its status changes (created IN PROGRESS, then
 #: COMPLETED or DISCONTINUED); may be a coroutine function. Its errors are logged.
 StatusHook = Callable[[Step], Awaitable[None] | None]
+#: Called with an N-CREATE's attribute list and the caller's AE title once it passed the
+#: checks of Table F.7.2-1, before it is accepted; raising DimseStatusError refuses it
+#: with that status (e.g. 0112 when the scheduled study or accession is unknown).
+AdmitHook = Callable[["Dataset", str], Awaitable[None] | None]
 
 
 @dataclass(slots=True)
@@ -123,6 +128,8 @@ class MPPSConfig:
     check_type2: bool = False
     #: ``"package.module:function"`` called with each step whose status changes.
     on_status: str | None = None
+    #: ``"package.module:function"`` that may refuse an N-CREATE (see :data:`AdmitHook`).
+    admit: str | None = None
     #: Relay retries: first wait, growth factor, longest wait (seconds), attempts in all.
     relay_first_delay: float = 5.0
     relay_backoff: float = 2.0
@@ -145,10 +152,10 @@ class MPPSConfig:
         for name in ("relay_attempts", "relay_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"mpps.{name} must be 1 or more")
-        if self.on_status is not None and ":" not in self.on_status:
-            raise ConfigError(
-                f"mpps.on_status must be 'package.module:function', not {self.on_status!r}"
-            )
+        for name in ("on_status", "admit"):
+            spec = getattr(self, name)
+            if spec is not None and ":" not in spec:
+                raise ConfigError(f"mpps.{name} must be 'package.module:function', not {spec!r}")
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -160,7 +167,7 @@ class MPPSConfig:
         )
 
 
-def load_hook(spec: str) -> StatusHook:
+def load_hook(spec: str, name: str = "on_status") -> Any:
     """The callable ``"package.module:function"`` names (ConfigError when it cannot)."""
     module_name, _, attribute = spec.partition(":")
     try:
@@ -168,11 +175,10 @@ def load_hook(spec: str) -> StatusHook:
         for part in attribute.split("."):
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"mpps.on_status: cannot load {spec!r}: {exc}", key="on_status") from None
+        raise ConfigError(f"mpps.{name}: cannot load {spec!r}: {exc}", key=name) from None
     if not callable(target):
-        raise ConfigError(f"mpps.on_status: {spec!r} is not callable", key="on_status")
-    hook: StatusHook = target
-    return hook
+        raise ConfigError(f"mpps.{name}: {spec!r} is not callable", key=name)
+    return target
 
 
 class MPPS(Service):
@@ -194,6 +200,7 @@ class MPPS(Service):
         *,
         database: str | Path | None = None,
         on_status: StatusHook | None = None,
+        admit: AdmitHook | None = None,
     ) -> None:
         self.config = config or MPPSConfig()
         self.config.validate()
@@ -201,6 +208,9 @@ class MPPS(Service):
         self.hooks: list[StatusHook] = [on_status] if on_status is not None else []
         if self.config.on_status:
             self.hooks.append(load_hook(self.config.on_status))
+        self.admit: AdmitHook | None = admit
+        if self.config.admit:
+            self.admit = load_hook(self.config.admit, "admit")
         self.store: StepStore | None = None
         self.queue: SQLiteJobQueue | None = None
         self.relay: MPPSRelay | None = None
@@ -348,6 +358,16 @@ class MPPS(Service):
         if problems:
             return self._refuse(primitive, "N-CREATE", uid, caller, problems)
         assert dataset is not None
+        if self.admit is not None:
+            try:
+                verdict = self.admit(dataset, caller)
+                if inspect.isawaitable(verdict):
+                    await verdict
+            except DimseStatusError as exc:
+                log.warning("N-CREATE %s from %s refused by admit (%s)", uid, caller, exc)
+                return primitive.response(
+                    exc.status, affected_sop_instance_uid=uid, error_comment=exc.comment[:64]
+                )
         stored = _storable(dataset)
         if stored is None:
             log.warning("N-CREATE %s from %s: the attribute list cannot be stored", uid, caller)
