@@ -85,6 +85,10 @@ class JobQueue:
         """Give up on the job; it is kept as failed, with ``error``."""
         raise NotImplementedError
 
+    def release(self, job_id: int) -> None:
+        """Hand a claimed job back, due at once, its attempts unchanged (a runner stopping)."""
+        raise NotImplementedError
+
     def get(self, job_id: int) -> Job | None:
         raise NotImplementedError
 
@@ -192,6 +196,13 @@ class SQLiteJobQueue(JobQueue):
             (error, job_id),
         )
 
+    def release(self, job_id: int) -> None:
+        self._update(
+            "UPDATE jobs SET state = 'pending', lease_until = NULL, owner = NULL "
+            "WHERE id = ? AND state = 'claimed'",
+            (job_id,),
+        )
+
     def get(self, job_id: int) -> Job | None:
         with self._lock:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
@@ -293,24 +304,36 @@ class JobRunner:
     def wake(self) -> None:
         self._wakeup.set()
 
-    async def stop(self) -> None:
-        """Stop claiming; wait for the jobs running (each is retried later if cut off)."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; wait for the jobs running, at most ``grace`` seconds if given.
+
+        A job still running after ``grace`` is cut off: handed back to the queue, its
+        attempt not counted, to run again after the next start.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        running = set(self._running)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
             await self._slots.acquire()
-            # Cleared before claiming, not after finding nothing: a job put (and woken
-            # for) while the claim runs must not wait for the next poll.
+            # Cleared before claiming: a wake() while the claim runs is not lost.
             self._wakeup.clear()
             try:
-                job = await asyncio.to_thread(self.queue.claim, self.kinds, self.owner, self.lease)
+                job = await self._claim()
+            except asyncio.CancelledError:
+                self._slots.release()
+                raise
             except Exception:
                 self._slots.release()
                 log.exception("job queue unavailable; trying again in %.0f s", self.poll)
@@ -325,11 +348,29 @@ class JobRunner:
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    async def _claim(self) -> Job | None:
+        """Claim in a thread; if stopped meanwhile, hand back what the thread claimed.
+
+        (Cancelling ``to_thread`` does not stop the thread: without this a job claimed as
+        the runner stops stayed claimed, unseen by the next runner, until its lease ran out.)
+        """
+        claiming = asyncio.ensure_future(
+            asyncio.to_thread(self.queue.claim, self.kinds, self.owner, self.lease)
+        )
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                job = await claiming
+                if job is not None:
+                    self.queue.release(job.id)
+            raise
+
     async def _run(self, job: Job) -> None:
         try:
             await self.handler(job)
         except asyncio.CancelledError:
-            self.queue.retry(job.id, 0.0, "interrupted")
+            self.queue.release(job.id)  # cut off, not failed: the attempt does not count
             raise
         except Exception as exc:
             attempts = job.attempts + 1

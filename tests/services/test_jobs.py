@@ -139,3 +139,66 @@ def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
         await runner.stop()
 
     run_bounded(main(), 20)
+
+
+def test_release_hands_a_claimed_job_back_without_counting_an_attempt(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    assert queue.claim(["relay"], "a", 600) is not None
+    queue.release(job_id)
+    again = queue.claim(["relay"], "b", 600)
+    assert again is not None and again.id == job_id and again.attempts == 0
+
+
+class _SlowClaims(SQLiteJobQueue):
+    """A queue whose claims take a while (a busy database), to reach the runner's races."""
+
+    delay = 0.3
+
+    def claim(self, kinds: Sequence[str], owner: str, lease: float) -> Job | None:
+        found = super().claim(kinds, owner, lease)
+        time.sleep(self.delay)  # the answer comes back late
+        return found
+
+
+def test_stopping_during_a_claim_leaves_no_job_claimed(tmp_path: Path) -> None:
+    """Regression: a claim finishing in its thread after stop() kept the job for a lease."""
+    queue = _SlowClaims(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    handled: list[int] = []
+
+    async def handler(job: Job) -> None:
+        handled.append(job.id)
+
+    async def main() -> None:
+        runner = JobRunner(queue, ["relay"], handler, poll=0.01, lease=600)
+        runner.start()
+        await asyncio.sleep(0.05)  # the runner is inside its first (slow) claim
+        await runner.stop()
+
+    run_bounded(main(), 30)
+    job = queue.get(job_id)
+    assert job is not None
+    assert handled or job.state == "pending", job.state
+
+
+def test_stop_with_a_grace_cuts_off_a_job_and_hands_it_back(tmp_path: Path) -> None:
+    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    job_id = queue.put("relay", {})
+    started = asyncio.Event
+
+    async def main() -> None:
+        running = started()
+
+        async def handler(job: Job) -> None:
+            running.set()
+            await asyncio.sleep(3600)  # a peer that never answers
+
+        runner = JobRunner(queue, ["relay"], handler, poll=0.01)
+        runner.start()
+        await asyncio.wait_for(running.wait(), 10)
+        await runner.stop(grace=0.05)
+
+    run_bounded(main(), 30)
+    job = queue.get(job_id)
+    assert job is not None and (job.state, job.attempts) == ("pending", 0)

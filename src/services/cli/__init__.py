@@ -9,6 +9,7 @@
   virtual film printer (PNG per film), :mod:`.print`;
 - ``dicomwire find|move|get HOST PORT -k KEY=VALUE...`` — Query/Retrieve SCU (like
   findscu, movescu, getscu), :mod:`.query`;
+- ``dicomwire mpps HOST PORT create|set`` — MPPS SCU (PS3.4 F.7), :mod:`.mpps`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
@@ -29,7 +30,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, commit, echo, query, serve, store
+from . import certs, commit, echo, mpps, query, serve, store
 from . import print as print_command
 from .flags import configure_logging
 
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     print_command.add_parser(commands)
     print_command.add_printer_parser(commands)
     query.add_parsers(commands)
+    mpps.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
 
