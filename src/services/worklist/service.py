@@ -1,0 +1,309 @@
+"""The Modality Worklist SCP: PS3.4 Annex K, Modality Worklist Information Model - FIND.
+
+C-FIND-RQ on 1.2.840.10008.5.1.4.31 is answered from a
+:class:`~.store.WorklistStore` (entries added by the API or CLI, and a watched directory
+of ``.wl``/``.dcm`` files). The identifier is compiled by
+:mod:`dicomwire.services.matching` (PS3.4 C.2.2.2, one matcher for Q/R and worklist) and
+answered as PS3.4 K.4.1.1.4 and the RIS statement we serve describe:
+
+- one pending response per matching entry: FF00, or **FF01** when the identifier holds a
+  matching key that is not a *supported matching key* (:data:`SUPPORTED_KEYS`,
+  :data:`SUPPORTED_STEP_KEYS`): such a key is not used for matching (PS3.4 K.4.1.1.4,
+  "one or more Optional Keys were not supported"), only answered as a return key;
+- 0000 when the matches are done (or there are none); FE00 when the SCU sent C-CANCEL;
+- A900 (Identifier does not match SOP Class) with an Error Comment when the identifier is
+  malformed (cannot be decoded, a sequence key with more than one item, an invalid date);
+- A700 (Out of resources) after ``max_responses`` matches; C001 (Unable to process) and
+  a log line when the store fails.
+
+Each response holds every key the identifier asked for, zero length when the entry has no
+value; a sequence key's item is answered for each of the entry's items it matches (PS3.4
+C.2.2.2.6); a sequence asked for empty is answered whole. Specific Character Set both
+ways: the identifier is decoded in its own character set; an answer is encoded in the
+character set of the query when every value fits in it, else in the entry's own (UTF-8,
+ISO_IR 192, for an entry without one whose text is not ASCII).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import dataclasses
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...dimse.commands import CommandField
+from ...dimse.primitives import DimseResponse
+from ...dimse.session import Request
+from ...dimse.status import CANCEL, OUT_OF_RESOURCES, SUCCESS
+from ...errors import DicomWireError, InvalidQueryError
+from ..matching import NOT_KEYS, KeyCondition, MatchKind, Query, compile_query
+from ..service import Binding, Service
+from .store import STEP_SEQUENCE, SQLiteWorklistStore, WatchedDirectory, WorklistStore
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+    from ..node import Node, NodeConfig
+
+__all__ = [
+    "LIST_KEYS",
+    "MODALITY_WORKLIST_FIND",
+    "SUPPORTED_KEYS",
+    "SUPPORTED_STEP_KEYS",
+    "Worklist",
+    "WorklistConfig",
+    "answer_for",
+    "supported_query",
+]
+
+log = logging.getLogger("dicomwire.services.worklist")
+
+#: Modality Worklist Information Model - FIND (PS3.4 K.6.1.2).
+MODALITY_WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
+#: Supported matching keys outside the Scheduled Procedure Step Sequence: the RIS
+#: statement's Table 3.2 (Accession Number, Patient's Name, Patient ID, Requested
+#: Procedure ID) and the required matching keys of PS3.4 Table K.6-1 at this level.
+SUPPORTED_KEYS = frozenset((0x00080050, 0x00100010, 0x00100020, 0x00401001, STEP_SEQUENCE))
+#: Supported matching keys inside the Scheduled Procedure Step Sequence: Table 3.2's
+#: Modality, Scheduled Station AE Title, Start Date, Start Time, Scheduled Station Name,
+#: and PS3.4 Table K.6-1's other required one, Scheduled Performing Physician's Name.
+SUPPORTED_STEP_KEYS = frozenset(
+    (0x00080060, 0x00400001, 0x00400002, 0x00400003, 0x00400010, 0x00400006)
+)
+#: Keys that may hold several values (any of them matches): Scheduled Station AE Title.
+LIST_KEYS = frozenset((0x00400001,))
+#: Pending statuses (PS3.4 K.4.1.1.4).
+MATCH = 0xFF00
+MATCH_UNSUPPORTED_KEYS = 0xFF01
+IDENTIFIER_MISMATCH = 0xA900
+UNABLE_TO_PROCESS = 0xC001
+_CHARSET = 0x00080005
+_COMMENT_LENGTH = 64  # Error Comment is LO
+
+
+@dataclass(slots=True)
+class WorklistConfig:
+    """The ``[worklist]`` table of a node's configuration."""
+
+    #: A folder of ``.wl``/``.dcm`` worklist files to serve beside the stored entries:
+    #: files in it for every called AE title, files in ``<AE>/`` for that one (wlmscpfs).
+    directory: Path | None = None
+    #: Seconds between rescans of the directory (0: before every query).
+    poll_interval: float = 2.0
+    #: Most matches answered per query (0: no limit); beyond it the query ends with A700.
+    max_responses: int = 0
+    #: Answer an SCU only the steps scheduled for it: Scheduled Station AE Title equal to
+    #: its calling AE title (the RIS statement's optional restriction).
+    restrict_to_calling_ae: bool = False
+
+
+class Worklist(Service):
+    """Modality Worklist SCP (C-FIND) over a :class:`~.store.WorklistStore`."""
+
+    name = "worklist"
+    section = "worklist"
+    config_type = WorklistConfig
+
+    def __init__(self, store: WorklistStore, config: WorklistConfig | None = None) -> None:
+        self.store = store
+        self.config = config or WorklistConfig()
+        self.directory: WatchedDirectory | None = None
+        if self.config.directory is not None:
+            self.directory = WatchedDirectory(
+                store, self.config.directory, self.config.poll_interval
+            )
+
+    @classmethod
+    def for_node(cls, config: NodeConfig) -> Worklist:
+        """The service a node runs: its ``[worklist]`` table, the node's database."""
+        from ..node import database_path
+
+        section = config.sections.get("worklist")
+        return cls(SQLiteWorklistStore(database_path(config)), section)
+
+    def bindings(self) -> Sequence[Binding]:
+        return [Binding(MODALITY_WORKLIST_FIND, handlers={CommandField.C_FIND_RQ: self.handle})]
+
+    async def start(self, node: Node) -> None:
+        if self.directory is not None:
+            await asyncio.to_thread(self.directory.refresh, force=True)
+
+    async def handle(self, request: Request) -> DimseResponse | int:
+        """Answer one C-FIND-RQ: pending responses, then the final status."""
+        primitive = request.primitive
+        try:
+            identifier = request.decode()
+            if identifier is None:
+                raise InvalidQueryError("the C-FIND-RQ has no identifier")
+            query = compile_query(identifier, list_keys=LIST_KEYS)
+        except (InvalidQueryError, DicomWireError, ValueError, TypeError, KeyError) as exc:
+            comment = f"{exc}"[:_COMMENT_LENGTH]
+            log.warning("worklist query refused (A900): %s", exc)
+            return primitive.response(IDENTIFIER_MISMATCH, error_comment=comment)
+        matching, unsupported = supported_query(query)
+        queries = [matching]
+        calling_ae = request.negotiated.remote_ae_title
+        if self.config.restrict_to_calling_ae:
+            queries.append(_scheduled_for(calling_ae))
+        called_ae = request.negotiated.local_ae_title
+        try:
+            if self.directory is not None:
+                await asyncio.to_thread(self.directory.refresh)
+            entries = await asyncio.to_thread(self.store.find, queries, called_ae=called_ae)
+        except (sqlite3.Error, OSError, DicomWireError) as exc:
+            log.error("worklist store failed answering %s: %s", calling_ae, exc)
+            return primitive.response(
+                UNABLE_TO_PROCESS, error_comment=f"worklist store failed: {exc}"[:_COMMENT_LENGTH]
+            )
+        status = MATCH_UNSUPPORTED_KEYS if unsupported else MATCH
+        limit = self.config.max_responses
+        query_charset = identifier.get(_CHARSET)
+        sent = 0
+        for entry in entries:
+            if request.cancelled.is_set():
+                return primitive.response(CANCEL)
+            if limit and sent >= limit:
+                log.warning("worklist query from %s: more than %d matches", calling_ae, limit)
+                return primitive.response(
+                    OUT_OF_RESOURCES,
+                    error_comment=f"more than {limit} matches: narrow the query",
+                )
+            answer = answer_for(entry, identifier, matching, query_charset)
+            await request.send_pending(answer, status)
+            sent += 1
+        if request.cancelled.is_set():
+            return primitive.response(CANCEL)
+        log.info("worklist query from %s: %d matches", calling_ae, sent)
+        return primitive.response(SUCCESS)
+
+
+def _scheduled_for(ae_title: str) -> Query:
+    """The condition "a step is scheduled for ``ae_title``"."""
+    from pydicom import Dataset
+
+    step = Dataset()
+    step.ScheduledStationAETitle = ae_title
+    restriction = Dataset()
+    restriction.ScheduledProcedureStepSequence = [step]
+    return compile_query(restriction)
+
+
+def _universal(condition: KeyCondition) -> KeyCondition:
+    return dataclasses.replace(condition, kind=MatchKind.UNIVERSAL)
+
+
+def supported_query(query: Query) -> tuple[Query, bool]:
+    """``query`` matching only on supported keys, and whether it named another one.
+
+    A matching key outside :data:`SUPPORTED_KEYS` (or, in the Scheduled Procedure Step
+    Sequence's item, outside :data:`SUPPORTED_STEP_KEYS`) becomes a return key only.
+    """
+    unsupported = False
+    keys = []
+    for key in query.keys:
+        if key.kind is MatchKind.UNIVERSAL:
+            keys.append(key)
+        elif key.tag not in SUPPORTED_KEYS:
+            unsupported = True
+            keys.append(_universal(key))
+        elif key.kind is MatchKind.SEQUENCE:
+            items = []
+            for item in key.items:
+                if item.kind is not MatchKind.UNIVERSAL and item.tag not in SUPPORTED_STEP_KEYS:
+                    unsupported = True
+                    item = _universal(item)
+                items.append(item)
+            restricted = any(i.kind is not MatchKind.UNIVERSAL for i in items)
+            kind = MatchKind.SEQUENCE if restricted else MatchKind.UNIVERSAL
+            keys.append(dataclasses.replace(key, kind=kind, items=tuple(items)))
+        else:
+            keys.append(key)
+    return Query(tuple(keys)), unsupported
+
+
+def answer_for(
+    entry: Dataset, identifier: Dataset, query: Query, query_charset: Any = None
+) -> Dataset:
+    """The response identifier: every requested key, zero length when the entry lacks it."""
+    conditions = {key.tag: key for key in query.keys}
+    answer = _answer_level(entry, identifier, conditions)
+    _set_charset(answer, entry, query_charset)
+    return answer
+
+
+def _answer_level(
+    source: Dataset, requested: Dataset, conditions: dict[int, KeyCondition]
+) -> Dataset:
+    from pydicom import Dataset
+    from pydicom.dataelem import DataElement
+    from pydicom.sequence import Sequence as DicomSequence
+
+    answer = Dataset()
+    for element in requested:
+        tag = int(element.tag)
+        if tag in NOT_KEYS or element.tag.group == 0x0002:
+            continue
+        present = source.get(tag)
+        if element.VR != "SQ":
+            if present is not None:
+                answer[tag] = copy.deepcopy(present)
+            else:
+                answer[tag] = DataElement(tag, element.VR, None)
+            continue
+        asked = list(element.value or ())
+        stored = list(present.value or ()) if present is not None and present.VR == "SQ" else []
+        if not asked:  # a sequence asked for empty: answered whole
+            answer[tag] = DataElement(tag, "SQ", DicomSequence(copy.deepcopy(stored)))
+            continue
+        condition = conditions.get(tag)
+        if condition is not None and condition.kind is MatchKind.SEQUENCE:
+            stored = [i for i in stored if all(c.matches(i) for c in condition.items)]
+        inner = {c.tag: c for c in condition.items} if condition is not None else {}
+        items = [_answer_level(item, asked[0], inner) for item in stored]
+        answer[tag] = DataElement(tag, "SQ", DicomSequence(items))
+    return answer
+
+
+def _set_charset(answer: Dataset, entry: Dataset, query_charset: Any) -> None:
+    """The query's character set when every value fits it, else the entry's (or UTF-8)."""
+    wanted = query_charset.value if query_charset is not None else None
+    if wanted and _encodes(answer, wanted):
+        answer.SpecificCharacterSet = wanted
+        return
+    own = entry.get(_CHARSET)
+    if own is not None and own.value:
+        answer.SpecificCharacterSet = own.value
+    elif not _encodes(answer, None):
+        answer.SpecificCharacterSet = "ISO_IR 192"
+
+
+def _encodes(dataset: Dataset, charset: Any) -> bool:
+    """Whether every text value of ``dataset`` can be written in ``charset`` (None: ASCII)."""
+    import warnings
+
+    from pydicom.charset import convert_encodings, encode_string
+
+    encodings = convert_encodings(charset) if charset else ["iso8859"]
+    texts: list[str] = []
+    for element in dataset.iterall():
+        if element.VR in ("PN", "LO", "SH", "ST", "LT", "UT", "UC") and element.value:
+            value = element.value
+            values = value if isinstance(value, list | tuple) else [value]
+            texts.extend(str(v) for v in values)
+    for text in texts:
+        if charset is None:
+            if not text.isascii():
+                return False
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                encode_string(text, encodings)
+        except (UnicodeError, LookupError, UserWarning, ValueError):
+            return False
+    return True
