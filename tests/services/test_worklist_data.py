@@ -143,6 +143,7 @@ def entries() -> list[Dataset]:
 
 def write_wl(dataset: Dataset, path: Path) -> Path:
     """``dataset`` as a Part 10 ``.wl`` file (explicit VR little endian)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.31"
     meta.MediaStorageSOPInstanceUID = str(dataset.StudyInstanceUID) + ".1"

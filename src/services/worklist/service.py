@@ -176,6 +176,7 @@ class Worklist(Service):
             answer = answer_for(entry, identifier, matching, query_charset)
             await request.send_pending(answer, status)
             sent += 1
+            await asyncio.sleep(0)  # let a C-CANCEL that arrived be read before the next
         if request.cancelled.is_set():
             return primitive.response(CANCEL)
         log.info("worklist query from %s: %d matches", calling_ae, sent)

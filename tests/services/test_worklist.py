@@ -1,0 +1,465 @@
+"""The Modality Worklist SCP, store and SCU (PS3.4 Annex K) over real associations.
+
+Our SCU (``dicomwire.connect(...).find(model="worklist")`` and the typed C-FIND request for
+statuses) against our SCP on a node thread: every supported matching key of the RIS
+statement's Table 3.2 (single value, wildcard, range, list of AE titles), FF01 for other
+matching keys, A900 for a malformed identifier, FE00 on C-CANCEL, A700 past the response
+limit, C001 when the store fails, Specific Character Set both ways, return keys answered
+empty, sequence matching with one item, the calling-AE restriction, and the watched
+directory followed while the node runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom import Dataset
+
+from dicomwire.dimse.primitives import CFindRQ
+from dicomwire.services.client import connect
+from dicomwire.services.worklist import (
+    SQLiteWorklistStore,
+    WorklistConfig,
+    read_entries,
+    worklist_identifier,
+)
+from dicomwire.services.worklist.service import MODALITY_WORKLIST_FIND
+
+from ..conftest import run_bounded
+from .test_worklist_data import (
+    LOCALHOST,
+    SCP_AE,
+    accessions,
+    entries,
+    entry,
+    worklist_node,
+    write_wl,
+    write_wl_files,
+)
+
+
+@pytest.fixture
+def store() -> SQLiteWorklistStore:
+    store = SQLiteWorklistStore(":memory:")
+    for dataset in entries():
+        store.add(dataset)
+    return store
+
+
+async def _find(
+    port: int,
+    identifier: Dataset,
+    *,
+    calling: str = "MODALITY",
+    called: str = SCP_AE,
+    cancel_after: int | None = None,
+) -> tuple[list[int], list[Dataset], Any]:
+    """(pending statuses, matches, final response) of one C-FIND on the worklist model."""
+    async with connect(
+        LOCALHOST, port, called_ae=called, calling_ae=calling, services=["worklist"]
+    ) as client:
+        from dicomwire.dimse.datasets import encode_dataset
+
+        context = client.session.find_context(MODALITY_WORKLIST_FIND)
+        data = encode_dataset(identifier, context.transfer_syntax or "1.2.840.10008.1.2")
+        operation = await client.session.send(
+            CFindRQ(MODALITY_WORKLIST_FIND, dataset=data), context.context_id
+        )
+        statuses: list[int] = []
+        matches: list[Dataset] = []
+        async for response in operation:
+            if response.status.is_pending:
+                statuses.append(int(response.status))
+                decoded = response.decode()
+                assert decoded is not None
+                matches.append(decoded)
+                if cancel_after is not None and len(matches) == cancel_after:
+                    await operation.cancel()
+        return statuses, matches, operation.final
+
+
+def find(port: int, identifier: Dataset, **options: Any) -> tuple[list[int], list[Dataset], Any]:
+    return run_bounded(_find(port, identifier, **options), 60)
+
+
+def step_query(**step: str) -> Dataset:
+    identifier = worklist_identifier()
+    for keyword, value in step.items():
+        setattr(identifier.ScheduledProcedureStepSequence[0], keyword, value)
+    return identifier
+
+
+def top_query(**keys: str) -> Dataset:
+    identifier = worklist_identifier()
+    for keyword, value in keys.items():
+        setattr(identifier, keyword, value)
+    return identifier
+
+
+# --------------------------------------------------------------------------- matching keys
+
+TABLE_3_2_CASES = [
+    ("everything", top_query(), ["", "A1", "A2", "A3", "A4"]),
+    ("accession single", top_query(AccessionNumber="A3"), ["A3"]),
+    ("patient name single", top_query(PatientName="DOE^JOHN"), ["A1"]),
+    ("patient name case", top_query(PatientName="doe^jane"), ["A2"]),
+    ("patient name wildcard", top_query(PatientName="DOE*"), ["A1", "A2"]),
+    ("patient name ?", top_query(PatientName="?OE^*"), ["A1", "A2", "A3"]),
+    ("patient id single", top_query(PatientID="P2001"), ["A3"]),
+    ("patient id wildcard", top_query(PatientID="P100*"), ["A1", "A2"]),
+    ("requested procedure id", top_query(RequestedProcedureID="RP4"), ["A4"]),
+    ("modality single", step_query(Modality="CT"), ["A1", "A3", "A4"]),
+    ("modality wildcard", step_query(Modality="M*"), ["A2"]),
+    ("station AE single", step_query(ScheduledStationAETitle="CT1"), ["A1", "A4"]),
+    ("station AE multiple", step_query(ScheduledStationAETitle="CT2\\MR1"), ["A2", "A3"]),
+    ("station AE wildcard", step_query(ScheduledStationAETitle="CT*"), ["A1", "A3", "A4"]),
+    ("date single", step_query(ScheduledProcedureStepStartDate="20261129"), ["", "A1", "A2"]),
+    (
+        "date range",
+        step_query(ScheduledProcedureStepStartDate="20261130-20261201"),
+        ["A3", "A4"],
+    ),
+    ("date open range", step_query(ScheduledProcedureStepStartDate="20261130-"), ["A3", "A4"]),
+    ("time single", step_query(ScheduledProcedureStepStartTime="1400"), ["A2"]),
+    ("time range", step_query(ScheduledProcedureStepStartTime="0800-1030"), ["A1", "A3", "A4"]),
+    ("station name", step_query(ScheduledStationName="CTROOM1"), ["A1", "A4"]),
+    ("station name wildcard", step_query(ScheduledStationName="*ROOM"), ["", "A2"]),
+    ("physician", step_query(ScheduledPerformingPhysicianName="JONES^BOB"), ["A2"]),
+    (
+        "date and modality on one item",
+        step_query(ScheduledProcedureStepStartDate="20261129", Modality="CT"),
+        ["A1"],
+    ),
+    ("no match", top_query(PatientID="NOBODY"), []),
+]
+
+
+def test_every_table_3_2_key(store: SQLiteWorklistStore) -> None:
+    with worklist_node(store) as node:
+        for name, identifier, expected in TABLE_3_2_CASES:
+            statuses, matches, final = find(node.port, identifier)
+            assert accessions(matches) == expected, name
+            assert set(statuses) <= {0xFF00}, name
+            assert int(final.status) == 0x0000, name
+
+
+def test_unsupported_matching_key_answers_ff01_and_is_not_matched(
+    store: SQLiteWorklistStore,
+) -> None:
+    with worklist_node(store) as node:
+        statuses, matches, final = find(node.port, top_query(PatientSex="M"))
+        assert accessions(matches) == ["", "A1", "A2", "A3", "A4"]  # not used for matching
+        assert statuses == [0xFF01] * 5
+        assert int(final.status) == 0
+        # inside the step: Scheduled Procedure Step Location is not a supported key
+        statuses, matches, _ = find(
+            node.port, step_query(Modality="CT", ScheduledProcedureStepLocation="X")
+        )
+        assert accessions(matches) == ["A1", "A3", "A4"] and set(statuses) == {0xFF01}
+        # a return key alone (no value) is no matching key: FF00
+        statuses, _, _ = find(node.port, top_query(PatientSex=""))
+        assert set(statuses) == {0xFF00}
+
+
+@pytest.mark.parametrize(
+    ("identifier", "comment"),
+    [
+        (step_query(ScheduledProcedureStepStartDate="2026-11-29"), "not a valid DA"),
+        (top_query(PatientID="A\\B"), "several values"),
+    ],
+)
+def test_malformed_identifier_answers_a900(
+    store: SQLiteWorklistStore, identifier: Dataset, comment: str
+) -> None:
+    with worklist_node(store) as node:
+        statuses, matches, final = find(node.port, identifier)
+        assert not matches and not statuses
+        assert int(final.status) == 0xA900
+        assert comment in final.command[0x00000902]
+
+
+def test_sequence_key_with_two_items_answers_a900(store: SQLiteWorklistStore) -> None:
+    identifier = worklist_identifier()
+    identifier.ScheduledProcedureStepSequence.append(Dataset())
+    identifier.ScheduledProcedureStepSequence[1].Modality = "CT"
+    with worklist_node(store) as node:
+        _, matches, final = find(node.port, identifier)
+        assert not matches and int(final.status) == 0xA900
+        assert "one item" in final.command[0x00000902]
+
+
+def test_cancel_answers_fe00() -> None:
+    store = SQLiteWorklistStore(":memory:")
+    for number in range(600):
+        store.add(
+            entry(
+                study=f"1.2.826.0.1.3680043.9.7433.91.{number}",
+                name=f"PATIENT^{number}",
+                patient_id=f"ID{number}",
+                accession=f"X{number}",
+                procedure_id="RP",
+                modality="CT",
+                station_ae="CT1",
+                date="20261129",
+                time="080000",
+                station_name="CTROOM1",
+            )
+        )
+    with worklist_node(store) as node:
+        _, matches, final = find(node.port, top_query(), cancel_after=1)
+        assert int(final.status) == 0xFE00
+        assert 1 <= len(matches) < 600
+
+
+def test_response_limit_answers_a700(store: SQLiteWorklistStore) -> None:
+    with worklist_node(store, WorklistConfig(max_responses=2)) as node:
+        statuses, matches, final = find(node.port, top_query())
+        assert len(matches) == 2 and int(final.status) == 0xA700
+
+
+def test_store_failure_answers_c001_and_logs(
+    store: SQLiteWorklistStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    with worklist_node(store) as node:
+        store.close()
+        _, matches, final = find(node.port, top_query())
+        assert not matches and int(final.status) == 0xC001
+    assert "worklist store failed" in caplog.text
+
+
+def test_return_keys_present_and_empty_when_the_entry_lacks_them(
+    store: SQLiteWorklistStore,
+) -> None:
+    identifier = top_query(PatientID="P4001", PatientWeight="")
+    identifier.ScheduledProcedureStepSequence[0].ScheduledProcedureStepLocation = ""
+    with worklist_node(store) as node:
+        _, (match,), _ = find(node.port, identifier)
+    assert "AccessionNumber" in match and match.AccessionNumber in ("", None)
+    assert "PatientWeight" in match and match.PatientWeight in ("", None)
+    (step,) = match.ScheduledProcedureStepSequence
+    assert "ScheduledProcedureStepLocation" in step and not step.ScheduledProcedureStepLocation
+    assert step.Modality == "US"
+    assert set(match.dir()) >= {"PatientName", "StudyInstanceUID", "RequestedProcedureID"}
+
+
+def test_sequence_matching_answers_the_matching_items_only() -> None:
+    store = SQLiteWorklistStore(":memory:")
+    two_steps = entries()[0]
+    second = Dataset()
+    second.Modality = "MR"
+    second.ScheduledStationAETitle = "MR1"
+    second.ScheduledProcedureStepID = "S2"
+    two_steps.ScheduledProcedureStepSequence.append(second)
+    store.add(two_steps)
+    with worklist_node(store) as node:
+        _, (match,), _ = find(node.port, step_query(Modality="MR"))
+        assert [s.Modality for s in match.ScheduledProcedureStepSequence] == ["MR"]
+        empty = worklist_identifier()
+        empty.ScheduledProcedureStepSequence = []  # asked for empty: answered whole
+        _, (match,), _ = find(node.port, empty)
+        assert [s.Modality for s in match.ScheduledProcedureStepSequence] == ["CT", "MR"]
+
+
+@pytest.mark.parametrize(
+    ("charset", "name", "expected", "answer_charset"),
+    [
+        ("ISO_IR 100", "MÜLLER*", ["A4"], "ISO_IR 100"),
+        ("ISO_IR 192", "MÜLLER*", ["A4"], "ISO_IR 192"),
+        ("ISO_IR 192", "山田*", [""], "ISO_IR 192"),
+        ("ISO_IR 100", "山田*", [""], "ISO_IR 192"),  # not in Latin-1: the entry's own
+    ],
+)
+def test_specific_character_set_both_ways(
+    store: SQLiteWorklistStore, charset: str, name: str, expected: list[str], answer_charset: str
+) -> None:
+    identifier = top_query(PatientName=name)
+    identifier.SpecificCharacterSet = charset
+    if charset == "ISO_IR 100" and not name.encode("latin-1", "ignore").decode("latin-1") == name:
+        identifier.PatientName = "*"  # a Latin-1 query cannot spell it: ask for everyone
+        identifier.PatientID = "P4001"
+    with worklist_node(store) as node:
+        _, matches, _ = find(node.port, identifier)
+    assert accessions(matches) == expected
+    (match,) = matches
+    assert match.SpecificCharacterSet == answer_charset
+    assert str(match.PatientName) in ("MÜLLER^JÜRGEN", "山田^太郎")
+
+
+def test_restrict_to_calling_ae(store: SQLiteWorklistStore) -> None:
+    with worklist_node(store, WorklistConfig(restrict_to_calling_ae=True)) as node:
+        _, matches, _ = find(node.port, top_query(), calling="CT1")
+        assert accessions(matches) == ["A1", "A4"]
+        _, matches, _ = find(node.port, step_query(Modality="MR"), calling="CT1")
+        assert matches == []
+
+
+# --------------------------------------------------------------------------- watched directory
+
+
+def test_watched_directory_followed_while_running(tmp_path: Path) -> None:
+    folder = tmp_path / "worklists"
+    files = write_wl_files(folder, entries()[:2])
+    (folder / "notes.txt").write_text("not a worklist")
+    per_ae = folder / "OTHERAE"
+    write_wl(entries()[2], per_ae / "other.wl")
+    store = SQLiteWorklistStore(tmp_path / "node.sqlite")
+    config = WorklistConfig(directory=folder, poll_interval=0)
+    with worklist_node(store, config, ae_titles=[SCP_AE, "OTHERAE"]) as node:
+        assert accessions(find(node.port, top_query())[1]) == ["A1", "A2"]
+        # a per-AE folder is served to queries addressed to that AE title only
+        assert accessions(find(node.port, top_query(), called="OTHERAE")[1]) == ["A1", "A2", "A3"]
+        # added
+        write_wl(entries()[3], folder / "added.wl")
+        assert accessions(find(node.port, top_query())[1]) == ["A1", "A2", "A4"]
+        # removed
+        files[0].unlink()
+        assert accessions(find(node.port, top_query())[1]) == ["A2", "A4"]
+        # changed (the modification time moves on even within one clock tick)
+        changed = entries()[1]
+        changed.AccessionNumber = "A2-CHANGED"
+        write_wl(changed, files[1])
+        stat = files[1].stat()
+        os.utime(files[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        assert accessions(find(node.port, top_query())[1]) == ["A2-CHANGED", "A4"]
+        # an unreadable file is left out, the others still served
+        (folder / "broken.wl").write_bytes(b"not DICOM at all")
+        assert accessions(find(node.port, top_query())[1]) == ["A2-CHANGED", "A4"]
+    # the directory's entries live in the database beside the added ones
+    assert {e.source for e in SQLiteWorklistStore(tmp_path / "node.sqlite").entries()} == {
+        str(folder / "added.wl"),
+        str(files[1]),
+        str(per_ae / "other.wl"),
+    }
+
+
+# --------------------------------------------------------------------------- store
+
+
+def test_store_add_replace_remove_and_step_status(tmp_path: Path) -> None:
+    store = SQLiteWorklistStore(tmp_path / "db.sqlite")
+    first = entries()[0]
+    key = store.add(first)
+    assert key == f"{first.StudyInstanceUID}/S1"
+    first.AccessionNumber = "A1-NEW"
+    assert store.add(first) == key
+    assert [str(e.dataset.AccessionNumber) for e in store.entries()] == ["A1-NEW"]
+    assert store.set_step_status(str(first.StudyInstanceUID), "S1", "COMPLETED") == 1
+    (stored,) = store.entries()
+    assert stored.dataset.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == (
+        "COMPLETED"
+    )
+    assert store.remove(str(first.StudyInstanceUID)) == 1
+    assert store.entries() == [] and store.remove(key) == 0
+
+
+def test_store_refuses_an_entry_without_study_uid_or_step() -> None:
+    from dicomwire.errors import DataSetError
+
+    store = SQLiteWorklistStore(":memory:")
+    bare = Dataset()
+    bare.PatientID = "X"
+    with pytest.raises(DataSetError, match="Study Instance UID"):
+        store.add(bare)
+    bare.StudyInstanceUID = "1.2.3"
+    with pytest.raises(DataSetError, match="Scheduled Procedure Step"):
+        store.add(bare)
+
+
+def test_sql_narrows_before_the_matcher(store: SQLiteWorklistStore) -> None:
+    """White box: a query on indexed keys reads only the rows SQL lets by."""
+    from dicomwire.services.matching import compile_query
+    from dicomwire.services.worklist.service import LIST_KEYS
+
+    read: list[str] = []
+    store._db.set_trace_callback(read.append)
+    query = compile_query(
+        step_query(Modality="CT", ScheduledStationAETitle="CT1"), list_keys=LIST_KEYS
+    )
+    assert accessions(store.find([query])) == ["A1", "A4"]
+    (select,) = [s for s in read if s.startswith("SELECT e.dataset")]
+    assert "worklist_steps" in select and "modality" in select and "station_ae" in select
+
+
+def test_read_entries_json_list(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps([e.to_json_dict() for e in entries()[:2]]))
+    assert accessions(read_entries(path)) == ["A1", "A2"]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_add_list_remove_and_query(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from dicomwire.services.cli import main
+
+    database = tmp_path / "node.sqlite"
+    source = tmp_path / "entry.json"
+    source.write_text(json.dumps(entries()[0].to_json_dict()))
+    wl = write_wl(entries()[3], tmp_path / "entry.wl")
+    assert main(["worklist", "add", str(source), str(wl), "--database", str(database)]) == 0
+    assert (
+        main(["worklist", "add", str(tmp_path / "missing.json"), "--database", str(database)]) == 1
+    )
+    capsys.readouterr()
+    assert main(["worklist", "list", "--database", str(database)]) == 0
+    listed = capsys.readouterr().out
+    assert "DOE^JOHN" in listed and "MÜLLER^JÜRGEN" in listed and "2 entries" in listed
+
+    store = SQLiteWorklistStore(database)
+    with worklist_node(store) as node:
+        argv = ["worklist", LOCALHOST, str(node.port), "-aec", SCP_AE, "--modality", "CT"]
+        assert main([*argv, "--date", "20261129-20261231"]) == 0
+        table = capsys.readouterr().out
+        assert "DOE^JOHN" in table and "MÜLLER^JÜRGEN" in table and "2 matches" in table
+        assert main([*argv, "-k", "PatientID=P3001", "--json"]) == 0
+        (only,) = json.loads(capsys.readouterr().out)
+        assert Dataset.from_json(only).AccessionNumber == "A4"
+        assert main([*argv, "--date", "2026-11-29"]) == 2  # usage: not a date
+        assert (
+            main(
+                [
+                    "worklist",
+                    "query",
+                    LOCALHOST,
+                    str(node.port),
+                    "-aec",
+                    SCP_AE,
+                    "-k",
+                    "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=bad",
+                ]
+            )
+            == 1
+        )
+
+    key = f"{entries()[0].StudyInstanceUID}/S1"
+    assert main(["worklist", "remove", key, "--database", str(database)]) == 0
+    assert main(["worklist", "remove", key, "--database", str(database)]) == 1
+    capsys.readouterr()
+    assert main(["worklist", "list", "--json", "--database", str(database)]) == 0
+    assert [e["key"] for e in json.loads(capsys.readouterr().out)] == [
+        f"{entries()[3].StudyInstanceUID}/S1"
+    ]
+
+
+def test_identifier_dates() -> None:
+    import datetime
+
+    from dicomwire.errors import ValidationError
+    from dicomwire.services.worklist import date_range
+
+    assert date_range("today", datetime.date(2026, 11, 29)) == "20261129"
+    assert date_range("20261129-") == "20261129-"
+    for bad in ("2026", "-", "2026-11-29", ""):
+        with pytest.raises(ValidationError):
+            date_range(bad)
+    assert asyncio.iscoroutinefunction(
+        __import__("dicomwire.services.worklist").services.worklist.query_worklist
+    )
