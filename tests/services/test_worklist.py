@@ -465,3 +465,49 @@ def test_identifier_dates() -> None:
     assert asyncio.iscoroutinefunction(
         __import__("dicomwire.services.worklist").services.worklist.query_worklist
     )
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_worklist_section_and_node_database(tmp_path: Path) -> None:
+    from dicomwire.errors import ConfigError
+    from dicomwire.services.node import SERVICE_TYPES, database_path, load_config
+    from dicomwire.services.worklist import Worklist
+
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f'ae_titles = ["RIS"]\n[storage]\nroot = "{tmp_path / "data"}"\n'
+        f'[worklist]\ndirectory = "{tmp_path / "wl"}"\npoll_interval = 0\nmax_responses = 5\n'
+    )
+    config = load_config(toml, {**SERVICE_TYPES, "worklist": Worklist})
+    section = config.sections["worklist"]
+    assert section == WorklistConfig(directory=tmp_path / "wl", poll_interval=0, max_responses=5)
+    service = Worklist.for_node(config)
+    service.store.add(entries()[0])
+    assert database_path(config).exists()  # the node's database, beside the Q/R index
+    assert service.directory is not None and service.directory.root == tmp_path / "wl"
+    with pytest.raises(ConfigError, match="max_responses"):
+        Worklist(service.store, WorklistConfig(max_responses=-1))
+    toml.write_text('[worklist]\npoll_interval = "soon"\n')
+    with pytest.raises(ConfigError, match="poll_interval"):
+        load_config(toml, {**SERVICE_TYPES, "worklist": Worklist})
+
+
+def test_undecodable_identifier_answers_a900(store: SQLiteWorklistStore) -> None:
+    async def send_garbage(port: int) -> Any:
+        async with connect(
+            LOCALHOST, port, called_ae=SCP_AE, calling_ae="MODALITY", services=["worklist"]
+        ) as client:
+            context = client.session.find_context(MODALITY_WORKLIST_FIND)
+            # Patient's Name, then an element of undefined length that never ends
+            garbage = b"\x10\x00\x10\x00PN\x00\x00\x10\x00\x20\x00UN\x00\x00\xff\xff\xff\xff"
+            operation = await client.session.send(
+                CFindRQ(MODALITY_WORKLIST_FIND, dataset=garbage), context.context_id
+            )
+            return await operation.wait()
+
+    with worklist_node(store) as node:
+        final = run_bounded(send_garbage(node.port), 30)
+    assert int(final.status) == 0xA900
+    assert final.command.get(0x00000902)

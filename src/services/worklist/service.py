@@ -40,7 +40,7 @@ from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse
 from ...dimse.session import Request
 from ...dimse.status import CANCEL, OUT_OF_RESOURCES, SUCCESS
-from ...errors import DicomWireError, InvalidQueryError
+from ...errors import ConfigError, DicomWireError, InvalidQueryError
 from ..matching import NOT_KEYS, KeyCondition, MatchKind, Query, compile_query
 from ..service import Binding, Service
 from .store import STEP_SEQUENCE, SQLiteWorklistStore, WatchedDirectory, WorklistStore
@@ -112,6 +112,7 @@ class Worklist(Service):
     def __init__(self, store: WorklistStore, config: WorklistConfig | None = None) -> None:
         self.store = store
         self.config = config or WorklistConfig()
+        _check_config(self.config)
         self.directory: WatchedDirectory | None = None
         if self.config.directory is not None:
             self.directory = WatchedDirectory(
@@ -181,6 +182,21 @@ class Worklist(Service):
             return primitive.response(CANCEL)
         log.info("worklist query from %s: %d matches", calling_ae, sent)
         return primitive.response(SUCCESS)
+
+
+def _check_config(config: WorklistConfig) -> None:
+    """Values in range, or a :class:`ConfigError` naming the key."""
+    poll, limit = config.poll_interval, config.max_responses
+    if isinstance(poll, bool) or not isinstance(poll, int | float) or poll < 0:
+        raise ConfigError(
+            f"worklist.poll_interval must be 0 or more seconds, not {poll!r}",
+            key="worklist.poll_interval",
+        )
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(
+            f"worklist.max_responses must be 0 (no limit) or more, not {limit!r}",
+            key="worklist.max_responses",
+        )
 
 
 def _scheduled_for(ae_title: str) -> Query:

@@ -348,9 +348,10 @@ class SQLiteWorklistStore(WorklistStore):
         return int(self._write(work))
 
     def file_states(self) -> dict[str, tuple[int, int]]:
-        rows = self._db.execute(
-            "SELECT DISTINCT path, mtime_ns, size FROM worklist_entries WHERE source = 'file'"
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT path, mtime_ns, size FROM worklist_entries WHERE source = 'file'"
+            ).fetchall()
         return {path: (int(mtime), int(size)) for path, mtime, size in rows}
 
     def replace_file(
@@ -378,17 +379,19 @@ class SQLiteWorklistStore(WorklistStore):
     # -- reading ------------------------------------------------------------------------
 
     def entries(self) -> list[WorklistEntry]:
-        rows = self._db.execute(
-            "SELECT entry_key, source, path, called_ae, dataset FROM worklist_entries "
-            "ORDER BY source = 'file', pk"
-        ).fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT entry_key, source, path, called_ae, dataset FROM worklist_entries "
+                "ORDER BY source = 'file', pk"
+            ).fetchall()
         return [
             WorklistEntry(key, path if source == "file" else "api", called, _from_json(stored))
             for key, source, path, called, stored in rows
         ]
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM worklist_entries").fetchone()[0])
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM worklist_entries").fetchone()[0])
 
     def find(self, queries: Sequence[Query], *, called_ae: str | None = None) -> list[Dataset]:
         params: list[Any] = []
@@ -401,9 +404,10 @@ class SQLiteWorklistStore(WorklistStore):
                 if clause is not None:
                     clauses.append(clause)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(
-            f"SELECT e.dataset FROM worklist_entries e{where} ORDER BY e.pk", params
-        ).fetchall()
+        with self._lock:  # one connection: reads wait for a write in progress
+            rows = self._db.execute(
+                f"SELECT e.dataset FROM worklist_entries e{where} ORDER BY e.pk", params
+            ).fetchall()
         matched = []
         for (stored,) in rows:
             candidate = _from_json(stored)
