@@ -382,7 +382,7 @@ def test_sql_narrows_before_the_matcher(store: SQLiteWorklistStore) -> None:
         step_query(Modality="CT", ScheduledStationAETitle="CT1"), list_keys=LIST_KEYS
     )
     assert accessions(store.find([query])) == ["A1", "A4"]
-    (select,) = [s for s in read if s.startswith("SELECT e.dataset")]
+    (select,) = [s for s in read if s.startswith("SELECT e.data ")]
     assert "worklist_steps" in select and "modality" in select and "station_ae" in select
 
 

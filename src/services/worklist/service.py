@@ -27,7 +27,7 @@ ISO_IR 192, for an entry without one whose text is not ASCII).
 from __future__ import annotations
 
 import asyncio
-import copy
+import contextlib
 import dataclasses
 import logging
 import sqlite3
@@ -114,6 +114,7 @@ class Worklist(Service):
         self.config = config or WorklistConfig()
         _check_config(self.config)
         self.directory: WatchedDirectory | None = None
+        self._scan: asyncio.Future[tuple[int, int]] | None = None
         if self.config.directory is not None:
             self.directory = WatchedDirectory(
                 store, self.config.directory, self.config.poll_interval
@@ -131,8 +132,17 @@ class Worklist(Service):
         return [Binding(MODALITY_WORKLIST_FIND, handlers={CommandField.C_FIND_RQ: self.handle})]
 
     async def start(self, node: Node) -> None:
+        """Read the watched directory in the background (a query waits for the scan)."""
         if self.directory is not None:
-            await asyncio.to_thread(self.directory.refresh, force=True)
+            self._scan = asyncio.ensure_future(
+                asyncio.to_thread(self.directory.refresh, force=True)
+            )
+
+    async def stop(self) -> None:
+        if self._scan is not None:
+            with contextlib.suppress(Exception):
+                await self._scan
+            self._scan = None
 
     async def handle(self, request: Request) -> DimseResponse | int:
         """Answer one C-FIND-RQ: pending responses, then the final status."""
@@ -246,16 +256,44 @@ def supported_query(query: Query) -> tuple[Query, bool]:
 def answer_for(
     entry: Dataset, identifier: Dataset, query: Query, query_charset: Any = None
 ) -> Dataset:
-    """The response identifier: every requested key, zero length when the entry lacks it."""
+    """The response identifier: every requested key, zero length when the entry lacks it.
+
+    Encoded in the entry's character set (its stored bytes reused) unless the query names
+    another one every value fits in.
+    """
     conditions = {key.tag: key for key in query.keys}
-    answer = _answer_level(entry, identifier, conditions)
-    _set_charset(answer, entry, query_charset)
+    own = entry.get(_CHARSET)
+    own_value = own.value if own is not None and own.value else None
+    wanted = query_charset.value if query_charset is not None and query_charset.value else None
+    if wanted is None or _same_charset(wanted, own_value):
+        answer = _answer_level(entry, identifier, conditions, raw=True)
+        if own_value is not None:
+            answer.SpecificCharacterSet = own_value
+        return answer
+    answer = _answer_level(entry, identifier, conditions, raw=False)  # values as text
+    if _encodes(answer, wanted):
+        answer.SpecificCharacterSet = wanted
+    elif own_value is not None:
+        answer.SpecificCharacterSet = own_value
     return answer
 
 
+def _same_charset(first: Any, second: Any) -> bool:
+    def terms(value: Any) -> list[str]:
+        values = (
+            value
+            if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue"
+            else [value]
+        )
+        return [str(v or "").strip() for v in values]
+
+    return terms(first) == terms(second)
+
+
 def _answer_level(
-    source: Dataset, requested: Dataset, conditions: dict[int, KeyCondition]
+    source: Dataset, requested: Dataset, conditions: dict[int, KeyCondition], *, raw: bool
 ) -> Dataset:
+    """``requested``'s keys from ``source``; ``raw``: stored elements as they are."""
     from pydicom import Dataset
     from pydicom.dataelem import DataElement
     from pydicom.sequence import Sequence as DicomSequence
@@ -265,38 +303,31 @@ def _answer_level(
         tag = int(element.tag)
         if tag in NOT_KEYS or element.tag.group == 0x0002:
             continue
-        present = source.get(tag)
-        if element.VR != "SQ":
-            if present is not None:
-                answer[tag] = copy.deepcopy(present)
-            else:
-                answer[tag] = DataElement(tag, element.VR, None)
+        if tag not in source:
+            empty: Any = DicomSequence() if element.VR == "SQ" else None
+            answer[tag] = DataElement(tag, element.VR, empty)
             continue
+        stored_element = source.get_item(tag)  # not decoded yet when read from the store
+        if element.VR != "SQ" or stored_element.VR != "SQ":
+            answer[tag] = stored_element if raw else source[tag]
+            continue
+        present = source[tag]
         asked = list(element.value or ())
-        stored = list(present.value or ()) if present is not None and present.VR == "SQ" else []
+        stored = list(present.value or ())
         if not asked:  # a sequence asked for empty: answered whole
-            answer[tag] = DataElement(tag, "SQ", DicomSequence(copy.deepcopy(stored)))
+            if not raw:
+                for item in stored:
+                    for _ in item.iterall():  # decoded: written in the answer's charset
+                        pass
+            answer[tag] = DataElement(tag, "SQ", DicomSequence(stored))
             continue
         condition = conditions.get(tag)
         if condition is not None and condition.kind is MatchKind.SEQUENCE:
             stored = [i for i in stored if all(c.matches(i) for c in condition.items)]
         inner = {c.tag: c for c in condition.items} if condition is not None else {}
-        items = [_answer_level(item, asked[0], inner) for item in stored]
+        items = [_answer_level(item, asked[0], inner, raw=raw) for item in stored]
         answer[tag] = DataElement(tag, "SQ", DicomSequence(items))
     return answer
-
-
-def _set_charset(answer: Dataset, entry: Dataset, query_charset: Any) -> None:
-    """The query's character set when every value fits it, else the entry's (or UTF-8)."""
-    wanted = query_charset.value if query_charset is not None else None
-    if wanted and _encodes(answer, wanted):
-        answer.SpecificCharacterSet = wanted
-        return
-    own = entry.get(_CHARSET)
-    if own is not None and own.value:
-        answer.SpecificCharacterSet = own.value
-    elif not _encodes(answer, None):
-        answer.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _encodes(dataset: Dataset, charset: Any) -> bool:

@@ -46,6 +46,7 @@ __all__ = [
     "STEP_SEQUENCE",
     "SQLiteWorklistStore",
     "WatchedDirectory",
+    "WatchedFile",
     "WorklistEntry",
     "WorklistStore",
     "read_entries",
@@ -58,6 +59,8 @@ STEP_SEQUENCE = 0x00400100
 _STUDY_UID = 0x0020000D
 _STEP_ID = 0x00400009
 _STEP_STATUS = "ScheduledProcedureStepStatus"
+#: Watched files written to the store per transaction.
+_BATCH = 500
 #: Extensions of worklist files in a watched directory (case-insensitive).
 FILE_SUFFIXES = (".wl", ".dcm")
 
@@ -95,6 +98,18 @@ class WorklistEntry:
     dataset: Dataset
 
 
+@dataclass(frozen=True, slots=True)
+class WatchedFile:
+    """One file of a watched directory as read: where, its (mtime_ns, size), its entry."""
+
+    path: str
+    stat: tuple[int, int]
+    called_ae: str | None
+    dataset: Dataset
+    #: The entry as stored (:data:`STORED_SYNTAX` bytes), when the file already holds it.
+    data: bytes | None = None
+
+
 class WorklistStore:
     """What the Worklist SCP and the CLI ask of a store (backends implement it)."""
 
@@ -122,10 +137,8 @@ class WorklistStore:
         """Every file-fed entry's path -> (mtime_ns, size) as last read."""
         raise NotImplementedError
 
-    def replace_file(
-        self, path: str, stat: tuple[int, int], called_ae: str | None, datasets: Sequence[Dataset]
-    ) -> None:
-        """The entries of one watched file (none: it is forgotten)."""
+    def replace_files(self, files: Sequence[WatchedFile]) -> None:
+        """The entries of watched files as just read (one transaction)."""
         raise NotImplementedError
 
     def forget_files(self, paths: Iterable[str]) -> None:
@@ -151,6 +164,51 @@ def read_entries(path: str | Path) -> list[Dataset]:
         return [Dataset(dcmread(path, force=True))]  # the data set without its file meta
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise DataSetError(f"{path}: not a worklist entry ({type(exc).__name__}: {exc})") from exc
+
+
+def read_watched_file(path: Path) -> tuple[Dataset, bytes | None]:
+    """A watched file's entry, and its stored form when the file holds it as it is.
+
+    A Part 10 file in explicit VR little endian (what ``dump2dcm`` and pydicom write by
+    default) is kept byte for byte after its file meta (PS3.10 7.1: the group length
+    (0002,0000) says where the data set starts): nothing decoded but the keys indexed.
+    """
+    from ...dimse.datasets import decode_dataset
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataSetError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if data[128:132] == b"DICM" and data[132:138] == b"\x02\x00\x00\x00UL":
+        start = 144 + int.from_bytes(data[140:144], "little")
+        try:
+            meta = decode_dataset(data[132:start], STORED_SYNTAX)
+            syntax = str(meta.get("TransferSyntaxUID", "")).strip("\x00 ")
+            if syntax == STORED_SYNTAX:
+                stored = data[start:]
+                dataset = decode_entry(stored)
+                _checked(dataset, path)
+                return dataset, stored
+        except DataSetError:
+            pass  # read it the long way below, which names the problem
+    dataset = read_entries(path)[0]
+    _checked(dataset, path)
+    return dataset, None
+
+
+def _checked(dataset: Dataset, path: Path) -> None:
+    """:func:`check_entry`, any decoding error of the keys it reads a DataSetError."""
+    try:
+        check_entry(dataset)
+        for tag in (*_ENTRY_COLUMNS, _STUDY_UID):
+            _value(dataset, tag)
+        for step in _steps(dataset):
+            for tag in _STEP_COLUMNS:
+                _value(step, tag)
+    except DataSetError as exc:
+        raise DataSetError(f"{path}: {exc}") from exc
+    except Exception as exc:  # pydicom raises many types on bad values
+        raise DataSetError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def _text(value: Any) -> str | None:
@@ -192,14 +250,40 @@ def entry_key(dataset: Dataset) -> str:
     return f"{study}/{step}" if step else study
 
 
-def _to_json(dataset: Dataset) -> str:
-    return json.dumps(dataset.to_json_dict(bulk_data_threshold=1 << 30))
+#: Entries are kept as explicit VR little endian data sets: read back lazily, only the
+#: elements a query touches are decoded, and an answer in the entry's character set
+#: reuses the stored bytes.
+STORED_SYNTAX = "1.2.840.10008.1.2.1"
+_TEXT_VRS = frozenset(("PN", "LO", "SH", "ST", "LT", "UT", "UC"))
 
 
-def _from_json(stored: str) -> Dataset:
-    from pydicom import Dataset
+def _encode_entry(dataset: Dataset) -> bytes:
+    """The entry as stored; text beyond ASCII without a character set is stored as UTF-8."""
+    from ...dimse.datasets import encode_dataset
 
-    return Dataset.from_json(stored)
+    if "SpecificCharacterSet" not in dataset and not _ascii(dataset):
+        from pydicom import Dataset
+
+        dataset = Dataset(dataset)
+        dataset.SpecificCharacterSet = "ISO_IR 192"
+    return encode_dataset(dataset, STORED_SYNTAX)
+
+
+def _ascii(dataset: Dataset) -> bool:
+    for element in dataset.iterall():
+        if element.VR in _TEXT_VRS and element.value:
+            value = element.value
+            values = value if isinstance(value, list | tuple) else [value]
+            if not all(str(v).isascii() for v in values):
+                return False
+    return True
+
+
+def decode_entry(stored: bytes) -> Dataset:
+    """A stored entry as a Dataset (its elements decoded when first read)."""
+    from ...dimse.datasets import decode_dataset
+
+    return decode_dataset(stored, STORED_SYNTAX)
 
 
 class SQLiteWorklistStore(WorklistStore):
@@ -225,7 +309,7 @@ class SQLiteWorklistStore(WorklistStore):
             "CREATE TABLE IF NOT EXISTS worklist_entries (pk INTEGER PRIMARY KEY, "
             "entry_key TEXT NOT NULL, study_instance_uid TEXT, source TEXT NOT NULL, "
             f"path TEXT UNIQUE, mtime_ns INTEGER, size INTEGER, called_ae TEXT, {entry_columns}, "
-            "dataset TEXT NOT NULL, added REAL NOT NULL)",
+            "data BLOB NOT NULL, added REAL NOT NULL)",
             "CREATE TABLE IF NOT EXISTS worklist_steps (pk INTEGER PRIMARY KEY, entry_pk INTEGER "
             f"NOT NULL REFERENCES worklist_entries(pk) ON DELETE CASCADE, {step_columns})",
             "CREATE INDEX IF NOT EXISTS worklist_steps_entry ON worklist_steps(entry_pk)",
@@ -258,6 +342,7 @@ class SQLiteWorklistStore(WorklistStore):
         path: str | None,
         stat: tuple[int, int] | None,
         called_ae: str | None,
+        data: bytes | None = None,
     ) -> None:
         row: dict[str, Any] = {
             "entry_key": entry_key(dataset),
@@ -267,7 +352,7 @@ class SQLiteWorklistStore(WorklistStore):
             "mtime_ns": stat[0] if stat else None,
             "size": stat[1] if stat else None,
             "called_ae": called_ae,
-            "dataset": _to_json(dataset),
+            "data": data if data is not None else _encode_entry(dataset),
             "added": time.time(),
         }
         for tag, column in _ENTRY_COLUMNS.items():
@@ -325,13 +410,13 @@ class SQLiteWorklistStore(WorklistStore):
     def set_step_status(self, study_instance_uid: str, step_id: str | None, status: str) -> int:
         def work() -> int:
             rows = self._db.execute(
-                "SELECT pk, dataset FROM worklist_entries WHERE source = 'api' "
+                "SELECT pk, data FROM worklist_entries WHERE source = 'api' "
                 "AND study_instance_uid = ?",
                 (study_instance_uid,),
             ).fetchall()
             changed = 0
             for pk, stored in rows:
-                dataset = _from_json(stored)
+                dataset = decode_entry(stored)
                 touched = False
                 for step in _steps(dataset):
                     if step_id is None or _value(step, _STEP_ID) == step_id:
@@ -339,8 +424,8 @@ class SQLiteWorklistStore(WorklistStore):
                         touched = True
                 if touched:
                     self._db.execute(
-                        "UPDATE worklist_entries SET dataset = ? WHERE pk = ?",
-                        (_to_json(dataset), pk),
+                        "UPDATE worklist_entries SET data = ? WHERE pk = ?",
+                        (_encode_entry(dataset), pk),
                     )
                     changed += 1
             return changed
@@ -354,16 +439,15 @@ class SQLiteWorklistStore(WorklistStore):
             ).fetchall()
         return {path: (int(mtime), int(size)) for path, mtime, size in rows}
 
-    def replace_file(
-        self, path: str, stat: tuple[int, int], called_ae: str | None, datasets: Sequence[Dataset]
-    ) -> None:
+    def replace_files(self, files: Sequence[WatchedFile]) -> None:
         def work() -> None:
-            self._db.execute("DELETE FROM worklist_entries WHERE path = ?", (path,))
-            # One row per file (path is unique): a file holds one entry, as wlmscpfs reads it.
-            for dataset in datasets[:1]:
-                self._insert(dataset, "file", path, stat, called_ae)
+            for file in files:
+                self._db.execute("DELETE FROM worklist_entries WHERE path = ?", (file.path,))
+                # a file holds one entry (path is unique), as wlmscpfs reads it
+                self._insert(file.dataset, "file", file.path, file.stat, file.called_ae, file.data)
 
-        self._write(work)
+        if files:
+            self._write(work)
 
     def forget_files(self, paths: Iterable[str]) -> None:
         listed = list(paths)
@@ -381,11 +465,11 @@ class SQLiteWorklistStore(WorklistStore):
     def entries(self) -> list[WorklistEntry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT entry_key, source, path, called_ae, dataset FROM worklist_entries "
+                "SELECT entry_key, source, path, called_ae, data FROM worklist_entries "
                 "ORDER BY source = 'file', pk"
             ).fetchall()
         return [
-            WorklistEntry(key, path if source == "file" else "api", called, _from_json(stored))
+            WorklistEntry(key, path if source == "file" else "api", called, decode_entry(stored))
             for key, source, path, called, stored in rows
         ]
 
@@ -406,11 +490,11 @@ class SQLiteWorklistStore(WorklistStore):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:  # one connection: reads wait for a write in progress
             rows = self._db.execute(
-                f"SELECT e.dataset FROM worklist_entries e{where} ORDER BY e.pk", params
+                f"SELECT e.data FROM worklist_entries e{where} ORDER BY e.pk", params
             ).fetchall()
         matched = []
         for (stored,) in rows:
-            candidate = _from_json(stored)
+            candidate = decode_entry(stored)
             if all(query.matches(candidate) for query in queries):
                 matched.append(candidate)
         return matched
@@ -500,6 +584,7 @@ class WatchedDirectory:
         known = self.store.file_states()
         seen: set[str] = set()
         read = 0
+        batch: list[WatchedFile] = []
         for path, called_ae in self._listing():
             name = str(path)
             try:
@@ -511,9 +596,7 @@ class WatchedDirectory:
             if known.get(name) == stat or self._unreadable.get(name) == stat:
                 continue
             try:
-                datasets = read_entries(path)
-                for dataset in datasets:
-                    check_entry(dataset)
+                dataset, data = read_watched_file(path)
             except DataSetError as exc:
                 self._unreadable[name] = stat
                 log.warning("worklist file left out: %s", exc)
@@ -521,8 +604,12 @@ class WatchedDirectory:
                     self.store.forget_files([name])
                 continue
             self._unreadable.pop(name, None)
-            self.store.replace_file(name, stat, called_ae, datasets)
+            batch.append(WatchedFile(name, stat, called_ae, dataset, data))
             read += 1
+            if len(batch) >= _BATCH:
+                self.store.replace_files(batch)
+                batch = []
+        self.store.replace_files(batch)
         gone = [name for name in known if name not in seen]
         self.store.forget_files(gone)
         for name in list(self._unreadable):
