@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pydicom import Dataset
+from pydicom.dataset import FileMetaDataset
 
 from dicomwire.dimse.primitives import CFindRQ
 from dicomwire.services.client import connect
@@ -329,6 +330,21 @@ def test_watched_directory_followed_while_running(tmp_path: Path) -> None:
         assert accessions(find(node.port, top_query())[1]) == ["A2-CHANGED", "A4"]
         # an unreadable file is left out, the others still served
         (folder / "broken.wl").write_bytes(b"not DICOM at all")
+        assert accessions(find(node.port, top_query())[1]) == ["A2-CHANGED", "A4"]
+        # implicit VR Part 10 and a bare data set (no file meta) are read too
+        implicit = entries()[4]
+        implicit.file_meta = FileMetaDataset()
+        implicit.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+        implicit.save_as(folder / "implicit.dcm", implicit_vr=True, little_endian=True)
+        bare = entries()[0]
+        bare.AccessionNumber = "BARE"
+        bare.save_as(folder / "bare.wl", implicit_vr=False, little_endian=True)
+        _, matches, _ = find(node.port, top_query())
+        assert accessions(matches) == ["", "A2-CHANGED", "A4", "BARE"]
+        (japanese,) = [m for m in matches if m.PatientID == "P4001"]
+        assert str(japanese.PatientName) == "山田^太郎"
+        (folder / "implicit.dcm").unlink()
+        (folder / "bare.wl").unlink()
         assert accessions(find(node.port, top_query())[1]) == ["A2-CHANGED", "A4"]
     # the directory's entries live in the database beside the added ones
     assert {e.source for e in SQLiteWorklistStore(tmp_path / "node.sqlite").entries()} == {
