@@ -527,3 +527,29 @@ def test_undecodable_identifier_answers_a900(store: SQLiteWorklistStore) -> None
         final = run_bounded(send_garbage(node.port), 30)
     assert int(final.status) == 0xA900
     assert final.command.get(0x00000902)
+
+
+def test_unreadable_directory_keeps_its_entries(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder that cannot be listed for a while (a mount gone) forgets nothing."""
+    from dicomwire.services.worklist import WatchedDirectory
+
+    folder = tmp_path / "worklists"
+    write_wl_files(folder / "CT", entries()[:2])
+    write_wl_files(folder, entries()[2:3])
+    store = SQLiteWorklistStore(tmp_path / "db.sqlite")
+    watched = WatchedDirectory(store, folder, poll_interval=0)
+    assert watched.refresh() == (3, 0)
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    assert watched.refresh() == (0, 0) and watched.refresh() == (0, 0)
+    assert len(store.entries()) == 3
+    assert caplog.text.count("cannot read the worklist directory") == 1  # logged once
+    moved.rename(folder)
+    (folder / "CT").chmod(0o000)
+    try:
+        watched.refresh()  # root reads it anyway; anyone else cannot: kept either way
+        assert len(store.entries()) == 3
+    finally:
+        (folder / "CT").chmod(0o755)

@@ -75,6 +75,7 @@ def add_parser(
         dest="worklist_action",
         metavar="ACTION",
         required=True,
+        help="query (the default: HOST PORT may follow worklist directly), add, list, remove",
         parser_class=argparse.ArgumentParser,
     )
 

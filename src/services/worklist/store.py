@@ -30,7 +30,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -550,6 +550,7 @@ class WatchedDirectory:
         self._scanned = -float("inf")
         self._lock = threading.Lock()
         self._unreadable: dict[str, tuple[int, int]] = {}
+        self._unlisted = False
 
     def refresh(self, *, force: bool = False) -> tuple[int, int]:
         """Rescan if due: (files read, files forgotten)."""
@@ -561,31 +562,42 @@ class WatchedDirectory:
             self._scanned = time.monotonic()
             return result
 
-    def _listing(self) -> Iterator[tuple[Path, str | None]]:
+    def _listing(self) -> tuple[list[tuple[Path, str | None]], list[str]] | None:
+        """(worklist files with their called AE, folders that could not be read), or None
+        when the directory itself cannot be read (its entries are then kept as they are)."""
         try:
             top = list(os.scandir(self.root))
         except OSError as exc:
-            log.warning("cannot read the worklist directory %s: %s", self.root, exc)
-            return
+            if not self._unlisted:  # once, not at every poll
+                log.warning("cannot read the worklist directory %s: %s", self.root, exc)
+            self._unlisted = True
+            return None
+        self._unlisted = False
+        files: list[tuple[Path, str | None]] = []
+        unreadable: list[str] = []
         for item in top:
             if item.is_dir(follow_symlinks=True):
                 try:
                     inner = list(os.scandir(item.path))
                 except OSError as exc:
                     log.warning("cannot read the worklist folder %s: %s", item.path, exc)
+                    unreadable.append(item.path + os.sep)
                     continue
-                for child in inner:
-                    if _is_worklist_file(child):
-                        yield Path(child.path), item.name
+                files += [(Path(c.path), item.name) for c in inner if _is_worklist_file(c)]
             elif _is_worklist_file(item):
-                yield Path(item.path), None
+                files.append((Path(item.path), None))
+        return files, unreadable
 
     def _scan(self) -> tuple[int, int]:
+        listing = self._listing()
+        if listing is None:
+            return 0, 0
+        files, unreadable = listing
         known = self.store.file_states()
         seen: set[str] = set()
         read = 0
         batch: list[WatchedFile] = []
-        for path, called_ae in self._listing():
+        for path, called_ae in files:
             name = str(path)
             try:
                 info = path.stat()
@@ -610,7 +622,11 @@ class WatchedDirectory:
                 self.store.replace_files(batch)
                 batch = []
         self.store.replace_files(batch)
-        gone = [name for name in known if name not in seen]
+        gone = [
+            name
+            for name in known
+            if name not in seen and not any(name.startswith(u) for u in unreadable)
+        ]
         self.store.forget_files(gone)
         for name in list(self._unreadable):
             if name not in seen:
