@@ -553,3 +553,21 @@ def test_unreadable_directory_keeps_its_entries(
         assert len(store.entries()) == 3
     finally:
         (folder / "CT").chmod(0o755)
+
+
+def test_an_entry_with_a_value_that_cannot_be_decoded_answers_c001(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = SQLiteWorklistStore(":memory:")
+    store.add(entries()[0])
+    # Rows (0028,0010) US stored with 3 bytes: no value pydicom can decode
+    (stored,) = store._db.execute("SELECT data FROM worklist_entries").fetchone()
+    store._db.execute(
+        "UPDATE worklist_entries SET data = ?", (stored + b"\x28\x00\x10\x00US\x03\x00abc",)
+    )
+    identifier = top_query()
+    identifier.Rows = None
+    with worklist_node(store) as node:
+        _, matches, final = find(node.port, identifier)
+    assert not matches and int(final.status) == 0xC001
+    assert "cannot be answered" in caplog.text

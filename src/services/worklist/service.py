@@ -40,7 +40,7 @@ from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse
 from ...dimse.session import Request
 from ...dimse.status import CANCEL, OUT_OF_RESOURCES, SUCCESS
-from ...errors import ConfigError, DicomWireError, InvalidQueryError
+from ...errors import ConfigError, DataSetError, DicomWireError, InvalidQueryError
 from ..matching import NOT_KEYS, KeyCondition, MatchKind, Query, compile_query
 from ..service import Binding, Service
 from .store import STEP_SEQUENCE, SQLiteWorklistStore, WatchedDirectory, WorklistStore
@@ -84,6 +84,14 @@ IDENTIFIER_MISMATCH = 0xA900
 UNABLE_TO_PROCESS = 0xC001
 _CHARSET = 0x00080005
 _COMMENT_LENGTH = 64  # Error Comment is LO
+
+
+#: What pydicom raises on a stored value it cannot decode (its BytesLengthException is
+#: a plain Exception subclass).
+def _answer_errors() -> tuple[type[Exception], ...]:
+    from pydicom.errors import BytesLengthException
+
+    return (DataSetError, ValueError, TypeError, KeyError, LookupError, BytesLengthException)
 
 
 @dataclass(slots=True)
@@ -175,6 +183,7 @@ class Worklist(Service):
         limit = self.config.max_responses
         query_charset = identifier.get(_CHARSET)
         sent = 0
+        answer_errors = _answer_errors()
         for entry in entries:
             if request.cancelled.is_set():
                 return primitive.response(CANCEL)
@@ -184,8 +193,16 @@ class Worklist(Service):
                     OUT_OF_RESOURCES,
                     error_comment=f"more than {limit} matches: narrow the query",
                 )
-            answer = answer_for(entry, identifier, matching, query_charset)
-            await request.send_pending(answer, status)
+            try:
+                answer = answer_for(entry, identifier, matching, query_charset)
+                await request.send_pending(answer, status)
+            except answer_errors as exc:  # a stored value pydicom refuses
+                log.error(
+                    "worklist entry %s cannot be answered: %s", entry.get("StudyInstanceUID"), exc
+                )
+                return primitive.response(
+                    UNABLE_TO_PROCESS, error_comment=f"entry unreadable: {exc}"[:_COMMENT_LENGTH]
+                )
             sent += 1
             await asyncio.sleep(0)  # let a C-CANCEL that arrived be read before the next
         if request.cancelled.is_set():
