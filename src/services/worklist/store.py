@@ -494,9 +494,12 @@ class SQLiteWorklistStore(WorklistStore):
             ).fetchall()
         matched = []
         for (stored,) in rows:
-            candidate = decode_entry(stored)
-            if all(query.matches(candidate) for query in queries):
-                matched.append(candidate)
+            try:
+                candidate = decode_entry(stored)
+                if all(query.matches(candidate) for query in queries):
+                    matched.append(candidate)
+            except Exception as exc:  # one damaged entry must not fail every query
+                log.warning("worklist entry left out of a query: cannot decode it: %s", exc)
         return matched
 
     def _narrowing(self, condition: KeyCondition, params: list[Any]) -> str | None:
