@@ -555,9 +555,8 @@ def test_unreadable_directory_keeps_its_entries(
         (folder / "CT").chmod(0o755)
 
 
-def test_an_entry_with_a_value_that_cannot_be_decoded_answers_c001(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_an_entry_with_a_value_that_cannot_be_decoded(caplog: pytest.LogCaptureFixture) -> None:
+    """Stored bytes go out as stored; a value that must be re-encoded and cannot: C001."""
     store = SQLiteWorklistStore(":memory:")
     store.add(entries()[0])
     # Rows (0028,0010) US stored with 3 bytes: no value pydicom can decode
@@ -568,6 +567,30 @@ def test_an_entry_with_a_value_that_cannot_be_decoded_answers_c001(
     identifier = top_query()
     identifier.Rows = None
     with worklist_node(store) as node:
+        _, matches, final = find(node.port, identifier)  # same character set: bytes as stored
+        assert len(matches) == 1 and int(final.status) == 0
+        assert matches[0].get_item(0x00280010).value == b"abc"
+        identifier.SpecificCharacterSet = "ISO_IR 192"  # answered in UTF-8: re-encoded
         _, matches, final = find(node.port, identifier)
     assert not matches and int(final.status) == 0xC001
     assert "cannot be answered" in caplog.text
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+def test_answers_from_stored_bytes_equal_answers_from_the_entries(syntax: str) -> None:
+    """The stored-bytes fast path answers exactly what encoding the entry itself gives."""
+    from dicomwire.dimse.datasets import decode_dataset, encode_dataset
+    from dicomwire.services.matching import compile_query
+    from dicomwire.services.worklist.service import LIST_KEYS, answer_for, supported_query
+    from dicomwire.services.worklist.store import _encode_entry, decode_entry
+
+    whole = worklist_identifier()
+    whole.ScheduledProcedureStepSequence = []
+    identifiers = [top_query(), step_query(Modality="CT"), whole, top_query(PatientWeight="")]
+    for original in entries():
+        for identifier in identifiers:
+            query, _ = supported_query(compile_query(identifier, list_keys=LIST_KEYS))
+            stored = decode_entry(_encode_entry(original))
+            fast = encode_dataset(answer_for(stored, identifier, query), syntax)
+            slow = encode_dataset(answer_for(original, identifier, query), syntax)
+            assert decode_dataset(fast, syntax) == decode_dataset(slow, syntax)

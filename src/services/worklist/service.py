@@ -286,6 +286,7 @@ def answer_for(
         answer = _answer_level(entry, identifier, conditions, raw=True)
         if own_value is not None:
             answer.SpecificCharacterSet = own_value
+        _as_stored(answer)
         return answer
     answer = _answer_level(entry, identifier, conditions, raw=False)  # values as text
     if _encodes(answer, wanted):
@@ -293,6 +294,21 @@ def answer_for(
     elif own_value is not None:
         answer.SpecificCharacterSet = own_value
     return answer
+
+
+def _as_stored(answer: Dataset) -> None:
+    """Mark ``answer`` (and its items) as encoded like the store, in its own character set.
+
+    pydicom then writes the stored elements' bytes as they are (no decoding, no
+    re-encoding) when the presentation context is explicit VR little endian too: the
+    answer's character set is the entry's, so the bytes are right as they are.
+    """
+    answer.set_original_encoding(False, True, answer._character_set)
+    for tag in answer.keys():
+        element = answer.get_item(tag)
+        if element.VR == "SQ" and not element.is_raw:
+            for item in element.value:
+                _as_stored(item)
 
 
 def _same_charset(first: Any, second: Any) -> bool:
