@@ -213,7 +213,7 @@ def test_cancel_answers_fe00() -> None:
     with worklist_node(store) as node:
         _, matches, final = find(node.port, top_query(), cancel_after=1)
         assert int(final.status) == 0xFE00
-        assert 1 <= len(matches) < 600
+        assert 1 <= len(matches) < 600, len(matches)
 
 
 def test_response_limit_answers_a700(store: SQLiteWorklistStore) -> None:

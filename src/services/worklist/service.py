@@ -303,11 +303,12 @@ def _as_stored(answer: Dataset) -> None:
     re-encoding) when the presentation context is explicit VR little endian too: the
     answer's character set is the entry's, so the bytes are right as they are.
     """
+    from pydicom.dataelem import DataElement
+
     answer.set_original_encoding(False, True, answer._character_set)
-    for tag in answer.keys():
-        element = answer.get_item(tag)
-        if element.VR == "SQ" and not element.is_raw:
-            for item in element.value:
+    for element in answer.elements():  # raw elements stay raw
+        if isinstance(element, DataElement) and element.VR == "SQ":
+            for item in element.value or ():
                 _as_stored(item)
 
 

@@ -2,8 +2,9 @@
 
 PS3.4 K.6.1 (Modality Worklist Information Model): one entry is one worklist item, a data
 set holding the patient, the requested procedure and its Scheduled Procedure Step
-Sequence (0040,0100). Entries come from two feeds, both kept in one SQLite table of the
-node's database (beside the Q/R index and the job queue, each with its own tables):
+Sequence (0040,0100). Entries come from two feeds, both kept in the same tables of the
+node's database (``worklist_entries`` and ``worklist_steps``, beside the Q/R index's and
+the job queue's tables in the same SQLite file):
 
 - ``add`` (the Python API, ``dicomwire worklist add FILE.json|FILE.dcm``): kept until
   ``remove``d; an entry with the Study Instance UID and Scheduled Procedure Step ID of an
