@@ -131,16 +131,33 @@ def test_findscu_sees_ff01_and_a900(store: SQLiteWorklistStore, tmp_path: Path) 
         assert "ScheduledProcedureStepStartDate" in output  # the Error Comment says why
 
 
-def test_findscu_charset_latin1(store: SQLiteWorklistStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("charset", "encoding", "name", "accession", "answered_in"),
+    [
+        ("ISO_IR 100", "latin-1", "MÜLLER*", "A4", "ISO_IR 100"),
+        ("ISO_IR 192", "utf-8", "müller*", "A4", "ISO_IR 192"),  # names match in any case
+        ("ISO_IR 192", "utf-8", "山田*", None, "ISO_IR 192"),
+    ],
+)
+def test_findscu_specific_character_set(
+    store: SQLiteWorklistStore,
+    tmp_path: Path,
+    charset: str,
+    encoding: str,
+    name: str,
+    accession: str | None,
+    answered_in: str,
+) -> None:
     with worklist_node(store) as node:
-        # findscu sends the bytes it is given: the name spelt in Latin-1 bytes
-        name = os.fsdecode("PatientName=MÜLLER*".encode("latin-1"))
-        query = keys("SpecificCharacterSet=ISO_IR 100", name)
+        # findscu sends the bytes it is given: the name spelt in the query's encoding
+        spelt = os.fsdecode(f"PatientName={name}".encode(encoding))
+        query = keys(f"SpecificCharacterSet={charset}", spelt)
         status, output, responses = findscu(node.port, query, tmp_path / "rsp")
     assert status == 0, output
     (answer,) = responses
-    assert answer.SpecificCharacterSet == "ISO_IR 100" and answer.AccessionNumber == "A4"
-    assert str(answer.PatientName) == "MÜLLER^JÜRGEN"
+    assert answer.SpecificCharacterSet == answered_in
+    assert (answer.AccessionNumber or None) == accession
+    assert str(answer.PatientName) in ("MÜLLER^JÜRGEN", "山田^太郎")
 
 
 def test_findscu_cancel(tmp_path: Path) -> None:
