@@ -237,8 +237,13 @@ def test_return_keys_present_and_empty_when_the_entry_lacks_them(
 ) -> None:
     identifier = top_query(PatientID="P4001", PatientWeight="")
     identifier.ScheduledProcedureStepSequence[0].ScheduledProcedureStepLocation = ""
+    referenced = Dataset()
+    referenced.ReferencedSOPInstanceUID = ""
+    identifier.ReferencedStudySequence = [referenced]
     with worklist_node(store) as node:
-        _, (match,), _ = find(node.port, identifier)
+        statuses, (match,), _ = find(node.port, identifier)
+    assert statuses == [0xFF00]  # return keys only: nothing unsupported
+    assert "ReferencedStudySequence" in match and len(match.ReferencedStudySequence) == 0
     assert "AccessionNumber" in match and match.AccessionNumber in ("", None)
     assert "PatientWeight" in match and match.PatientWeight in ("", None)
     (step,) = match.ScheduledProcedureStepSequence
@@ -594,3 +599,20 @@ def test_answers_from_stored_bytes_equal_answers_from_the_entries(syntax: str) -
             fast = encode_dataset(answer_for(stored, identifier, query), syntax)
             slow = encode_dataset(answer_for(original, identifier, query), syntax)
             assert decode_dataset(fast, syntax) == decode_dataset(slow, syntax)
+
+
+def test_list_of_values_matching() -> None:
+    """The matcher's additive list-of-values kind (Scheduled Station AE Title)."""
+    from dicomwire.errors import InvalidQueryError
+    from dicomwire.services.matching import MatchKind, compile_query
+    from dicomwire.services.worklist.service import LIST_KEYS
+
+    query = compile_query(step_query(ScheduledStationAETitle="CT2\\MR1"), list_keys=LIST_KEYS)
+    (step,) = [k for k in query.keys if k.kind is MatchKind.SEQUENCE]
+    (station,) = [c for c in step.items if c.tag == 0x00400001]
+    assert station.kind is MatchKind.VALUE_LIST and station.values == ("CT2", "MR1")
+    assert accessions([e for e in entries() if query.matches(e)]) == ["A2", "A3"]
+    with pytest.raises(InvalidQueryError, match="several values"):
+        compile_query(step_query(ScheduledStationAETitle="CT2\\MR1"))  # not a list key there
+    with pytest.raises(InvalidQueryError, match="no wildcard"):
+        compile_query(step_query(ScheduledStationAETitle="CT*\\MR1"), list_keys=LIST_KEYS)
