@@ -44,6 +44,9 @@ _LAZY: dict[str, str] = {
     "Verification": "dicomwire.services.verification",
     "Storage": "dicomwire.services.storage",
     "StorageConfig": "dicomwire.services.storage",
+    "Worklist": "dicomwire.services.worklist",
+    "WorklistConfig": "dicomwire.services.worklist",
+    "query_worklist": "dicomwire.services.worklist",
     "AEDirectory": "dicomwire.services.directory",
     "RemoteAE": "dicomwire.services.directory",
     "Request": "dicomwire.dimse.session",
@@ -64,6 +67,7 @@ if TYPE_CHECKING:
     from .services.service import Binding, CustomService, Service
     from .services.storage import Storage, StorageConfig
     from .services.verification import Verification
+    from .services.worklist import Worklist, WorklistConfig, query_worklist
     from .ul.association import Timeouts
     from .ul.tls import TLSConfig
 
@@ -101,7 +105,10 @@ __all__ = [
     "Timeouts",
     "ValidationError",
     "Verification",
+    "Worklist",
+    "WorklistConfig",
     "__version__",
     "connect",
     "load_config",
+    "query_worklist",
 ]
