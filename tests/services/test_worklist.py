@@ -616,3 +616,23 @@ def test_list_of_values_matching() -> None:
         compile_query(step_query(ScheduledStationAETitle="CT2\\MR1"))  # not a list key there
     with pytest.raises(InvalidQueryError, match="no wildcard"):
         compile_query(step_query(ScheduledStationAETitle="CT*\\MR1"), list_keys=LIST_KEYS)
+
+
+def test_cli_store_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dicomwire.services.cli import main
+
+    missing = tmp_path / "none.sqlite"
+    assert main(["worklist", "list", "--database", str(missing)]) == 1
+    assert "no database" in capsys.readouterr().err and not missing.exists()
+    assert main(["worklist", "remove", "1.2.3", "--database", str(missing)]) == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[worklist]\nmax_responses = -1\nunknown = 1\n")
+    assert main(["worklist", "list", "--config", str(bad)]) == 2
+    assert "worklist" in capsys.readouterr().err
+    not_a_database = tmp_path / "text.sqlite"
+    not_a_database.write_text("plain text, not SQLite")
+    assert main(["worklist", "list", "--database", str(not_a_database)]) == 1
+    assert "database" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main(["worklist", "query", LOCALHOST, "104", "--station-ae", "WAY-TOO-LONG-AE-TITLE"])
+    assert usage.value.code == 2

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import DicomWireError
+from ...errors import ConfigError, DicomWireError
 from .flags import (
     add_common,
     add_peer,
@@ -96,7 +97,9 @@ def add_parser(
         metavar="DATE",
         help="Scheduled Procedure Step Start Date: today, YYYYMMDD or YYYYMMDD-YYYYMMDD",
     )
-    match.add_argument("--station-ae", metavar="AE", help="Scheduled Station AE Title")
+    match.add_argument(
+        "--station-ae", type=ae_title, metavar="AE", help="Scheduled Station AE Title"
+    )
     match.add_argument("--station-name", metavar="SH", help="Scheduled Station Name")
     match.add_argument("--patient-id", metavar="LO", help="Patient ID")
     match.add_argument("--patient-name", metavar="PN", help="Patient's Name (wildcards ok)")
@@ -155,17 +158,39 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--debug", action="store_true", help="log everything")
 
 
-def _open_store(args: argparse.Namespace) -> SQLiteWorklistStore:
+def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStore:
+    """The store of ``--database``, ``--config``'s node or the default node.
+
+    :class:`~dicomwire.errors.ConfigError` for a bad configuration, :class:`OSError`
+    when the database cannot be opened (or does not exist and ``create`` is false).
+    """
     from ..node import SERVICE_TYPES, NodeConfig, database_path, load_config
     from ..worklist import SQLiteWorklistStore, Worklist
 
     if args.database is not None:
-        return SQLiteWorklistStore(args.database)
-    if args.config is not None:
-        config = load_config(args.config, {**SERVICE_TYPES, "worklist": Worklist})
+        path = Path(args.database)
+    elif args.config is not None:
+        path = database_path(load_config(args.config, {**SERVICE_TYPES, "worklist": Worklist}))
     else:
-        config = NodeConfig()
-    return SQLiteWorklistStore(database_path(config))
+        path = database_path(NodeConfig())
+    if not create and not path.exists():
+        raise FileNotFoundError(f"no database at {path}")
+    try:
+        return SQLiteWorklistStore(path)
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot open the database {path}: {exc}") from exc
+
+
+def _store_or_status(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStore | int:
+    """The store, or the exit status after saying why there is none (2 usage, 1 else)."""
+    try:
+        return _open_store(args, create=create)
+    except ConfigError as exc:
+        print(f"worklist: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"worklist: {exc}", file=sys.stderr)
+        return 1
 
 
 # --------------------------------------------------------------------------- query
@@ -178,7 +203,7 @@ def _identifier(args: argparse.Namespace) -> Dataset:
     base = worklist_identifier(
         modality=args.modality,
         date=args.date,
-        station_ae=ae_title(args.station_ae) if args.station_ae else None,
+        station_ae=args.station_ae,
         station_name=args.station_name,
         patient_id=args.patient_id,
         patient_name=args.patient_name,
@@ -193,7 +218,7 @@ async def run_query(args: argparse.Namespace) -> int:
 
     try:
         identifier = _identifier(args)
-    except (DicomWireError, argparse.ArgumentTypeError) as exc:
+    except DicomWireError as exc:
         print(f"worklist: {exc}", file=sys.stderr)
         return 2
     try:
@@ -258,14 +283,16 @@ def run_add(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist add``; the exit status."""
     from ..worklist import read_entries
 
-    store = _open_store(args)
+    store = _store_or_status(args, create=True)
+    if isinstance(store, int):
+        return store
     failed = 0
     try:
         for path in args.files:
             try:
                 for dataset in read_entries(path):
                     print(f"added {store.add(dataset)} from {path}")
-            except DicomWireError as exc:
+            except (DicomWireError, sqlite3.Error) as exc:
                 print(f"worklist add: {path}: {exc}", file=sys.stderr)
                 failed += 1
     finally:
@@ -275,9 +302,14 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist list``; the exit status."""
-    store = _open_store(args)
+    store = _store_or_status(args, create=False)
+    if isinstance(store, int):
+        return store
     try:
         found = store.entries()
+    except sqlite3.Error as exc:
+        print(f"worklist list: {exc}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if args.json:
@@ -302,11 +334,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist remove``; exit 1 when a key matched nothing."""
-    store = _open_store(args)
+    store = _store_or_status(args, create=False)
+    if isinstance(store, int):
+        return store
     missing = 0
     try:
         for key in args.keys:
-            count = store.remove(key)
+            try:
+                count = store.remove(key)
+            except sqlite3.Error as exc:
+                print(f"worklist remove: {key}: {exc}", file=sys.stderr)
+                return 1
             if count:
                 print(f"removed {count} entr{'ies' if count != 1 else 'y'} for {key}")
             else:
