@@ -59,6 +59,8 @@ def add_parser(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
     """Add ``worklist`` and its subcommands to ``subparsers``."""
+    # argparse makes every subcommand's parser with one class: ours only for this one, so
+    # that "dicomwire worklist HOST PORT" reads as "dicomwire worklist query HOST PORT"
     previous = subparsers._parser_class
     subparsers._parser_class = _WorklistParser
     try:
