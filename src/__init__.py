@@ -48,6 +48,9 @@ _LAZY: dict[str, str] = {
     "StorageConfig": "dicomwire.services.storage",
     "StorageCommitment": "dicomwire.services.commitment",
     "CommitmentReport": "dicomwire.services.commitment",
+    "Worklist": "dicomwire.services.worklist",
+    "WorklistConfig": "dicomwire.services.worklist",
+    "query_worklist": "dicomwire.services.worklist",
     "AEDirectory": "dicomwire.services.directory",
     "RemoteAE": "dicomwire.services.directory",
     "Request": "dicomwire.dimse.session",
@@ -81,6 +84,7 @@ if TYPE_CHECKING:
     from .services.service import Binding, CustomService, Service
     from .services.storage import Storage, StorageConfig
     from .services.verification import Verification
+    from .services.worklist import Worklist, WorklistConfig, query_worklist
     from .ul.association import Timeouts
     from .ul.tls import TLSConfig
 
@@ -124,9 +128,12 @@ __all__ = [
     "Timeouts",
     "ValidationError",
     "Verification",
+    "Worklist",
+    "WorklistConfig",
     "__version__",
     "connect",
     "load_config",
     "print_images",
     "storage_classes_for",
+    "query_worklist",
 ]

@@ -13,6 +13,9 @@ kinds of matching, as PS3.4 C.2.2.2 names them:
 - **Empty Value** (C.2.2.2.1, a value of two quotation marks ``""``): matches entities
   whose attribute is absent or has no value;
 - **List of UID** (C.2.2.2.2): backslash-separated UIDs, any of which;
+- **List of values** (an extension for keys a service names in ``list_keys``, such as the
+  Modality Worklist's Scheduled Station AE Title, "single, multiple or wildcard" in the
+  RIS statements we serve): backslash-separated single values, any of which;
 - **Wild Card** (C.2.2.2.4): ``*`` (any run, possibly empty) and ``?`` (one character) in
   values of AE, CS, LO, LT, PN, SH, ST, UC, UR, UT;
 - **Range** (C.2.2.2.5): ``A-B``, ``-B``, ``A-`` on DA, TM and DT, bounds included;
@@ -76,6 +79,7 @@ class MatchKind(Enum):
     SINGLE = "single"
     EMPTY = "empty"
     UID_LIST = "uid-list"
+    VALUE_LIST = "value-list"
     WILDCARD = "wildcard"
     RANGE = "range"
     SEQUENCE = "sequence"
@@ -124,7 +128,7 @@ class KeyCondition:
         if self.vr in RANGE_VRS:
             (wanted,) = self.values
             return _in_range(text, wanted, wanted, self.vr)
-        return self._normalise(text) in self.values  # single value, or a list of UIDs
+        return self._normalise(text) in self.values  # single value, or a list of values
 
     def _normalise(self, text: str) -> str:
         if self.vr == "PN":
@@ -157,14 +161,21 @@ class Query:
         return (candidate for candidate in candidates if self.matches(candidate))
 
 
-def compile_query(identifier: Dataset, *, case_insensitive_names: bool = True) -> Query:
+def compile_query(
+    identifier: Dataset,
+    *,
+    case_insensitive_names: bool = True,
+    list_keys: frozenset[int] = frozenset(),
+) -> Query:
     """Compile a C-FIND identifier; :class:`InvalidQueryError` (A900) when it is malformed.
 
     Keys that are not matching or return keys (Query/Retrieve Level, Specific Character
-    Set...) are left out: the service answers those itself.
+    Set...) are left out: the service answers those itself. A key whose tag is in
+    ``list_keys`` may hold several values (:attr:`MatchKind.VALUE_LIST`, any of them), at
+    any depth of sequences.
     """
     keys = [
-        _condition(element, case_insensitive_names)
+        _condition(element, case_insensitive_names, list_keys)
         for element in identifier
         if element.tag not in NOT_KEYS and element.tag.group != 0x0002
     ]
@@ -183,7 +194,9 @@ def matches(
 # --------------------------------------------------------------------------- compiling
 
 
-def _condition(element: Any, case_insensitive_names: bool) -> KeyCondition:
+def _condition(
+    element: Any, case_insensitive_names: bool, list_keys: frozenset[int] = frozenset()
+) -> KeyCondition:
     tag, vr, value = int(element.tag), str(element.VR), element.value
     name = element.keyword or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
     if vr == "SQ":
@@ -192,7 +205,9 @@ def _condition(element: Any, case_insensitive_names: bool) -> KeyCondition:
             return KeyCondition(tag, vr, MatchKind.UNIVERSAL)
         if len(items) > 1:
             raise InvalidQueryError(f"{name}: a sequence key holds one item, not {len(items)}")
-        conditions = tuple(_condition(child, case_insensitive_names) for child in items[0])
+        conditions = tuple(
+            _condition(child, case_insensitive_names, list_keys) for child in items[0]
+        )
         if all(c.kind is MatchKind.UNIVERSAL for c in conditions):
             return KeyCondition(tag, vr, MatchKind.UNIVERSAL, items=conditions)
         return KeyCondition(tag, vr, MatchKind.SEQUENCE, items=conditions)
@@ -206,6 +221,11 @@ def _condition(element: Any, case_insensitive_names: bool) -> KeyCondition:
         return KeyCondition(
             tag, vr, MatchKind.UID_LIST if len(texts) > 1 else MatchKind.SINGLE, tuple(texts)
         )
+    if len(texts) > 1 and tag in list_keys and vr not in RANGE_VRS:
+        if any("*" in t or "?" in t or t == _EMPTY_VALUE for t in texts):
+            raise InvalidQueryError(f"{name}: a list of values holds no wildcard or empty value")
+        values = tuple(_trim_name(t).casefold() if folded else t for t in texts)
+        return KeyCondition(tag, vr, MatchKind.VALUE_LIST, values, case_insensitive=folded)
     if len(texts) > 1:
         raise InvalidQueryError(f"{name}: only a UID key may hold several values")
     text = texts[0]

@@ -10,6 +10,8 @@
 - ``dicomwire find|move|get HOST PORT -k KEY=VALUE...`` — Query/Retrieve SCU (like
   findscu, movescu, getscu), :mod:`.query`;
 - ``dicomwire mpps HOST PORT create|set`` — MPPS SCU (PS3.4 F.7), :mod:`.mpps`;
+- ``dicomwire worklist [query] HOST PORT`` / ``worklist add|list|remove`` — Modality
+  Worklist SCU and the node's worklist entries, :mod:`.worklist`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
@@ -30,7 +32,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, commit, echo, mpps, query, serve, store
+from . import certs, commit, echo, mpps, query, serve, store, worklist
 from . import print as print_command
 from .flags import configure_logging
 
@@ -63,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     print_command.add_printer_parser(commands)
     query.add_parsers(commands)
     mpps.add_parser(commands)
+    worklist.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
 

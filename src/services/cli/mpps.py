@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import DicomWireError
+from ...errors import DicomWireError, ValidationError
 from .flags import (
     add_common,
     add_peer,
@@ -148,10 +148,6 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-class _Usage(Exception):
-    """A usage error: exit 2 with this message."""
-
-
 def read_dataset(path: Path) -> Dataset:
     """A data set from DICOM JSON, ``{keyword: value}`` JSON or a DICOM file."""
     from pydicom import Dataset, dcmread
@@ -162,22 +158,22 @@ def read_dataset(path: Path) -> Dataset:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise _Usage(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise ValidationError(f"cannot read {path}: {exc.strerror or exc}") from None
     if raw.lstrip()[:1] in (b"{", b"["):
         try:
             data: Any = json.loads(raw)
             if isinstance(data, list) and len(data) == 1:
                 data = data[0]  # one answer of a --json listing
             if not isinstance(data, dict):
-                raise _Usage(f"{path}: expected a JSON object")
+                raise ValidationError(f"{path}: expected a JSON object")
             tagged = all(len(k) == 8 and _is_hex(k) for k in data)
             return Dataset.from_json(data) if tagged and data else build_dataset(data)
         except (ValueError, TypeError, DicomWireError) as exc:
-            raise _Usage(f"{path}: not a DICOM JSON data set: {exc}") from None
+            raise ValidationError(f"{path}: not a DICOM JSON data set: {exc}") from None
     try:
         return dcmread(path, force=True)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise _Usage(f"{path}: not a DICOM file: {exc}") from None
+        raise ValidationError(f"{path}: not a DICOM file: {exc}") from None
 
 
 def _attributes(args: argparse.Namespace) -> Dataset:
@@ -185,7 +181,7 @@ def _attributes(args: argparse.Namespace) -> Dataset:
     from .keys import parse_keys
 
     if args.file is not None and args.from_worklist is not None:
-        raise _Usage("give FILE or --from-worklist, not both")
+        raise ValidationError("give FILE or --from-worklist, not both")
     if args.file is not None:
         dataset = read_dataset(args.file)
     else:
@@ -199,7 +195,7 @@ def _attributes(args: argparse.Namespace) -> Dataset:
             if value is not None
         }
         if args.from_worklist is None and not unscheduled:
-            raise _Usage("create needs FILE, --from-worklist ITEM or --patient-id")
+            raise ValidationError("create needs FILE, --from-worklist ITEM or --patient-id")
         item = read_dataset(args.from_worklist) if args.from_worklist is not None else None
         dataset = step_from_worklist(
             item,
@@ -221,15 +217,15 @@ def _modification(args: argparse.Namespace) -> Dataset:
         series = series_from_files(args.series, retrieve_ae="") if args.series else []
         if args.series and not series:
             where = ", ".join(map(str, args.series))
-            raise _Usage(f"no DICOM file with a Series Instance UID under {where}")
+            raise ValidationError(f"no DICOM file with a Series Instance UID under {where}")
         for element in completion(args.status, series=series):
             if element.tag not in modification:
                 modification.add(element)
     elif args.series:
-        raise _Usage("--series goes with --status")
+        raise ValidationError("--series goes with --status")
     modification = parse_keys(args.keys, modification)
     if len(modification) == 0:
-        raise _Usage("set needs FILE, --status or -k")
+        raise ValidationError("set needs FILE, --status or -k")
     return modification
 
 
@@ -240,7 +236,7 @@ async def run(args: argparse.Namespace) -> int:
 
     try:
         data = _attributes(args) if args.action == "create" else _modification(args)
-    except (_Usage, DicomWireError) as exc:
+    except DicomWireError as exc:
         print(f"mpps: {exc}", file=sys.stderr)
         return 2
     try:
