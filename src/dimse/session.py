@@ -188,6 +188,8 @@ class Operation:
             await self._wait_for_response()
         item = self._received.popleft()
         if isinstance(item, BaseException):
+            # The session ended: every later wait (a C-CANCEL's drain) ends the same way.
+            self._received.appendleft(item)
             raise item
         if not item.status.is_pending:
             self.final = item
@@ -252,6 +254,7 @@ class DimseSession:
         if negotiated is None:
             raise AssociationStateError("the association is not established")
         self.association = association
+        association.in_progress = self._in_progress
         self.negotiated = negotiated
         self.timeouts = timeouts or association.timeouts
         self.handlers: dict[int | tuple[str, int], Handler] = dict(handlers or {})
@@ -389,6 +392,10 @@ class DimseSession:
         await waiter
         if self._error is not None:
             raise self._error
+
+    def _in_progress(self) -> bool:
+        """Operations outstanding either way: the association is busy, not idle."""
+        return bool(self.dispatcher.outstanding or self.dispatcher.running)
 
     def _window_freed(self) -> None:
         """A slot of the invoked window is free: wake the first request waiting for it."""

@@ -156,6 +156,10 @@ class Association(asyncio.BufferedProtocol):
         self._artim: asyncio.TimerHandle | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_receive = time.monotonic()
+        #: Set by the layer above: True while work is in progress (DIMSE operations
+        #: outstanding or being performed); the network idle timeout waits for it, since
+        #: a peer awaiting a long C-MOVE's answer rightly sends nothing meanwhile.
+        self.in_progress: Callable[[], bool] | None = None
         self._writing_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         #: Received P-DATA-TF PDUs not yet taken by receive(), with their payload sizes.
@@ -481,6 +485,8 @@ class Association(asyncio.BufferedProtocol):
         idle = self.timeouts.network_idle
         assert idle is not None
         remaining = self._last_receive + idle - time.monotonic()
+        if remaining <= 0 and self.in_progress is not None and self.in_progress():
+            remaining = idle  # busy, not idle: the DIMSE timeout governs awaited answers
         if remaining > 0:
             self._idle = self._loop.call_later(remaining, self._check_idle)
             return
