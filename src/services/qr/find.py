@@ -1,16 +1,66 @@
-"""C-FIND SCP over the index (PS3.4 C.4.1): PLACEHOLDER until the Q/R find work lands."""
+"""C-FIND SCP over the index: PS3.4 C.4.1 (service), C.4.1.2-C.4.1.3 (behaviour), C.6.
+
+One handler answers every query model of :data:`~.models.MODELS` that has a C-FIND SOP
+class (Patient Root, Study Root, Patient/Study Only):
+
+- the identifier is decoded with its own Specific Character Set (pydicom does it while
+  reading), every value converted up front so a malformed one is an A900 with an Error
+  Comment, never a traceback later; then checked against the model
+  (:func:`~.models.check_identifier`: level, keys below the level, unique keys above it
+  in a hierarchical query) and compiled (:func:`~dicomwire.services.matching.compile_query`:
+  ranges, wild cards, UID lists, sequences);
+- relational queries are allowed when SOP Class Extended Negotiation agreed to them
+  (PS3.4 C.5.1.1) and the service's ``relational`` setting allows it; otherwise the
+  hierarchical rules of C.4.1.3.1 apply;
+- matches come from :meth:`Index.find <dicomwire.services.index.Index.find>` a few at a
+  time, read and encoded in a worker thread (the index is synchronous: a scan of a large
+  table must not stall the event loop that serves every association), handed over in
+  bounded batches, one batch read ahead while the previous one is sent; each is a pending
+  response FF00 holding every requested key (zero length when the entity has no value),
+  in the matched instance's character set;
+- the final response is 0000 (all sent), FE00 (C-CANCEL: the scan stops at once, even in
+  the middle of a batch), A700 (more than ``max_find_responses`` matches, with a comment),
+  A900 (identifier does not match the model, with the reason) or C001 (the index failed:
+  logged, with a comment).
+
+FF01 is never sent: every key is answered from the indexed header, so no optional key is
+"not supported".
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
 
+from ...dimse.datasets import encode_dataset
+from ...dimse.primitives import CFindRSP
 from ...dimse.session import Request
+from ...dimse.status import CANCEL, IDENTIFIER_MISMATCH, OUT_OF_RESOURCES, SUCCESS
+from ...errors import InvalidQueryError
+from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
+from ..matching import KeyCondition, MatchKind, Query, compile_query
+from .models import agreed_relational, check_identifier, model_of
 
 if TYPE_CHECKING:
+    from pydicom import Dataset
+
     from ..index import Index
     from .service import QueryRetrieveConfig
 
-__all__ = ["FindSCP"]
+__all__ = ["UNABLE_TO_PROCESS", "FindSCP"]
+
+log = logging.getLogger("dicomwire.services.qr.find")
+
+#: C-FIND "Failed: Unable to process" (PS3.4 Table C.4-1, Cxxx): the index failed.
+UNABLE_TO_PROCESS = 0xC001
+#: Encoded answers waiting for the handler at most (the worker waits when it is full).
+QUEUE_SIZE = 32
+#: Keys of the identifier that are not matched but answered by the SCP itself.
+_RETRIEVE_AE_TITLE = 0x00080054
+_INSTANCE_AVAILABILITY = 0x00080056
+_COMMENT_LIMIT = 64  # Error Comment is LO
 
 
 class FindSCP:
@@ -20,5 +70,286 @@ class FindSCP:
         self.index = index
         self.config = config
 
-    async def handle(self, request: Request) -> int:
-        return 0xC000  # placeholder: replaced by the C-FIND SCP
+    async def handle(self, request: Request) -> CFindRSP:
+        """One C-FIND: pending responses per match, then the final status."""
+        primitive = request.primitive
+        sop_class = str(getattr(primitive, "affected_sop_class_uid", ""))
+        caller = request.negotiated.remote_ae_title
+        try:
+            plan = self._plan(request, sop_class)
+        except InvalidQueryError as exc:
+            log.warning("C-FIND from %s refused (A900): %s", caller, exc)
+            return _response(request, IDENTIFIER_MISMATCH, str(exc))
+        log.info(
+            "C-FIND from %s: %s root, %s level, %s",
+            caller,
+            plan.model_name,
+            plan.level,
+            "relational" if plan.relational else "hierarchical",
+        )
+        return await self._stream(request, plan)
+
+    # -- the request -------------------------------------------------------------------
+
+    def _plan(self, request: Request, sop_class: str) -> _Plan:
+        """What to ask the index and how to answer; InvalidQueryError (A900) if invalid."""
+        try:
+            model, operation = model_of(sop_class)
+        except KeyError:
+            raise InvalidQueryError(f"{sop_class} is not a Query/Retrieve model") from None
+        if operation != "find":
+            raise InvalidQueryError(f"{sop_class} is not a C-FIND SOP class")
+        identifier = _decoded(request)
+        relational = agreed_relational(
+            request.negotiated.extended_negotiation.get(sop_class), self.config.relational
+        )
+        level = check_identifier(model, "find", identifier, relational=relational)
+        query = compile_query(identifier)
+        transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+        extras: dict[int, str] = {}
+        if _RETRIEVE_AE_TITLE in identifier:  # PS3.4 C.4.1.1.3.2: where to C-MOVE from
+            extras[_RETRIEVE_AE_TITLE] = request.negotiated.local_ae_title
+        if _INSTANCE_AVAILABILITY in identifier:  # PS3.3 C.4.23.1.1: on this node's disk
+            extras[_INSTANCE_AVAILABILITY] = "ONLINE"
+        return _Plan(model.name, level, relational, identifier, query, transfer_syntax, extras)
+
+    # -- the matches -------------------------------------------------------------------
+
+    async def _stream(self, request: Request, plan: _Plan) -> CFindRSP:
+        limit = self.config.max_find_responses
+        loop = asyncio.get_running_loop()
+        reader = _Reader(self.index, plan, loop)
+        watcher = loop.create_task(_on_cancel(request, reader))
+        scan = loop.run_in_executor(None, reader.run)
+        sent = 0
+        try:
+            while True:
+                item = await reader.queue.get()
+                if item is _CANCELLED:
+                    return self._cancelled(request, sent)
+                if item is _DONE:
+                    break
+                if isinstance(item, Exception):
+                    return self._index_failed(request, item, sent)
+                if limit and sent >= limit:
+                    return self._limited(request, limit)
+                assert isinstance(item, bytes)
+                await request.send_pending(item)
+                reader.taken()
+                sent += 1
+            log.info("C-FIND from %s: %d matches", request.negotiated.remote_ae_title, sent)
+            return _response(request, SUCCESS)
+        finally:
+            watcher.cancel()
+            reader.stop()
+            scan.add_done_callback(_retrieved)
+
+    def _cancelled(self, request: Request, sent: int) -> CFindRSP:
+        log.info(
+            "C-FIND from %s cancelled after %d matches", request.negotiated.remote_ae_title, sent
+        )
+        return _response(request, CANCEL)
+
+    def _limited(self, request: Request, limit: int) -> CFindRSP:
+        comment = f"more than {limit} matches: refine the query"
+        log.warning("C-FIND from %s: %s (A700)", request.negotiated.remote_ae_title, comment)
+        return _response(request, OUT_OF_RESOURCES, comment)
+
+    def _index_failed(self, request: Request, exc: Exception, sent: int) -> CFindRSP:
+        if isinstance(exc, InvalidQueryError):  # found by the index while matching
+            caller = request.negotiated.remote_ae_title
+            log.warning("C-FIND from %s refused (A900): %s", caller, exc)
+            return _response(request, IDENTIFIER_MISMATCH, str(exc))
+        log.error(
+            "C-FIND from %s: the index failed after %d matches (%s: %s); answering C001",
+            request.negotiated.remote_ae_title,
+            sent,
+            type(exc).__name__,
+            exc,
+        )
+        log.debug("index failure", exc_info=exc)
+        return _response(request, UNABLE_TO_PROCESS, f"index unavailable: {exc}")
+
+
+class _Plan:
+    """A validated query: what to ask the index and what to add to each answer."""
+
+    __slots__ = ("extras", "identifier", "level", "model_name", "query", "relational", "syntax")
+
+    def __init__(
+        self,
+        model_name: str,
+        level: str,
+        relational: bool,
+        identifier: Dataset,
+        query: Query,
+        syntax: str,
+        extras: dict[int, str],
+    ) -> None:
+        self.model_name = model_name
+        self.level = level
+        self.relational = relational
+        self.identifier = identifier
+        self.query = query
+        self.syntax = syntax
+        self.extras = extras
+
+
+#: What the reader puts in its queue besides encoded answers and the index's error.
+_DONE = object()
+_CANCELLED = object()
+
+
+async def _on_cancel(request: Request, reader: _Reader) -> None:
+    """C-CANCEL: jump the queue, so the next thing the handler takes ends the query."""
+    await request.cancelled.wait()
+    reader.queue.put_nowait(_CANCELLED)
+
+
+def _retrieved(scan: asyncio.Future[None]) -> None:
+    if not scan.cancelled() and scan.exception() is not None:  # reported through the queue
+        log.debug("index scan ended with %r", scan.exception())
+
+
+class _Reader:
+    """The index's matches, read and encoded in a worker thread, handed to the event loop.
+
+    At most :data:`QUEUE_SIZE` answers wait in the queue: the worker blocks when the
+    peer reads slowly, so memory stays bounded however many entities match. The
+    generator lives and dies in the worker thread; :meth:`stop` makes it end at the next
+    match (a scan cannot be interrupted between two matches).
+    """
+
+    def __init__(self, index: Index, plan: _Plan, loop: asyncio.AbstractEventLoop) -> None:
+        self._index = index
+        self._plan = plan
+        self._loop = loop
+        self._slots = threading.Semaphore(QUEUE_SIZE)
+        self._stopped = threading.Event()
+        self._sequences = [k for k in plan.query.keys if k.vr == "SQ" and k.items]
+        self.queue: asyncio.Queue[object] = asyncio.Queue()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def taken(self) -> None:
+        """The handler sent one answer: room for the next."""
+        self._slots.release()
+
+    def run(self) -> None:
+        """In the worker thread: scan, encode, hand over; then _DONE or the error."""
+        put = self._put
+        matches = self._index.find(self._plan.level, self._plan.identifier)
+        try:
+            for match in matches:
+                if self._stopped.is_set():
+                    return
+                encoded = self._encode(match)
+                if encoded is None:
+                    continue
+                while not self._slots.acquire(timeout=0.1):
+                    if self._stopped.is_set():
+                        return
+                put(encoded)
+            put(_DONE)
+        except Exception as exc:  # the index is unavailable (closed, locked, I/O)
+            put(exc)
+        finally:
+            close = getattr(matches, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, item: object) -> None:
+        if not self._stopped.is_set():
+            try:
+                self._loop.call_soon_threadsafe(self.queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                self._stopped.set()
+
+    def _encode(self, match: Dataset) -> bytes | None:
+        plan = self._plan
+        for condition in self._sequences:
+            _project_sequence(match, condition)
+        for tag, value in plan.extras.items():
+            match.add_new(tag, "AE" if tag == _RETRIEVE_AE_TITLE else "CS", value)
+        try:
+            return encode_dataset(match, plan.syntax)
+        except Exception as exc:  # a stored value the answer's character set cannot hold
+            log.warning("a match cannot be encoded, left out: %s", exc)
+            return None
+
+
+def _project_sequence(answer: Dataset, condition: KeyCondition) -> None:
+    """PS3.4 C.2.2.2.6: the matching items, holding only the requested attributes."""
+    from pydicom.sequence import Sequence
+
+    element = answer.get(condition.tag)
+    if element is None or not element.value:
+        return
+    kept = Sequence()
+    for item in element.value:
+        matching = condition.kind is not MatchKind.SEQUENCE or all(
+            c.matches(item) for c in condition.items
+        )
+        if not matching:
+            continue
+        kept.append(_projected_item(item, condition.items))
+    answer[condition.tag].value = kept
+
+
+def _projected_item(item: Dataset, conditions: tuple[KeyCondition, ...]) -> Dataset:
+    from pydicom import Dataset
+    from pydicom.datadict import dictionary_VR
+
+    projected = Dataset()
+    for condition in conditions:
+        if condition.tag in item:
+            if condition.vr == "SQ" and condition.items:
+                copy = Dataset()
+                copy[condition.tag] = item[condition.tag]
+                _project_sequence(copy, condition)
+                projected[condition.tag] = copy[condition.tag]
+            else:
+                projected[condition.tag] = item[condition.tag]
+        else:
+            projected.add_new(condition.tag, condition.vr or dictionary_VR(condition.tag), None)
+    return projected
+
+
+def _decoded(request: Request) -> Dataset:
+    """The identifier, every value converted now: a malformed one is InvalidQueryError."""
+    from ...errors import DataSetError
+
+    try:
+        identifier = request.decode()
+    except DataSetError as exc:
+        raise InvalidQueryError(f"the identifier cannot be decoded: {exc}") from exc
+    if identifier is None:
+        raise InvalidQueryError("the C-FIND request has no identifier")
+    try:
+        _convert(identifier)
+    except InvalidQueryError:
+        raise
+    except Exception as exc:  # pydicom raises many types on bad values
+        raise InvalidQueryError(f"malformed identifier: {exc}") from exc
+    return identifier
+
+
+def _convert(dataset: Any) -> None:
+    """Decode every raw element (text with the data set's Specific Character Set)."""
+    for element in dataset:  # iterating converts raw elements to DataElements
+        if element.VR == "SQ":
+            for item in element.value or ():
+                _convert(item)
+        else:
+            _ = element.value
+
+
+def _response(request: Request, status: int, comment: str | None = None) -> CFindRSP:
+    if comment:  # Error Comment is one LO value in the command set: ASCII, no backslash
+        comment = comment.encode("ascii", "replace").decode().replace("\\", "/")
+    response = request.primitive.response(
+        status, error_comment=comment[:_COMMENT_LIMIT] if comment else None
+    )
+    assert isinstance(response, CFindRSP)
+    return response
