@@ -12,12 +12,12 @@ class (Patient Root, Study Root, Patient/Study Only):
 - relational queries are allowed when SOP Class Extended Negotiation agreed to them
   (PS3.4 C.5.1.1) and the service's ``relational`` setting allows it; otherwise the
   hierarchical rules of C.4.1.3.1 apply;
-- matches come from :meth:`Index.find <dicomwire.services.index.Index.find>` a few at a
-  time, read and encoded in a worker thread (the index is synchronous: a scan of a large
-  table must not stall the event loop that serves every association), handed over in
-  bounded batches, one batch read ahead while the previous one is sent; each is a pending
-  response FF00 holding every requested key (zero length when the entity has no value),
-  in the matched instance's character set;
+- matches come from :meth:`Index.find <dicomwire.services.index.Index.find>`, read and
+  encoded in a worker thread (the index is synchronous: a scan of a large table must not
+  stall the event loop that serves every association) and handed over through a bounded
+  queue, the worker pausing while it is full; each is a pending response FF00 holding
+  every requested key (zero length when the entity has no value), in the matched
+  instance's character set;
 - the final response is 0000 (all sent), FE00 (C-CANCEL: the scan stops at once, even in
   the middle of a batch), A700 (more than ``max_find_responses`` matches, with a comment),
   A900 (identifier does not match the model, with the reason) or C001 (the index failed:
@@ -32,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from ...dimse.datasets import encode_dataset
@@ -55,8 +57,10 @@ log = logging.getLogger("dicomwire.services.qr.find")
 
 #: C-FIND "Failed: Unable to process" (PS3.4 Table C.4-1, Cxxx): the index failed.
 UNABLE_TO_PROCESS = 0xC001
-#: Encoded answers waiting for the handler at most (the worker waits when it is full).
+#: Encoded answers waiting to be sent at most (the worker pauses when it is full).
 QUEUE_SIZE = 32
+#: Worker threads scanning the index at once (more queries wait for one).
+SCAN_THREADS = 4
 #: Keys of the identifier that are not matched but answered by the SCP itself.
 _RETRIEVE_AE_TITLE = 0x00080054
 _INSTANCE_AVAILABILITY = 0x00080056
@@ -69,6 +73,9 @@ class FindSCP:
     def __init__(self, index: Index, config: QueryRetrieveConfig) -> None:
         self.index = index
         self.config = config
+        # Scans have threads of their own: a long one never delays the default executor's
+        # other work (the storage SCP's fsyncs).
+        self._executor = ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="dicomwire-find")
 
     async def handle(self, request: Request) -> CFindRSP:
         """One C-FIND: pending responses per match, then the final status."""
@@ -118,9 +125,9 @@ class FindSCP:
     async def _stream(self, request: Request, plan: _Plan) -> CFindRSP:
         limit = self.config.max_find_responses
         loop = asyncio.get_running_loop()
-        reader = _Reader(self.index, plan, loop)
+        reader = _Reader(self.index, plan, loop, self._executor)
         watcher = loop.create_task(_on_cancel(request, reader))
-        scan = loop.run_in_executor(None, reader.run)
+        reader.start()
         sent = 0
         try:
             while True:
@@ -142,7 +149,6 @@ class FindSCP:
         finally:
             watcher.cancel()
             reader.stop()
-            scan.add_done_callback(_retrieved)
 
     def _cancelled(self, request: Request, sent: int) -> CFindRSP:
         log.info(
@@ -206,58 +212,108 @@ async def _on_cancel(request: Request, reader: _Reader) -> None:
     reader.queue.put_nowait(_CANCELLED)
 
 
-def _retrieved(scan: asyncio.Future[None]) -> None:
-    if not scan.cancelled() and scan.exception() is not None:  # reported through the queue
-        log.debug("index scan ended with %r", scan.exception())
-
-
 class _Reader:
     """The index's matches, read and encoded in a worker thread, handed to the event loop.
 
-    At most :data:`QUEUE_SIZE` answers wait in the queue: the worker blocks when the
-    peer reads slowly, so memory stays bounded however many entities match. The
-    generator lives and dies in the worker thread; :meth:`stop` makes it end at the next
+    The worker scans while fewer than :data:`QUEUE_SIZE` answers wait to be sent, then
+    pauses (its thread goes back to the pool) until the handler has sent half of them:
+    memory stays bounded however many entities match, and a slow peer holds no thread.
+    Only one worker runs a given scan at a time. :meth:`stop` ends the scan at the next
     match (a scan cannot be interrupted between two matches).
     """
 
-    def __init__(self, index: Index, plan: _Plan, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, index: Index, plan: _Plan, loop: asyncio.AbstractEventLoop, executor: Executor
+    ) -> None:
         self._index = index
         self._plan = plan
         self._loop = loop
+        self._executor = executor
         self._slots = threading.Semaphore(QUEUE_SIZE)
         self._stopped = threading.Event()
         self._sequences = [k for k in plan.query.keys if k.vr == "SQ" and k.items]
+        self._matches: Iterator[Dataset] | None = None
+        self._carry: bytes | None = None  # encoded when the queue was full
+        self._running = False  # event loop side: a worker has the scan
+        self._paused = False
         self.queue: asyncio.Queue[object] = asyncio.Queue()
 
-    def stop(self) -> None:
-        self._stopped.set()
+    # -- event loop side -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._running = True
+        self._loop.run_in_executor(self._executor, self._run).add_done_callback(self._ran)
+
+    def _ran(self, run: asyncio.Future[bool]) -> None:
+        self._running = False
+        if run.cancelled():
+            return
+        if run.exception() is not None:  # _run reports errors through the queue
+            self.queue.put_nowait(run.exception())
+        elif run.result():
+            self._paused = True
+            self._resume_if_room()
+        if self._stopped.is_set():
+            self._close()
 
     def taken(self) -> None:
-        """The handler sent one answer: room for the next."""
+        """The handler sent one answer: room for another."""
         self._slots.release()
+        self._resume_if_room()
 
-    def run(self) -> None:
-        """In the worker thread: scan, encode, hand over; then _DONE or the error."""
-        put = self._put
-        matches = self._index.find(self._plan.level, self._plan.identifier)
+    def _resume_if_room(self) -> None:
+        if (
+            self._paused
+            and not self._running
+            and not self._stopped.is_set()
+            and self.queue.qsize() <= QUEUE_SIZE // 2
+        ):
+            self._paused = False
+            self.start()
+
+    def stop(self) -> None:
+        """The query ended: no more answers; the scan is closed once no worker has it."""
+        self._stopped.set()
+        if not self._running:
+            self._close()
+
+    # -- worker thread side --------------------------------------------------------------
+
+    def _run(self) -> bool:
+        """Scan, encode, hand over; True when paused on a full queue, else finished."""
         try:
-            for match in matches:
+            if self._matches is None:
+                self._matches = iter(self._index.find(self._plan.level, self._plan.identifier))
+            if self._carry is not None:
+                if not self._slots.acquire(blocking=False):
+                    return True
+                self._put(self._carry)
+                self._carry = None
+            for match in self._matches:
                 if self._stopped.is_set():
-                    return
+                    break
                 encoded = self._encode(match)
                 if encoded is None:
                     continue
-                while not self._slots.acquire(timeout=0.1):
-                    if self._stopped.is_set():
-                        return
-                put(encoded)
-            put(_DONE)
+                if not self._slots.acquire(blocking=False):
+                    self._carry = encoded
+                    return True
+                self._put(encoded)
+            else:
+                self._put(_DONE)
         except Exception as exc:  # the index is unavailable (closed, locked, I/O)
-            put(exc)
-        finally:
-            close = getattr(matches, "close", None)
-            if close is not None:
+            self._put(exc)
+        self._close()
+        return False
+
+    def _close(self) -> None:
+        matches, self._matches = self._matches, None
+        close = getattr(matches, "close", None)
+        if close is not None:
+            try:
                 close()
+            except Exception as exc:  # closing a failed scan: nothing left to answer
+                log.debug("closing an index scan: %s", exc)
 
     def _put(self, item: object) -> None:
         if not self._stopped.is_set():
