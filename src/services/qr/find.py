@@ -144,6 +144,7 @@ class FindSCP:
                 await request.send_pending(item)
                 reader.taken()
                 sent += 1
+                await asyncio.sleep(0)  # other associations' work between two matches
             log.info("C-FIND from %s: %d matches", request.negotiated.remote_ae_title, sent)
             return _response(request, SUCCESS)
         finally:
