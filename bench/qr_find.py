@@ -8,7 +8,7 @@ from a dicomwire node in a child process (Verification, Storage, QueryRetrieve) 
 from one ``dicomwire.connect`` association, study-level Study Root C-FINDs:
 
 - by Patient ID (10 matches), by wild-card Patient's Name (100), by a one-month date
-  range (~80), and a full wild-card scan of names (``NAME0*``: 1000 studies);
+  range (~80), and a wild card matching 100 patients (``NAME00*``: 1000 studies);
 
 each run ``--runs`` times (7), reporting the median and the best wall time from the
 C-FIND-RQ to the final response. Then C-ECHO round trips on a second association while

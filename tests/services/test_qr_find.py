@@ -663,3 +663,22 @@ def test_index_unavailable_answers_c001_with_a_log_line(
     assert outcome.status == 0xC001
     assert "index unavailable" in outcome.comment
     assert any("the index failed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_identifier_that_cannot_be_decoded_gets_a900(index: SQLiteIndex) -> None:
+    # Explicit VR Little Endian (the only syntax proposed): a VR that does not exist.
+    garbage = b"\x08\x00\x52\x00ZZ\x06\x00STUDY "
+
+    async def run() -> tuple[int, str]:
+        async with serving(index) as node, relational_client(node) as client:
+            context = client.session.find_context(STUDY_FIND)
+            assert context.transfer_syntax == ExplicitVRLittleEndian
+            request = CFindRQ(STUDY_FIND, dataset=garbage)
+            operation = await client.session.send(request, context.context_id)
+            final = await operation.wait()
+            comment = getattr(final.primitive, "error_comment", None) or ""
+            return int(final.status), comment
+
+    status, comment = run_bounded(run(), 30)
+    assert status == 0xA900
+    assert "Unknown Value Representation 'ZZ'" in comment
