@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 INDEX = CACHE / "qr-find-index.sqlite"
@@ -40,10 +41,32 @@ def study_date(patient: int, study: int) -> str:
     return day.strftime("%Y%m%d")
 
 
-def build(path: Path, patients: int) -> None:
-    """The synthetic index; SQLite's synchronous=OFF while building (a cache, not data)."""
+def instance(p: int, s: int, se: int) -> Any:
+    """Instance ``se`` of study ``s`` of patient ``p`` (one instance per series)."""
     from pydicom import Dataset
 
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = f"NAME{p:04d}^GIVEN{p % 7}"
+    ds.PatientID = f"PAT{p:05d}"
+    ds.PatientBirthDate = f"19{50 + p % 50:02d}0101"
+    ds.PatientSex = "MF"[p % 2]
+    ds.StudyInstanceUID = f"{ROOT}.{p}.{s}"
+    ds.StudyDate = study_date(p, s)
+    ds.StudyTime = f"{8 + s:02d}1500"
+    ds.AccessionNumber = f"ACC{p:05d}{s}"
+    ds.StudyDescription = ("HEAD", "CHEST", "ABDOMEN", "KNEE")[s % 4]
+    ds.SeriesInstanceUID = f"{ds.StudyInstanceUID}.{se}"
+    ds.Modality = ("CT", "MR", "SR")[se % 3]
+    ds.SeriesNumber = se + 1
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = f"{ds.SeriesInstanceUID}.1"
+    ds.InstanceNumber = 1
+    return ds
+
+
+def build(path: Path, patients: int) -> None:
+    """The synthetic index; SQLite's synchronous=OFF while building (a cache, not data)."""
     from dicomwire.services.index import SQLiteIndex
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,23 +78,7 @@ def build(path: Path, patients: int) -> None:
     for p in range(patients):
         for s in range(STUDIES):
             for se in range(SERIES):
-                ds = Dataset()
-                ds.SpecificCharacterSet = "ISO_IR 100"
-                ds.PatientName = f"NAME{p:04d}^GIVEN{p % 7}"
-                ds.PatientID = f"PAT{p:05d}"
-                ds.PatientBirthDate = f"19{50 + p % 50:02d}0101"
-                ds.PatientSex = "MF"[p % 2]
-                ds.StudyInstanceUID = f"{ROOT}.{p}.{s}"
-                ds.StudyDate = study_date(p, s)
-                ds.StudyTime = f"{8 + s:02d}1500"
-                ds.AccessionNumber = f"ACC{p:05d}{s}"
-                ds.StudyDescription = ("HEAD", "CHEST", "ABDOMEN", "KNEE")[s % 4]
-                ds.SeriesInstanceUID = f"{ds.StudyInstanceUID}.{se}"
-                ds.Modality = ("CT", "MR", "SR")[se % 3]
-                ds.SeriesNumber = se + 1
-                ds.SOPClassUID = CT
-                ds.SOPInstanceUID = f"{ds.SeriesInstanceUID}.1"
-                ds.InstanceNumber = 1
+                ds = instance(p, s, se)
                 index.add(ds, Path(f"/data/{ds.SOPInstanceUID}.dcm"), "1.2.840.10008.1.2.1", 1)
         if p % 100 == 99:
             print(f"  indexed {(p + 1) * STUDIES * SERIES} instances", file=sys.stderr)
@@ -171,11 +178,114 @@ async def load(port: int) -> None:
             _ = [m async for m in assoc.find(identifier(QUERIES["wildcard scan (1000 studies)"]))]
 
 
+# --------------------------------------------------------------------------- dcmqrscp
+
+
+def compare_dcmqrscp(patients: int, runs: int) -> None:
+    """The same queries from DCMTK findscu to dcmqrscp and to dicomwire, same data.
+
+    dcmqrscp's flat index.dat holds about 8 KB per instance and cannot pass 32 MiB
+    (dcmqridx aborts near 4,000 instances): the comparison uses ``patients`` (30) x 100.
+    """
+    import shutil
+    import socket
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    findscu, dcmqrscp, dcmqridx = (shutil.which(t) for t in ("findscu", "dcmqrscp", "dcmqridx"))
+    if not (findscu and dcmqrscp and dcmqridx):
+        raise SystemExit(
+            "DCMTK's findscu, dcmqrscp and dcmqridx are needed (apt-get install dcmtk)"
+        )
+    folder = CACHE / f"qr-compare-{patients}"
+    files, db, index_path = folder / "files", folder / "db", folder / "index.sqlite"
+    expected = patients * STUDIES * SERIES
+    if not (db / "index.dat").exists() or _count(index_path) != expected:
+        print(f"writing and indexing {expected} files...", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        files.mkdir(parents=True)
+        db.mkdir()
+        for p in range(patients):
+            for s in range(STUDIES):
+                for se in range(SERIES):
+                    ds = instance(p, s, se)
+                    ds.file_meta = FileMetaDataset()
+                    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+                    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                    ds.save_as(files / f"{p}_{s}_{se}.dcm", enforce_file_format=True)
+        paths = sorted(str(f) for f in files.glob("*.dcm"))
+        for start in range(0, len(paths), 500):
+            subprocess.run([dcmqridx, str(db), *paths[start : start + 500]], check=True)
+        build(index_path, patients)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dcmqrscp_port = probe.getsockname()[1]
+    config = folder / "dcmqrscp.cfg"
+    config.write_text(
+        f"NetworkTCPPort = {dcmqrscp_port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
+        "HostTable BEGIN\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
+        f"AETable BEGIN\nDCMQRSCP {db} R (1000, 1024mb) ANY\nAETable END\n"
+    )
+    theirs = subprocess.Popen(
+        [dcmqrscp, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    ours = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(index_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert ours.stdout is not None
+        our_port = int(ours.stdout.readline())
+        time.sleep(0.5)  # dcmqrscp listening
+        queries = {  # dcmqrscp matches names case-sensitively: upper case for both
+            "by PatientID": {"PatientID": f"PAT{patients // 2:05d}"},
+            "by wildcard PatientName": {"PatientName": "NAME001*"},
+            "by date range (1 year)": {"StudyDate": "20200101-20201231"},
+            f"every study ({patients * STUDIES})": {"PatientName": "NAME*"},
+        }
+        print(f"findscu -S against each SCP, {expected} instances, median of {runs} runs (ms)")
+        print(f"{'query':28} {'matches':>8} {'dicomwire':>10} {'dcmqrscp':>10}")
+        for name, keys in queries.items():
+            row = []
+            counts = set()
+            for ae, port in ((AE, our_port), ("DCMQRSCP", dcmqrscp_port)):
+                argv = [findscu, "-v", "-S", "-aec", ae, "127.0.0.1", str(port)]
+                for keyword, value in identifier(keys).items():
+                    argv += ["-k", f"{keyword}={value}" if value else keyword]
+                times = []
+                for _ in range(runs):
+                    started = time.perf_counter()
+                    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                    times.append(time.perf_counter() - started)
+                    output = result.stdout + result.stderr
+                    counts.add(output.count("(Pending)"))
+                row.append(statistics.median(times) * 1e3)
+            shown = "/".join(str(c) for c in sorted(counts))
+            print(f"{name:28} {shown:>8} {row[0]:10.1f} {row[1]:10.1f}")
+    finally:
+        theirs.terminate()
+        theirs.wait(timeout=15)
+        if ours.stdin is not None:
+            ours.stdin.close()
+        ours.wait(timeout=15)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument(
+        "--dcmqrscp",
+        type=int,
+        metavar="PATIENTS",
+        help="compare with DCMTK dcmqrscp over PATIENTS x 100 instances (30 fits its index)",
+    )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--load", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,6 +294,9 @@ def main() -> None:
         return
     if args.load is not None:
         asyncio.run(load(args.load))
+        return
+    if args.dcmqrscp is not None:
+        compare_dcmqrscp(args.dcmqrscp, args.runs)
         return
     expected = args.patients * STUDIES * SERIES
     if args.rebuild or not INDEX.exists() or _count(INDEX) != expected:
@@ -213,6 +326,8 @@ def main() -> None:
 def _count(path: Path) -> int:
     from dicomwire.services.index import SQLiteIndex
 
+    if not path.exists():
+        return -1
     index = SQLiteIndex(path)
     try:
         return index.count()
