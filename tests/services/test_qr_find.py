@@ -201,7 +201,7 @@ def connect(node: Node, **kwargs: Any) -> Any:
         LOCALHOST,
         node.port,
         called_ae=NODE_AE,
-        services=["find", PATIENT_STUDY_FIND],
+        services=["verification", "find", PATIENT_STUDY_FIND],
         timeouts=TIMEOUTS,
         **kwargs,
     )
@@ -682,3 +682,31 @@ def test_an_identifier_that_cannot_be_decoded_gets_a900(index: SQLiteIndex) -> N
     status, comment = run_bounded(run(), 30)
     assert status == 0xA900
     assert "Unknown Value Representation 'ZZ'" in comment
+
+
+def test_a_stuck_scan_blocks_neither_the_node_nor_other_queries(tmp_path: Path) -> None:
+    """One query's scan waits in its worker thread; another association queries and
+    echoes meanwhile; the first query then finishes with every match."""
+    gated = GatedIndex(str(tmp_path / "index.sqlite"))
+    for ds in synthetic():
+        gated.add(ds, Path("/x.dcm"), ExplicitVRLittleEndian, 1)
+    everything = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""}
+    one = {**everything, "PatientID": "P2"}
+
+    async def run() -> tuple[int, int, list[str]]:
+        async with serving(gated) as node, connect(node) as first, connect(node) as second:
+            stuck = asyncio.ensure_future(find_all(first, everything))
+            while gated.pulled < 1:  # the first match is out, the scan now waits
+                await asyncio.sleep(0.01)
+            other = await find_all(second, one)
+            echo = await second.echo()
+            gated.gate.set()
+            matches = await stuck
+            return len(other), int(echo), sorted(str(m.StudyInstanceUID) for m in matches)
+
+    try:
+        other, echo, matches = run_bounded(run(), 30)
+    finally:
+        gated.gate.set()
+    assert (other, echo) == (1, 0)
+    assert matches == sorted(study_uid(p, n) for p, n, *_ in STUDIES)
