@@ -12,7 +12,7 @@ C.6.3, Z.1) retrieve by SOP Instance UID only.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...errors import InvalidQueryError
 
@@ -97,19 +97,31 @@ UNIQUE_KEYS: dict[str, int] = {
     "IMAGE": 0x00080018,
 }
 
-#: Keys that belong to a level (PS3.4 Tables C.6-1 to C.6-4); any other key is taken to
-#: belong to the level queried (an optional key: answered, empty when the entity lacks it).
+#: Keys that belong to a level (PS3.4 Tables C.6-1 to C.6-4 and the attributes of the IOD
+#: modules each level stands for: Patient, Patient Study / General Study, General Series /
+#: equipment, General Image); any other key is taken to belong to the level queried (an
+#: optional key: answered, empty when the entity lacks it).
 _LEVEL_KEYS: dict[str, frozenset[int]] = {
     "PATIENT": frozenset(
-        {0x00100010, 0x00100020, 0x00100021, 0x00100030, 0x00100040, 0x00101000, 0x00101001}
+        {0x00100010, 0x00100020, 0x00100021, 0x00100024, 0x00100030, 0x00100032, 0x00100040}
+        | {0x00101000, 0x00101001, 0x00101002, 0x00102160, 0x00104000}
         | {0x00201200, 0x00201202, 0x00201204}
     ),
     "STUDY": frozenset(
-        {0x0020000D, 0x00080020, 0x00080030, 0x00080050, 0x00200010, 0x00081030, 0x00080090}
-        | {0x00080061, 0x00201206, 0x00201208}
+        {0x0020000D, 0x00080020, 0x00080030, 0x00080050, 0x00080051, 0x00200010, 0x00081030}
+        | {0x00080090, 0x00081032, 0x00081060, 0x00081080, 0x00080061, 0x00080062}
+        | {0x00101010, 0x00101020, 0x00101030, 0x00102180, 0x001021B0, 0x00201070}
+        | {0x00201206, 0x00201208}
     ),
-    "SERIES": frozenset((0x0020000E, 0x00080060, 0x00200011, 0x0008103E, 0x00201209)),
-    "IMAGE": frozenset((0x00080018, 0x00080016, 0x00200013)),
+    "SERIES": frozenset(
+        {0x0020000E, 0x00080060, 0x00200011, 0x0008103E, 0x00080021, 0x00080031}
+        | {0x00180015, 0x00200060, 0x00181030, 0x00400244, 0x00400245, 0x00400275}
+        | {0x00201209}
+    ),
+    "IMAGE": frozenset(
+        {0x00080018, 0x00080016, 0x00200013, 0x00080008, 0x00080023, 0x00080033}
+        | {0x00080022, 0x00080032, 0x00280008, 0x00083002}
+    ),
 }
 #: Not keys: the identifier's own bookkeeping (PS3.4 C.4.1.1.3.1).
 _NOT_KEYS = frozenset((0x00080005, 0x00080052, 0x00080054, 0x00080056, 0x00080201, 0x00400512))
@@ -163,10 +175,16 @@ def check_identifier(
         for above in model.levels[:depth]:
             tag = UNIQUE_KEYS[above]
             value = identifier.get(tag)
-            if value is None or not str(value.value or "").strip():
+            text = "" if value is None else _text(value.value)
+            if not text:
                 raise InvalidQueryError(
-                    f"hierarchical {operation}: the unique key {_keyword(tag)} of the "
-                    f"{above} level above {level} must be given"
+                    f"hierarchical: {_keyword(tag)} must be given (the unique key of the "
+                    f"{above} level above {level}; PS3.4 C.4.1.3.1.1)"
+                )
+            if "\\" in text or "*" in text or "?" in text:  # PS3.4 C.4.1.2.1: one value
+                raise InvalidQueryError(
+                    f"hierarchical: {_keyword(tag)} must be a single value, not {text!r} "
+                    f"(the unique key of the {above} level above {level})"
                 )
     if operation in ("move", "get"):
         value = identifier.get(UNIQUE_KEYS[level])
@@ -176,6 +194,15 @@ def check_identifier(
                 "level must be given"
             )
     return level
+
+
+def _text(value: Any) -> str:
+    """A key's value as text (several values joined with backslashes, as on the wire)."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value).strip(" \x00")
 
 
 def _keyword(tag: int) -> str:
