@@ -32,7 +32,7 @@ import os
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -1039,7 +1039,9 @@ def _answer(candidate: Dataset, query: Query, level: str) -> Dataset:
     return answer
 
 
-def rebuild(index: Index, root: Path) -> tuple[int, list[tuple[Path, str]]]:
+def rebuild(
+    index: Index, root: Path, *, on_indexed: Callable[[Path], None] | None = None
+) -> tuple[int, list[tuple[Path, str]]]:
     """Index every Part 10 file under ``root`` (``.incoming`` left out): (count, failures).
 
     What ``dicomwire index rebuild DIR`` runs after a crash or a copy of files by hand.
@@ -1068,6 +1070,8 @@ def rebuild(index: Index, root: Path) -> tuple[int, list[tuple[Path, str]]]:
             index.add_entry(entry, path, info.transfer_syntax, info.size)
             seen.add(str(path))
             added += 1
+            if on_indexed is not None:
+                on_indexed(path)
         except IndexUnavailableError:
             raise  # the database itself failed: no point in trying the next file
         except Exception as exc:  # one unreadable file must not stop the others

@@ -4,6 +4,7 @@
 - ``dicomwire store HOST PORT PATH...`` — Storage SCU (like DCMTK's storescu), :mod:`.store`;
 - ``dicomwire serve`` — the node: Verification and Storage SCP, plain TCP and TLS,
   :mod:`.serve`;
+- ``dicomwire index rebuild|stats`` — the node's Q/R index, :mod:`.index`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, echo, serve, store
+from . import certs, echo, index, serve, store
 from .flags import configure_logging
 
 __all__ = ["build_parser", "main"]
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(commands)
     store.add_parser(commands)
     certs.add_parser(commands)
+    index.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
 

@@ -354,7 +354,7 @@ class StorageSCP:
                 return _refuse(request, CANNOT_UNDERSTAND, f"cannot index: {exc}")
             except IndexUnavailableError as exc:
                 log.error("cannot store %s: %s", target, exc)
-                return _refuse(request, OUT_OF_RESOURCES, f"index unavailable: {exc}")
+                return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
         if target.exists() or (previous is not None and previous.exists()):
             if self.config.duplicates == "keep":
                 log.debug("duplicate %s kept as first received", instance)
@@ -381,7 +381,7 @@ class StorageSCP:
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
         except IndexUnavailableError as exc:
             log.error("storing %s failed, no file kept: %s", target, exc)
-            return _refuse(request, OUT_OF_RESOURCES, f"index write failed: {exc}")
+            return _refuse(request, OUT_OF_RESOURCES, "index write failed")
         self.stored += 1
         log.debug("stored %s", target)
         hook = self.config.on_stored
