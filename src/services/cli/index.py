@@ -41,7 +41,9 @@ def add_parser(
             "one --config names, else DIR/.dicomwire/node.sqlite (dicomwire serve's)."
         ),
     )
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, help="rebuild or stats"
+    )
     rebuild = actions.add_parser(
         "rebuild",
         help="index every file under DIR; forget the rows of files that are gone",
