@@ -298,14 +298,34 @@ def _scan(data: bytes, implicit: bool) -> tuple[bytes, dict[int, bytes]]:
     """The header to keep and the raw values of the column keys, from a data set's start.
 
     Walks the top-level elements up to Pixel Data, dropping binary values over
-    :data:`_BULK_LIMIT`. IndexError when ``data`` ends before the header does.
+    :data:`_BULK_LIMIT`. IndexError when ``data`` ends before the header does. (The
+    element header is read inline, as in :func:`_element_at`: this runs per stored
+    instance.)
     """
     values: dict[int, bytes] = {}
     parts: list[bytes] = []
     kept_from = position = 0
     end = len(data)
+    wanted = _SCANNED
+    read_implicit, read_explicit = _TAG_LENGTH.unpack_from, _TAG_VR_LENGTH.unpack_from
+    vr: bytes | None = None
     while position < end:
-        tag, vr, start, length = _element_at(data, position, implicit)
+        start = position + 8
+        if start > end:
+            raise IndexError(position)
+        if implicit:
+            group, number, length = read_implicit(data, position)
+        else:
+            group, number, vr, length = read_explicit(data, position)
+            if group == 0xFFFE:
+                vr = None
+                (length,) = _UINT32.unpack_from(data, position + 4)
+            elif vr in LONG_VRS:
+                start += 4
+                if start > end:
+                    raise IndexError(position)
+                (length,) = _UINT32.unpack_from(data, position + 8)
+        tag = group << 16 | number
         if tag >= _PIXEL_DATA:
             break
         if length == UNDEFINED_LENGTH:
@@ -314,7 +334,7 @@ def _scan(data: bytes, implicit: bool) -> tuple[bytes, dict[int, bytes]]:
             following = start + length
             if following > end:
                 raise IndexError(following)
-            if tag in _COLUMN_OF or tag == _SPECIFIC_CHARACTER_SET:
+            if tag in wanted:
                 values[tag] = data[start:following]
             elif length > _BULK_LIMIT and _binary(tag, vr):
                 parts.append(data[kept_from:position])
@@ -337,7 +357,6 @@ def _binary(tag: int, vr: bytes | None) -> bool:
 
 def _entry(header: bytes, values: dict[int, bytes], implicit: bool) -> IndexEntry:
     """The entry of a scanned header: column values decoded with its character set."""
-    charset = values.get(_SPECIFIC_CHARACTER_SET)
     encodings: list[str] | None = None
     columns: dict[str, dict[str, str | None]] = {}
     for level, tags in _COLUMNS.items():
@@ -348,10 +367,13 @@ def _entry(header: bytes, values: dict[int, bytes], implicit: bool) -> IndexEntr
                 row[column] = None
                 continue
             if raw.isascii():
-                text = raw.decode("ascii")
+                text = raw.decode("ascii").strip(" \x00")
+                if column not in _NORMALISED:
+                    row[column] = text or None  # the usual case: UIDs, codes, numbers
+                    continue
             else:
                 if encodings is None:
-                    encodings = _encodings(charset)
+                    encodings = _encodings(values.get(_SPECIFIC_CHARACTER_SET))
                 text = _decode(raw, column, encodings)
             row[column] = _column_value(column, text)
         columns[level] = row
@@ -469,6 +491,18 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     return status.st_dev, status.st_ino, status.st_size
 
 
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """A pending addition: what :meth:`SQLiteIndex.prepare_add` recorded."""
+
+    entry: IndexEntry
+    path: str
+    replaces: str | None
+    identity: tuple[int, int, int]
+    transfer_syntax: str
+    size: int
+
+
 class SQLiteIndex(Index):
     """The embedded index: one SQLite file (or ``":memory:"``), WAL, one writer at a time.
 
@@ -488,7 +522,7 @@ class SQLiteIndex(Index):
         self._reader: sqlite3.Connection | None = None
         self._synchronous = ""
         #: Entries prepared by this process, by token (else re-read from the intent).
-        self._staged: dict[int, IndexEntry] = {}
+        self._staged: dict[int, _Intent] = {}
 
     # -- connections ----------------------------------------------------------------------
 
@@ -605,6 +639,14 @@ class SQLiteIndex(Index):
         identity = _identity(staged)
         if identity is None:
             raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        intent = _Intent(
+            entry,
+            str(path),
+            str(replaces) if replaces is not None else None,
+            identity,
+            transfer_syntax,
+            size,
+        )
         with self._transaction(durable) as db:
             cursor = db.execute(
                 "INSERT INTO pending (sop_instance_uid, path, replaces, device, inode, "
@@ -612,8 +654,8 @@ class SQLiteIndex(Index):
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.sop_instance_uid,
-                    str(path),
-                    str(replaces) if replaces is not None else None,
+                    intent.path,
+                    intent.replaces,
                     *identity,
                     transfer_syntax,
                     size,
@@ -623,33 +665,35 @@ class SQLiteIndex(Index):
             )
             token = cursor.lastrowid
         assert token is not None
-        self._staged[token] = entry
+        self._staged[token] = intent
         return token
 
     def commit_add(self, token: int) -> bool:
-        entry = self._staged.pop(token, None)
+        intent = self._staged.pop(token, None)
         with self._transaction() as db:
-            return self._complete(db, token, entry) == "completed"
+            return self._complete(db, token, intent) == "completed"
 
-    def _complete(self, db: sqlite3.Connection, token: int, entry: IndexEntry | None) -> str:
+    def _complete(self, db: sqlite3.Connection, token: int, intent: _Intent | None) -> str:
         """Settle one intent inside a transaction: "completed", "dropped" or "gone"."""
-        row = db.execute(
-            "SELECT path, replaces, device, inode, file_size, transfer_syntax, size, header, "
-            "header_implicit, sop_instance_uid FROM pending WHERE pk = ?",
-            (token,),
-        ).fetchone()
-        if row is None:
-            return "gone"
-        db.execute("DELETE FROM pending WHERE pk = ?", (token,))
-        path, replaces = row[0], row[1]
-        if _identity(Path(path)) != (row[2], row[3], row[4]):
-            return "dropped"  # not renamed into place, or another copy was renamed over it
-        if entry is None:
+        if intent is None:  # not prepared by this process: read it back
+            row = db.execute(
+                "SELECT path, replaces, device, inode, file_size, transfer_syntax, size, "
+                "header, header_implicit FROM pending WHERE pk = ?",
+                (token,),
+            ).fetchone()
+            if row is None:
+                return "gone"
             implicit = bool(row[8])
             header, values = _scan(bytes(row[7]), implicit)
             entry = _entry(header, values, implicit)
-        self._insert(db, entry, path, row[5], row[6])
-        if replaces and replaces != path:
+            intent = _Intent(entry, row[0], row[1], (row[2], row[3], row[4]), row[5], row[6])
+        if db.execute("DELETE FROM pending WHERE pk = ?", (token,)).rowcount == 0:
+            return "gone"  # settled already (by a reconcile)
+        if _identity(Path(intent.path)) != intent.identity:
+            return "dropped"  # not renamed into place, or another copy was renamed over it
+        self._insert(db, intent.entry, intent.path, intent.transfer_syntax, intent.size)
+        replaces = intent.replaces
+        if replaces and replaces != intent.path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(replaces)  # the earlier copy under another path: overwritten
         return "completed"
@@ -697,16 +741,20 @@ class SQLiteIndex(Index):
         return Reconciled(completed, dropped, removed)
 
     def locate(self, sop_instance_uid: str) -> Path | None:
-        try:
-            row = (
-                self._read()
-                .execute(
-                    "SELECT path FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)
+        # On the writer's connection: its page cache stays valid across its own writes,
+        # where the reader's is dropped after each (a lookup per store, so it counts).
+        with self._lock:
+            try:
+                row = (
+                    self._connect()
+                    .execute(
+                        "SELECT path FROM instance WHERE sop_instance_uid = ?",
+                        (sop_instance_uid,),
+                    )
+                    .fetchone()
                 )
-                .fetchone()
-            )
-        except sqlite3.Error as exc:
-            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
         return Path(row[0]) if row is not None else None
 
     def remove(self, sop_instance_uid: str) -> bool:
@@ -816,6 +864,10 @@ class SQLiteIndex(Index):
 
 
 _PATIENT_KEYS = ("patient_id", "issuer_of_patient_id")
+#: Columns a unique index starts with (a second, plain index on them is only more writing).
+_UNIQUELY_INDEXED = frozenset(
+    {"patient_id", *(_COLUMNS[level][tag] for level, tag in _UNIQUE.items())}
+)
 _INSERT_INSTANCE = (
     f"INSERT INTO instance ({', '.join(_COLUMNS['IMAGE'].values())}, series_pk, "
     "transfer_syntax, path, size, header, header_implicit) VALUES "
@@ -844,6 +896,8 @@ def _create(db: sqlite3.Connection) -> None:
             f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
         )
         for name in _COLUMNS[level].values():
+            if name in _UNIQUELY_INDEXED:
+                continue  # the unique index below serves lookups by it
             statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
         if parent is not None:
             statements.append(
@@ -882,10 +936,20 @@ def _upsert(
     row: dict[str, Any] = dict(values)
     if parent is not None:
         row[f"{_PARENT[level]}_pk"] = parent
-    where = " AND ".join(f"IFNULL({k}, '') = ?" for k in keys)
+    # As the unique indexes are written, so that the lookup uses them (not a table scan).
+    clauses, params = [], []
+    for key in keys:
+        value = values[key]
+        if key == "issuer_of_patient_id":
+            clauses.append(f"IFNULL({key}, '') = ?")
+            params.append(value or "")
+        elif value is None:
+            clauses.append(f"{key} IS NULL")
+        else:
+            clauses.append(f"{key} = ?")
+            params.append(value)
     found = db.execute(
-        f"SELECT pk, {', '.join(row)} FROM {table} WHERE {where}",
-        tuple(values[k] or "" for k in keys),
+        f"SELECT pk, {', '.join(row)} FROM {table} WHERE {' AND '.join(clauses)}", params
     ).fetchone()
     if found is not None:
         if tuple(found[1:]) != tuple(row.values()):
@@ -903,22 +967,23 @@ def _upsert(
 def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
     """Delete one instance's row and the parents it leaves empty."""
     row = db.execute(
-        "SELECT instance.pk, series_pk, study_pk, patient_pk FROM instance "
-        "JOIN series ON series.pk = series_pk JOIN study ON study.pk = study_pk "
-        "WHERE sop_instance_uid = ?",
-        (sop_instance_uid,),
+        "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
     ).fetchone()
     if row is None:
-        return False
-    db.execute("DELETE FROM instance WHERE pk = ?", (row[0],))
-    for table, child, pk in (
-        ("series", "instance", row[1]),
-        ("study", "series", row[2]),
-        ("patient", "study", row[3]),
+        return False  # the usual case: one statement
+    pk = row[0]
+    for table, child, parent in (
+        ("series", "instance", "study"),
+        ("study", "series", "patient"),
+        ("patient", "study", None),
     ):
         if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = ? LIMIT 1", (pk,)).fetchone():
             break
-        db.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
+        returning = f" RETURNING {parent}_pk" if parent is not None else ""
+        found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
+        if found is None:
+            break
+        pk = found[0]
     return True
 
 
@@ -950,6 +1015,10 @@ _BELOW = {
 _COLUMN_OF: dict[int, tuple[str, str]] = {
     tag: (level, column) for level, columns in _COLUMNS.items() for tag, column in columns.items()
 }
+#: What :func:`_scan` keeps the raw value of: the columns' keys and the character set.
+_SCANNED = frozenset(_COLUMN_OF) | {_SPECIFIC_CHARACTER_SET}
+#: Columns stored in a normalised form (see :func:`_column_value`).
+_NORMALISED = _PN_COLUMNS | _TIME_COLUMNS
 #: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity).
 _DERIVED: dict[int, tuple[str, tuple[str, ...], str]] = {
     0x00201200: ("NumberOfPatientRelatedStudies", ("PATIENT",), "COUNT(DISTINCT ss.pk)"),
