@@ -516,3 +516,48 @@ def test_concurrent_stores_of_many_instances_are_all_indexed(tmp_path: Path) -> 
 
     assert run_bounded(scenario()) == len(sources)
     assert len(assert_consistent(config)) == len(sources)
+
+
+# --------------------------------------------------------------------------- the header
+
+
+def test_the_header_comes_from_the_stream_not_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sequences of undefined length, non-ASCII names: read from the bytes kept in memory;
+    a header longer than them is read from the file."""
+    from pydicom.sequence import Sequence
+
+    from dicomwire.services.storage import scp
+
+    read_from_file: list[Path] = []
+    real = scp.entry_from_file
+
+    def spy(path: Path) -> Any:
+        read_from_file.append(path)
+        return real(path)
+
+    monkeypatch.setattr(scp, "entry_from_file", spy)
+    (source,) = write_corpus(tmp_path / "in", 1, "ct", rows=16, columns=16)
+    usual = dcmread(source)
+    usual.SpecificCharacterSet = "ISO_IR 100"
+    usual.PatientName = "Müller^Jürgen"
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator = "T-D1100", "SRT"
+    usual.AnatomicRegionSequence = Sequence([item])
+    long = dcmread(source)
+    long.SOPInstanceUID = long.SOPInstanceUID + ".9"
+    long.add_new(0x00090010, "LO", "DICOMWIRE TEST")  # a private block, then 80 KiB
+    long.add_new(0x00091010, "OB", bytes(80 << 10))  # push Pixel Data beyond the bytes kept
+    config = node_config(tmp_path / "store", fsync=False)
+    paths = []
+    for n, ds in enumerate((usual, long)):
+        path = tmp_path / f"{n}.dcm"
+        ds.save_as(path, implicit_vr=False, little_endian=True, enforce_file_format=True)
+        paths.append(path)
+
+    assert run_bounded(send(config, paths)) == [0, 0]
+    assert len(read_from_file) == 1  # only the long header
+    files = assert_consistent(config)
+    assert indexed_name(config, str(usual.SOPInstanceUID)) == "Müller^Jürgen"
+    assert len(files) == 2
