@@ -551,6 +551,9 @@ class SQLiteIndex(Index):
             )
             if not memory:
                 writer.execute("PRAGMA journal_mode=WAL")
+                # Checkpoint every ~40 MB of WAL rather than 4 MB: the pages every addition
+                # touches (intents, the newest leaves) are then copied back far less often.
+                writer.execute("PRAGMA wal_autocheckpoint=10000")
             writer.execute("PRAGMA foreign_keys=ON")
             _create(writer)
             reader = writer
@@ -868,6 +871,10 @@ _PATIENT_KEYS = ("patient_id", "issuer_of_patient_id")
 _UNIQUELY_INDEXED = frozenset(
     {"patient_id", *(_COLUMNS[level][tag] for level, tag in _UNIQUE.items())}
 )
+#: Instance columns without an index of their own: an IMAGE-level query names its series
+#: (PS3.4 C.4.1.3.1.1; the series' index narrows it to a few rows), and every index is one
+#: more page written per stored instance (docs/performance.md). SQL still narrows on them.
+_UNINDEXED = frozenset({"sop_class_uid", "instance_number"})
 _INSERT_INSTANCE = (
     f"INSERT INTO instance ({', '.join(_COLUMNS['IMAGE'].values())}, series_pk, "
     "transfer_syntax, path, size, header, header_implicit) VALUES "
@@ -896,7 +903,7 @@ def _create(db: sqlite3.Connection) -> None:
             f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
         )
         for name in _COLUMNS[level].values():
-            if name in _UNIQUELY_INDEXED:
+            if name in _UNIQUELY_INDEXED or name in _UNINDEXED:
                 continue  # the unique index below serves lookups by it
             statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
         if parent is not None:
