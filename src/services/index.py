@@ -744,20 +744,21 @@ class SQLiteIndex(Index):
         return Reconciled(completed, dropped, removed)
 
     def locate(self, sop_instance_uid: str) -> Path | None:
-        # On the writer's connection: its page cache stays valid across its own writes,
-        # where the reader's is dropped after each (a lookup per store, so it counts).
-        with self._lock:
-            try:
-                row = (
-                    self._connect()
-                    .execute(
-                        "SELECT path FROM instance WHERE sop_instance_uid = ?",
-                        (sop_instance_uid,),
-                    )
-                    .fetchone()
-                )
-            except sqlite3.Error as exc:
-                raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+        # On the writer's connection when it is free: its page cache stays valid across its
+        # own writes, where the reader's is dropped after each (a lookup per store, so it
+        # counts). Never waits for a write in progress (the SCP calls this on the event
+        # loop): the reader's connection answers then.
+        sql = "SELECT path FROM instance WHERE sop_instance_uid = ?"
+        try:
+            if self._lock.acquire(blocking=False):
+                try:
+                    row = self._connect().execute(sql, (sop_instance_uid,)).fetchone()
+                finally:
+                    self._lock.release()
+            else:
+                row = self._read().execute(sql, (sop_instance_uid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
         return Path(row[0]) if row is not None else None
 
     def remove(self, sop_instance_uid: str) -> bool:
