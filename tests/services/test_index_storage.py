@@ -561,3 +561,31 @@ def test_the_header_comes_from_the_stream_not_from_the_file(
     files = assert_consistent(config)
     assert indexed_name(config, str(usual.SOPInstanceUID)) == "Müller^Jürgen"
     assert len(files) == 2
+
+
+def test_workers_share_one_index(tmp_path: Path) -> None:
+    """``serve --workers 2``: the parent reconciles before the fork, each worker opens its
+    own connections, and every instance sent over several associations is indexed."""
+    from ..conftest import get_free_tcp_port
+
+    sources = write_corpus(tmp_path / "in", 12, "small")
+    root = tmp_path / "store"
+    port = get_free_tcp_port()
+    with serve_processes(tmp_path) as serve:
+        node = serve("--storage", root, "--port", port, "--host", LOCALHOST, "--workers", "2")
+
+        async def send_all() -> int:
+            summary = await store_files(
+                LOCALHOST,
+                port,
+                sources,
+                called_ae_title=NODE_AE,
+                associations=4,
+                timeouts=SCU_TIMEOUTS,
+            )
+            return sum(1 for o in summary.outcomes if o.status == 0)
+
+        assert run_bounded(send_all()) == len(sources)
+        node.process.terminate()
+        node.process.wait(timeout=15)
+    assert len(assert_consistent(node_config(root))) == len(sources)
