@@ -589,3 +589,14 @@ def test_workers_share_one_index(tmp_path: Path) -> None:
         node.process.terminate()
         node.process.wait(timeout=15)
     assert len(assert_consistent(node_config(root))) == len(sources)
+
+
+def test_serve_refuses_to_start_when_the_index_cannot_be_opened(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    database = blocker / "node.sqlite"
+    served = dicomwire(
+        "serve", "--port", "0", "--storage", tmp_path / "store", "--database", database
+    )
+    assert served.returncode == 2
+    assert f"cannot open the index {database}" in served.stderr
