@@ -40,6 +40,7 @@ __all__ = [
     "DicomWireError",
     "DimseProtocolError",
     "DimseStatusError",
+    "IndexUnavailableError",
     "InvalidQueryError",
     "LocalProtocolError",
     "NoAcceptedContextError",
@@ -271,6 +272,17 @@ class UnknownAEError(DicomWireError):
     reason = "unknown-ae"
     permanent = True
     status = 0xA801
+
+
+class IndexUnavailableError(DicomWireError):
+    """The instance index (its database) could not be read or written.
+
+    The storage SCP answers A700 (out of resources) and keeps no file; a query answers a
+    C000-class failure. The message says what the database reported.
+    """
+
+    reason = "index-unavailable"
+    status = 0xA700
 
 
 class DimseStatusError(DicomWireError):

@@ -2,10 +2,10 @@
 
 Four levels — PATIENT, STUDY, SERIES, IMAGE — each a table with indexed columns for the
 keys a C-FIND names most (PS3.4 Tables C.6-1 to C.6-4 and C.6-5 to C.6-8: the unique and
-required keys, and the common optional ones) and, per instance, its header as DICOM JSON
-(PS3.18 F.2, pydicom's ``to_json``; no pixel data) from which every other requested key is
-answered. Derived keys (number of related series and instances, modalities in study) are
-counted from the tables.
+required keys, and the common optional ones) and, per instance, its encoded header (the
+top-level elements before Pixel Data, as received, bulk values left out) from which every
+other requested key is answered. Derived keys (number of related series and instances,
+modalities in study) are counted from the tables.
 
 A query is answered in two steps: the key conditions that an indexed column can express
 (single value, UID list, wild card, range, empty value) narrow the rows in SQL; then the
@@ -13,27 +13,57 @@ compiled query of :mod:`dicomwire.services.matching` — the reference implement
 PS3.4 C.2.2.2 — decides on each candidate. SQL only ever narrows, so a backend whose SQL is
 coarser (or a key with no column) answers the same matches, only slower.
 
-:class:`SQLiteIndex` is the embedded default (WAL, one writer at a time). The interface
-(:class:`Index`) keeps backend SQL out of the services.
+Adding a received instance is crash-consistent with its file (docs/node.md): the storage
+SCP records an intent (:meth:`Index.prepare_add`, durable before the file's rename), makes
+the file visible, then commits the row (:meth:`Index.commit_add`, which checks that the
+file at the path is still the one it prepared). :meth:`Index.reconcile` — run at start-up,
+before anyone writes — completes each intent whose file was renamed into place and drops
+the others, so a crash at any step leaves no file without a row and no row without a file.
+
+:class:`SQLiteIndex` is the embedded default (WAL, one writer at a time), opened on first
+use. The interface (:class:`Index`) keeps backend SQL out of the services.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
+import os
 import sqlite3
+import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DataSetError, InvalidQueryError
+from ..errors import DataSetError, IndexUnavailableError, InvalidQueryError
+from ..uids import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+)
+from .elements import LONG_VRS, UNDEFINED_LENGTH
 from .matching import KeyCondition, MatchKind, Query, compile_query, name_key, period
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-__all__ = ["LEVELS", "Index", "IndexedInstance", "SQLiteIndex", "rebuild"]
+__all__ = [
+    "LEVELS",
+    "Index",
+    "IndexEntry",
+    "IndexedInstance",
+    "Reconciled",
+    "SQLiteIndex",
+    "entry_from_dataset",
+    "entry_from_file",
+    "entry_from_head",
+    "rebuild",
+]
+
+log = logging.getLogger("dicomwire.services.index")
 
 #: Query/Retrieve levels, top down (PS3.4 C.6.1.1 / C.6.2.1).
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
@@ -76,6 +106,15 @@ _TIME_COLUMNS = {"study_time"}
 #: Values larger than this are left out of the stored header (pixel data, big blobs).
 _BULK_LIMIT = 1024
 
+#: The VRs whose large values are left out of the stored header (PS3.5 Table 6.2-1).
+_BINARY_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"UN"))
+_PIXEL_DATA = 0x7FE00010
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_ITEM, _ITEM_DELIMITER, _SEQUENCE_DELIMITER = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+_TAG_LENGTH = struct.Struct("<HHL")  # group, element, 32-bit length (Implicit VR, items)
+_TAG_VR_LENGTH = struct.Struct("<HH2sH")  # group, element, VR, 16-bit length (Explicit VR)
+_UINT32 = struct.Struct("<L")
+
 
 @dataclass(frozen=True, slots=True)
 class IndexedInstance:
@@ -88,15 +127,103 @@ class IndexedInstance:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One instance as the index keeps it: its key columns per level and its header.
+
+    ``header`` is the data set's top-level elements before Pixel Data, encoded as received
+    (Implicit VR Little Endian when ``implicit``, else Explicit VR Little Endian), with
+    binary values over 1 KiB left out: what a C-FIND answers any other key from.
+    """
+
+    values: dict[str, dict[str, str | None]]
+    header: bytes
+    implicit: bool
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self.values["IMAGE"]["sop_instance_uid"] or ""
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What :meth:`Index.reconcile` did with the intents a crash left."""
+
+    completed: int = 0
+    dropped: int = 0
+    rows_removed: int = 0
+
+
 class Index:
-    """What the Query/Retrieve service asks of an index (backends implement it)."""
+    """What the storage and Query/Retrieve services ask of an index (backends implement it).
+
+    Writing a received instance takes three calls around the file's rename (see the
+    module docstring): :meth:`prepare_add` before, :meth:`commit_add` after, or
+    :meth:`cancel_add` when the file could not be placed. Backend failures raise
+    :class:`~dicomwire.errors.IndexUnavailableError`.
+    """
+
+    def open(self) -> None:
+        """Connect and create the schema now (it is otherwise done on first use)."""
+
+    def close(self) -> None:
+        """Release the connections (the index reopens on next use)."""
 
     def add(self, header: Dataset, path: Path, transfer_syntax: str, size: int) -> None:
         """Index one stored instance (replacing an entry with its SOP Instance UID)."""
+        self.add_entry(entry_from_dataset(header), path, transfer_syntax, size)
+
+    def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
+        """Index one instance from its :class:`IndexEntry` (replacing one with its UID)."""
+        raise NotImplementedError
+
+    def prepare_add(
+        self,
+        entry: IndexEntry,
+        path: Path,
+        transfer_syntax: str,
+        size: int,
+        *,
+        staged: Path,
+        replaces: Path | None = None,
+        durable: bool = True,
+    ) -> int:
+        """Record the intent to place ``staged`` at ``path``; return its token.
+
+        The file's identity (device, inode, size) is recorded: a rename keeps it, so
+        :meth:`commit_add` and :meth:`reconcile` can tell whether ``path`` now holds this
+        file. ``replaces`` is the file of an earlier copy of the instance stored under
+        another path (removed once this one is visible). ``durable``: the intent is on
+        stable storage when this returns (needed before the rename when files are fsync'd).
+        """
+        raise NotImplementedError
+
+    def commit_add(self, token: int) -> bool:
+        """Turn the intent into the instance's row, if ``path`` holds the prepared file.
+
+        False when another copy of the instance was renamed over it meanwhile (that
+        writer's own commit describes the file); the intent is gone either way.
+        """
+        raise NotImplementedError
+
+    def cancel_add(self, token: int) -> None:
+        """Forget the intent (its file was not placed); drop a row left without its file."""
+        raise NotImplementedError
+
+    def reconcile(self) -> Reconciled:
+        """Settle the intents a crash left: run at start-up, while nobody else writes."""
+        raise NotImplementedError
+
+    def locate(self, sop_instance_uid: str) -> Path | None:
+        """The file of the indexed instance ``sop_instance_uid`` (None if not indexed)."""
         raise NotImplementedError
 
     def remove(self, sop_instance_uid: str) -> bool:
         """Forget one instance (and its series, study, patient once empty)."""
+        raise NotImplementedError
+
+    def paths(self) -> Iterator[tuple[str, Path]]:
+        """(SOP Instance UID, path) of every indexed instance."""
         raise NotImplementedError
 
     def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
@@ -110,6 +237,228 @@ class Index:
     def count(self) -> int:
         """How many instances are indexed."""
         raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """Rows per level (patients, studies, series, instances) and pending intents."""
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------- entries
+
+
+def _element_at(data: bytes, position: int, implicit: bool) -> tuple[int, bytes | None, int, int]:
+    """(tag, VR, value start, length) of the element at ``position`` (PS3.5 §7.1, §7.5).
+
+    IndexError when its header runs past ``data`` (the caller reads further, or fails).
+    """
+    if position + 8 > len(data):
+        raise IndexError(position)
+    if implicit:
+        group, number, length = _TAG_LENGTH.unpack_from(data, position)
+        return group << 16 | number, None, position + 8, length
+    group, number, vr, length = _TAG_VR_LENGTH.unpack_from(data, position)
+    if group == 0xFFFE:  # items and delimiters: a 4-byte length, no VR
+        (length,) = _UINT32.unpack_from(data, position + 4)
+        return group << 16 | number, None, position + 8, length
+    if vr in LONG_VRS:
+        if position + 12 > len(data):
+            raise IndexError(position)
+        (length,) = _UINT32.unpack_from(data, position + 8)
+        return group << 16 | number, vr, position + 12, length
+    return group << 16 | number, vr, position + 8, length
+
+
+def _skip_undefined(data: bytes, position: int, implicit: bool) -> int:
+    """The offset after a value of undefined length starting at ``position`` (its items,
+    then the Sequence Delimitation Item); IndexError when cut, DataSetError when broken."""
+    while True:
+        tag, _, start, length = _element_at(data, position, True)  # FFFE tags: no VR
+        if tag == _SEQUENCE_DELIMITER:
+            return start
+        if tag != _ITEM:
+            raise DataSetError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) where an item was expected")
+        if length != UNDEFINED_LENGTH:
+            position = start + length
+            continue
+        position = start  # an item of undefined length: a nested data set up to E00D
+        while True:
+            tag, vr, start, length = _element_at(data, position, implicit)
+            if tag == _ITEM_DELIMITER:
+                position = start
+                break
+            if length == UNDEFINED_LENGTH:
+                position = _skip_undefined(data, start, implicit or vr == b"UN")
+            else:
+                position = start + length
+            if position > len(data):
+                raise IndexError(position)
+
+
+def _scan(data: bytes, implicit: bool) -> tuple[bytes, dict[int, bytes]]:
+    """The header to keep and the raw values of the column keys, from a data set's start.
+
+    Walks the top-level elements up to Pixel Data, dropping binary values over
+    :data:`_BULK_LIMIT`. IndexError when ``data`` ends before the header does. (The
+    element header is read inline, as in :func:`_element_at`: this runs per stored
+    instance.)
+    """
+    values: dict[int, bytes] = {}
+    parts: list[bytes] = []
+    kept_from = position = 0
+    end = len(data)
+    wanted = _SCANNED
+    read_implicit, read_explicit = _TAG_LENGTH.unpack_from, _TAG_VR_LENGTH.unpack_from
+    vr: bytes | None = None
+    while position < end:
+        start = position + 8
+        if start > end:
+            raise IndexError(position)
+        if implicit:
+            group, number, length = read_implicit(data, position)
+        else:
+            group, number, vr, length = read_explicit(data, position)
+            if group == 0xFFFE:
+                vr = None
+                (length,) = _UINT32.unpack_from(data, position + 4)
+            elif vr in LONG_VRS:
+                start += 4
+                if start > end:
+                    raise IndexError(position)
+                (length,) = _UINT32.unpack_from(data, position + 8)
+        tag = group << 16 | number
+        if tag >= _PIXEL_DATA:
+            break
+        if length == UNDEFINED_LENGTH:
+            following = _skip_undefined(data, start, implicit or vr == b"UN")
+        else:
+            following = start + length
+            if following > end:
+                raise IndexError(following)
+            if tag in wanted:
+                values[tag] = data[start:following]
+            elif length > _BULK_LIMIT and _binary(tag, vr):
+                parts.append(data[kept_from:position])
+                kept_from = following
+        position = following
+    parts.append(data[kept_from:position])
+    return (parts[0] if len(parts) == 1 else b"".join(parts)), values
+
+
+def _binary(tag: int, vr: bytes | None) -> bool:
+    if vr is not None:
+        return vr in _BINARY_VRS
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return dictionary_VR(tag).encode() in _BINARY_VRS
+    except KeyError:  # private or unknown: its bytes are opaque
+        return True
+
+
+def _entry(header: bytes, values: dict[int, bytes], implicit: bool) -> IndexEntry:
+    """The entry of a scanned header: column values decoded with its character set."""
+    encodings: list[str] | None = None
+    columns: dict[str, dict[str, str | None]] = {}
+    for level, tags in _COLUMNS.items():
+        row: dict[str, str | None] = {}
+        for tag, column in tags.items():
+            raw = values.get(tag)
+            if raw is None:
+                row[column] = None
+                continue
+            if raw.isascii():
+                text = raw.decode("ascii").strip(" \x00")
+                if column not in _NORMALISED:
+                    row[column] = text or None  # the usual case: UIDs, codes, numbers
+                    continue
+            else:
+                if encodings is None:
+                    encodings = _encodings(values.get(_SPECIFIC_CHARACTER_SET))
+                text = _decode(raw, column, encodings)
+            row[column] = _column_value(column, text)
+        columns[level] = row
+    for level, tag in _UNIQUE.items():
+        name = _COLUMNS[level][tag]
+        if not columns[level][name]:
+            raise DataSetError(f"cannot index an instance without {name}")
+    return IndexEntry(columns, header, implicit)
+
+
+def _encodings(charset: bytes | None) -> list[str]:
+    from pydicom.charset import convert_encodings
+
+    terms = (charset or b"").decode("ascii", "replace").strip(" \x00").split("\\")
+    return list(convert_encodings([t.strip() for t in terms] if any(terms) else []))
+
+
+def _decode(raw: bytes, column: str, encodings: list[str]) -> str:
+    """A non-ASCII text value decoded as pydicom would (ISO 2022 escapes included)."""
+    from pydicom.values import convert_PN, convert_text
+
+    value: Any = (
+        convert_PN(raw, encodings) if column in _PN_COLUMNS else convert_text(raw, encodings)
+    )
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return str(value)
+    return "\\".join(str(v) for v in value)
+
+
+def entry_from_head(head: bytes, transfer_syntax: str, *, whole: bool) -> IndexEntry | None:
+    """The entry of a data set from its first bytes ``head`` (``whole``: all of it).
+
+    None when the bytes do not suffice — the header runs past them, or a transfer syntax
+    the scanner leaves to pydicom (deflated, big endian): read the file then
+    (:func:`entry_from_file`). DataSetError when the data set cannot be indexed.
+    """
+    if transfer_syntax in (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN):
+        return None
+    implicit = transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN
+    try:
+        header, values = _scan(head, implicit)
+    except IndexError:
+        if whole:
+            raise DataSetError("cannot index: the data set ends inside its header") from None
+        return None
+    except (DataSetError, struct.error):
+        return None  # something unusual: pydicom reads the file and decides
+    return _entry(header, values, implicit)
+
+
+def entry_from_dataset(dataset: Dataset) -> IndexEntry:
+    """The entry of a pydicom data set (encoded Explicit VR Little Endian, bulk left out)."""
+    from pydicom import Dataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    kept = Dataset()
+    for element in dataset:
+        tag = int(element.tag)
+        if tag >= _PIXEL_DATA:
+            break
+        value = element.value
+        large = isinstance(value, bytes | bytearray) and len(value) > _BULK_LIMIT
+        if large and element.VR.encode() in _BINARY_VRS:
+            continue
+        kept.add(element)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    try:
+        write_dataset(buffer, kept)
+        header, values = _scan(buffer.getvalue(), False)
+    except (IndexError, ValueError, TypeError, struct.error) as exc:
+        raise DataSetError(f"cannot index the data set: {exc}") from exc
+    return _entry(header, values, False)
+
+
+def entry_from_file(path: Path) -> IndexEntry:
+    """The entry of a stored Part 10 file, read with pydicom up to its Pixel Data."""
+    from pydicom import dcmread
+
+    try:
+        dataset = dcmread(path, stop_before_pixels=True)
+    except Exception as exc:  # pydicom raises many kinds for a broken file
+        raise DataSetError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+    return entry_from_dataset(dataset)
 
 
 def _text(value: Any) -> str | None:
@@ -133,153 +482,311 @@ def _column_value(column: str, value: Any) -> str | None:
     return text
 
 
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """(device, inode, size) of the file at ``path``, None if there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino, status.st_size
+
+
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """A pending addition: what :meth:`SQLiteIndex.prepare_add` recorded."""
+
+    entry: IndexEntry
+    path: str
+    replaces: str | None
+    identity: tuple[int, int, int]
+    transfer_syntax: str
+    size: int
+
+
 class SQLiteIndex(Index):
-    """The embedded index: one SQLite file (or ``":memory:"``), WAL, one writer at a time."""
+    """The embedded index: one SQLite file (or ``":memory:"``), WAL, one writer at a time.
+
+    Nothing touches the disk until first use (or :meth:`open`): then the file's folder is
+    created. Writes go through one connection under a lock (``BEGIN IMMEDIATE``, so
+    several processes on one file take turns); queries use a second connection, so a
+    streamed result never sees a write half done. Commits are ``synchronous=NORMAL``
+    (WAL: consistent after a crash, the last commits may be lost on power failure) except
+    a durable :meth:`prepare_add`, which is ``FULL``: the intent is on disk before the
+    file it names is renamed into place (docs/performance.md argues the choice).
+    """
 
     def __init__(self, path: str | Path) -> None:
+        self.path = path if str(path) == ":memory:" else Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._create()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._synchronous = ""
+        #: Entries prepared by this process, by token (else re-read from the intent).
+        self._staged: dict[int, _Intent] = {}
+
+    # -- connections ----------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self._lock:
+            self._connect()
 
     def close(self) -> None:
-        self._db.close()
-
-    def _create(self) -> None:
-        statements = []
-        for level in LEVELS:
-            table = _TABLE[level]
-            columns = [f"{name} TEXT" for name in _COLUMNS[level].values()]
-            parent = _PARENT.get(level)
-            if parent is not None:
-                columns.append(f"{parent}_pk INTEGER NOT NULL REFERENCES {parent}(pk)")
-            if level == "IMAGE":
-                columns += ["transfer_syntax TEXT", "path TEXT", "size INTEGER", "header TEXT"]
-            statements.append(
-                f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
-            )
-            for name in _COLUMNS[level].values():
-                statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
-            if parent is not None:
-                statements.append(
-                    f"CREATE INDEX IF NOT EXISTS {table}_{parent} ON {table}({parent}_pk)"
-                )
-        for level, tag in _UNIQUE.items():
-            table, column = _TABLE[level], _COLUMNS[level][tag]
-            statements.append(
-                f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_unique ON {table}({column})"
-            )
-        statements.append(
-            "CREATE UNIQUE INDEX IF NOT EXISTS patient_unique "
-            "ON patient(patient_id, IFNULL(issuer_of_patient_id, ''))"
-        )
         with self._lock:
-            for statement in statements:
-                self._db.execute(statement)
+            for db in {id(d): d for d in (self._reader, self._writer) if d is not None}.values():
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
+            self._writer = self._reader = None
+            self._synchronous = ""
+
+    def _connect(self) -> sqlite3.Connection:
+        """The writer connection (the caller holds the lock), opened on first use."""
+        if self._writer is not None:
+            return self._writer
+        memory = self.path == ":memory:"
+        try:
+            if not memory:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            writer = sqlite3.connect(
+                str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+            if not memory:
+                writer.execute("PRAGMA journal_mode=WAL")
+                # Checkpoint every ~40 MB of WAL rather than 4 MB: the pages every addition
+                # touches (intents, the newest leaves) are then copied back far less often.
+                writer.execute("PRAGMA wal_autocheckpoint=10000")
+            writer.execute("PRAGMA foreign_keys=ON")
+            _create(writer)
+            reader = writer
+            if not memory:
+                reader = sqlite3.connect(
+                    str(self.path), check_same_thread=False, isolation_level=None, timeout=30.0
+                )
+                reader.execute("PRAGMA query_only=ON")
+        except (sqlite3.Error, OSError) as exc:
+            raise IndexUnavailableError(f"cannot open the index {self.path}: {exc}") from exc
+        self._writer, self._reader = writer, reader
+        return writer
+
+    def _read(self) -> sqlite3.Connection:
+        if self._reader is None:
+            self.open()
+        assert self._reader is not None
+        return self._reader
+
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a backend failure becomes IndexUnavailableError."""
+        with self._lock:
+            db = self._connect()
+            try:
+                synchronous = "FULL" if durable else "NORMAL"
+                if synchronous != self._synchronous:
+                    db.execute(f"PRAGMA synchronous={synchronous}")
+                    self._synchronous = synchronous
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+                raise
 
     # -- writing ------------------------------------------------------------------------
 
-    def add(self, header: Dataset, path: Path, transfer_syntax: str, size: int) -> None:
-        values = {
-            level: {
-                column: _column_value(column, header.get(tag).value if tag in header else None)
-                for tag, column in _COLUMNS[level].items()
-            }
-            for level in LEVELS
-        }
-        for level, tag in _UNIQUE.items():
-            if not values[level][_COLUMNS[level][tag]]:
-                name = _COLUMNS[level][tag]
-                raise DataSetError(f"cannot index an instance without {name}")
-        stored = _header_json(header)
-        with self._lock:
-            db = self._db
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                self._delete(values["IMAGE"]["sop_instance_uid"] or "")
-                patient = self._upsert(
-                    "PATIENT", values["PATIENT"], None, ("patient_id", "issuer_of_patient_id")
-                )
-                study = self._upsert("STUDY", values["STUDY"], patient, ("study_instance_uid",))
-                series = self._upsert("SERIES", values["SERIES"], study, ("series_instance_uid",))
-                row = {
-                    **values["IMAGE"],
-                    "series_pk": series,
-                    "transfer_syntax": transfer_syntax,
-                    "path": str(path),
-                    "size": size,
-                    "header": stored,
-                }
-                names = ", ".join(row)
-                marks = ", ".join("?" for _ in row)
-                db.execute(f"INSERT INTO instance ({names}) VALUES ({marks})", tuple(row.values()))
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+    def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
+        with self._transaction() as db:
+            self._insert(db, entry, path, transfer_syntax, size)
 
-    def _upsert(
-        self, level: str, values: dict[str, str | None], parent: int | None, keys: Sequence[str]
-    ) -> int:
-        table = _TABLE[level]
-        where = " AND ".join(f"IFNULL({k}, '') = ?" for k in keys)
-        found = self._db.execute(
-            f"SELECT pk FROM {table} WHERE {where}", tuple(values[k] or "" for k in keys)
-        ).fetchone()
-        row: dict[str, Any] = dict(values)
-        if parent is not None:
-            row[f"{_PARENT[level]}_pk"] = parent
-        if found is not None:  # the newest instance's values describe the entity
-            assignments = ", ".join(f"{k} = ?" for k in row)
-            self._db.execute(
-                f"UPDATE {table} SET {assignments} WHERE pk = ?", (*row.values(), found[0])
-            )
-            return int(found[0])
-        names = ", ".join(row)
-        cursor = self._db.execute(
-            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' for _ in row)})",
-            tuple(row.values()),
+    def _insert(
+        self,
+        db: sqlite3.Connection,
+        entry: IndexEntry,
+        path: Path | str,
+        transfer_syntax: str,
+        size: int,
+    ) -> None:
+        values = entry.values
+        _delete(db, entry.sop_instance_uid)
+        patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS)
+        study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",))
+        series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",))
+        db.execute(
+            _INSERT_INSTANCE,
+            (
+                *values["IMAGE"].values(),
+                series,
+                transfer_syntax,
+                str(path),
+                size,
+                entry.header,
+                int(entry.implicit),
+            ),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+
+    def prepare_add(
+        self,
+        entry: IndexEntry,
+        path: Path,
+        transfer_syntax: str,
+        size: int,
+        *,
+        staged: Path,
+        replaces: Path | None = None,
+        durable: bool = True,
+    ) -> int:
+        identity = _identity(staged)
+        if identity is None:
+            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        intent = _Intent(
+            entry,
+            str(path),
+            str(replaces) if replaces is not None else None,
+            identity,
+            transfer_syntax,
+            size,
+        )
+        with self._transaction(durable) as db:
+            cursor = db.execute(
+                "INSERT INTO pending (sop_instance_uid, path, replaces, device, inode, "
+                "file_size, transfer_syntax, size, header, header_implicit) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.sop_instance_uid,
+                    intent.path,
+                    intent.replaces,
+                    *identity,
+                    transfer_syntax,
+                    size,
+                    entry.header,
+                    int(entry.implicit),
+                ),
+            )
+            token = cursor.lastrowid
+        assert token is not None
+        self._staged[token] = intent
+        return token
+
+    def commit_add(self, token: int) -> bool:
+        intent = self._staged.pop(token, None)
+        with self._transaction() as db:
+            return self._complete(db, token, intent) == "completed"
+
+    def _complete(self, db: sqlite3.Connection, token: int, intent: _Intent | None) -> str:
+        """Settle one intent inside a transaction: "completed", "dropped" or "gone"."""
+        if intent is None:  # not prepared by this process: read it back
+            row = db.execute(
+                "SELECT path, replaces, device, inode, file_size, transfer_syntax, size, "
+                "header, header_implicit FROM pending WHERE pk = ?",
+                (token,),
+            ).fetchone()
+            if row is None:
+                return "gone"
+            implicit = bool(row[8])
+            header, values = _scan(bytes(row[7]), implicit)
+            entry = _entry(header, values, implicit)
+            intent = _Intent(entry, row[0], row[1], (row[2], row[3], row[4]), row[5], row[6])
+        if db.execute("DELETE FROM pending WHERE pk = ?", (token,)).rowcount == 0:
+            return "gone"  # settled already (by a reconcile)
+        if _identity(Path(intent.path)) != intent.identity:
+            return "dropped"  # not renamed into place, or another copy was renamed over it
+        self._insert(db, intent.entry, intent.path, intent.transfer_syntax, intent.size)
+        replaces = intent.replaces
+        if replaces and replaces != intent.path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(replaces)  # the earlier copy under another path: overwritten
+        return "completed"
+
+    def cancel_add(self, token: int) -> None:
+        self._staged.pop(token, None)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT sop_instance_uid FROM pending WHERE pk = ?", (token,)
+            ).fetchone()
+            db.execute("DELETE FROM pending WHERE pk = ?", (token,))
+            if row is not None:
+                self._drop_if_missing(db, row[0])
+
+    def _drop_if_missing(self, db: sqlite3.Connection, sop_instance_uid: str) -> bool:
+        """Remove the instance's row if its file is gone (an overwrite undone halfway)."""
+        found = db.execute(
+            "SELECT path FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)
+        ).fetchone()
+        if found is None or os.path.exists(found[0]):
+            return False
+        return _delete(db, sop_instance_uid)
+
+    def reconcile(self) -> Reconciled:
+        completed = dropped = removed = 0
+        with self._transaction(durable=True) as db:
+            intents = db.execute("SELECT pk, sop_instance_uid FROM pending ORDER BY pk").fetchall()
+            for token, uid in intents:
+                outcome = self._complete(db, token, None)
+                if outcome == "completed":
+                    completed += 1
+                elif outcome == "dropped":
+                    dropped += 1
+                    removed += self._drop_if_missing(db, uid)
+        self._staged.clear()
+        if intents:
+            log.warning(
+                "index %s: %d interrupted additions completed, %d dropped, "
+                "%d rows without a file removed",
+                self.path,
+                completed,
+                dropped,
+                removed,
+            )
+        return Reconciled(completed, dropped, removed)
+
+    def locate(self, sop_instance_uid: str) -> Path | None:
+        # On the writer's connection when it is free: its page cache stays valid across its
+        # own writes, where the reader's is dropped after each (a lookup per store, so it
+        # counts). Never waits for a write in progress (the SCP calls this on the event
+        # loop): the reader's connection answers then.
+        sql = "SELECT path FROM instance WHERE sop_instance_uid = ?"
+        try:
+            if self._lock.acquire(blocking=False):
+                try:
+                    row = self._connect().execute(sql, (sop_instance_uid,)).fetchone()
+                finally:
+                    self._lock.release()
+            else:
+                row = self._read().execute(sql, (sop_instance_uid,)).fetchone()
+        except sqlite3.Error as exc:
+            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+        return Path(row[0]) if row is not None else None
 
     def remove(self, sop_instance_uid: str) -> bool:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                removed = self._delete(sop_instance_uid)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return removed
+        with self._transaction() as db:
+            return _delete(db, sop_instance_uid)
 
-    def _delete(self, sop_instance_uid: str) -> bool:
-        db = self._db
-        row = db.execute(
-            "SELECT instance.pk, series_pk, study_pk, patient_pk FROM instance "
-            "JOIN series ON series.pk = series_pk JOIN study ON study.pk = study_pk "
-            "WHERE sop_instance_uid = ?",
-            (sop_instance_uid,),
-        ).fetchone()
-        if row is None:
-            return False
-        db.execute("DELETE FROM instance WHERE pk = ?", (row[0],))
-        for table, child, pk in (
-            ("series", "instance", row[1]),
-            ("study", "series", row[2]),
-            ("patient", "study", row[3]),
-        ):
-            if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = ? LIMIT 1", (pk,)).fetchone():
-                break
-            db.execute(f"DELETE FROM {table} WHERE pk = ?", (pk,))
-        return True
+    def paths(self) -> Iterator[tuple[str, Path]]:
+        cursor = self._read().execute("SELECT sop_instance_uid, path FROM instance ORDER BY pk")
+        while rows := cursor.fetchmany(1024):
+            for uid, path in rows:
+                yield uid, Path(path)
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM instance").fetchone()[0])
+        return int(self._read().execute("SELECT COUNT(*) FROM instance").fetchone()[0])
+
+    def stats(self) -> dict[str, int]:
+        db = self._read()
+        tables = {
+            "patients": "patient",
+            "studies": "study",
+            "series": "series",
+            "instances": "instance",
+            "pending": "pending",
+        }
+        return {
+            name: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            for name, table in tables.items()
+        }
 
     # -- reading ------------------------------------------------------------------------
 
@@ -297,11 +804,15 @@ class SQLiteIndex(Index):
         for pk, candidate in self._candidates(level, query):
             if not query.matches(candidate):
                 continue
-            rows = self._db.execute(
-                "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
-                f"ii.size {below} WHERE {column} = ? ORDER BY ii.pk",
-                (pk,),
-            ).fetchall()
+            rows = (
+                self._read()
+                .execute(
+                    "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
+                    f"ii.size {below} WHERE {column} = ? ORDER BY ii.pk",
+                    (pk,),
+                )
+                .fetchall()
+            )
             for row in rows:
                 yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
 
@@ -323,20 +834,22 @@ class SQLiteIndex(Index):
         alias = _ALIAS[level]
         below, column = _BELOW[level]
         header = (
-            "i.header"
+            "i.header, i.header_implicit"
             if level == "IMAGE"
             else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
+            "ORDER BY ii.pk DESC LIMIT 1), "
+            f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
             "ORDER BY ii.pk DESC LIMIT 1)"
         )
-        cursor = self._db.execute(
+        cursor = self._read().execute(
             f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params
         )
         while True:  # streamed: a large result is never all in memory
             rows = cursor.fetchmany(256)
             if not rows:
                 return
-            for pk, stored in rows:
-                yield int(pk), _dataset(stored)
+            for pk, stored, implicit in rows:
+                yield int(pk), _dataset(stored, bool(implicit))
 
     def _derive(self, level: str, pk: int, wanted: set[int], candidate: Dataset) -> None:
         """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
@@ -344,12 +857,142 @@ class SQLiteIndex(Index):
         for tag, (keyword, levels, expression) in _DERIVED.items():
             if tag not in wanted or level not in levels:
                 continue
-            (value,) = self._db.execute(
-                f"SELECT {expression} {below} WHERE {column} = ?", (pk,)
-            ).fetchone()
+            (value,) = (
+                self._read()
+                .execute(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
+                .fetchone()
+            )
             if keyword == "ModalitiesInStudy":
                 value = sorted({v for v in (value or "").split(",") if v})
             setattr(candidate, keyword, value)
+
+
+_PATIENT_KEYS = ("patient_id", "issuer_of_patient_id")
+#: Columns a unique index starts with (a second, plain index on them is only more writing).
+_UNIQUELY_INDEXED = frozenset(
+    {"patient_id", *(_COLUMNS[level][tag] for level, tag in _UNIQUE.items())}
+)
+#: Instance columns without an index of their own: an IMAGE-level query names its series
+#: (PS3.4 C.4.1.3.1.1; the series' index narrows it to a few rows), and every index is one
+#: more page written per stored instance (docs/performance.md). SQL still narrows on them.
+_UNINDEXED = frozenset({"sop_class_uid", "instance_number"})
+_INSERT_INSTANCE = (
+    f"INSERT INTO instance ({', '.join(_COLUMNS['IMAGE'].values())}, series_pk, "
+    "transfer_syntax, path, size, header, header_implicit) VALUES "
+    f"({', '.join('?' for _ in range(len(_COLUMNS['IMAGE']) + 6))})"
+)
+
+
+def _create(db: sqlite3.Connection) -> None:
+    """The schema: a table per level, the instances' files, and the pending intents."""
+    statements = []
+    for level in LEVELS:
+        table = _TABLE[level]
+        columns = [f"{name} TEXT" for name in _COLUMNS[level].values()]
+        parent = _PARENT.get(level)
+        if parent is not None:
+            columns.append(f"{parent}_pk INTEGER NOT NULL REFERENCES {parent}(pk)")
+        if level == "IMAGE":
+            columns += [
+                "transfer_syntax TEXT",
+                "path TEXT",
+                "size INTEGER",
+                "header BLOB",
+                "header_implicit INTEGER",
+            ]
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
+        )
+        for name in _COLUMNS[level].values():
+            if name in _UNIQUELY_INDEXED or name in _UNINDEXED:
+                continue  # the unique index below serves lookups by it
+            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
+        if parent is not None:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {table}_{parent} ON {table}({parent}_pk)"
+            )
+    for level, tag in _UNIQUE.items():
+        table, column = _TABLE[level], _COLUMNS[level][tag]
+        statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_unique ON {table}({column})")
+    statements.append(
+        "CREATE UNIQUE INDEX IF NOT EXISTS patient_unique "
+        "ON patient(patient_id, IFNULL(issuer_of_patient_id, ''))"
+    )
+    statements.append(
+        "CREATE TABLE IF NOT EXISTS pending (pk INTEGER PRIMARY KEY, sop_instance_uid TEXT "
+        "NOT NULL, path TEXT NOT NULL, replaces TEXT, device INTEGER, inode INTEGER, "
+        "file_size INTEGER, transfer_syntax TEXT, size INTEGER, header BLOB, "
+        "header_implicit INTEGER)"
+    )
+    for statement in statements:
+        db.execute(statement)
+
+
+def _upsert(
+    db: sqlite3.Connection,
+    level: str,
+    values: dict[str, str | None],
+    parent: int | None,
+    keys: Sequence[str],
+) -> int:
+    """The pk of the entity with these keys, created or updated to ``values``.
+
+    The newest instance's values describe the entity; a row already holding them is not
+    written again (the common case: a burst of instances of one series).
+    """
+    table = _TABLE[level]
+    row: dict[str, Any] = dict(values)
+    if parent is not None:
+        row[f"{_PARENT[level]}_pk"] = parent
+    # As the unique indexes are written, so that the lookup uses them (not a table scan).
+    clauses, params = [], []
+    for key in keys:
+        value = values[key]
+        if key == "issuer_of_patient_id":
+            clauses.append(f"IFNULL({key}, '') = ?")
+            params.append(value or "")
+        elif value is None:
+            clauses.append(f"{key} IS NULL")
+        else:
+            clauses.append(f"{key} = ?")
+            params.append(value)
+    found = db.execute(
+        f"SELECT pk, {', '.join(row)} FROM {table} WHERE {' AND '.join(clauses)}", params
+    ).fetchone()
+    if found is not None:
+        if tuple(found[1:]) != tuple(row.values()):
+            assignments = ", ".join(f"{k} = ?" for k in row)
+            db.execute(f"UPDATE {table} SET {assignments} WHERE pk = ?", (*row.values(), found[0]))
+        return int(found[0])
+    cursor = db.execute(
+        f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+        tuple(row.values()),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
+    """Delete one instance's row and the parents it leaves empty."""
+    row = db.execute(
+        "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
+    ).fetchone()
+    if row is None:
+        return False  # the usual case: one statement
+    pk = row[0]
+    for table, child, parent in (
+        ("series", "instance", "study"),
+        ("study", "series", "patient"),
+        ("patient", "study", None),
+    ):
+        if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = ? LIMIT 1", (pk,)).fetchone():
+            break
+        returning = f" RETURNING {parent}_pk" if parent is not None else ""
+        found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
+        if found is None:
+            break
+        pk = found[0]
+    return True
 
 
 #: Each level joined up to the patient (aliases p, s, se, i): what a query filters.
@@ -380,6 +1023,10 @@ _BELOW = {
 _COLUMN_OF: dict[int, tuple[str, str]] = {
     tag: (level, column) for level, columns in _COLUMNS.items() for tag, column in columns.items()
 }
+#: What :func:`_scan` keeps the raw value of: the columns' keys and the character set.
+_SCANNED = frozenset(_COLUMN_OF) | {_SPECIFIC_CHARACTER_SET}
+#: Columns stored in a normalised form (see :func:`_column_value`).
+_NORMALISED = _PN_COLUMNS | _TIME_COLUMNS
 #: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity).
 _DERIVED: dict[int, tuple[str, tuple[str, ...], str]] = {
     0x00201200: ("NumberOfPatientRelatedStudies", ("PATIENT",), "COUNT(DISTINCT ss.pk)"),
@@ -442,21 +1089,14 @@ def _condition_sql(
     return None
 
 
-def _header_json(header: Dataset) -> str:
-    """The header as DICOM JSON (PS3.18 F.2) without pixel data and other large values."""
-    return json.dumps(
-        header.to_json_dict(bulk_data_threshold=_BULK_LIMIT, bulk_data_element_handler=_drop)
-    )
-
-
-def _drop(element: Any) -> str:
-    return ""  # a BulkDataURI nobody resolves: large values are not kept in the index
-
-
-def _dataset(stored: str | None) -> Dataset:
+def _dataset(stored: bytes | None, implicit: bool) -> Dataset:
+    """A stored header as a pydicom data set (values decoded when a matcher reads them)."""
     from pydicom import Dataset
+    from pydicom.filereader import read_dataset
 
-    return Dataset.from_json(stored) if stored else Dataset()
+    if not stored:
+        return Dataset()
+    return read_dataset(BytesIO(stored), implicit, True)
 
 
 def _answer(candidate: Dataset, query: Query, level: str) -> Dataset:
@@ -476,24 +1116,49 @@ def _answer(candidate: Dataset, query: Query, level: str) -> Dataset:
     return answer
 
 
-def rebuild(index: Index, root: Path) -> tuple[int, list[tuple[Path, str]]]:
+def rebuild(
+    index: Index, root: Path, *, on_indexed: Callable[[Path], None] | None = None
+) -> tuple[int, list[tuple[Path, str]]]:
     """Index every Part 10 file under ``root`` (``.incoming`` left out): (count, failures).
 
-    What ``dicomwire index rebuild DIR`` runs after a crash or a copy of files by hand;
-    each file's header is read up to the pixel data, never the pixels.
+    What ``dicomwire index rebuild DIR`` runs after a crash or a copy of files by hand.
+    Each file's header is read from its first bytes as the storage SCP reads a received
+    one (pydicom only for what the scanner leaves to it), never the pixels. Rows of files
+    under ``root`` that no longer exist are removed, so the index ends equal to the files.
     """
-    from pydicom import dcmread
+    from .part10 import read_file_info
+    from .storage.header import HEAD_BYTES
 
     added = 0
     failures: list[tuple[Path, str]] = []
+    seen: set[str] = set()
     for path in sorted(root.rglob("*.dcm")):
         if ".incoming" in path.relative_to(root).parts:
             continue
         try:
-            header = dcmread(path, stop_before_pixels=True)
-            syntax = str(header.file_meta.TransferSyntaxUID)
-            index.add(header, path, syntax, path.stat().st_size)
+            info = read_file_info(path)
+            with open(path, "rb") as file:
+                file.seek(info.dataset_offset)
+                head = file.read(HEAD_BYTES)
+            whole = info.size - info.dataset_offset <= len(head)
+            entry = entry_from_head(head, info.transfer_syntax, whole=whole)
+            if entry is None:
+                entry = entry_from_file(path)
+            index.add_entry(entry, path, info.transfer_syntax, info.size)
+            seen.add(str(path))
             added += 1
+            if on_indexed is not None:
+                on_indexed(path)
+        except IndexUnavailableError:
+            raise  # the database itself failed: no point in trying the next file
         except Exception as exc:  # one unreadable file must not stop the others
             failures.append((path, f"{type(exc).__name__}: {exc}"))
+    resolved = root.resolve()
+    stale = [
+        uid
+        for uid, path in index.paths()
+        if str(path) not in seen and path.resolve().is_relative_to(resolved) and not path.exists()
+    ]
+    for uid in stale:
+        index.remove(uid)
     return added, failures

@@ -3,7 +3,8 @@
 PS3.8 acceptor (:class:`~dicomwire.ul.association.AssociationServer`) whose acceptance
 policy (PS3.8 §9.3.3, PS3.7 Annex D) and DIMSE handler table (PS3.7 §9-§10) are both
 derived from a list of :class:`~dicomwire.services.service.Service` units (verification,
-storage, and the services of later issues), so they cannot drift apart. Configuration is a
+storage, query/retrieve over the node's index, and the services of later issues), so they
+cannot drift apart. Configuration is a
 :class:`NodeConfig`, loaded from TOML by :func:`load_config`, whose schema is the node's
 own keys plus one table per service (``section``/``config_type``) plus the AE directory
 (``[[nodes]]``); ``dicomwire serve`` and ``make serve`` run it.
@@ -35,6 +36,8 @@ from ..ul.negotiation import (
 from ..ul.tls import TLSConfig
 from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
+from .index import SQLiteIndex
+from .qr import QueryRetrieve
 from .service import ANY_SOP_CLASS, Binding, HandlerKey, Service, merge_bindings
 from .storage import Storage, StorageConfig, validate_layout
 from .storage.scp import AssociationTally, peer_text, prepare_root
@@ -49,6 +52,7 @@ __all__ = [
     "banner",
     "database_path",
     "load_config",
+    "node_index",
     "prepare_node",
     "run_node",
     "run_workers",
@@ -61,7 +65,7 @@ association_log = logging.getLogger("dicomwire.services.node.associations")
 
 #: Service classes whose TOML table :func:`load_config` reads, by section name.
 SERVICE_TYPES: dict[str, type[Service]] = {
-    service.section: service for service in (Storage,) if service.section is not None
+    service.section: service for service in (Storage, QueryRetrieve) if service.section is not None
 }
 
 
@@ -99,10 +103,21 @@ class NodeConfig:
 
 
 def database_path(config: NodeConfig) -> Path:
-    """Where the node's SQLite database lives (its folder is created by the caller)."""
+    """Where the node's SQLite database lives (its folder is created when it is opened)."""
     if config.database is not None:
         return Path(config.database)
     return Path(config.storage.root) / ".dicomwire" / "node.sqlite"
+
+
+def node_index(config: NodeConfig) -> SQLiteIndex:
+    """The node's Q/R index, not yet opened (nothing is created before first use).
+
+    At :func:`database_path`; a node that discards what it receives writes nothing, so
+    its index is in memory (and empty) unless ``database`` names a file.
+    """
+    if config.storage.discard and config.database is None:
+        return SQLiteIndex(":memory:")
+    return SQLiteIndex(database_path(config))
 
 
 #: Tables the node reads itself ([storage] too: it lives in NodeConfig.storage); every
@@ -234,14 +249,21 @@ def validate_config(config: NodeConfig) -> NodeConfig:
 
 
 def default_services(config: NodeConfig) -> list[Service]:
-    """What ``dicomwire serve`` runs: Verification and Storage (promiscuous if asked)."""
-    return [Verification(), Storage(config.storage, accept_any=config.promiscuous)]
+    """What ``dicomwire serve`` runs: Verification, Storage (promiscuous if asked) and
+    Query/Retrieve, sharing one index (:func:`node_index`, opened when the node starts)."""
+    index = node_index(config)
+    qr_config = config.sections.get("query_retrieve")
+    return [
+        Verification(),
+        Storage(config.storage, accept_any=config.promiscuous, index=index),
+        QueryRetrieve(index, qr_config),
+    ]
 
 
 class Node:
     """A node made of services: acceptance policy and handler table derived from them.
 
-    ``services`` defaults to :func:`default_services` (Verification and Storage). The
+    ``services`` defaults to :func:`default_services` (Verification, Storage, Q/R). The
     policy accepts exactly the SOP classes the services bind, with their transfer
     syntaxes; the handler table is the union of their handlers; the AE directory
     (``directory``) is ``config.nodes``.
@@ -397,26 +419,38 @@ def _extended_negotiation(
 
 
 def prepare_node(config: NodeConfig) -> None:
-    """Check what must hold before listening, and remove (and log) stale ``.part`` files.
+    """Check what must hold before listening; settle what a crash left behind.
 
     The storage root must be a writable directory (:func:`~.storage.scp.prepare_root`);
-    TLS certificate, key and CA files must exist. A :class:`ConfigError` names the path.
+    TLS certificate, key and CA files must exist; the index must open (its folder is
+    created). A :class:`ConfigError` names the path. Stale ``.part`` files are removed
+    and the index reconciled with the files (:meth:`~.index.Index.reconcile`: additions a
+    crash interrupted are completed or dropped), both logged. Run it once, before any
+    process serves: ``run_workers`` runs it in the parent, before the fork.
     """
     if config.tls is not None:
         check_tls_files(config.tls)
-    if config.storage.discard:
+    if config.storage.discard and config.database is None:
         return  # nothing is written
-    removed = prepare_root(config.storage)
-    if removed:
-        log.warning(
-            "removed %d partial files left in %s by an earlier run",
-            removed,
-            config.storage.root / ".incoming",
-        )
+    if not config.storage.discard:
+        removed = prepare_root(config.storage)
+        if removed:
+            log.warning(
+                "removed %d partial files left in %s by an earlier run",
+                removed,
+                config.storage.root / ".incoming",
+            )
+    index = node_index(config)
+    try:
+        index.reconcile()
+    except DicomWireError as exc:
+        raise ConfigError(str(exc), key="database") from None
+    finally:
+        index.close()  # each process (worker) opens its own connection
 
 
 def banner(node: Node) -> str:
-    """The start line: AE titles, addresses, TLS, storage, directory."""
+    """The start line: AE titles, addresses, TLS, storage, directory, the Q/R index."""
     config = node.config
     ports = [str(s.getsockname()[1]) for s in node.server.sockets]
     plain = ports[0] if ports else str(config.port)
@@ -429,18 +463,26 @@ def banner(node: Node) -> str:
         if config.storage.discard
         else f"storing under {config.storage.root}"
     )
+    index = node_index(config).path
     callers = config.known_nodes or (config.nodes if config.restrict_callers else ())
     return (
         f"dicomwire node {'/'.join(config.ae_titles)} listening on port {plain} "
         f"({config.host or 'every address'}), {tls}; {storage}; "
         f"{len(config.known_nodes)} known nodes, {len(config.nodes)} directory entries"
         f"{'' if callers else ', any caller accepted'}"
+        f"; Q/R index {'in memory' if index == ':memory:' else index}"
     )
 
 
-async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
-    """Run the node until SIGINT or SIGTERM, then shut down gracefully."""
-    prepare_node(config)
+async def run_node(
+    config: NodeConfig, *, ready: asyncio.Event | None = None, prepared: bool = False
+) -> None:
+    """Run the node until SIGINT or SIGTERM, then shut down gracefully.
+
+    ``prepared``: :func:`prepare_node` already ran (a worker: the parent ran it once).
+    """
+    if not prepared:
+        prepare_node(config)
     node = Node(config)
     await node.start()
     log.info("%s", banner(node))
@@ -462,7 +504,7 @@ def _worker(config: NodeConfig) -> None:  # pragma: no cover - runs in a child p
     from ..ul.association import run_event_loop
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_event_loop(run_node(config))
+        run_event_loop(run_node(config, prepared=True))
 
 
 def run_workers(config: NodeConfig) -> int:

@@ -259,20 +259,9 @@ class TestRejectionsSeenByDcmtk:
             assert after.returncode == 0, output(after)
 
     def test_no_acceptable_presentation_context(self, node: Served) -> None:
-        # findscu proposes only Query/Retrieve FIND models; the node serves none of them.
-        done = run(
-            [
-                dcmtk("findscu"),
-                "-d",
-                "-S",
-                "-k",
-                "QueryRetrieveLevel=STUDY",
-                "-aec",
-                "DICOMWIRE",
-                LOCALHOST,
-                str(node.port),
-            ]
-        )
+        # termscu proposes only DCMTK's private Shutdown SOP class, which no service
+        # serves (findscu no longer shows this: Query/Retrieve is a default service).
+        done = run([dcmtk("termscu"), "-d", "-aec", "DICOMWIRE", LOCALHOST, str(node.port)])
         assert done.returncode != 0
         assert rejection(output(done)) == ("Rejected Permanent", "Service User", "No Reason")
 

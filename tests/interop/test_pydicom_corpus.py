@@ -94,7 +94,7 @@ def dicomwire_store(port: int, called: str, directory: Path) -> dict[str, str]:
 def received_by_uid(root: Path) -> dict[str, Path]:
     found = {}
     for path in root.rglob("*"):
-        if path.is_file() and path.parent.name != ".incoming":
+        if path.is_file() and path.parent.name not in (".incoming", ".dicomwire"):
             found[str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)] = path
     return found
 

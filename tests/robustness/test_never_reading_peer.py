@@ -188,7 +188,8 @@ def _stall_scenario(tmp_path: Path) -> StallOutcome:
         timeouts = node_timeouts(send_stall=SEND_STALL, network_idle=30.0)
         async with running_node(tmp_path, timeouts=timeouts, promiscuous=True) as node:
             finder = _Finder()
-            node.handlers[CommandField.C_FIND_RQ] = finder
+            # in place of the node's own Query/Retrieve C-FIND SCP (a default service)
+            node.handlers[(PATIENT_ROOT_FIND, CommandField.C_FIND_RQ)] = finder
             fds_before = open_fds()
             config = RequestorConfig(
                 "STALLER", "DICOMWIRE", [(PATIENT_ROOT_FIND, [IMPLICIT_VR_LE])]

@@ -71,6 +71,8 @@ from ._support import (
 VERIFICATION = VERIFICATION_SOP_CLASS
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
+#: No node service serves it (Q/R, worklist... are default services now).
+UNSERVED_SOP_CLASS = "1.2.826.0.1.3680043.9.7433.99.1"
 JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 REQUESTOR_UID = "1.2.826.0.1.3680043.9.7433.2"
 
@@ -881,7 +883,7 @@ class TestRejectionsOnTheWire:
             ({"calling": "STRANGER"}, (1, 1, 3)),
             ({"application_context": "1.2.3.4"}, (1, 1, 2)),
             ({"protocol_version": 2}, (1, 2, 2)),
-            ({"contexts": [(1, PATIENT_ROOT_GET, [IMPLICIT_VR_LE])]}, (1, 1, 1)),
+            ({"contexts": [(1, UNSERVED_SOP_CLASS, [IMPLICIT_VR_LE])]}, (1, 1, 1)),
             ({"contexts": [(1, VERIFICATION_SOP_CLASS, [JPEG_BASELINE])]}, (1, 1, 1)),
         ],
         ids=["called-ae", "calling-ae", "app-context", "protocol-version", "abstract", "ts"],

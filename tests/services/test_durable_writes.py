@@ -83,8 +83,11 @@ async def serving(root: Path) -> AsyncIterator[Node]:
 
 
 def files_under(root: Path) -> list[Path]:
-    """Every regular file under ``root`` (``.incoming`` and other hidden ones included)."""
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Every regular file under ``root`` (``.incoming`` included; not the node's database
+    in ``.dicomwire``, whose rows are checked against the files instead)."""
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".dicomwire" not in p.parts)
 
 
 def under(path: Any, root: Path) -> bool:

@@ -51,7 +51,7 @@ def test_policy_and_handlers_are_derived_from_the_same_bindings() -> None:
     assert accepted == handled  # nothing accepted without a handler, and the reverse
     assert VERIFICATION_SOP_CLASS in accepted
     assert "1.2.840.10008.5.1.4.1.1.2" in accepted  # CT Image Storage
-    assert STUDY_ROOT_FIND not in accepted  # no service serves C-FIND by default
+    assert STUDY_ROOT_FIND in accepted  # Query/Retrieve is a default service (issue 15)
     assert node.policy.accept_any_abstract_syntax is False
 
 
@@ -272,7 +272,7 @@ def test_restrict_callers_uses_the_directory() -> None:
 
 def test_storage_is_one_service_among_others() -> None:
     node = Node(discard_config())
-    assert [s.name for s in node.services] == ["verification", "storage"]
+    assert [s.name for s in node.services] == ["verification", "storage", "query-retrieve"]
     storage = node.service("storage")
     assert isinstance(storage, Storage)
     assert ANY_SOP_CLASS not in {b.sop_class_uid for b in storage.bindings()}

@@ -70,7 +70,10 @@ async def c_store(
 
 
 def files_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Every file under ``root`` but the node's database (``.dicomwire``)."""
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".dicomwire" not in p.parts)
 
 
 def explicit_le(ds: Dataset) -> bytes:

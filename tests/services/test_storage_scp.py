@@ -130,8 +130,10 @@ def expected_path(root: Path, ds: Dataset) -> Path:
 
 
 def stored_files(root: Path) -> list[Path]:
-    """Every regular file under ``root``, .incoming included."""
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Every regular file under ``root``, .incoming included (not the node's database)."""
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".dicomwire" not in p.parts)
 
 
 def assert_meta(
@@ -516,7 +518,8 @@ def test_unsafe_uids_stay_inside_root(tmp_path: Path, study: str, series: str) -
         assert INVALID_COMPONENT.fullmatch(relative.parts[1])
     assert relative.parts[2] == f"{ds.SOPInstanceUID}.dcm"
     # nothing was written next to the storage root
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [target.name]
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and ".dicomwire" not in p.parts]
+    assert [p.name for p in written] == [target.name]
 
 
 def test_layout_option(tmp_path: Path) -> None:

@@ -1,4 +1,7 @@
-"""``dicomwire serve``: the node, Verification and Storage SCP on plain TCP and TLS.
+"""``dicomwire serve``: the node — Verification, Storage and Query/Retrieve SCP — on TCP and TLS.
+
+Every stored instance is indexed (PS3.4 C.6) in the node's database (``--database``,
+default ``<storage>/.dicomwire/node.sqlite``), which C-FIND, C-MOVE and C-GET answer from.
 
 Settings come from ``--config`` (TOML, :mod:`..node`) and are overridden by the flags
 given; SIGINT/SIGTERM stop it gracefully. ``--workers N`` runs N processes sharing the
@@ -42,11 +45,12 @@ def add_parser(
     """Add ``serve`` to ``subparsers``; its ``run`` is :func:`run`."""
     serve = subparsers.add_parser(
         "serve",
-        help="run the node: Verification and Storage SCP",
+        help="run the node: Verification, Storage and Query/Retrieve SCP",
         description=(
             "Accept associations; answer C-ECHO; store every instance received as a Part 10 "
-            "file. Settings come from --config (TOML) and are overridden by flags. Stops "
-            "gracefully on SIGINT/SIGTERM."
+            "file and index it in the node's database; answer C-FIND, C-MOVE and C-GET "
+            "from that index. Settings come from --config (TOML) and are overridden by "
+            "flags. Stops gracefully on SIGINT/SIGTERM."
         ),
     )
     serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
@@ -62,6 +66,13 @@ def add_parser(
         help="our AE title; repeat for several (DICOMWIRE)",
     )
     serve.add_argument("--storage", "-od", type=Path, help="storage directory (./data)")
+    serve.add_argument(
+        "--database",
+        type=Path,
+        metavar="PATH",
+        help="the node's SQLite database holding the Q/R index "
+        "(<storage>/.dicomwire/node.sqlite; in memory with --discard)",
+    )
     serve.add_argument(
         "--layout",
         help="path of each file under the storage directory "
@@ -183,6 +194,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "nodes": args.node,
         "restrict_callers": args.restrict_callers,
         "shutdown_grace": args.shutdown_grace,
+        "database": args.database,
     }
     for name, value in overrides.items():
         if value is not None:

@@ -7,6 +7,13 @@ UIDs kept (:mod:`..completeness`: is it whole? SOP Class/Instance UID check, Stu
 UIDs for the path). It is fsync'd, renamed into place, and only then is success answered.
 With ``discard`` every check is made the same way; only the file is not written.
 
+With an :class:`~dicomwire.services.index.Index` each stored instance is indexed in the
+same step that makes its file visible: its header (the first bytes of the data set, kept
+as they streamed in; the file is not read again) becomes an index entry, an intent is
+recorded before the rename and the row committed after it, so a crash leaves no file
+without a row and no row without a file once the index is reconciled at start-up
+(docs/node.md). An index that cannot be written answers A700 and keeps no file.
+
 Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
 resources (disk full, write error); A900 data set does not match SOP class (its SOP
 Class/Instance UID differ from the command's); C000 cannot understand (the data set ends
@@ -43,12 +50,13 @@ from ...dimse.status import (
     Status,
 )
 from ...dimse.streams import DataSetSink
-from ...errors import ConfigError, DicomWireError
+from ...errors import ConfigError, DataSetError, DicomWireError, IndexUnavailableError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
 from ..completeness import CompletenessCheck
+from ..index import Index, IndexEntry, entry_from_file, entry_from_head
 from ..part10 import build_file_meta
-from .header import HEADER_TAGS
+from .header import HEAD_BYTES, HEADER_TAGS
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
 __all__ = [
@@ -113,6 +121,8 @@ class StoreResult:
     incomplete: str | None = None
     #: Its SOP Class/Instance, Study and Series Instance UIDs (:data:`.header.HEADER_TAGS`).
     header: dict[int, str] = field(default_factory=dict)
+    #: The data set's first bytes (up to :data:`.header.HEAD_BYTES`) when it is indexed.
+    head: bytes = b""
 
 
 @dataclass(slots=True)
@@ -129,16 +139,20 @@ class _ReceivedDataSet:
     """Take a data set as it streams in: follow its element boundaries and read its header
     on the way (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless
     ``path`` is None (``--discard``), write it as a Part 10 file under a temporary name;
-    remember a write error, not raise it."""
+    remember a write error, not raise it. With ``keep_head`` its first bytes are kept for
+    the index entry (one copy of at most :data:`.header.HEAD_BYTES`)."""
 
-    __slots__ = ("_check", "_file", "dataset_offset", "error", "length", "path")
+    __slots__ = ("_check", "_file", "_head", "dataset_offset", "error", "length", "path")
 
-    def __init__(self, path: Path | None, meta: bytes, transfer_syntax: str) -> None:
+    def __init__(
+        self, path: Path | None, meta: bytes, transfer_syntax: str, keep_head: bool = False
+    ) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
         self.error: OSError | None = None
         self._check = CompletenessCheck(transfer_syntax, _HEADER_TAGS)
+        self._head = bytearray() if keep_head else None
         self._file = None
         if path is None:
             return
@@ -162,6 +176,9 @@ class _ReceivedDataSet:
     def write(self, data: memoryview) -> None:
         self.length += len(data)
         self._check.feed(data)
+        head = self._head
+        if head is not None and len(head) < HEAD_BYTES:
+            head += data[: HEAD_BYTES - len(head)]
         if self._file is None:
             return  # discarding, or after an error: swallow the rest of the data set
         try:
@@ -185,6 +202,7 @@ class _ReceivedDataSet:
             self.dataset_offset,
             self._check.problem(),
             self._check.values,
+            bytes(self._head) if self._head is not None else b"",
         )
 
     async def abort(self) -> None:
@@ -209,8 +227,10 @@ def _path_component(value: str | None) -> str:
 class StorageSCP:
     """C-STORE SCP: a sink factory and a handler to register with a :class:`DimseSession`."""
 
-    def __init__(self, config: StorageConfig) -> None:
+    def __init__(self, config: StorageConfig, index: Index | None = None) -> None:
         self.config = config
+        #: Where each stored instance is indexed (None: files only).
+        self.index = index
         self.root = config.root
         self._resolved_root = config.root.resolve()
         self._inside: dict[Path, bool] = {}
@@ -241,7 +261,7 @@ class StorageSCP:
                 session.negotiated.remote_ae_title,
             )
             path = self._incoming / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
-            return _ReceivedDataSet(path, meta, transfer_syntax)
+            return _ReceivedDataSet(path, meta, transfer_syntax, self.index is not None)
 
         return factory
 
@@ -324,20 +344,44 @@ class StorageSCP:
         target = self.root / self.config.layout.format(**fields)
         if not self._inside_root(target.parent):
             return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
-        if target.exists():
+        index, entry, previous = self.index, None, None
+        if index is not None:
+            transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
+            try:
+                entry = _index_entry(stored, partial, transfer_syntax)
+                previous = index.locate(instance)
+            except DataSetError as exc:
+                return _refuse(request, CANNOT_UNDERSTAND, f"cannot index: {exc}")
+            except IndexUnavailableError as exc:
+                log.error("cannot store %s: %s", target, exc)
+                return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
+        if target.exists() or (previous is not None and previous.exists()):
             if self.config.duplicates == "keep":
                 log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
             if self.config.duplicates == "reject":
                 return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
+        fsync = self.config.fsync
         try:
-            if self.config.fsync:  # fsync blocks for milliseconds: not on the event loop
-                await asyncio.to_thread(_commit, partial, target, True)
+            if index is None or entry is None:
+                if fsync:  # fsync blocks for milliseconds: not on the event loop
+                    await asyncio.to_thread(_commit, partial, target, True)
+                else:
+                    _commit(partial, target, False)
             else:
-                _commit(partial, target, False)
+                size = stored.dataset_offset + stored.length
+                replaces = previous if previous is not None and previous != target else None
+                place = (partial, target, fsync, index, entry, transfer_syntax, size, replaces)
+                if fsync:  # the index's durable intent and the fsyncs, off the event loop
+                    await asyncio.to_thread(_commit_indexed, *place)
+                else:
+                    _commit_indexed(*place)
         except OSError as exc:
             log.error("storing %s failed: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
+        except IndexUnavailableError as exc:
+            log.error("storing %s failed, no file kept: %s", target, exc)
+            return _refuse(request, OUT_OF_RESOURCES, "index write failed")
         self.stored += 1
         log.debug("stored %s", target)
         hook = self.config.on_stored
@@ -417,6 +461,54 @@ def _commit(partial: Path, target: Path, fsync: bool) -> None:
             with contextlib.suppress(OSError):
                 target.unlink()
             raise
+
+
+def _index_entry(stored: StoreResult, partial: Path, transfer_syntax: str) -> IndexEntry:
+    """The index entry of a received data set: from the bytes kept as it streamed in, or
+    (a header longer than them, a deflated or big endian data set) read from its file."""
+    whole = stored.length <= len(stored.head)
+    entry = entry_from_head(stored.head, transfer_syntax, whole=whole)
+    return entry if entry is not None else entry_from_file(partial)
+
+
+def _commit_indexed(
+    partial: Path,
+    target: Path,
+    fsync: bool,
+    index: Index,
+    entry: IndexEntry,
+    transfer_syntax: str,
+    size: int,
+    replaces: Path | None,
+) -> None:
+    """:func:`_commit` with the index: intent, then the file made visible, then the row.
+
+    A failure leaves neither: the intent is cancelled, or the file placed is removed
+    again when its row cannot be committed. A crash leaves the intent to
+    :meth:`Index.reconcile`. ``replaces``: an earlier copy under another path, removed.
+    """
+    token = index.prepare_add(
+        entry, target, transfer_syntax, size, staged=partial, replaces=replaces, durable=fsync
+    )
+    try:
+        _commit(partial, target, fsync)
+    except BaseException:
+        _cancel(index, token)
+        raise
+    try:
+        index.commit_add(token)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target.unlink()  # visible without its row: not stored, as A700 says
+        _cancel(index, token)
+        raise
+
+
+def _cancel(index: Index, token: int) -> None:
+    try:
+        index.cancel_add(token)
+    except IndexUnavailableError as exc:  # reconcile settles it at the next start
+        log.error("cannot cancel index intent %d: %s", token, exc)
 
 
 def prepare_root(config: StorageConfig) -> int:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
+from ...errors import IndexUnavailableError
 from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service
 from .scp import StorageConfig, StorageSCP
 from .sop_classes import storage_sop_classes
 
+if TYPE_CHECKING:
+    from ..index import Index
+    from ..node import Node
+
 __all__ = ["Storage"]
+
+log = logging.getLogger("dicomwire.services.storage.service")
 
 
 class Storage(Service):
@@ -18,16 +27,40 @@ class Storage(Service):
 
     ``accept_any`` is the node's promiscuous mode: an abstract syntax nobody declared is
     accepted with the storage transfer syntaxes and its C-STOREs stored like any other.
+    ``index``: each stored instance is indexed as its file becomes visible (the node's
+    Query/Retrieve index); it is opened when the node starts.
     """
 
     name = "storage"
     section = "storage"
     config_type = StorageConfig
 
-    def __init__(self, config: StorageConfig | None = None, *, accept_any: bool = False) -> None:
+    def __init__(
+        self,
+        config: StorageConfig | None = None,
+        *,
+        accept_any: bool = False,
+        index: Index | None = None,
+    ) -> None:
         self.config = config or StorageConfig()
-        self.scp = StorageSCP(self.config)
+        self.index = index
+        self.scp = StorageSCP(self.config, None if self.config.discard else index)
         self.accept_any = accept_any
+
+    async def start(self, node: Node) -> None:
+        """Open the index now; if it cannot be opened, say so (``dicomwire serve`` has
+        already refused to start: :func:`~dicomwire.services.node.prepare_node`). Each
+        C-STORE then tries again and is refused with A700 while it fails."""
+        if self.scp.index is not None:
+            try:
+                self.scp.index.open()
+            except IndexUnavailableError as exc:
+                log.error("%s: every C-STORE is refused (A700) until it opens", exc)
+
+    async def stop(self) -> None:
+        """Close the index's connections (it reopens if used again)."""
+        if self.scp.index is not None:
+            self.scp.index.close()
 
     def bindings(self) -> Sequence[Binding]:
         syntaxes = tuple(self.config.transfer_syntaxes)
