@@ -34,14 +34,18 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig
+from .commitment import StorageCommitment
 from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
 from .index import SQLiteIndex
+from .mpps import MPPS
+from .print import Print
 from .qr import QueryRetrieve
 from .service import ANY_SOP_CLASS, Binding, HandlerKey, Service, merge_bindings
 from .storage import Storage, StorageConfig, validate_layout
 from .storage.scp import AssociationTally, peer_text, prepare_root
 from .verification import Verification
+from .worklist import Worklist
 
 __all__ = [
     "ConfigError",
@@ -65,7 +69,9 @@ association_log = logging.getLogger("dicomwire.services.node.associations")
 
 #: Service classes whose TOML table :func:`load_config` reads, by section name.
 SERVICE_TYPES: dict[str, type[Service]] = {
-    service.section: service for service in (Storage, QueryRetrieve) if service.section is not None
+    service.section: service
+    for service in (Storage, QueryRetrieve, StorageCommitment, Worklist, MPPS, Print)
+    if service.section is not None
 }
 
 
@@ -249,15 +255,31 @@ def validate_config(config: NodeConfig) -> NodeConfig:
 
 
 def default_services(config: NodeConfig) -> list[Service]:
-    """What ``dicomwire serve`` runs: Verification, Storage (promiscuous if asked) and
-    Query/Retrieve, sharing one index (:func:`node_index`, opened when the node starts)."""
+    """What ``dicomwire serve`` runs, sharing one database (:func:`database_path`).
+
+    Verification, Storage (promiscuous if asked) and Query/Retrieve over one index
+    (:func:`node_index`, opened when first used); when the node keeps what it stores,
+    also Storage Commitment, Modality Worklist and MPPS (their ``[storage_commitment]``,
+    ``[worklist]``, ``[mpps]`` tables tune them). The virtual film printer runs when the
+    configuration has a ``[print]`` table. A node discarding what it receives (a
+    benchmark receiver) runs only the first three unless ``database`` is set.
+    """
     index = node_index(config)
-    qr_config = config.sections.get("query_retrieve")
-    return [
+    sections = config.sections
+    services: list[Service] = [
         Verification(),
         Storage(config.storage, accept_any=config.promiscuous, index=index),
-        QueryRetrieve(index, qr_config),
+        QueryRetrieve(index, sections.get("query_retrieve")),
     ]
+    if not config.storage.discard or config.database is not None:
+        services += [
+            StorageCommitment(sections.get("storage_commitment"), index=index),
+            Worklist.for_node(config),
+            MPPS(sections.get("mpps")),
+        ]
+    if "print" in sections:
+        services.append(Print(sections["print"], storage_root=config.storage.root))
+    return services
 
 
 class Node:

@@ -398,10 +398,18 @@ def test_the_default_node_serves_query_retrieve_and_creates_nothing_before_start
 ) -> None:
     monkeypatch.chdir(tmp_path)
     node = Node(NodeConfig(host=LOCALHOST, port=0, shutdown_grace=1.0))
-    assert [s.name for s in node.services] == ["verification", "storage", "query-retrieve"]
+    assert [s.name for s in node.services] == [
+        "verification",
+        "storage",
+        "query-retrieve",
+        "storage-commitment",
+        "worklist",
+        "mpps",
+    ]
     qr = node.service("query-retrieve")
     assert isinstance(qr, QueryRetrieve)
     assert qr.index is node.service("storage").index  # type: ignore[attr-defined]
+    assert node.service("storage-commitment").index is qr.index  # type: ignore[attr-defined]
     assert list(tmp_path.iterdir()) == []
 
     async def started() -> None:

@@ -655,8 +655,12 @@ def test_simultaneous_queries_on_one_association_and_across_associations(
 def test_index_unavailable_answers_c001_with_a_log_line(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    broken = populated_index(tmp_path / "index.sqlite")
-    broken.close()
+    path = tmp_path / "index.sqlite"
+    broken = populated_index(path)
+    broken.close()  # it reopens on use: make what it reopens not a database
+    for stale in tmp_path.glob("index.sqlite*"):
+        stale.unlink()
+    path.write_bytes(b"not a database" * 512)
     caplog.set_level(logging.ERROR, logger="dicomwire.services.qr.find")
     outcome = query_node(broken, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": ""})
     assert isinstance(outcome, DimseStatusError), outcome

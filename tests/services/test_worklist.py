@@ -223,10 +223,12 @@ def test_response_limit_answers_a700(store: SQLiteWorklistStore) -> None:
 
 
 def test_store_failure_answers_c001_and_logs(
-    store: SQLiteWorklistStore, caplog: pytest.LogCaptureFixture
+    store: SQLiteWorklistStore, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     with worklist_node(store) as node:
-        store.close()
+        store.close()  # it reopens on use: make what it reopens not a database
+        store.path = tmp_path / "broken.sqlite"
+        store.path.write_bytes(b"not a database" * 512)
         _, matches, final = find(node.port, top_query())
         assert not matches and int(final.status) == 0xC001
     assert "worklist store failed" in caplog.text

@@ -295,15 +295,25 @@ class SQLiteWorklistStore(WorklistStore):
     """
 
     def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, opened (and the tables made) on first use: a node built but
+        not started creates no file."""
+        if self._connection is None:
+            self._connection = self._open(self.path)
+        return self._connection
+
+    def _open(self, path: str | Path) -> sqlite3.Connection:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=30.0
-        )
+        db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
         if str(path) != ":memory:":
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
         entry_columns = ", ".join(f"{c} TEXT" for c in _ENTRY_COLUMNS.values())
         step_columns = ", ".join(f"{c} TEXT" for c in _STEP_COLUMNS.values())
         statements = [
@@ -327,12 +337,14 @@ class SQLiteWorklistStore(WorklistStore):
             for c in _STEP_COLUMNS.values()
             if c in _NARROWED
         ]
-        with self._lock:
-            for statement in statements:
-                self._db.execute(statement)
+        for statement in statements:
+            db.execute(statement)
+        return db
 
     def close(self) -> None:
-        self._db.close()
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     # -- writing ------------------------------------------------------------------------
 
