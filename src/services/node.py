@@ -38,7 +38,8 @@ from .commitment import StorageCommitment
 from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
 from .index import SQLiteIndex
-from .mpps import MPPS
+from .mpps import MPPS, StatusHook
+from .mpps.store import Step
 from .print import Print
 from .qr import QueryRetrieve
 from .service import ANY_SOP_CLASS, Binding, HandlerKey, Service, merge_bindings
@@ -46,6 +47,7 @@ from .storage import Storage, StorageConfig, validate_layout
 from .storage.scp import AssociationTally, peer_text, prepare_root
 from .verification import Verification
 from .worklist import Worklist
+from .worklist.store import WorklistStore
 
 __all__ = [
     "ConfigError",
@@ -61,6 +63,7 @@ __all__ = [
     "run_node",
     "run_workers",
     "validate_config",
+    "worklist_follows_mpps",
 ]
 
 log = logging.getLogger("dicomwire.services.node")
@@ -91,6 +94,12 @@ class NodeConfig:
     promiscuous: bool = False
     max_associations: int = 100
     max_pdu_length: int = DEFAULT_MAX_PDU_LENGTH
+    #: Asynchronous operations window offered (PS3.7 D.3.3.3; 0 = unlimited): how many
+    #: operations a requestor may have outstanding on one association (invoked), and how
+    #: many the node would invoke on it (performed). The acceptor answers the lower of
+    #: these and what the requestor proposes; a RIS serves 1024 (issue 16).
+    max_operations_invoked: int = 16
+    max_operations_performed: int = 16
     known_nodes: list[KnownNode] = field(default_factory=list)
     nodes: list[RemoteAE] = field(default_factory=list)
     restrict_callers: bool = False
@@ -209,6 +218,8 @@ def validate_config(config: NodeConfig) -> NodeConfig:
         whole("tls_port", config.tls_port, 0, 65535)
     whole("max_associations", config.max_associations, 1, 1 << 30)
     whole("max_pdu_length", config.max_pdu_length, 0, 0xFFFFFFFF)
+    whole("max_operations_invoked", config.max_operations_invoked, 0, 0xFFFF)
+    whole("max_operations_performed", config.max_operations_performed, 0, 0xFFFF)
     whole("workers", config.workers, 1, 1024)
     for name in ("promiscuous", "restrict_callers"):
         _check(isinstance(getattr(config, name), bool), f"{name} must be true or false", name)
@@ -272,14 +283,56 @@ def default_services(config: NodeConfig) -> list[Service]:
         QueryRetrieve(index, sections.get("query_retrieve")),
     ]
     if not config.storage.discard or config.database is not None:
+        worklist = Worklist.for_node(config)
         services += [
             StorageCommitment(sections.get("storage_commitment"), index=index),
-            Worklist.for_node(config),
-            MPPS(sections.get("mpps")),
+            worklist,
+            MPPS(sections.get("mpps"), on_status=worklist_follows_mpps(worklist.store)),
         ]
     if "print" in sections:
         services.append(Print(sections["print"], storage_root=config.storage.root))
     return services
+
+
+#: The Scheduled Procedure Step Status (0040,0020; PS3.3 C.4.10) a worklist entry takes
+#: when the performed step that carries it out reaches a Performed Procedure Step Status.
+SCHEDULED_STATUS_FOR = {
+    "IN PROGRESS": "STARTED",
+    "COMPLETED": "COMPLETED",
+    "DISCONTINUED": "DISCONTINUED",
+}
+
+
+def worklist_follows_mpps(store: WorklistStore) -> StatusHook:
+    """An MPPS ``on_status`` hook keeping the worklist in step with what was performed.
+
+    Each scheduled step an MPPS names (Scheduled Step Attributes Sequence: Study Instance
+    UID and Scheduled Procedure Step ID) gets the status of :data:`SCHEDULED_STATUS_FOR`
+    in the entries added to ``store`` (a watched folder's files are the RIS's to change).
+    The write runs on a thread: the modality's answer never waits for it.
+    """
+
+    async def follow(step: Step) -> None:
+        status = SCHEDULED_STATUS_FOR.get(step.status)
+        if status is None:
+            return
+        for scheduled in step.scheduled:
+            study = scheduled["StudyInstanceUID"]
+            if not study:
+                continue
+            step_id = scheduled["ScheduledProcedureStepID"] or None
+            changed = await asyncio.to_thread(store.set_step_status, study, step_id, status)
+            log.info(
+                "MPPS %s %s: %d worklist entries of study %s step %s now %s",
+                step.uid,
+                step.status,
+                changed,
+                study,
+                step_id or "(any)",
+                status,
+            )
+
+    return follow
 
 
 class Node:
@@ -338,6 +391,8 @@ class Node:
             scp_role_for=tuple(uid for uid, b in bindings.items() if b.requestor_may_be_scp),
             extended_negotiation=_extended_negotiation(bindings),
             max_pdu_length=self.config.max_pdu_length,
+            maximum_invoked=self.config.max_operations_invoked,
+            maximum_performed=self.config.max_operations_performed,
             max_associations=self.config.max_associations,
         )
 

@@ -1,7 +1,12 @@
-"""``dicomwire serve``: the node — Verification, Storage and Query/Retrieve SCP — on TCP and TLS.
+"""``dicomwire serve``: the node — Verification, Storage, Query/Retrieve, Storage
+Commitment, Modality Worklist, MPPS (and Print) SCP — on TCP and TLS.
 
 Every stored instance is indexed (PS3.4 C.6) in the node's database (``--database``,
-default ``<storage>/.dicomwire/node.sqlite``), which C-FIND, C-MOVE and C-GET answer from.
+default ``<storage>/.dicomwire/node.sqlite``), which C-FIND, C-MOVE and C-GET answer from
+and Storage Commitment (PS3.4 J) checks; worklist entries (PS3.4 K) and performed steps
+(PS3.4 F.7) live there too. ``--worklist-dir`` serves a folder of ``.wl`` files as
+``wlmscpfs -dfp`` does, ``--relay-to`` forwards every MPPS message, ``--printer`` adds
+the virtual film printer (PS3.4 H).
 
 Settings come from ``--config`` (TOML, :mod:`..node`) and are overridden by the flags
 given; SIGINT/SIGTERM stop it gracefully. ``--workers N`` runs N processes sharing the
@@ -22,6 +27,7 @@ from .flags import (
     add_common,
     add_tls_arguments,
     ae_title,
+    int_in,
     known_node,
     port_number,
     positive,
@@ -45,12 +51,16 @@ def add_parser(
     """Add ``serve`` to ``subparsers``; its ``run`` is :func:`run`."""
     serve = subparsers.add_parser(
         "serve",
-        help="run the node: Verification, Storage and Query/Retrieve SCP",
+        help="run the node: Verification, Storage, Q/R, Commitment, Worklist, MPPS SCP",
         description=(
             "Accept associations; answer C-ECHO; store every instance received as a Part 10 "
             "file and index it in the node's database; answer C-FIND, C-MOVE and C-GET "
-            "from that index. Settings come from --config (TOML) and are overridden by "
-            "flags. Stops gracefully on SIGINT/SIGTERM."
+            "from that index; commit to stored instances (Storage Commitment); serve the "
+            "Modality Worklist (entries added with 'dicomwire worklist add' and the "
+            "--worklist-dir folder); accept MPPS steps, relay them (--relay-to) and set "
+            "the worklist entries they perform to STARTED, COMPLETED or DISCONTINUED; "
+            "print to PNG films with --printer. Settings come from --config (TOML) and "
+            "are overridden by flags. Stops gracefully on SIGINT/SIGTERM."
         ),
     )
     serve.add_argument("--config", "-c", type=Path, help="node configuration file (TOML)")
@@ -154,6 +164,37 @@ def add_parser(
         metavar="N",
         help="simultaneous associations before rejecting (100)",
     )
+    serve.add_argument(
+        "--max-operations",
+        type=int_in(0, 0xFFFF, "--max-operations"),
+        metavar="N",
+        help="asynchronous operations window: outstanding operations per association "
+        "(invoked and performed; 0 = unlimited; 16)",
+    )
+    services = serve.add_argument_group("services")
+    services.add_argument(
+        "--worklist-dir",
+        "-dfp",
+        type=Path,
+        metavar="DIR",
+        help="serve the .wl/.dcm worklist files of DIR (DIR/<AE>/ for one called AE "
+        "title, like wlmscpfs -dfp) beside the entries in the database ([worklist] directory)",
+    )
+    services.add_argument(
+        "--relay-to",
+        action="append",
+        type=ae_title,
+        metavar="AE",
+        help="relay every accepted MPPS N-CREATE/N-SET to AE, an entry of the AE "
+        "directory (--node, [[nodes]]); repeatable ([mpps] relay_to)",
+    )
+    services.add_argument(
+        "--printer",
+        action="store_true",
+        default=None,
+        help="also serve the virtual film printer (Basic Grayscale/Color Print "
+        "Management), films as PNG under <storage>/print ([print] table)",
+    )
     add_common(serve, defaults=False)
     add_tls_arguments(serve, server=True)
     serve.set_defaults(run=run, log_levels=NODE_LOG_LEVELS)
@@ -195,10 +236,13 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         "restrict_callers": args.restrict_callers,
         "shutdown_grace": args.shutdown_grace,
         "database": args.database,
+        "max_operations_invoked": args.max_operations,
+        "max_operations_performed": args.max_operations,
     }
     for name, value in overrides.items():
         if value is not None:
             setattr(config, name, value)
+    _service_overrides(config, args)
     storage = {
         "root": args.storage,
         "layout": args.layout,
@@ -228,6 +272,21 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
             else (config.tls_port if config.tls_port is not None else DEFAULT_TLS_PORT)
         )
     return config
+
+
+def _service_overrides(config: NodeConfig, args: argparse.Namespace) -> None:
+    """The services' flags written into their tables (made when the file had none)."""
+    from ..mpps import MPPSConfig
+    from ..print import PrintConfig
+    from ..worklist import WorklistConfig
+
+    sections = config.sections
+    if args.worklist_dir is not None:
+        sections.setdefault("worklist", WorklistConfig()).directory = args.worklist_dir
+    if args.relay_to:
+        sections.setdefault("mpps", MPPSConfig()).relay_to = list(args.relay_to)
+    if args.printer:
+        sections.setdefault("print", PrintConfig())
 
 
 async def _serve(args: argparse.Namespace) -> int:
