@@ -32,7 +32,7 @@ from dicomwire.services.node import Node, NodeConfig, load_config, validate_conf
 from dicomwire.services.service import CustomService, Service
 from dicomwire.services.storage import StorageConfig
 from dicomwire.services.verification import VERIFICATION_SOP_CLASS
-from dicomwire.services.worklist import Worklist
+from dicomwire.services.worklist import Worklist, query_worklist, worklist_identifier
 from tests.conftest import run_bounded
 from tests.interop._mpps_peer import completed, new_step
 from tests.services._support import NODE_TIMEOUTS
@@ -260,8 +260,20 @@ def test_mpps_sets_the_worklist_step_status(tmp_path: Path) -> None:
                     "ACC-OTHER": "SCHEDULED",
                 }
                 seen.append(await wait_for(worklist, final))
+            # what a modality's C-FIND answers now: the steps' statuses as the MPPS left them
+            query = worklist_identifier(step_return_keys=["ScheduledProcedureStepStatus"])
+            answers = await query_worklist(LOCALHOST, node.port, query, called_ae=NODE_AE)
+            seen.append(
+                {
+                    str(a.AccessionNumber): str(
+                        a.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus
+                    )
+                    for a in answers
+                }
+            )
         return seen
 
-    started, final = run_bounded(main(), 60)
+    started, final, queried = run_bounded(main(), 60)
     assert started == {"ACC-DONE": "STARTED", "ACC-STOP": "STARTED", "ACC-OTHER": "SCHEDULED"}
     assert final == {"ACC-DONE": "COMPLETED", "ACC-STOP": "DISCONTINUED", "ACC-OTHER": "SCHEDULED"}
+    assert queried == final
