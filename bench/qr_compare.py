@@ -24,8 +24,8 @@ response, all matches received) and the mean number of matches (pynetdicom's qrs
 a study once per instance below it, so its count is higher for the same studies).
 
 A target is one entry of :data:`TARGETS`: a name and a context manager that serves the
-data set and yields (port, AE title); dicomwire's own node joins when its C-FIND SCP
-lands.
+data set and yields (port, AE title); ``dicomwire`` is ``dicomwire serve`` over the data
+set's folder, indexed once with ``dicomwire index rebuild``.
 
 ``--move N`` (50 by default; the issue's run is 1000) adds one study of N CT images
 (512x512, ``dicomwire.testing.corpus``) and times a C-MOVE of it from each target to a
@@ -307,11 +307,44 @@ def fill_pynetdicom_database(database: Path, files: list[Path]) -> None:
     session.close()
 
 
+@contextlib.contextmanager
+def serve_dicomwire(
+    shape: Shape, files: list[Path], destinations: dict[str, int]
+) -> Iterator[tuple[int, str]]:
+    """``dicomwire serve`` over the data set's own folder, indexed by ``dicomwire index rebuild``.
+
+    The index (``--database``, once per shape) lists the files where they are, so nothing
+    is copied; the node serves every default service, as deployed.
+    """
+    root = CACHE / shape.key / "files"
+    work = CACHE / shape.key / "dicomwire"
+    database = work / "node.sqlite"
+    script = str(Path(sys.executable).with_name("dicomwire"))
+    if not (work / ".done").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        started = time.perf_counter()
+        argv = [script, "index", "rebuild", str(root), "--database", str(database)]
+        with (work / "rebuild.log").open("wb") as log:
+            subprocess.run(argv, check=True, stdout=log, stderr=subprocess.STDOUT)
+        (work / ".done").touch()
+        print(f"dicomwire index rebuild: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    port = free_port()
+    argv = [script, "serve", "--aet", "QRSCP", "--host", LOCALHOST, "--port", str(port)]
+    argv += ["--storage", str(root), "--database", str(database), "--max-pdu", "131072"]
+    argv += ["--idle-timeout", str(MOVE_TIMEOUT)]
+    for ae, dest in destinations.items():
+        argv += ["--node", f"{ae}@{LOCALHOST}:{dest}"]
+    with running(argv, port, work / "serve.log"):
+        yield port, "QRSCP"
+
+
 #: (shape, its files, C-MOVE destinations AE -> port) -> serving, yields (port, AE title)
 Target = Callable[[Shape, list[Path], dict[str, int]], AbstractContextManager[tuple[int, str]]]
 
-#: name -> how to serve the data set. dicomwire's node is one more entry here.
+#: name -> how to serve the data set.
 TARGETS: dict[str, Target] = {
+    "dicomwire": serve_dicomwire,
     "dcmqrscp": serve_dcmqrscp,
     "pynetdicom-qrscp": serve_pynetdicom,
 }
