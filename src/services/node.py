@@ -271,7 +271,8 @@ def default_services(config: NodeConfig) -> list[Service]:
     Verification, Storage (promiscuous if asked) and Query/Retrieve over one index
     (:func:`node_index`, opened when first used); when the node keeps what it stores,
     also Storage Commitment, Modality Worklist and MPPS (their ``[storage_commitment]``,
-    ``[worklist]``, ``[mpps]`` tables tune them). The virtual film printer runs when the
+    ``[worklist]``, ``[mpps]`` tables tune them), the MPPS setting the worklist's step
+    statuses (:func:`worklist_follows_mpps`). The virtual film printer runs when the
     configuration has a ``[print]`` table. A node discarding what it receives (a
     benchmark receiver) runs only the first three unless ``database`` is set.
     """
@@ -284,10 +285,12 @@ def default_services(config: NodeConfig) -> list[Service]:
     ]
     if not config.storage.discard or config.database is not None:
         worklist = Worklist.for_node(config)
+        mpps = MPPS(sections.get("mpps"))
+        mpps.hooks.append(worklist_follows_mpps(worklist.store, mpps.step))
         services += [
             StorageCommitment(sections.get("storage_commitment"), index=index),
             worklist,
-            MPPS(sections.get("mpps"), on_status=worklist_follows_mpps(worklist.store)),
+            mpps,
         ]
     if "print" in sections:
         services.append(Print(sections["print"], storage_root=config.storage.root))
@@ -303,34 +306,46 @@ SCHEDULED_STATUS_FOR = {
 }
 
 
-def worklist_follows_mpps(store: WorklistStore) -> StatusHook:
+def worklist_follows_mpps(
+    store: WorklistStore, current: Callable[[str], Step | None] | None = None
+) -> StatusHook:
     """An MPPS ``on_status`` hook keeping the worklist in step with what was performed.
 
     Each scheduled step an MPPS names (Scheduled Step Attributes Sequence: Study Instance
     UID and Scheduled Procedure Step ID) gets the status of :data:`SCHEDULED_STATUS_FOR`
     in the entries added to ``store`` (a watched folder's files are the RIS's to change).
-    The write runs on a thread: the modality's answer never waits for it.
+    The writes run on a thread, one at a time in the order of the changes: the modality's
+    answer never waits for them, and a step created then ended at once ends COMPLETED.
+    ``current`` (the MPPS service's ``step``) reads a step as it is now: a STARTED that
+    comes late (another worker ended the step meanwhile) is then left out.
     """
+    in_order = asyncio.Lock()
 
     async def follow(step: Step) -> None:
         status = SCHEDULED_STATUS_FOR.get(step.status)
         if status is None:
             return
-        for scheduled in step.scheduled:
-            study = scheduled["StudyInstanceUID"]
-            if not study:
-                continue
-            step_id = scheduled["ScheduledProcedureStepID"] or None
-            changed = await asyncio.to_thread(store.set_step_status, study, step_id, status)
-            log.info(
-                "MPPS %s %s: %d worklist entries of study %s step %s now %s",
-                step.uid,
-                step.status,
-                changed,
-                study,
-                step_id or "(any)",
-                status,
-            )
+        async with in_order:
+            if not step.finished and current is not None:
+                now = await asyncio.to_thread(current, step.uid)
+                if now is not None and now.finished:
+                    return
+            for scheduled in step.scheduled:
+                study = scheduled["StudyInstanceUID"]
+                if not study:
+                    continue
+                step_id = scheduled["ScheduledProcedureStepID"] or None
+                changed = await asyncio.to_thread(store.set_step_status, study, step_id, status)
+                log.log(
+                    logging.INFO if changed else logging.DEBUG,
+                    "MPPS %s %s: %d worklist entries of study %s step %s now %s",
+                    step.uid,
+                    step.status,
+                    changed,
+                    study,
+                    step_id or "(any)",
+                    status,
+                )
 
     return follow
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,23 @@ from dicomwire import connect
 from dicomwire.dimse.commands import CommandField
 from dicomwire.dimse.session import Request
 from dicomwire.errors import AssociationRejected, ConfigError
-from dicomwire.services.mpps import MPPS_SOP_CLASS
-from dicomwire.services.node import Node, NodeConfig, load_config, validate_config
+from dicomwire.services.mpps import MPPS, MPPS_SOP_CLASS
+from dicomwire.services.node import (
+    Node,
+    NodeConfig,
+    load_config,
+    validate_config,
+    worklist_follows_mpps,
+)
 from dicomwire.services.service import CustomService, Service
 from dicomwire.services.storage import StorageConfig
-from dicomwire.services.verification import VERIFICATION_SOP_CLASS
-from dicomwire.services.worklist import Worklist, query_worklist, worklist_identifier
+from dicomwire.services.verification import VERIFICATION_SOP_CLASS, Verification
+from dicomwire.services.worklist import (
+    SQLiteWorklistStore,
+    Worklist,
+    query_worklist,
+    worklist_identifier,
+)
 from tests.conftest import run_bounded
 from tests.interop._mpps_peer import completed, new_step
 from tests.services._support import NODE_TIMEOUTS
@@ -277,3 +289,36 @@ def test_mpps_sets_the_worklist_step_status(tmp_path: Path) -> None:
     assert started == {"ACC-DONE": "STARTED", "ACC-STOP": "STARTED", "ACC-OTHER": "SCHEDULED"}
     assert final == {"ACC-DONE": "COMPLETED", "ACC-STOP": "DISCONTINUED", "ACC-OTHER": "SCHEDULED"}
     assert queried == final
+
+
+class SlowStartStore(SQLiteWorklistStore):
+    """Writes STARTED slowly: a hook that does not keep order would let it land last."""
+
+    def set_step_status(self, study_instance_uid: str, step_id: str | None, status: str) -> int:
+        if status == "STARTED":
+            time.sleep(0.2)
+        return super().set_step_status(study_instance_uid, step_id, status)
+
+
+def test_steps_ended_at_once_leave_their_entries_completed(tmp_path: Path) -> None:
+    """N-CREATE then N-SET COMPLETED back to back: STARTED never lands after COMPLETED."""
+    studies = [f"1.2.826.0.1.3680043.9.7433.97.10.{n}" for n in range(1, 6)]
+    store = SlowStartStore(tmp_path / "node.sqlite")
+    for n, study in enumerate(studies):
+        store.add(_entry(study, f"ACC{n}"))
+    worklist = Worklist(store)
+    mpps = MPPS()
+    mpps.hooks.append(worklist_follows_mpps(store, mpps.step))
+    config = ris_config(tmp_path, database=tmp_path / "node.sqlite")
+
+    async def main() -> None:
+        async with running(config, [Verification(), worklist, mpps]) as node, connect(
+            LOCALHOST, node.port, called_ae=NODE_AE, services=["mpps"]
+        ) as client:
+            for study in studies:
+                uid = f"{study}.1"
+                await client.n_create(MPPS_SOP_CLASS, new_step(study), uid)
+                await client.n_set(MPPS_SOP_CLASS, uid, completed())
+
+    run_bounded(main(), 60)  # the node stopped: its hooks are done
+    assert _statuses(worklist) == {f"ACC{n}": "COMPLETED" for n in range(5)}
