@@ -312,9 +312,10 @@ def test_steps_ended_at_once_leave_their_entries_completed(tmp_path: Path) -> No
     config = ris_config(tmp_path, database=tmp_path / "node.sqlite")
 
     async def main() -> None:
-        async with running(config, [Verification(), worklist, mpps]) as node, connect(
-            LOCALHOST, node.port, called_ae=NODE_AE, services=["mpps"]
-        ) as client:
+        async with (
+            running(config, [Verification(), worklist, mpps]) as node,
+            connect(LOCALHOST, node.port, called_ae=NODE_AE, services=["mpps"]) as client,
+        ):
             for study in studies:
                 uid = f"{study}.1"
                 await client.n_create(MPPS_SOP_CLASS, new_step(study), uid)
