@@ -34,7 +34,7 @@ from ..conftest import LOCALHOST, find_dcmtk_tool, import_or_fail
 from ..orthanc_peer import OrthancPeer, orthanc
 from ..services._mpps_support import Peer, mpps_peer
 from ..services.test_qr_retrieve import received_uids, storescp
-from ..services.test_worklist_data import entries, write_wl_files
+from ..services.test_worklist_data import entries, entry, write_wl, write_wl_files
 from ._dcmtk import background, dicomwire_argv, free_tcp_port, run
 from ._mpps_peer import completed, new_step, pynetdicom_scu
 
@@ -242,7 +242,9 @@ def test_mpps_from_pynetdicom_and_our_cli_is_relayed_in_order(hospital: Hospital
     _dicomwire(hospital, "mpps", "set", cli_uid, "--status", "DISCONTINUED", "-aet", "CT2")
 
     def relayed() -> list[tuple[str, str]]:
-        return [(r["op"], r["uid"]) for r in hospital.mpps.received() if r["status"] == 0]
+        ours = {step_uid, cli_uid}
+        received = hospital.mpps.received()
+        return [(r["op"], r["uid"]) for r in received if r["status"] == 0 and r["uid"] in ours]
 
     expected = [
         ("N-CREATE", step_uid),
@@ -296,3 +298,46 @@ def test_our_cli_find_move_get_commit(hospital: Hospital) -> None:
     report = _dicomwire(hospital, "commit", *paths, "--same-association", "--timeout", "30")
     lines = report.stdout.splitlines()
     assert len(lines) == 3 and all(line.startswith("committed: ") for line in lines), lines
+
+
+def test_a_day_at_the_scanner(hospital: Hospital) -> None:
+    """The RIS adds an order; the modality reads it, starts the step, sends and commits the
+    images, completes the step: the worklist then says COMPLETED and the archive has it."""
+    study = "1.2.826.0.1.3680043.9.7433.96.50"
+    order = entry(study=study, name="ROE^RITA", patient_id="P9001", accession="A-DAY",
+                  procedure_id="RP9", modality="CT", station_ae="CT9", date="20261129",
+                  time="120000", station_name="CT9ROOM", step_id="SPS9")  # fmt: skip
+    item = write_wl(order, hospital.work / "order.wl")
+    config = str(hospital.work / "node.toml")
+    added = run([*dicomwire_argv(), "worklist", "add", "--config", config, str(item)])
+    assert added.returncode == 0, added.stdout + added.stderr
+
+    def statuses() -> dict[str, str]:
+        answers = json.loads(_dicomwire(hospital, "worklist", "--json", "-aet", "CT9").stdout)
+        found = {}
+        for answer in answers:
+            accession = (answer.get("00080050", {}).get("Value") or [""])[0]
+            step = answer["00400100"]["Value"][0]
+            found[accession] = step["00400020"]["Value"][0]
+        return found
+
+    assert statuses()["A-DAY"] == "SCHEDULED"
+    created = _dicomwire(hospital, "mpps", "create", "--from-worklist", str(item), "-aet", "CT9")
+    uid = created.stdout.strip().splitlines()[-1]
+    _wait(lambda: statuses()["A-DAY"] == "STARTED", "the worklist entry STARTED")
+    images = hospital.work / "day-images"
+    images.mkdir()
+    ct = dcmread(hospital.instances["CT_small.dcm"].path)
+    ct.StudyInstanceUID = study
+    ct.SeriesInstanceUID = f"{study}.1"
+    ct.SOPInstanceUID = f"{study}.1.1"
+    ct.save_as(images / "ct.dcm")
+    _dicomwire(hospital, "store", str(images), "-aet", "CT9", "--commit", "--same-association")
+    _dicomwire(hospital, "mpps", "set", uid, "--status", "COMPLETED", "--series", str(images),
+               "-aet", "CT9")  # fmt: skip
+    _wait(lambda: statuses()["A-DAY"] == "COMPLETED", "the worklist entry COMPLETED")
+    assert statuses()["A1"] == "SCHEDULED"  # the watched folder's entries are left alone
+    stored = [p for p in hospital.root.rglob("*.dcm") if _instance(p).sop == f"{study}.1.1"]
+    assert len(stored) == 1
+    _wait(lambda: ("N-SET", uid) in [(r["op"], r["uid"]) for r in hospital.mpps.received()],
+          "the relay of the step's N-SET")  # fmt: skip
