@@ -292,6 +292,14 @@ def default_services(config: NodeConfig) -> list[Service]:
             worklist,
             mpps,
         ]
+    else:
+        unserved = sorted({"storage_commitment", "worklist", "mpps"} & set(sections))
+        if unserved:
+            log.warning(
+                "discarding what it receives without a database: [%s] configured but not "
+                "served (set database to serve them)",
+                "], [".join(unserved),
+            )
     if "print" in sections:
         services.append(Print(sections["print"], storage_root=config.storage.root))
     return services
@@ -542,7 +550,7 @@ def prepare_node(config: NodeConfig) -> None:
 
 
 def banner(node: Node) -> str:
-    """The start line: AE titles, addresses, TLS, storage, directory, the Q/R index."""
+    """The start line: AE titles, addresses, TLS, storage, directory, the Q/R index, services."""
     config = node.config
     ports = [str(s.getsockname()[1]) for s in node.server.sockets]
     plain = ports[0] if ports else str(config.port)
@@ -563,6 +571,7 @@ def banner(node: Node) -> str:
         f"{len(config.known_nodes)} known nodes, {len(config.nodes)} directory entries"
         f"{'' if callers else ', any caller accepted'}"
         f"; Q/R index {'in memory' if index == ':memory:' else index}"
+        f"; services {', '.join(service.name for service in node.services)}"
     )
 
 

@@ -106,3 +106,13 @@ def test_help_names_the_service_flags() -> None:
     )
     for flag in ("--worklist-dir", "-dfp", "--relay-to", "--printer", "--max-operations"):
         assert flag in done.stdout
+
+
+def test_discarding_node_says_which_tables_it_does_not_serve(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = parse("--storage", str(tmp_path), "--discard", "-dfp", str(tmp_path / "wl"))
+    with caplog.at_level("WARNING", logger="dicomwire.services.node"):
+        names = [service.name for service in default_services(node_config(args))]
+    assert names == ["verification", "storage", "query-retrieve"]
+    assert "[worklist] configured but not served" in caplog.text
