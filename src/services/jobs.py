@@ -341,8 +341,7 @@ class JobRunner:
                 continue
             if job is None:
                 self._slots.release()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.poll)
+                await self._sleep()
                 continue
             task = asyncio.create_task(self._run(job))
             self._running.add(task)
@@ -365,6 +364,14 @@ class JobRunner:
                 if job is not None:
                     self.queue.release(job.id)
             raise
+
+    async def _sleep(self) -> None:
+        """Until :meth:`wake` or the next poll; a timer, not a task per poll (wait_for's)."""
+        timer = asyncio.get_running_loop().call_later(self.poll, self._wakeup.set)
+        try:
+            await self._wakeup.wait()
+        finally:
+            timer.cancel()
 
     async def _run(self, job: Job) -> None:
         try:

@@ -155,15 +155,24 @@ async def running_node(
     )
     node = Node(config)
     await node.start()
+    # The services' own background work (a job runner's loop) is not a leak: it runs
+    # from start to shutdown, whatever the peers do.
+    _BACKGROUND[id(node)] = set(asyncio.all_tasks())
     try:
         yield node
     finally:
-        await node.server.shutdown(grace=1.0)
+        _BACKGROUND.pop(id(node), None)
+        await node.shutdown()
 
 
-def _others() -> list[asyncio.Task[object]]:
+#: Tasks each running node had once started (by id of the node).
+_BACKGROUND: dict[int, set[asyncio.Task[object]]] = {}
+
+
+def _others(node: Node | None = None) -> list[asyncio.Task[object]]:
     current = asyncio.current_task()
-    return [task for task in asyncio.all_tasks() if task is not current]
+    background = _BACKGROUND.get(id(node), set()) if node is not None else set()
+    return [task for task in asyncio.all_tasks() if task is not current and task not in background]
 
 
 async def settle(node: Node, timeout: float = 10.0) -> float:
@@ -175,7 +184,7 @@ async def settle(node: Node, timeout: float = 10.0) -> float:
     deadline = started + timeout
     while True:
         server = node.server
-        if not _others() and server.active_associations == 0 and not server._associations:
+        if not _others(node) and server.active_associations == 0 and not server._associations:
             return time.monotonic() - started
         if time.monotonic() > deadline:
             break
@@ -183,5 +192,5 @@ async def settle(node: Node, timeout: float = 10.0) -> float:
     raise AssertionError(
         f"not settled after {timeout} s: {node.server.active_associations} associations "
         f"active, {len(node.server._associations)} connections held, tasks left: "
-        f"{_others()[:5]}"
+        f"{_others(node)[:5]}"
     )

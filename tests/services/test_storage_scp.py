@@ -74,9 +74,15 @@ def run(coroutine: Awaitable[T]) -> T:
 
 
 @contextlib.asynccontextmanager
-async def serving(root: Path, **storage: Any) -> AsyncIterator[Node]:
-    """A node on 127.0.0.1 (free port) storing under ``root``; shut down at the end."""
+async def serving(
+    root: Path, *, database: Path | None = None, **storage: Any
+) -> AsyncIterator[Node]:
+    """A node on 127.0.0.1 (free port) storing under ``root``; shut down at the end.
+
+    The node's database is under ``root`` unless ``database`` puts it elsewhere.
+    """
     config = NodeConfig(
+        database=database,
         ae_titles=[NODE_AE],
         host=LOCALHOST,
         port=0,
@@ -478,9 +484,9 @@ def test_a_full_disk_refusal_is_logged(
 def test_read_only_storage_is_a700(tmp_path: Path, tmpfs: Callable[[str], Path]) -> None:
     root = tmpfs("ro,size=1m")
 
-    async def scenario() -> Status:
+    async def scenario() -> Status:  # the node's database is elsewhere, and works
         async with (
-            serving(root, fsync=False) as node,
+            serving(root, fsync=False, database=tmp_path / "db" / "node.sqlite") as node,
             session_to(node, (CT_IMAGE_STORAGE, [EXPLICIT_VR_LE])) as session,
         ):
             return await store_dataset(session, ct(10))

@@ -60,9 +60,14 @@ def run(coroutine: Awaitable[T]) -> T:
 
 @contextlib.asynccontextmanager
 async def serving(
-    root: Path, *, ae_titles: tuple[str, ...] = (NODE_AE,), **storage: Any
+    root: Path,
+    *,
+    ae_titles: tuple[str, ...] = (NODE_AE,),
+    database: Path | None = None,
+    **storage: Any,
 ) -> AsyncIterator[Node]:
     config = NodeConfig(
+        database=database,
         ae_titles=list(ae_titles),
         host=LOCALHOST,
         port=0,
@@ -253,8 +258,8 @@ def test_out_of_resources_is_retried(tmp_path: Path) -> None:
     root = tmp_path / "not-a-directory"
     root.write_bytes(b"")  # every write under it fails: A700 each time
 
-    async def scenario() -> StoreSummary:
-        async with serving(root) as node:
+    async def scenario() -> StoreSummary:  # the node's database is elsewhere, and works
+        async with serving(root, database=tmp_path / "db" / "node.sqlite") as node:
             return await send(node, [path], retries=1)
 
     summary = run(scenario())
