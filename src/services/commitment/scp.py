@@ -41,10 +41,13 @@ from ...ul.negotiation import (
     DEFAULT_TRANSFER_SYNTAXES,
     RequestorConfig,
 )
-from ..service import Binding, Service
+from ..service import Binding, Service, StatusDeclaration
 from .model import (
     ACTION_TYPE_REQUEST,
     FAILURE_REASONS,
+    INVALID_ARGUMENT_VALUE,
+    MISSING_ATTRIBUTE,
+    MISSING_ATTRIBUTE_VALUE,
     STORAGE_COMMITMENT_INSTANCE,
     STORAGE_COMMITMENT_SOP_CLASS,
     event_information,
@@ -149,6 +152,16 @@ class StorageCommitment(Service):
     """
 
     name = "storage-commitment"
+    statuses = {
+        "N-ACTION": (
+            StatusDeclaration(SUCCESS, "the request is accepted; the report follows"),
+            StatusDeclaration(INVALID_OBJECT_INSTANCE, "not the well-known SOP instance"),
+            StatusDeclaration(NO_SUCH_ACTION_TYPE, "the action type is not 1"),
+            StatusDeclaration(MISSING_ATTRIBUTE, "no Transaction UID or referenced sequence"),
+            StatusDeclaration(MISSING_ATTRIBUTE_VALUE, "an empty required attribute"),
+            StatusDeclaration(INVALID_ARGUMENT_VALUE, "a malformed UID or reference"),
+        )
+    }
     section = "storage_commitment"
     config_type = StorageCommitmentConfig
 
