@@ -31,6 +31,7 @@ __all__ = [
     "ANY_SOP_CLASS",
     "Binding",
     "StatusDeclaration",
+    "StatusTable",
     "CustomService",
     "HandlerKey",
     "Service",
@@ -76,6 +77,10 @@ class StatusDeclaration:
     when: str
 
 
+#: Statuses by DIMSE command name ("C-STORE", "N-ACTION"...).
+StatusTable = Mapping[str, Sequence[StatusDeclaration]]
+
+
 class Service:
     """A unit of a node: what it serves (:meth:`bindings`), its configuration, its life.
 
@@ -92,7 +97,7 @@ class Service:
     section: ClassVar[str | None] = None
     config_type: ClassVar[type[Any] | None] = None
     #: Statuses each DIMSE command's handler can answer ("C-STORE": [...]), PS3.2 A.4.
-    statuses: ClassVar[Mapping[str, Sequence[StatusDeclaration]]] = {}
+    statuses: ClassVar[StatusTable] = {}
 
     def bindings(self) -> Sequence[Binding]:
         """The SOP classes served, with their transfer syntaxes and handlers."""

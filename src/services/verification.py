@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ..dimse.commands import CommandField
 from ..dimse.primitives import CEchoRQ
@@ -12,7 +13,7 @@ from ..uids import VERIFICATION_SOP_CLASS
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, DEFAULT_TRANSFER_SYNTAXES, RequestorConfig
 from ..ul.tls import TLSConfig
-from .service import Binding, Service, StatusDeclaration
+from .service import Binding, Service, StatusDeclaration, StatusTable
 
 __all__ = ["VERIFICATION_SOP_CLASS", "Verification", "echo", "echo_on", "handle_echo"]
 
@@ -58,7 +59,7 @@ class Verification(Service):
     """The Verification SCP as a node service: C-ECHO answered 0000 (PS3.4 A.4)."""
 
     name = "verification"
-    statuses = {"C-ECHO": (StatusDeclaration(SUCCESS, "always"),)}
+    statuses: ClassVar[StatusTable] = {"C-ECHO": (StatusDeclaration(SUCCESS, "always"),)}
 
     def bindings(self) -> Sequence[Binding]:
         return [

@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ...dimse.commands import CommandField, Tag
 from ...dimse.primitives import DimseResponse, NCreateRQ, NSetRQ
@@ -62,7 +62,7 @@ from ...ul.identifiers import is_valid_uid
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...ul.timeouts import Timeouts
 from ..jobs import RetryPolicy, SQLiteJobQueue
-from ..service import Binding, Service, StatusDeclaration
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .attributes import (
     FINAL_STATES,
     IN_PROGRESS,
@@ -193,7 +193,7 @@ class MPPS(Service):
     name = "mpps"
     section = "mpps"
     config_type = MPPSConfig
-    statuses = {
+    statuses: ClassVar[StatusTable] = {
         "N-CREATE": (
             StatusDeclaration(SUCCESS, "the step is created IN PROGRESS"),
             StatusDeclaration(DUPLICATE_SOP_INSTANCE, "a step with this SOP Instance UID exists"),

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
-from ...errors import ConfigError
-from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...dimse.status import (
     INVALID_ATTRIBUTE_VALUE,
     MISSING_ATTRIBUTE,
@@ -27,7 +26,9 @@ from ...dimse.status import (
     SUCCESS,
     UNRECOGNIZED_OPERATION,
 )
-from ..service import Binding, HandlerKey, Service, StatusDeclaration
+from ...errors import ConfigError
+from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
+from ..service import Binding, HandlerKey, Service, StatusDeclaration, StatusTable
 from .model import (
     BASIC_COLOR_PRINT_META,
     BASIC_GRAYSCALE_PRINT_META,
@@ -106,7 +107,7 @@ class Print(Service):
     name = "print"
     section = "print"
     config_type = PrintConfig
-    statuses = {
+    statuses: ClassVar[StatusTable] = {
         "N-GET": _COMMON,
         "N-CREATE": (
             *_COMMON,

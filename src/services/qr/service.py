@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import Handler
@@ -26,7 +26,7 @@ from ...dimse.status import (
     SUBOPS_WARNING,
     SUCCESS,
 )
-from ..service import Binding, Service, StatusDeclaration
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from ..storage.sop_classes import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
 from .find import UNABLE_TO_PROCESS
 from .models import MODELS
@@ -70,7 +70,7 @@ class QueryRetrieve(Service):
     name = "query-retrieve"
     section = "query_retrieve"
     config_type = QueryRetrieveConfig
-    statuses = {
+    statuses: ClassVar[StatusTable] = {
         "C-FIND": (
             StatusDeclaration(PENDING, "one response per match"),
             StatusDeclaration(SUCCESS, "matching is complete"),

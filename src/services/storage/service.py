@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
-from ...errors import IndexUnavailableError
 from ...dimse.status import (
     CANNOT_UNDERSTAND,
     DATASET_MISMATCH,
@@ -17,7 +16,8 @@ from ...dimse.status import (
     SOP_CLASS_NOT_SUPPORTED,
     SUCCESS,
 )
-from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service, StatusDeclaration
+from ...errors import IndexUnavailableError
+from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service, StatusDeclaration, StatusTable
 from .scp import StorageConfig, StorageSCP
 from .sop_classes import storage_sop_classes
 
@@ -42,7 +42,7 @@ class Storage(Service):
     name = "storage"
     section = "storage"
     config_type = StorageConfig
-    statuses = {
+    statuses: ClassVar[StatusTable] = {
         "C-STORE": (
             StatusDeclaration(SUCCESS, "the instance is stored (and indexed)"),
             StatusDeclaration(
