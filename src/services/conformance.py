@@ -156,8 +156,9 @@ ABORTS: tuple[Abort, ...] = (
     Abort(
         AbortSource.SERVICE_USER,
         0,
-        "the node gives up the association: a malformed DIMSE message, a DIMSE or network "
-        "idle timeout, a peer that stops reading, shutdown after its grace period",
+        "the node gives up the association: a connection that does not start with an "
+        "A-ASSOCIATE-RQ, a malformed DIMSE message, a DIMSE or network idle timeout, a peer "
+        "that stops reading, shutdown after its grace period",
     ),
     Abort(AbortSource.SERVICE_PROVIDER, AbortReason.UNRECOGNIZED_PDU, "an unknown PDU type"),
     Abort(
