@@ -43,7 +43,7 @@ from dicomwire.ul.pdu import (
     AAssociateRJ,
     ApplicationContextItem,
 )
-from tests.interop._mpps_peer import new_step
+from tests.interop._mpps_peer import completed, new_step
 
 LOCALHOST = "127.0.0.1"
 NODE_AE = "DICOMWIRE"
@@ -82,6 +82,9 @@ DRIVEN_STATUSES = {
     ("mpps", "N-CREATE", 0x0111),
     ("mpps", "N-SET", 0x0000),
     ("mpps", "N-SET", 0x0112),
+    ("mpps", "N-CREATE", 0x0120),
+    ("mpps", "N-SET", 0x0110),
+    ("worklist", "C-FIND", 0x0000),
 }
 
 
@@ -350,6 +353,13 @@ def test_commitment_and_mpps_statuses_are_driven(tmp_path: Path) -> None:
                 change.PerformedProcedureStepDescription = "changed"
                 codes["set"] = int((await scu.n_set(MPPS, uid, change)).status)
                 codes["set unknown"] = int((await scu.n_set(MPPS, generate_uid(), change)).status)
+                codes["create missing"] = int((await scu.n_create(MPPS, Dataset())).status)
+                codes["complete"] = int((await scu.n_set(MPPS, uid, completed())).status)
+                codes["set final"] = int((await scu.n_set(MPPS, uid, change)).status)
+            async with client(node, "worklist") as scu:
+                query = {"PatientID": "", "ScheduledProcedureStepSequence": [{"Modality": "CT"}]}
+                matches = scu.find(query, model="worklist")
+                codes["worklist"] = len([m async for m in matches]) + int(matches.status)
         return codes
 
     assert run(scenario()) == {
@@ -361,4 +371,8 @@ def test_commitment_and_mpps_statuses_are_driven(tmp_path: Path) -> None:
         "duplicate": 0x0111,
         "set": 0x0000,
         "set unknown": 0x0112,
+        "create missing": 0x0120,
+        "complete": 0x0000,
+        "set final": 0x0110,
+        "worklist": 0x0000,
     }
