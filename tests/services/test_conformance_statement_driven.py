@@ -26,6 +26,7 @@ from dicomwire.errors import DimseStatusError
 from dicomwire.services.conformance import ABORTS, REJECTIONS
 from dicomwire.services.directory import RemoteAE
 from dicomwire.services.node import Node, NodeConfig
+from dicomwire.services.qr import QueryRetrieveConfig
 from dicomwire.services.storage import StorageConfig
 from dicomwire.testing.rawpeer import (
     IMPLICIT_VR_LE,
@@ -72,6 +73,10 @@ DRIVEN_STATUSES = {
     ("query-retrieve", "C-FIND", 0x0000),
     ("query-retrieve", "C-FIND", 0xA900),
     ("query-retrieve", "C-MOVE", 0xA801),
+    ("query-retrieve", "C-FIND", 0xA700),
+    ("query-retrieve", "C-MOVE", 0x0000),
+    ("query-retrieve", "C-GET", 0x0000),
+    ("session", "any", 0x0211),
     ("query-retrieve", "C-FIND", 0xC001),
     ("query-retrieve", "C-MOVE", 0xC001),
     ("storage-commitment", "N-ACTION", 0x0000),
@@ -375,4 +380,50 @@ def test_commitment_and_mpps_statuses_are_driven(tmp_path: Path) -> None:
         "complete": 0x0000,
         "set final": 0x0110,
         "worklist": 0x0000,
+    }
+
+
+def test_retrieve_limit_and_session_statuses_are_driven(tmp_path: Path) -> None:
+    ct = get_testdata_file("CT_small.dcm")
+    assert ct is not None
+    second = dcmread(ct)
+    second.StudyInstanceUID = generate_uid()
+    second.SeriesInstanceUID = generate_uid()
+    second.SOPInstanceUID = generate_uid()
+    study = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": str(second.StudyInstanceUID)}
+    limited = {"query_retrieve": QueryRetrieveConfig(max_find_responses=1)}
+
+    async def scenario() -> dict[str, int]:
+        codes: dict[str, int] = {}
+        async with node_on(tmp_path / "destination", ae_titles=["DEST"]) as destination:
+            target = RemoteAE("DEST", LOCALHOST, destination.port)
+            async with node_on(tmp_path / "source", nodes=[target], sections=limited) as node:
+                async with client(node, sending=[ct]) as scu:
+                    assert await scu.store(ct) == 0
+                    assert await scu.store(second) == 0
+                async with client(node, "find", "move", "get") as scu:
+                    try:
+                        async for _ in scu.find({"QueryRetrieveLevel": "STUDY"}):
+                            pass
+                    except DimseStatusError as exc:
+                        codes["find limit"] = exc.status
+                    codes["move"] = int((await scu.move(study, "DEST")).status)
+                    codes["get"] = int((await scu.get(study, tmp_path / "got")).status)
+                async with RawPeer.connect(LOCALHOST, node.port) as peer:
+                    await peer.associate("PROBE", NODE_AE)
+                    context = peer.accepted_context(VERIFICATION)
+                    assert context is not None
+                    uid = new_uid()
+                    await peer.send_message(
+                        context, c_store_rq(VERIFICATION, uid), small_dataset(VERIFICATION, uid)
+                    )
+                    codes["no handler"] = int((await peer.receive_message()).status or 0)
+                    await peer.release()
+        return codes
+
+    assert run(scenario()) == {
+        "find limit": 0xA700,
+        "move": 0x0000,
+        "get": 0x0000,
+        "no handler": 0x0211,
     }
