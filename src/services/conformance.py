@@ -156,7 +156,7 @@ ABORTS: tuple[Abort, ...] = (
     Abort(
         AbortSource.SERVICE_USER,
         0,
-        "the node gives up the association: a connection that does not start with an "
+        "the node gives up the association: a connection that does not start with a valid "
         "A-ASSOCIATE-RQ, a malformed DIMSE message, a DIMSE or network idle timeout, a peer "
         "that stops reading, shutdown after its grace period",
     ),
@@ -169,7 +169,8 @@ ABORTS: tuple[Abort, ...] = (
     Abort(
         AbortSource.SERVICE_PROVIDER,
         AbortReason.UNEXPECTED_PDU_PARAMETER,
-        "a known item where PS3.8 §9.3 does not allow it",
+        "a known item where PS3.8 §9.3 does not allow it, in an A-ASSOCIATE-AC to our request "
+        "(a malformed first PDU on an incoming connection gets 0/0)",
     ),
     Abort(
         AbortSource.SERVICE_PROVIDER,
