@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import struct
-from collections.abc import AsyncIterator, Coroutine
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +23,16 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 import dicomwire
+from dicomwire.dimse.datasets import encode_dataset
+from dicomwire.dimse.primitives import CFindRQ
 from dicomwire.errors import DimseStatusError
 from dicomwire.services.conformance import ABORTS, REJECTIONS
 from dicomwire.services.directory import RemoteAE
+from dicomwire.services.index import SQLiteIndex
 from dicomwire.services.node import Node, NodeConfig
-from dicomwire.services.qr import QueryRetrieveConfig
+from dicomwire.services.qr import QueryRetrieve, QueryRetrieveConfig
 from dicomwire.services.storage import StorageConfig
+from dicomwire.services.verification import Verification
 from dicomwire.testing.rawpeer import (
     IMPLICIT_VR_LE,
     SECONDARY_CAPTURE,
@@ -74,6 +79,7 @@ DRIVEN_STATUSES = {
     ("query-retrieve", "C-FIND", 0xA900),
     ("query-retrieve", "C-MOVE", 0xA801),
     ("query-retrieve", "C-FIND", 0xA700),
+    ("query-retrieve", "C-FIND", 0xFE00),
     ("query-retrieve", "C-MOVE", 0x0000),
     ("query-retrieve", "C-GET", 0x0000),
     ("session", "any", 0x0211),
@@ -427,3 +433,52 @@ def test_retrieve_limit_and_session_statuses_are_driven(tmp_path: Path) -> None:
         "get": 0x0000,
         "no handler": 0x0211,
     }
+
+
+class GatedIndex(SQLiteIndex):
+    """An index whose scans wait after the first match until ``gate`` opens, so the
+    C-CANCEL arrives while the query runs (the technique of test_qr_find.py)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.gate = threading.Event()
+
+    def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
+        for number, match in enumerate(super().find(level, identifier)):
+            if number == 1:
+                self.gate.wait(20)
+            yield match
+
+
+def test_find_cancel_is_driven(tmp_path: Path) -> None:
+    ct = get_testdata_file("CT_small.dcm")
+    assert ct is not None
+    gated = GatedIndex(str(tmp_path / "index.sqlite"))
+    for _ in range(3):
+        header = dcmread(ct, stop_before_pixels=True)
+        header.StudyInstanceUID = generate_uid()
+        header.SeriesInstanceUID = generate_uid()
+        header.SOPInstanceUID = generate_uid()
+        gated.add(header, Path("/x.dcm"), "1.2.840.10008.1.2.1", 1)
+    services = [Verification(), QueryRetrieve(gated)]
+
+    async def scenario() -> list[int]:
+        statuses: list[int] = []
+        async with Node(config(tmp_path), services) as node, client(node, "find") as scu:
+            identifier = Dataset()
+            identifier.QueryRetrieveLevel = "STUDY"
+            identifier.StudyInstanceUID = ""
+            context = scu.session.find_context(STUDY_FIND)
+            encoded = encode_dataset(identifier, context.transfer_syntax or "")
+            operation = await scu.session.send(CFindRQ(STUDY_FIND, dataset=encoded))
+            async for response in operation:
+                statuses.append(int(response.status))
+                if len(statuses) == 1:
+                    await operation.cancel()
+            gated.gate.set()
+        return statuses
+
+    try:
+        assert run(scenario(), 30) == [0xFF00, 0xFE00]
+    finally:
+        gated.gate.set()
