@@ -1,10 +1,10 @@
 """The statement's rejection, abort and status tables, walked against a running node.
 
-Each row of :data:`~dicomwire.services.conformance.REJECTIONS` and
-:data:`~dicomwire.services.conformance.ABORTS` and each status a service declares is
-either driven here (the node on 127.0.0.1 answers it to a raw peer or a client) or listed
-in ``REFERENCED_ONLY`` (the code path exists: test_conformance_statement.py proves the
-constant is used by the handler). The last test checks that together they cover every row.
+The rows of :data:`~dicomwire.services.conformance.REJECTIONS`,
+:data:`~dicomwire.services.conformance.ABORTS` and the statuses services declare that the
+tests below drive (the node on 127.0.0.1 answers them to a raw peer or a client) are
+listed in ``DRIVEN_*``; test_conformance_statement.py proves every row, driven or not, is
+a constant the handler's code uses, and that the driven ones are declared rows.
 """
 
 from __future__ import annotations
