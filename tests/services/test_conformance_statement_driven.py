@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import struct
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
@@ -49,7 +50,9 @@ from dicomwire.ul.pdu import (
     AAssociateRJ,
     ApplicationContextItem,
 )
+from tests.conftest import find_dcmtk_tool
 from tests.interop._mpps_peer import completed, new_step
+from tests.services._support import node_config, running_node
 
 LOCALHOST = "127.0.0.1"
 NODE_AE = "DICOMWIRE"
@@ -482,3 +485,22 @@ def test_find_cancel_is_driven(tmp_path: Path) -> None:
         assert run(scenario(), 30) == [0xFF00, 0xFE00]
     finally:
         gated.gate.set()
+
+
+def test_dcmtk_reads_the_statements_rejection_as_listed(tmp_path: Path) -> None:
+    """A real peer (DCMTK echoscu) reports the (1, 1, 7) rejection the statement lists."""
+    echoscu = find_dcmtk_tool("echoscu")
+    with running_node(node_config(ae_titles=[NODE_AE])) as node:
+        done = subprocess.run(
+            [echoscu, "-aec", "NOT-US", LOCALHOST, str(node.port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "Called AE Title Not Recognized" in output, output
+    assert any(
+        (r.result, r.source, r.reason) == (1, 1, 7) and "called AE title" in r.when
+        for r in REJECTIONS
+    )
