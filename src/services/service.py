@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ANY_SOP_CLASS",
     "Binding",
+    "StatusDeclaration",
+    "StatusTable",
     "CustomService",
     "HandlerKey",
     "Service",
@@ -63,6 +65,22 @@ class Binding:
     extended_negotiation: Callable[[bytes], bytes | None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class StatusDeclaration:
+    """A status a service's handler can answer, and when (its conformance statement row).
+
+    ``status`` is the named constant the handler returns (``dimse.status`` or the
+    service module's own), so the statement lists only what the code sends.
+    """
+
+    status: int
+    when: str
+
+
+#: Statuses by DIMSE command name ("C-STORE", "N-ACTION"...).
+StatusTable = Mapping[str, Sequence[StatusDeclaration]]
+
+
 class Service:
     """A unit of a node: what it serves (:meth:`bindings`), its configuration, its life.
 
@@ -78,6 +96,8 @@ class Service:
     name: ClassVar[str] = "service"
     section: ClassVar[str | None] = None
     config_type: ClassVar[type[Any] | None] = None
+    #: Statuses each DIMSE command's handler can answer ("C-STORE": [...]), PS3.2 A.4.
+    statuses: ClassVar[StatusTable] = {}
 
     def bindings(self) -> Sequence[Binding]:
         """The SOP classes served, with their transfer syntaxes and handlers."""

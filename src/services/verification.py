@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from ..dimse.commands import CommandField
 from ..dimse.primitives import CEchoRQ
 from ..dimse.session import DimseSession, Request, open_session
-from ..dimse.status import Status
+from ..dimse.status import SUCCESS, Status
 from ..uids import VERIFICATION_SOP_CLASS
 from ..ul.association import Timeouts
 from ..ul.negotiation import DEFAULT_MAX_PDU_LENGTH, DEFAULT_TRANSFER_SYNTAXES, RequestorConfig
 from ..ul.tls import TLSConfig
-from .service import Binding, Service
+from .service import Binding, Service, StatusDeclaration, StatusTable
 
 __all__ = ["VERIFICATION_SOP_CLASS", "Verification", "echo", "echo_on", "handle_echo"]
 
@@ -51,13 +52,14 @@ async def echo(
 
 async def handle_echo(request: Request) -> int:
     """Verification SCP: every C-ECHO-RQ succeeds."""
-    return 0x0000
+    return SUCCESS
 
 
 class Verification(Service):
     """The Verification SCP as a node service: C-ECHO answered 0000 (PS3.4 A.4)."""
 
     name = "verification"
+    statuses: ClassVar[StatusTable] = {"C-ECHO": (StatusDeclaration(SUCCESS, "always"),)}
 
     def bindings(self) -> Sequence[Binding]:
         return [

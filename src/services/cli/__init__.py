@@ -13,6 +13,8 @@
 - ``dicomwire worklist [query] HOST PORT`` / ``worklist add|list|remove`` — Modality
   Worklist SCU and the node's worklist entries, :mod:`.worklist`;
 - ``dicomwire index rebuild|stats`` — the node's Q/R index, :mod:`.index`;
+- ``dicomwire conformance-statement [-o FILE]`` — the node's DICOM conformance
+  statement (PS3.2), Markdown or HTML, :mod:`.conformance`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
   :mod:`dicomwire.testing.probe_cli`.
@@ -33,7 +35,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, commit, echo, index, mpps, query, serve, store, worklist
+from . import certs, commit, conformance, echo, index, mpps, query, serve, store, worklist
 from . import print as print_command
 from .flags import configure_logging
 
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     mpps.add_parser(commands)
     worklist.add_parser(commands)
     index.add_parser(commands)
+    conformance.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
     return parser
 

@@ -28,12 +28,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...dimse.commands import CommandField, Tag
 from ...dimse.primitives import DimseResponse, NActionRQ, NEventReportRQ
 from ...dimse.session import DimseSession, Request, open_session
-from ...dimse.status import NO_SUCH_ACTION_TYPE, SUCCESS, Status
+from ...dimse.status import (
+    NO_SUCH_ACTION_TYPE,
+    NO_SUCH_EVENT_TYPE,
+    PROCESSING_FAILURE,
+    SUCCESS,
+    Status,
+)
 from ...errors import ConfigError, DicomWireError, DimseStatusError, Part10Error
 from ...ul.association import Timeouts
 from ...ul.negotiation import (
@@ -41,10 +47,13 @@ from ...ul.negotiation import (
     DEFAULT_TRANSFER_SYNTAXES,
     RequestorConfig,
 )
-from ..service import Binding, Service
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .model import (
     ACTION_TYPE_REQUEST,
     FAILURE_REASONS,
+    INVALID_ARGUMENT_VALUE,
+    MISSING_ATTRIBUTE,
+    MISSING_ATTRIBUTE_VALUE,
     STORAGE_COMMITMENT_INSTANCE,
     STORAGE_COMMITMENT_SOP_CLASS,
     event_information,
@@ -149,6 +158,24 @@ class StorageCommitment(Service):
     """
 
     name = "storage-commitment"
+    statuses: ClassVar[StatusTable] = {
+        "N-ACTION": (
+            StatusDeclaration(SUCCESS, "the request is accepted; the report follows"),
+            StatusDeclaration(INVALID_OBJECT_INSTANCE, "not the well-known SOP instance"),
+            StatusDeclaration(NO_SUCH_ACTION_TYPE, "the action type is not 1"),
+            StatusDeclaration(MISSING_ATTRIBUTE, "no Transaction UID or referenced sequence"),
+            StatusDeclaration(MISSING_ATTRIBUTE_VALUE, "an empty required attribute"),
+            StatusDeclaration(INVALID_ARGUMENT_VALUE, "a malformed UID or reference"),
+        ),
+        "N-EVENT-REPORT": (  # a report on the association of our own request
+            StatusDeclaration(SUCCESS, "the report is taken"),
+            StatusDeclaration(INVALID_OBJECT_INSTANCE, "not the well-known SOP instance"),
+            StatusDeclaration(NO_SUCH_EVENT_TYPE, "the event type is not 1 or 2"),
+            StatusDeclaration(MISSING_ATTRIBUTE, "no event information"),
+            StatusDeclaration(INVALID_ARGUMENT_VALUE, "the event information is malformed"),
+            StatusDeclaration(PROCESSING_FAILURE, "an unknown Transaction UID"),
+        ),
+    }
     section = "storage_commitment"
     config_type = StorageCommitmentConfig
 

@@ -34,6 +34,8 @@ from .model import (
     ACTION_TYPE_REQUEST,
     EVENT_TYPE_FAILURES,
     EVENT_TYPE_SUCCESS,
+    INVALID_ARGUMENT_VALUE,
+    MISSING_ATTRIBUTE,
     STORAGE_COMMITMENT_INSTANCE,
     STORAGE_COMMITMENT_SOP_CLASS,
     CommitmentReport,
@@ -108,11 +110,11 @@ class PendingCommitments:
             return response
         information = request.decode()
         if information is None:
-            return refuse(0x0120, "no event information")
+            return refuse(MISSING_ATTRIBUTE, "no event information")
         try:
             report = parse_report(primitive.event_type_id, information)
         except ValueError as exc:
-            return refuse(0x0115, str(exc))
+            return refuse(INVALID_ARGUMENT_VALUE, str(exc))
         waiting = self._waiting.pop(report.transaction_uid, None)
         if waiting is None or waiting.future.done():
             return refuse(PROCESSING_FAILURE, f"unknown Transaction UID {report.transaction_uid}")

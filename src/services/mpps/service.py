@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ...dimse.commands import CommandField, Tag
 from ...dimse.primitives import DimseResponse, NCreateRQ, NSetRQ
@@ -62,7 +62,7 @@ from ...ul.identifiers import is_valid_uid
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...ul.timeouts import Timeouts
 from ..jobs import RetryPolicy, SQLiteJobQueue
-from ..service import Binding, Service
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .attributes import (
     FINAL_STATES,
     IN_PROGRESS,
@@ -193,6 +193,27 @@ class MPPS(Service):
     name = "mpps"
     section = "mpps"
     config_type = MPPSConfig
+    statuses: ClassVar[StatusTable] = {
+        "N-CREATE": (
+            StatusDeclaration(SUCCESS, "the step is created IN PROGRESS"),
+            StatusDeclaration(DUPLICATE_SOP_INSTANCE, "a step with this SOP Instance UID exists"),
+            StatusDeclaration(INVALID_SOP_INSTANCE, "the SOP Instance UID is malformed"),
+            StatusDeclaration(NO_SUCH_ATTRIBUTE, "an attribute not allowed (PS3.4 F.7.2)"),
+            StatusDeclaration(MISSING_ATTRIBUTE, "a required attribute is missing"),
+            StatusDeclaration(MISSING_ATTRIBUTE_VALUE, "a required attribute is empty"),
+            StatusDeclaration(INVALID_ATTRIBUTE_VALUE, "an attribute value is invalid"),
+            StatusDeclaration(PROCESSING_FAILURE, "the database cannot store the step"),
+        ),
+        "N-SET": (
+            StatusDeclaration(SUCCESS, "the step is updated (COMPLETED/DISCONTINUED: final)"),
+            StatusDeclaration(NO_SUCH_SOP_INSTANCE, "no step with this SOP Instance UID"),
+            StatusDeclaration(NO_SUCH_ATTRIBUTE, "an attribute not allowed (PS3.4 F.7.2)"),
+            StatusDeclaration(MISSING_ATTRIBUTE, "a required attribute is missing"),
+            StatusDeclaration(MISSING_ATTRIBUTE_VALUE, "a required attribute is empty"),
+            StatusDeclaration(INVALID_ATTRIBUTE_VALUE, "an attribute value is invalid"),
+            StatusDeclaration(PROCESSING_FAILURE, "the database cannot store the step"),
+        ),
+    }
 
     def __init__(
         self,

@@ -48,6 +48,7 @@ from ...dimse.status import (
     NO_SUCH_SOP_INSTANCE,
     PROCESSING_FAILURE,
     SOP_CLASS_NOT_SUPPORTED,
+    UNRECOGNIZED_OPERATION,
     Status,
 )
 from ...errors import DicomWireError, DimseStatusError, ValidationError
@@ -88,6 +89,7 @@ FILM_BOX_EMPTY_PAGE = Status(0xB603)  # film box has no image (empty page)
 DENSITY_OUT_OF_RANGE = Status(0xB605)  # min/max density outside the printer's range
 NO_FILM_BOXES = Status(0xC600)  # film session has no film box
 UNPRINTED_FILM_BOX = Status(0xC616)  # an unprinted film box exists, collation unsupported
+COLLATION_NOT_SUPPORTED = Status(0xB601)  # film session printing (collation) not supported
 
 PrinterState = Literal["NORMAL", "WARNING", "FAILURE"]
 #: How many printed films :attr:`PrintSCP.printed` remembers (the spool keeps them all).
@@ -348,7 +350,7 @@ class PrintSCP:
         self._state(request)
         primitive: Any = request.primitive
         if request.message.sop_class_uid != PRINTER:
-            raise _refuse(0x0211, "N-GET is served for the Printer SOP class only")
+            raise _refuse(UNRECOGNIZED_OPERATION, "N-GET is served for the Printer SOP class only")
         if primitive.requested_sop_instance_uid != PRINTER_INSTANCE:
             raise _refuse(
                 NO_SUCH_SOP_INSTANCE,
@@ -379,7 +381,7 @@ class PrintSCP:
             return self._create_film_session(request, state)
         if sop_class == BASIC_FILM_BOX:
             return self._create_film_box(request, state)
-        raise _refuse(0x0211, f"N-CREATE is not served for {sop_class}")
+        raise _refuse(UNRECOGNIZED_OPERATION, f"N-CREATE is not served for {sop_class}")
 
     @_guarded
     async def handle_n_set(self, request: Request) -> DimseResponse:
@@ -401,7 +403,7 @@ class PrintSCP:
             return self._answer(request, warnings)
         if sop_class in (BASIC_GRAYSCALE_IMAGE_BOX, BASIC_COLOR_IMAGE_BOX):
             return self._set_image_box(request, state, sop_class, uid)
-        raise _refuse(0x0211, f"N-SET is not served for {sop_class}")
+        raise _refuse(UNRECOGNIZED_OPERATION, f"N-SET is not served for {sop_class}")
 
     @_guarded
     async def handle_n_action(self, request: Request) -> DimseResponse:
@@ -410,7 +412,7 @@ class PrintSCP:
         sop_class = request.message.sop_class_uid
         uid = primitive.requested_sop_instance_uid
         if sop_class not in (BASIC_FILM_SESSION, BASIC_FILM_BOX):
-            raise _refuse(0x0211, f"N-ACTION is not served for {sop_class}")
+            raise _refuse(UNRECOGNIZED_OPERATION, f"N-ACTION is not served for {sop_class}")
         if primitive.action_type_id != ACTION_PRINT:
             raise _refuse(NO_SUCH_ACTION_TYPE, f"action type {primitive.action_type_id}")
         calling = request.negotiated.remote_ae_title
@@ -425,7 +427,7 @@ class PrintSCP:
         if not self.config.collation:
             unprinted = [b for b in session.film_boxes.values() if not b.printed]
             await self._print(unprinted, session, calling)
-            return request.primitive.response(0xB601)
+            return request.primitive.response(COLLATION_NOT_SUPPORTED)
         status = await self._print(list(session.film_boxes.values()), session, calling)
         if status == FILM_BOX_EMPTY_PAGE:
             status = SESSION_EMPTY_PAGE
@@ -450,7 +452,7 @@ class PrintSCP:
             del state.session.film_boxes[uid]
             self._drop_film_box(state, film_box)
             return request.primitive.response(0)
-        raise _refuse(0x0211, f"N-DELETE is not served for {sop_class}")
+        raise _refuse(UNRECOGNIZED_OPERATION, f"N-DELETE is not served for {sop_class}")
 
     # -- film session ----------------------------------------------------------------
 

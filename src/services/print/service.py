@@ -12,19 +12,63 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
+from ...dimse.status import (
+    INVALID_ATTRIBUTE_VALUE,
+    MISSING_ATTRIBUTE,
+    NO_SUCH_ACTION_TYPE,
+    NO_SUCH_SOP_INSTANCE,
+    PROCESSING_FAILURE,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+    UNRECOGNIZED_OPERATION,
+)
 from ...errors import ConfigError
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
-from ..service import Binding, HandlerKey, Service
+from ..service import Binding, HandlerKey, Service, StatusDeclaration, StatusTable
 from .model import (
     BASIC_COLOR_PRINT_META,
     BASIC_GRAYSCALE_PRINT_META,
     FILM_SIZES,
     META_MEMBERS,
 )
-from .scp import PrintConfig, PrintSCP
+from .scp import (
+    ATTRIBUTE_LIST_ERROR,
+    ATTRIBUTE_OUT_OF_RANGE,
+    CLASS_INSTANCE_CONFLICT,
+    COLLATION_NOT_SUPPORTED,
+    DENSITY_OUT_OF_RANGE,
+    DUPLICATE_SOP_INSTANCE,
+    FILM_BOX_EMPTY_PAGE,
+    MISSING_ATTRIBUTE_VALUE,
+    NO_FILM_BOXES,
+    SESSION_EMPTY_PAGE,
+    UNPRINTED_FILM_BOX,
+    PrintConfig,
+    PrintSCP,
+)
+
+#: Statuses every print N-operation can answer (PS3.7 C.5, PS3.4 H.4).
+_COMMON = (
+    StatusDeclaration(SUCCESS, "done"),
+    StatusDeclaration(SOP_CLASS_NOT_SUPPORTED, "the SOP class is not in the context's meta class"),
+    StatusDeclaration(UNRECOGNIZED_OPERATION, "the operation is not served for the SOP class"),
+    StatusDeclaration(NO_SUCH_SOP_INSTANCE, "no such film session, film box or image box"),
+)
+#: Statuses of N-CREATE and N-SET on film sessions, film boxes and image boxes.
+_ATTRIBUTES = (
+    StatusDeclaration(ATTRIBUTE_LIST_ERROR, "unsupported attributes were ignored (warning)"),
+    StatusDeclaration(ATTRIBUTE_OUT_OF_RANGE, "a value was replaced by the printer's (warning)"),
+    StatusDeclaration(DENSITY_OUT_OF_RANGE, "min/max density outside the printer's (warning)"),
+    StatusDeclaration(MISSING_ATTRIBUTE, "a required attribute is missing"),
+    StatusDeclaration(MISSING_ATTRIBUTE_VALUE, "a required attribute is empty"),
+    StatusDeclaration(INVALID_ATTRIBUTE_VALUE, "an attribute value is invalid"),
+    StatusDeclaration(CLASS_INSTANCE_CONFLICT, "the image box is of the other colour class"),
+)
+
 
 __all__ = ["Print", "validate_print_config"]
 
@@ -63,6 +107,27 @@ class Print(Service):
     name = "print"
     section = "print"
     config_type = PrintConfig
+    statuses: ClassVar[StatusTable] = {
+        "N-GET": _COMMON,
+        "N-CREATE": (
+            *_COMMON,
+            *_ATTRIBUTES,
+            StatusDeclaration(DUPLICATE_SOP_INSTANCE, "a film session or film box exists"),
+            StatusDeclaration(UNPRINTED_FILM_BOX, "an unprinted film box exists"),
+            StatusDeclaration(PROCESSING_FAILURE, "a second film session on the association"),
+        ),
+        "N-SET": (*_COMMON, *_ATTRIBUTES),
+        "N-ACTION": (
+            *_COMMON,
+            StatusDeclaration(NO_SUCH_ACTION_TYPE, "the action type is not 1 (print)"),
+            StatusDeclaration(NO_FILM_BOXES, "the film session has no film box"),
+            StatusDeclaration(COLLATION_NOT_SUPPORTED, "film boxes printed one by one (warning)"),
+            StatusDeclaration(SESSION_EMPTY_PAGE, "the film session has no image (warning)"),
+            StatusDeclaration(FILM_BOX_EMPTY_PAGE, "the film box has no image (warning)"),
+            StatusDeclaration(PROCESSING_FAILURE, "the film cannot be written"),
+        ),
+        "N-DELETE": _COMMON,
+    }
 
     def __init__(
         self, config: PrintConfig | None = None, *, storage_root: str | Path | None = None

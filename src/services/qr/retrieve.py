@@ -46,6 +46,7 @@ from ...dimse.primitives import CStoreRQ, DimseResponse
 from ...dimse.session import DimseSession, Operation, Request, open_session
 from ...dimse.status import (
     CANCEL,
+    IDENTIFIER_MISMATCH,
     MOVE_DESTINATION_UNKNOWN,
     OUT_OF_RESOURCES_SUBOPS,
     SUBOPS_WARNING,
@@ -344,12 +345,12 @@ class RetrieveSCP:
         except Exception as exc:  # InvalidQueryError, or a value pydicom cannot read
             reason = str(exc) if isinstance(exc, InvalidQueryError) else f"bad identifier: {exc}"
             log.warning("C-%s from %s refused (A900): %s", refused[1], refused[0], reason)
-            return request.primitive.response(0xA900, error_comment=reason[:64])
+            return request.primitive.response(IDENTIFIER_MISMATCH, error_comment=reason[:64])
         try:
             return await asyncio.to_thread(_listed, self.index.instances(level, identifier))
         except InvalidQueryError as exc:  # a key the matching rules cannot apply
             log.warning("C-%s from %s refused (A900): %s", refused[1], refused[0], exc)
-            return request.primitive.response(0xA900, error_comment=str(exc)[:64])
+            return request.primitive.response(IDENTIFIER_MISMATCH, error_comment=str(exc)[:64])
         except Exception as exc:  # the index's own failure: the requestor learns of it
             log.exception("C-%s from %s: the index failed", refused[1], refused[0])
             comment = f"index failure: {type(exc).__name__}"

@@ -12,13 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import Handler
-from ..service import Binding, Service
+from ...dimse.status import (
+    CANCEL,
+    IDENTIFIER_MISMATCH,
+    MOVE_DESTINATION_UNKNOWN,
+    OUT_OF_RESOURCES,
+    OUT_OF_RESOURCES_SUBOPS,
+    PENDING,
+    SUBOPS_WARNING,
+    SUCCESS,
+)
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from ..storage.sop_classes import STORAGE_TRANSFER_SYNTAXES, storage_sop_classes
+from .find import UNABLE_TO_PROCESS
 from .models import MODELS
+from .retrieve import INDEX_FAILURE
+
+_RETRIEVE_STATUSES = (
+    StatusDeclaration(PENDING, "sub-operations continue (with the counts)"),
+    StatusDeclaration(SUCCESS, "every sub-operation succeeded"),
+    StatusDeclaration(SUBOPS_WARNING, "sub-operations complete, some failed or warned"),
+    StatusDeclaration(OUT_OF_RESOURCES_SUBOPS, "every sub-operation failed"),
+    StatusDeclaration(CANCEL, "C-CANCEL received: the counts of what was done"),
+    StatusDeclaration(IDENTIFIER_MISMATCH, "the identifier is not valid for the model/level"),
+    StatusDeclaration(INDEX_FAILURE, "the index cannot be read"),
+)
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -48,6 +70,23 @@ class QueryRetrieve(Service):
     name = "query-retrieve"
     section = "query_retrieve"
     config_type = QueryRetrieveConfig
+    statuses: ClassVar[StatusTable] = {
+        "C-FIND": (
+            StatusDeclaration(PENDING, "one response per match"),
+            StatusDeclaration(SUCCESS, "matching is complete"),
+            StatusDeclaration(CANCEL, "C-CANCEL received: matching stopped"),
+            StatusDeclaration(
+                OUT_OF_RESOURCES, "more matches than [query_retrieve] max_find_responses"
+            ),
+            StatusDeclaration(IDENTIFIER_MISMATCH, "the identifier is not valid for the model"),
+            StatusDeclaration(UNABLE_TO_PROCESS, "the index cannot be read"),
+        ),
+        "C-MOVE": (
+            *_RETRIEVE_STATUSES,
+            StatusDeclaration(MOVE_DESTINATION_UNKNOWN, "the move destination is not in [[nodes]]"),
+        ),
+        "C-GET": _RETRIEVE_STATUSES,
+    }
 
     def __init__(self, index: Index, config: QueryRetrieveConfig | None = None) -> None:
         from .find import FindSCP

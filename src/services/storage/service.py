@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, SinkFactory
+from ...dimse.status import (
+    CANNOT_UNDERSTAND,
+    DATASET_MISMATCH,
+    DUPLICATE_SOP_INSTANCE,
+    OUT_OF_RESOURCES,
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+)
 from ...errors import IndexUnavailableError
-from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service
+from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service, StatusDeclaration, StatusTable
 from .scp import StorageConfig, StorageSCP
 from .sop_classes import storage_sop_classes
 
@@ -34,6 +42,26 @@ class Storage(Service):
     name = "storage"
     section = "storage"
     config_type = StorageConfig
+    statuses: ClassVar[StatusTable] = {
+        "C-STORE": (
+            StatusDeclaration(SUCCESS, "the instance is stored (and indexed)"),
+            StatusDeclaration(
+                OUT_OF_RESOURCES, "the file or index cannot be written, or the index is down"
+            ),
+            StatusDeclaration(
+                DATASET_MISMATCH, "the data set's SOP Class/Instance UIDs differ from the command's"
+            ),
+            StatusDeclaration(
+                SOP_CLASS_NOT_SUPPORTED, "the command's SOP class is not the context's"
+            ),
+            StatusDeclaration(
+                DUPLICATE_SOP_INSTANCE, "the instance exists and [storage] duplicates = reject"
+            ),
+            StatusDeclaration(
+                CANNOT_UNDERSTAND, "the data set is truncated, lacks its UIDs or cannot be indexed"
+            ),
+        )
+    }
 
     def __init__(
         self,

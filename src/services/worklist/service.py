@@ -34,7 +34,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse
@@ -42,7 +42,7 @@ from ...dimse.session import Request
 from ...dimse.status import CANCEL, OUT_OF_RESOURCES, SUCCESS
 from ...errors import ConfigError, DataSetError, DicomWireError, InvalidQueryError
 from ..matching import NOT_KEYS, KeyCondition, MatchKind, Query, compile_query
-from ..service import Binding, Service
+from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .store import STEP_SEQUENCE, SQLiteWorklistStore, WatchedDirectory, WorklistStore
 
 if TYPE_CHECKING:
@@ -116,6 +116,17 @@ class Worklist(Service):
     name = "worklist"
     section = "worklist"
     config_type = WorklistConfig
+    statuses: ClassVar[StatusTable] = {
+        "C-FIND": (
+            StatusDeclaration(MATCH, "one response per matching scheduled step"),
+            StatusDeclaration(MATCH_UNSUPPORTED_KEYS, "a match; a matching key was not supported"),
+            StatusDeclaration(SUCCESS, "matching is complete"),
+            StatusDeclaration(CANCEL, "C-CANCEL received: matching stopped"),
+            StatusDeclaration(OUT_OF_RESOURCES, "more matches than [worklist] allows"),
+            StatusDeclaration(IDENTIFIER_MISMATCH, "the identifier is not a worklist query"),
+            StatusDeclaration(UNABLE_TO_PROCESS, "the worklist store or an entry is unreadable"),
+        )
+    }
 
     def __init__(self, store: WorklistStore, config: WorklistConfig | None = None) -> None:
         self.store = store
