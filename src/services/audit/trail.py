@@ -207,6 +207,9 @@ class TLSSink(Sink):
 
     def close(self) -> None:
         if self._socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._socket.settimeout(1.0)
+                self._socket.unwrap()  # close_notify: a clean end for the collector
             with contextlib.suppress(OSError):
                 self._socket.close()
             self._socket = None
