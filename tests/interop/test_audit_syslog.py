@@ -30,7 +30,7 @@ from dicomwire.services.certs import make_test_pki
 from dicomwire.services.storage import StorageConfig
 from dicomwire.ul.tls import TLSConfig
 
-from ..conftest import find_tool, get_free_tcp_port, stop_process, wait_for_port
+from ..conftest import find_tool, get_free_tcp_port, skip_or_fail, stop_process, wait_for_port
 from ..services._support import node_config, running_node
 from ._dcmtk import dcmtk, run
 
@@ -128,6 +128,8 @@ def _write_config(collector: Collector, work: Path) -> Path:
 
 def _start(collector: Collector, work: Path) -> None:
     rsyslogd = find_tool("rsyslogd", "apt-get install rsyslog rsyslog-gnutls")
+    if not list(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so")):
+        skip_or_fail("rsyslog's TLS driver is missing (apt-get install rsyslog-gnutls)")
     conf = _write_config(collector, work)
     log = open(work / "rsyslogd.out", "wb")  # noqa: SIM115 - closed with the process
     collector.process = subprocess.Popen(
@@ -223,6 +225,27 @@ def test_udp_and_tls_messages_parse_at_rsyslog(collector: Collector) -> None:
         assert source_element.get("AuditSourceID") == "AUDITTEST"
         assert source_element.get("AuditEnterpriseSiteID") == "SITE-1"
     assert {r.event_id for r in received} == {"110100", "110113"}
+
+
+def test_tls_framing_is_octet_counting(collector: Collector) -> None:
+    """RFC 5425 §4.3: MSG-LEN SP SYSLOG-MSG, so a line feed inside a message is content.
+
+    With LF-terminated (non-transparent) framing rsyslog would see two messages here.
+    """
+    sink = TLSSink(LOCALHOST, collector.tls_port, _tls_files(collector.pki))
+    try:
+        sink.send(b"<85>1 2026-01-01T00:00:00Z host dicomwire 1 IHE+RFC-3881 - first\nsecond")
+        sink.send(b"<85>1 2026-01-01T00:00:00Z host dicomwire 1 IHE+RFC-3881 - third")
+    finally:
+        sink.close()
+    deadline = time.monotonic() + 10
+    lines: list[str] = []
+    while time.monotonic() < deadline and len(lines) < 2:
+        lines = collector.output.read_text().splitlines() if collector.output.exists() else []
+        time.sleep(0.1)
+    assert len(lines) == 2, lines
+    assert lines[0].split("\t")[8] == "first#012second"  # one message, its LF escaped
+    assert lines[1].split("\t")[8] == "third"
 
 
 def test_tls_collector_down_then_up_loses_nothing(tmp_path: Path, pki: Path) -> None:

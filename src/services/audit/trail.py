@@ -79,6 +79,23 @@ class AuditConfig:
     file_backups: int = 5
     retry_seconds: float = 2.0
 
+    def __post_init__(self) -> None:
+        for destination in self.destinations:
+            if destination.startswith("file:"):
+                continue
+            parts = urlsplit(destination)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("udp", "tls") or not parts.hostname or port is None:
+                raise ValueError(
+                    f"destination {destination!r}: expected file:PATH, udp://host:port or "
+                    "tls://host:port"
+                )
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, not {self.queue_size}")
+
 
 def format_syslog(
     message: AuditMessage | bytes,
@@ -225,16 +242,9 @@ def make_sink(
             Path(path) if path else default_file, config.max_file_bytes, config.file_backups
         )
     parts = urlsplit(destination)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
+    port = parts.port
     if parts.scheme not in ("udp", "tls") or not parts.hostname or port is None:
-        raise ConfigError(
-            f"audit destination {destination!r}: expected file:PATH, udp://host:port or "
-            "tls://host:port",
-            key="audit.destinations",
-        )
+        raise ConfigError(f"audit destination {destination!r}", key="audit.destinations")
     if parts.scheme == "udp":
         return UDPSink(parts.hostname, port)
     base = tls or TLSConfig()
