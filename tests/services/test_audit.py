@@ -203,3 +203,50 @@ def test_node_store_get_and_mpps_are_audited(tmp_path: Path) -> None:
     assert patient is not None and patient.get("ParticipantObjectID") == "MPPS-7"
     assert socket.gethostname() in ET.tostring(messages[0]).decode()
     _ = base64  # the query identifier is checked against rsyslog in the interop test
+
+
+def test_user_identity_negotiation_is_audited(tmp_path: Path) -> None:
+    from dicomwire.errors import AssociationRejected
+    from dicomwire.ul.association import connect
+    from dicomwire.ul.negotiation import RequestorConfig
+    from dicomwire.ul.pdu import UserIdentityRQItem
+
+    log = tmp_path / "audit.log"
+    config = NodeConfig(
+        host="127.0.0.1", port=0, storage=StorageConfig(root=tmp_path, discard=True)
+    )
+    config.sections["audit"] = AuditConfig(destinations=[f"file:{log}"])
+
+    def check(identity: UserIdentityRQItem, calling: str, host: str | None) -> tuple[bool, None]:
+        return identity.secondary_field == b"right", None
+
+    def request(password: bytes) -> RequestorConfig:
+        return RequestorConfig(
+            "WORKSTATION",
+            "DICOMWIRE",
+            [("1.2.840.10008.1.1", ["1.2.840.10008.1.2"])],
+            user_identity=UserIdentityRQItem(2, 0, b"alice", password),
+        )
+
+    async def main() -> None:
+        node = Node(config)
+        node.policy.identity_check = check
+        async with node:
+            async with connect("127.0.0.1", node.port, request(b"right")) as association:
+                assert association.negotiated is not None
+            with pytest.raises(AssociationRejected):
+                async with connect("127.0.0.1", node.port, request(b"wrong")):
+                    pass
+
+    run_bounded(main(), 30)
+    messages = _local_messages(log)
+    logins = [e for e in messages if _event(e) == "110114"]
+    outcomes = [e.find("EventIdentification").get("EventOutcomeIndicator") for e in logins]  # type: ignore[union-attr]
+    assert outcomes == ["0", "4"]
+    user = logins[0].find("ActiveParticipant")
+    assert user is not None and user.get("UserID") == "alice"
+    assert user.get("UserIsRequestor") == "true"
+    login_type = logins[0].find("EventIdentification/EventTypeCode")
+    assert login_type is not None and login_type.get("csd-code") == "110122"
+    # the refused one is also a rejected association: a security alert
+    assert [_event(e) for e in messages].count("110113") == 1

@@ -338,13 +338,14 @@ class AuditTrail:
         self._pending: queue.Queue[Pending | None] = queue.Queue(queue_size)
         self._channels = [_Channel(sink, self, queue_size) for sink in sinks]
         self._builder = threading.Thread(target=self._build, name="dicomwire-audit", daemon=True)
-        self._dropped = 0
+        self._refused = 0  # queue full (counted on the caller's thread)
+        self._failed = 0  # could not be built (counted on the builder's thread)
         self._started = False
 
     @property
     def dropped(self) -> int:
         """Messages lost: queue full, or a destination failed for good."""
-        return self._dropped + sum(channel.dropped for channel in self._channels)
+        return self._refused + self._failed + sum(c.dropped for c in self._channels)
 
     @property
     def sent(self) -> int:
@@ -364,9 +365,9 @@ class AuditTrail:
         try:
             self._pending.put_nowait(message)
         except queue.Full:
-            self._dropped += 1
-            if self._dropped == 1 or self._dropped % 1000 == 0:
-                log.error("audit queue full: %d message(s) dropped so far", self._dropped)
+            self._refused += 1
+            if self._refused == 1 or self._refused % 1000 == 0:
+                log.error("audit queue full: %d message(s) dropped so far", self._refused)
 
     def _build(self) -> None:
         while True:
@@ -380,7 +381,7 @@ class AuditTrail:
                 data = format_syslog(message, app_name=self.app_name, hostname=self.hostname)
             except Exception:  # a bad event must not stop the trail
                 log.exception("building an audit message failed")
-                self._dropped += 1
+                self._failed += 1
                 continue
             for channel in self._channels:
                 channel.offer(data)
