@@ -271,6 +271,43 @@ def test_tls_collector_down_then_up_loses_nothing(tmp_path: Path, pki: Path) -> 
             stop_process(collector.process)
 
 
+def test_spooled_messages_survive_a_restart_while_the_collector_is_down(
+    tmp_path: Path, pki: Path
+) -> None:
+    """The on-disk queue: messages a closed trail could not send are sent by the next one."""
+    work = tmp_path / "later"
+    work.mkdir()
+    collector = Collector(get_free_tcp_port(), get_free_tcp_port(), work / "received.log", pki)
+    spool = tmp_path / "spool"
+
+    def trail() -> AuditTrail:
+        sink = TLSSink(LOCALHOST, collector.tls_port, _tls_files(pki), spool=spool)
+        return AuditTrail([sink], retry_seconds=0.2).start()
+
+    first = trail()
+    for n in range(4):
+        first.record(m.application_activity(m.Source(f"RUN{n}"), True))
+    first.close(timeout=3.0)
+    assert first.sent == 0 and first.dropped == 0
+    assert len(list(spool.glob("*.msg"))) == 4  # kept on disk, not lost
+    second = trail()
+    try:
+        second.record(m.application_activity(m.Source("RUN4"), True))
+        _start(collector, work)
+        received = collector.wait_for(5)
+        sources = [
+            r.xml.find("AuditSourceIdentification").get("AuditSourceID")  # type: ignore[union-attr]
+            for r in received
+        ]
+        assert sources == ["RUN0", "RUN1", "RUN2", "RUN3", "RUN4"]  # oldest first
+    finally:
+        second.close(timeout=5.0)
+        if collector.process is not None:
+            stop_process(collector.process)
+    assert second.sent == 5
+    assert not list(spool.glob("*.msg"))
+
+
 # --------------------------------------------------------------------------- the node
 
 

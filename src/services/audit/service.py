@@ -101,6 +101,7 @@ class Audit(Service):
             app_name=config.app_name,
             queue_size=config.queue_size,
             retry_seconds=config.retry_seconds,
+            spool_limit=config.spool_limit,
         ).start()
         self._wrap_handlers(node)
         self._observe_storage(node)

@@ -11,8 +11,9 @@ message per line and rotates by size.
 :class:`AuditTrail` never blocks its caller: :meth:`AuditTrail.record` puts the message
 on a bounded queue per destination, and one thread per destination formats and sends.
 A full queue drops the message, counted in :attr:`AuditTrail.dropped` and logged. A
-destination that is down (TLS collector) keeps the message at the head of its queue and
-retries with back-off, so nothing is lost while the queue has room.
+SYSLOG-TLS destination queues on disk (one file per message in its spool directory, sent
+oldest first and removed once sent, kept across restarts) and retries a collector that is
+down with back-off, so nothing is lost while the spool has room.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ class AuditConfig:
     max_file_bytes: int = 10 << 20
     file_backups: int = 5
     retry_seconds: float = 2.0
+    #: SYSLOG-TLS messages wait in ``<storage root>/.dicomwire/audit-spool/HOST-PORT`` until
+    #: sent (they survive a restart); at most ``spool_limit`` of them, then drops are counted.
+    spool: bool = True
+    spool_limit: int = 100000
 
     def __post_init__(self) -> None:
         for destination in self.destinations:
@@ -134,6 +139,8 @@ class Sink:
 
     #: Whether a failed send is retried (the message kept) rather than dropped.
     retries = False
+    #: A directory that keeps this destination's unsent messages on disk (None: in memory).
+    spool: Path | None = None
 
     def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -193,8 +200,17 @@ class TLSSink(Sink):
 
     retries = True
 
-    def __init__(self, host: str, port: int, tls: TLSConfig, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        tls: TLSConfig,
+        timeout: float = 10.0,
+        *,
+        spool: Path | None = None,
+    ) -> None:
         self.host, self.port, self.timeout = host, port, timeout
+        self.spool = spool
         self.context: ssl.SSLContext = client_context(tls, host)
         self._socket: ssl.SSLSocket | None = None
 
@@ -261,7 +277,10 @@ def make_sink(
         raise ConfigError(
             f"audit destination {destination}: needs ca_file (or [tls])", key="audit.ca_file"
         )
-    return TLSSink(parts.hostname, port, settings)
+    spool = None
+    if config.spool:
+        spool = default_file.parent / "audit-spool" / f"{parts.hostname}-{port}"
+    return TLSSink(parts.hostname, port, settings, spool=spool)
 
 
 # --------------------------------------------------------------------------- trail
@@ -320,6 +339,87 @@ class _Channel:
         self.sink.close()
 
 
+class _SpooledChannel(_Channel):
+    """A destination whose queue is a directory: one file per message, oldest sent first.
+
+    Messages left there (collector down at close, or a crash) are sent after the next start.
+    """
+
+    def __init__(self, sink: Sink, trail: AuditTrail, limit: int) -> None:
+        super().__init__(sink, trail, 1)
+        assert sink.spool is not None
+        self.directory = sink.spool
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.limit = limit
+        self._wake = threading.Event()
+        self._stopping = False
+        waiting = sorted(self.directory.glob("*.msg"))
+        self._pending = len(waiting)
+        self._next = int(waiting[-1].stem) + 1 if waiting else 0
+        if waiting:
+            log.info("audit: %d message(s) waiting in %s", len(waiting), self.directory)
+
+    def offer(self, data: bytes) -> None:  # the builder's thread
+        if self._pending >= self.limit:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("audit spool %s full: %d dropped", self.directory, self.dropped)
+            return
+        target = self.directory / f"{self._next:020d}.msg"
+        self._next += 1
+        try:
+            partial = target.with_suffix(".part")
+            partial.write_bytes(data)
+            partial.replace(target)
+        except OSError as exc:
+            self.dropped += 1
+            log.error("audit: cannot spool a message in %s: %s", self.directory, exc)
+            return
+        self._pending += 1
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        closing = self.trail._closing
+        while True:
+            self._wake.clear()
+            waiting = sorted(self.directory.glob("*.msg"))
+            if not waiting:
+                if self._stopping:
+                    break
+                self._wake.wait()
+                continue
+            for path in waiting:
+                try:
+                    self.sink.send(path.read_bytes())
+                except OSError as exc:
+                    if self._stopping or closing.is_set():
+                        log.warning(
+                            "audit: %s unreachable at close (%s); %d message(s) kept in %s",
+                            type(self.sink).__name__,
+                            exc,
+                            len(waiting),
+                            self.directory,
+                        )
+                        self.sink.close()
+                        return
+                    log.warning(
+                        "audit: %s failed (%s); retrying in %.1f s",
+                        type(self.sink).__name__,
+                        exc,
+                        self.trail.retry_seconds,
+                    )
+                    closing.wait(self.trail.retry_seconds)
+                    break
+                path.unlink(missing_ok=True)
+                self._pending -= 1
+                self.sent += 1
+        self.sink.close()
+
+
 class AuditTrail:
     """Audit messages to their destinations, off the caller's thread (see module doc)."""
 
@@ -330,13 +430,19 @@ class AuditTrail:
         app_name: str = "dicomwire",
         queue_size: int = 10000,
         retry_seconds: float = 2.0,
+        spool_limit: int = 100000,
     ) -> None:
         self.app_name = app_name
         self.retry_seconds = retry_seconds
         self.hostname = socket.gethostname()
         self._closing = threading.Event()
         self._pending: queue.Queue[Pending | None] = queue.Queue(queue_size)
-        self._channels = [_Channel(sink, self, queue_size) for sink in sinks]
+        self._channels = [
+            _Channel(sink, self, queue_size)
+            if sink.spool is None
+            else _SpooledChannel(sink, self, spool_limit)
+            for sink in sinks
+        ]
         self._builder = threading.Thread(target=self._build, name="dicomwire-audit", daemon=True)
         self._refused = 0  # queue full (counted on the caller's thread)
         self._failed = 0  # could not be built (counted on the builder's thread)
@@ -386,6 +492,9 @@ class AuditTrail:
             for channel in self._channels:
                 channel.offer(data)
         for channel in self._channels:
+            if isinstance(channel, _SpooledChannel):
+                channel.stop()
+                continue
             with contextlib.suppress(queue.Full):
                 channel.queue.put(None, timeout=5.0)
 
