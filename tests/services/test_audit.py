@@ -166,19 +166,21 @@ def test_node_store_get_and_mpps_are_audited(tmp_path: Path) -> None:
                 node.port,
                 called_ae="DICOMWIRE",
                 calling_ae="VIEWER",
-                services=["get", "mpps"],
+                services=["get", "mpps", "worklist"],
             ) as client:
                 query = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": header.StudyInstanceUID}
                 result = await client.get(query, tmp_path / "got")
                 assert result.completed == 1
                 created = await client.n_create(MPPS_SOP_CLASS, new_step(PatientID="MPPS-7"))
                 assert created.status == 0
+                scheduled = client.find({"PatientID": "WL-1", "PatientName": ""}, model="worklist")
+                assert [item async for item in scheduled] == []
 
     run_bounded(main(), 60)
     messages = _local_messages(log)
     events = [_event(e) for e in messages]
     assert events[0] == "110100" and events[-1] == "110100"  # start ... stop
-    assert sorted(events[1:-1]) == ["110102", "110104", "110104", "110111"], events
+    assert sorted(events[1:-1]) == ["110102", "110104", "110104", "110111", "110112"], events
     by_action = {
         (e.find("EventIdentification").get("EventActionCode"), _event(e)): e  # type: ignore[union-attr]
         for e in messages
@@ -202,7 +204,10 @@ def test_node_store_get_and_mpps_are_audited(tmp_path: Path) -> None:
     patient = procedure.find("ParticipantObjectIdentification")
     assert patient is not None and patient.get("ParticipantObjectID") == "MPPS-7"
     assert socket.gethostname() in ET.tostring(messages[0]).decode()
-    _ = base64  # the query identifier is checked against rsyslog in the interop test
+    worklist = by_action[("E", "110112")].find("ParticipantObjectIdentification")
+    assert worklist is not None
+    assert worklist.get("ParticipantObjectID") == "1.2.840.10008.5.1.4.31"  # MWL FIND
+    assert b"WL-1" in base64.b64decode(worklist.findtext("ParticipantObjectQuery") or "")
 
 
 def test_user_identity_negotiation_is_audited(tmp_path: Path) -> None:
