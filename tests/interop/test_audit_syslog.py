@@ -138,7 +138,11 @@ def _start(collector: Collector, work: Path) -> None:
         stderr=subprocess.STDOUT,
     )
     log.close()
-    wait_for_port(collector.tls_port, collector.process)
+    try:
+        wait_for_port(collector.tls_port, collector.process)
+    except BaseException:
+        stop_process(collector.process)
+        raise AssertionError((work / "rsyslogd.out").read_text(errors="replace")) from None
     # UDP has no handshake: the TLS listener is up, so is the UDP one (same start-up).
 
 
