@@ -31,7 +31,7 @@ serve: $(VENV)/.installed
 
 # The real peers the tests require (Debian packages): DCMTK and Orthanc (with its
 # worklists plugin). Installed when missing and running as root; CI fails without them.
-PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc
+PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc rsyslog:rsyslogd rsyslog-gnutls:/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so
 dcmtk peers:
 	@missing=""; for entry in $(PEER_PACKAGES); do \
 	  command -v $${entry#*:} >/dev/null 2>&1 || missing="$$missing $${entry%%:*}"; done; \

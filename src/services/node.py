@@ -34,6 +34,7 @@ from ..ul.negotiation import (
     KnownNode,
 )
 from ..ul.tls import TLSConfig
+from .audit import Audit
 from .commitment import StorageCommitment
 from .config import build, check_tls_files
 from .directory import AEDirectory, RemoteAE
@@ -73,7 +74,7 @@ association_log = logging.getLogger("dicomwire.services.node.associations")
 #: Service classes whose TOML table :func:`load_config` reads, by section name.
 SERVICE_TYPES: dict[str, type[Service]] = {
     service.section: service
-    for service in (Storage, QueryRetrieve, StorageCommitment, Worklist, MPPS, Print)
+    for service in (Storage, QueryRetrieve, StorageCommitment, Worklist, MPPS, Print, Audit)
     if service.section is not None
 }
 
@@ -302,6 +303,8 @@ def default_services(config: NodeConfig) -> list[Service]:
             )
     if "print" in sections:
         services.append(Print(sections["print"], storage_root=config.storage.root))
+    if "audit" in sections:
+        services.append(Audit(sections["audit"]))
     return services
 
 

@@ -179,6 +179,10 @@ class Association(asyncio.BufferedProtocol):
         #: Called once the association is established, before any P-DATA is delivered
         #: (the server starts its handler there).
         self.on_established: Callable[[Association], None] | None = None
+        #: Why the TLS handshake failed, if it did (observers audit it).
+        self.tls_failure: BaseException | None = None
+        #: The rejection this acceptor answered with, if it rejected the association.
+        self.rejection: AssociationRejected | None = None
 
     # -- properties -------------------------------------------------------------------
 
@@ -276,6 +280,10 @@ class Association(asyncio.BufferedProtocol):
         self._transport_ready(transport)
 
     def _tls_failed(self, error: BaseException) -> None:
+        self.tls_failure = error
+        peer = self._tls.raw.get_extra_info("peername") if self._tls is not None else None
+        if self.peer_address is None and isinstance(peer, tuple):
+            self.peer_address = (str(peer[0]), int(peer[1]))
         if self._handshake is not None and not self._handshake.done():
             self._handshake.set_exception(error)
             self._handshake.exception()  # retrieved here: connect() may be gone
@@ -426,6 +434,8 @@ class Association(asyncio.BufferedProtocol):
                     self.on_established(self)
             elif isinstance(event, Rejected):
                 self._answered = True
+                if event.local:
+                    self.rejection = event.error
                 if not event.local and not self._established.done():
                     self._established.set_exception(event.error)
             elif isinstance(event, ReleaseRequested):

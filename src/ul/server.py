@@ -52,6 +52,9 @@ class AssociationServer:
         self._associations: set[Association] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._established = 0
+        #: Called with each new connection's association (e.g. the audit trail watches
+        #: how it ends: failed TLS handshake, rejection).
+        self.connection_observers: list[Callable[[Association], None]] = []
 
     @property
     def active_associations(self) -> int:
@@ -116,6 +119,8 @@ class AssociationServer:
             handshake_timeout=handshake_timeout,
         )
         association.on_established = self._start_handler
+        for observe in self.connection_observers:
+            observe(association)
         self._associations.add(association)
         association.closed.add_done_callback(lambda _: self._associations.discard(association))
         return association

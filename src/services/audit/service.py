@@ -1,0 +1,408 @@
+"""The node's audit trail (PS3.15 A.5.3 events from what the node does).
+
+:class:`Audit` is a service without SOP classes: added to a node (``[audit]`` table), it
+records, through an :class:`~.trail.AuditTrail`:
+
+- Application Activity (start, stop) from :meth:`Audit.start`/:meth:`Audit.stop`;
+- DICOM Instances Transferred (import) once per association that stored instances,
+  with its studies (SOP classes and counts) and patients, read from the stored files off
+  the event loop (the :attr:`StorageConfig.on_stored` hook);
+- Query for each C-FIND (Q/R and worklist), with the identifier as received;
+- Begin Transferring and DICOM Instances Transferred (export) around each C-MOVE/C-GET;
+- Procedure Record for MPPS N-CREATE/N-SET;
+- Security Alert (node authentication) for a failed TLS handshake and for a rejected
+  association, and User Authentication for user identity negotiation when the node
+  checks identities (its policy's ``identity_check``).
+
+Handlers are observed by wrapping them in the node's handler table, so the services
+audited need no code of their own; nothing here waits for the trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...dimse.commands import CommandField
+from ...dimse.session import DimseSession, Handler, Request, SinkFactory
+from ...dimse.status import Status
+from ...ul.association import Association
+from ...ul.tls import describe_tls_error
+from ..service import Binding, HandlerKey, Service
+from . import messages as m
+from .trail import AuditConfig, AuditTrail, Sink, make_sink
+
+if TYPE_CHECKING:
+    from ...ul.pdu import UserIdentityRQItem
+    from ..node import Node
+
+__all__ = ["Audit", "outcome_of"]
+
+log = logging.getLogger("dicomwire.services.audit")
+
+MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
+_PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS = 0x00100020, 0x00100010, 0x0020000D, 0x00080016
+
+
+def outcome_of(result: object) -> int:
+    """EventOutcomeIndicator of a handler's answer: 0 success, 4 warning/cancel, 8 failure."""
+    status = getattr(result, "status", result if isinstance(result, int) else 0)
+    code = Status(int(status or 0))
+    if code.is_success:
+        return m.SUCCESS
+    return m.SERIOUS_FAILURE if code.is_failure else m.MINOR_FAILURE
+
+
+def _address(pair: tuple[str, int] | None) -> str | None:
+    return pair[0] if pair else None
+
+
+class Audit(Service):
+    """The audit trail as a unit of the node (see the module docstring)."""
+
+    name = "audit"
+    section = "audit"
+    config_type = AuditConfig
+
+    def __init__(self, config: AuditConfig | None = None, *, sinks: list[Sink] | None = None):
+        self.config = config or AuditConfig()
+        self._sinks = sinks
+        self.trail: AuditTrail | None = None
+        self.source = m.Source(self.config.source_id or "dicomwire")
+        self._ae_title = "DICOMWIRE"
+        self._stored: dict[DimseSession, list[Path]] = defaultdict(list)
+
+    def bindings(self) -> list[Binding]:
+        return []
+
+    # -- life ------------------------------------------------------------------------
+
+    async def start(self, node: Node) -> None:
+        config = self.config
+        self._ae_title = node.config.ae_titles[0]
+        self.source = m.Source(
+            config.source_id or self._ae_title, config.enterprise_site_id or None
+        )
+        sinks = self._sinks
+        if sinks is None:
+            default_file = Path(node.config.storage.root) / ".dicomwire" / "audit.log"
+            sinks = [
+                make_sink(d, config, default_file=default_file, tls=node.config.tls)
+                for d in config.destinations
+            ]
+        self.trail = AuditTrail(
+            sinks,
+            app_name=config.app_name,
+            queue_size=config.queue_size,
+            retry_seconds=config.retry_seconds,
+            spool_limit=config.spool_limit,
+        ).start()
+        self._wrap_handlers(node)
+        self._observe_storage(node)
+        self._observe_connections(node)
+        self._observe_identity(node)
+        self.record(m.application_activity(self.source, True, user=_user()))
+
+    async def stop(self) -> None:
+        trail = self.trail
+        if trail is None:
+            return
+        self.record(m.application_activity(self.source, False, user=_user()))
+        await asyncio.to_thread(trail.close)
+        if trail.dropped:
+            log.error("audit: %d message(s) dropped while running", trail.dropped)
+
+    def record(self, message: m.AuditMessage | Callable[[], m.AuditMessage | None]) -> None:
+        """Queue an audit message (never blocks)."""
+        if self.trail is not None:
+            self.trail.record(message)
+
+    # -- participants ----------------------------------------------------------------
+
+    def _us(self, role: m.Code | None, requestor: bool = False) -> m.Participant:
+        return m.Participant.ae(self._ae_title, requestor, role)
+
+    @staticmethod
+    def _peer(session: DimseSession, role: m.Code | None, requestor: bool = True) -> m.Participant:
+        negotiated = session.negotiated
+        return m.Participant.ae(
+            negotiated.remote_ae_title, requestor, role, _address(session.association.peer_address)
+        )
+
+    # -- imports ---------------------------------------------------------------------
+
+    def sinks(self, session: DimseSession) -> dict[HandlerKey, SinkFactory]:
+        """Not a sink: where each association's end is watched (stored instances)."""
+        session.association.closed.add_done_callback(lambda _: self._association_ended(session))
+        return {}
+
+    def _observe_storage(self, node: Node) -> None:
+        try:
+            scp = node.storage
+        except KeyError:
+            return
+        previous = scp.config.on_stored
+
+        def on_stored(path: Path, request: Request) -> Awaitable[None] | None:
+            self._stored[request.session].append(path)
+            return previous(path, request) if previous is not None else None
+
+        scp.config.on_stored = on_stored
+
+    def _association_ended(self, session: DimseSession) -> None:
+        paths = self._stored.pop(session, None)
+        if not paths:
+            return
+        sender = self._peer(session, m.SOURCE)
+        receiver = m.Participant.ae(session.negotiated.local_ae_title, False, m.DESTINATION)
+
+        def build() -> m.AuditMessage:
+            patients, studies = _describe_files(paths)
+            return m.instances_transferred(
+                self.source,
+                sender=sender,
+                receiver=receiver,
+                patients=patients,
+                studies=studies,
+                imported=True,
+            )
+
+        self.record(build)
+
+    # -- handlers --------------------------------------------------------------------
+
+    def _wrap_handlers(self, node: Node) -> None:
+        for key, handler in list(node.handlers.items()):
+            if not isinstance(key, tuple):
+                continue
+            sop_class, command = key
+            wrapper: Callable[[Handler], Handler] | None = None
+            if command == CommandField.C_FIND_RQ:
+                wrapper = self._audit_find
+            elif command in (CommandField.C_MOVE_RQ, CommandField.C_GET_RQ):
+                wrapper = self._audit_retrieve
+            elif sop_class == MPPS_SOP_CLASS and command in (
+                CommandField.N_CREATE_RQ,
+                CommandField.N_SET_RQ,
+            ):
+                wrapper = self._audit_mpps
+            if wrapper is not None:
+                node.handlers[key] = wrapper(handler)
+
+    def _audit_find(self, handler: Handler) -> Handler:
+        async def audited(request: Request) -> Any:
+            result: Any = None
+            try:
+                result = await handler(request)
+                return result
+            finally:
+                message = request.message
+                identifier = message.dataset if isinstance(message.dataset, bytes) else b""
+                self.record(
+                    m.query(
+                        self.source,
+                        requestor=self._peer(request.session, m.SOURCE),
+                        responder=m.Participant.ae(
+                            request.negotiated.local_ae_title, False, m.DESTINATION
+                        ),
+                        sop_class_uid=message.sop_class_uid or "",
+                        identifier=bytes(identifier),
+                        transfer_syntax=message.transfer_syntax,
+                        outcome=outcome_of(result) if result is not None else m.MINOR_FAILURE,
+                    )
+                )
+
+        return audited
+
+    def _audit_retrieve(self, handler: Handler) -> Handler:
+        async def audited(request: Request) -> Any:
+            command = request.command
+            move = request.message.command_field == CommandField.C_MOVE_RQ
+            destination_ae = str(command.get(0x00000600) or "").strip() if move else ""
+            requestor = self._peer(request.session, None if move else m.DESTINATION)
+            receiver = m.Participant.ae(destination_ae, False, m.DESTINATION) if move else requestor
+            sender = m.Participant.ae(request.negotiated.local_ae_title, False, m.SOURCE)
+            patients, studies = _identifier_objects(request)
+            self.record(
+                m.begin_transferring(
+                    self.source,
+                    sender=sender,
+                    receiver=receiver,
+                    patients=patients,
+                    studies=studies,
+                    requestor=requestor if move else None,
+                )
+            )
+            result: Any = None
+            try:
+                result = await handler(request)
+                return result
+            finally:
+                completed = getattr(result, "completed", None)
+                failed = getattr(result, "failed", None)
+                self.record(
+                    m.instances_transferred(
+                        self.source,
+                        sender=sender,
+                        receiver=receiver,
+                        patients=patients,
+                        studies=studies,
+                        outcome=outcome_of(result) if result is not None else m.SERIOUS_FAILURE,
+                        imported=False,
+                        requestor=requestor if move else None,
+                        description=(
+                            f"completed {completed}, failed {failed}"
+                            if completed is not None or failed is not None
+                            else None
+                        ),
+                    )
+                )
+
+        return audited
+
+    def _audit_mpps(self, handler: Handler) -> Handler:
+        async def audited(request: Request) -> Any:
+            result: Any = None
+            try:
+                result = await handler(request)
+                return result
+            finally:
+                patient: tuple[str, str | None] = ("-", None)
+                with contextlib.suppress(Exception):
+                    dataset = request.decode()
+                    if dataset is not None and "PatientID" in dataset:
+                        patient = (str(dataset.PatientID), str(dataset.get("PatientName", "")))
+                create = request.message.command_field == CommandField.N_CREATE_RQ
+                self.record(
+                    m.order_or_procedure_record(
+                        self.source,
+                        procedure=True,
+                        action="C" if create else "U",
+                        requestor=self._peer(request.session, None),
+                        node=m.Participant.ae(request.negotiated.local_ae_title, False, None),
+                        patient=patient,
+                        outcome=outcome_of(result) if result is not None else m.SERIOUS_FAILURE,
+                    )
+                )
+
+        return audited
+
+    # -- security --------------------------------------------------------------------
+
+    def _observe_connections(self, node: Node) -> None:
+        observers = getattr(node.server, "connection_observers", None)
+        if observers is None:
+            log.warning("audit: this server reports no connections; no security alerts")
+            return
+        observers.append(self._watch_connection)
+
+    def _watch_connection(self, association: Association) -> None:
+        association.closed.add_done_callback(lambda _: self._connection_closed(association))
+
+    def _connection_closed(self, association: Association) -> None:
+        address = _address(association.peer_address)
+        failure = getattr(association, "tls_failure", None)
+        rejection = getattr(association, "rejection", None)
+        if failure is not None:
+            description = f"TLS handshake failed: {describe_tls_error(failure)}"
+        elif rejection is not None:
+            description = f"association rejected: {rejection}"
+        else:
+            return
+        self.record(
+            m.security_alert(
+                self.source,
+                kind=m.NODE_AUTHENTICATION,
+                subject=address or "-",
+                description=description,
+                performer=m.Participant("-", False, (), address=address) if address else None,
+            )
+        )
+
+    def _observe_identity(self, node: Node) -> None:
+        policy = node.policy
+        check = policy.identity_check
+        if check is None:
+            return
+
+        def audited(
+            identity: UserIdentityRQItem, calling: str, host: str | None
+        ) -> tuple[bool, bytes | None]:
+            accepted, response = check(identity, calling, host)
+            user = identity.primary_field.decode("utf-8", "replace")
+            self.record(
+                m.user_authentication(
+                    self.source,
+                    user=m.Participant(
+                        user or "-",
+                        True,
+                        (),
+                        alternative_user_id=f"AETITLES={calling}",
+                        address=host,
+                    ),
+                    node=self._us(None),
+                    success=accepted,
+                )
+            )
+            return accepted, response
+
+        policy.identity_check = audited
+
+
+def _user() -> str | None:
+    with contextlib.suppress(Exception):
+        return getpass.getuser()
+    return None
+
+
+def _describe_files(
+    paths: list[Path],
+) -> tuple[list[tuple[str, str | None]], list[m.ParticipantObject]]:
+    """Patients and studies (SOP classes with counts) of stored files, headers only."""
+    from pydicom import dcmread
+
+    patients: dict[str, str | None] = {}
+    classes: dict[str, Counter[str]] = defaultdict(Counter)
+    for path in paths:
+        try:
+            dataset = dcmread(
+                path,
+                stop_before_pixels=True,
+                specific_tags=[_PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS],
+            )
+        except Exception as exc:  # moved or deleted since: audit what can be read
+            log.debug("audit: cannot read %s: %s", path, exc)
+            continue
+        patients.setdefault(
+            str(dataset.get("PatientID", "") or ""),
+            str(dataset.get("PatientName", "") or "") or None,
+        )
+        classes[str(dataset.get("StudyInstanceUID", "") or "-")][
+            str(dataset.get("SOPClassUID", ""))
+        ] += 1
+    studies = [m.study_object(uid, sorted(counts.items())) for uid, counts in classes.items()]
+    return list(patients.items()), studies
+
+
+def _identifier_objects(
+    request: Request,
+) -> tuple[list[tuple[str, str | None]], list[m.ParticipantObject]]:
+    """Patient and studies a C-MOVE/C-GET identifier names (what it can say)."""
+    try:
+        dataset = request.decode()
+    except Exception:
+        dataset = None
+    if dataset is None:
+        return [("-", None)], []
+    uids = dataset.get("StudyInstanceUID", "") or ""
+    if isinstance(uids, str):
+        uids = [u for u in uids.split("\\") if u]
+    studies = [m.study_object(str(uid)) for uid in uids]
+    patient = str(dataset.get("PatientID", "") or "") or "-"
+    return [(patient, None)], studies
