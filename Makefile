@@ -29,12 +29,13 @@ serve: $(VENV)/.installed
 	@mkdir -p $(DATA)
 	$(VENV)/bin/dicomwire serve --port $(PORT) --aet $(AET) --storage $(DATA) -v
 
-# The real peers the tests require (Debian packages): DCMTK and Orthanc (with its
-# worklists plugin). Installed when missing and running as root; CI fails without them.
-PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc rsyslog:rsyslogd rsyslog-gnutls:/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so
+# The real peers the tests require (Debian packages): DCMTK, Orthanc (with its worklists
+# plugin), rsyslog with its TLS driver (audit trail). Installed when missing and running
+# as root; in CI (CI=true) a test whose peer is missing fails.
+PEER_PACKAGES = dcmtk orthanc rsyslog rsyslog-gnutls
 dcmtk peers:
-	@missing=""; for entry in $(PEER_PACKAGES); do \
-	  command -v $${entry#*:} >/dev/null 2>&1 || missing="$$missing $${entry%%:*}"; done; \
+	@missing=""; for package in $(PEER_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$package"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
