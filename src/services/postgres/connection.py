@@ -1,0 +1,143 @@
+"""Connections to the shared PostgreSQL database: a pool per process, retried transactions.
+
+Driver: psycopg 3 (the maintained reference driver, libpq underneath) with
+``psycopg_pool``. Its synchronous API is used from threads, as the SQLite backends are:
+the services already call the index and the queues from ``asyncio.to_thread`` or worker
+threads, so one code path serves both backends and no event loop is blocked.
+
+Several nodes write at once, so a transaction can lose a race that PostgreSQL reports as
+an error — a deadlock, a serialization failure, a unique or foreign key violation from a
+row another node inserted or removed meanwhile. Every write here is idempotent, so
+:meth:`Database.transaction` runs it again (a few times) before giving up. Any other
+driver error becomes :class:`~dicomwire.errors.IndexUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ...errors import IndexUnavailableError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["Database", "is_postgres_url", "redact"]
+
+log = logging.getLogger("dicomwire.services.postgres")
+
+_T = TypeVar("_T")
+#: How often a transaction that lost a race with another writer is run again.
+_ATTEMPTS = 8
+
+
+def is_postgres_url(value: object) -> bool:
+    """True for a libpq URL (``postgresql://...`` or ``postgres://...``)."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def redact(url: str) -> str:
+    """The URL without its password (for logs and errors)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+class Database:
+    """A pool of connections to one database, opened on first use, reopened after a fork.
+
+    ``schema`` (SQL run once per pool, under an advisory lock so nodes starting together
+    do not race on ``CREATE ... IF NOT EXISTS``) creates the tables the user needs.
+    """
+
+    def __init__(self, url: str, schema: str, *, max_size: int = 8) -> None:
+        self.url = url
+        self._schema = schema
+        self._max_size = max_size
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._pid = 0
+
+    def __repr__(self) -> str:
+        return f"Database({redact(self.url)!r})"
+
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                return self._pool
+            try:
+                from psycopg_pool import ConnectionPool
+            except ImportError as exc:  # the optional extra is not installed
+                raise IndexUnavailableError(
+                    "PostgreSQL needs psycopg: pip install 'dicomwire[postgres]'"
+                ) from exc
+            # After a fork the parent's pool is left alone: its sockets are the parent's.
+            pool = ConnectionPool(
+                self.url,
+                min_size=1,
+                max_size=self._max_size,
+                kwargs={"autocommit": True},
+                open=False,
+                name="dicomwire",
+            )
+            try:
+                pool.open(wait=True, timeout=30.0)
+                with pool.connection() as conn, conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(1146571090, 0)")
+                    conn.execute(self._schema)  # type: ignore[arg-type]
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    pool.close()
+                raise IndexUnavailableError(
+                    f"cannot open the database {redact(self.url)}: {exc}"
+                ) from exc
+            self._pool, self._pid = pool, os.getpid()
+            return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if pool is not None and self._pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    pool.close()
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
+        """``work`` in one transaction, run again when it lost a race with another writer."""
+        import psycopg
+        from psycopg import errors
+
+        retried = (
+            errors.SerializationFailure,
+            errors.DeadlockDetected,
+            errors.UniqueViolation,
+            errors.ForeignKeyViolation,
+        )
+        for attempt in range(_ATTEMPTS):
+            try:
+                with self.pool().connection() as conn, conn.transaction():
+                    return work(conn)
+            except retried as exc:
+                if attempt == _ATTEMPTS - 1:
+                    raise IndexUnavailableError(f"database {redact(self.url)}: {exc}") from exc
+                log.debug("transaction lost a race (%s); running it again", exc)
+            except psycopg.Error as exc:
+                raise IndexUnavailableError(f"database {redact(self.url)}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside one read transaction (a streamed result's snapshot)."""
+        import psycopg
+
+        try:
+            with self.pool().connection() as conn, conn.transaction():
+                yield conn
+        except psycopg.Error as exc:
+            raise IndexUnavailableError(f"database {redact(self.url)}: {exc}") from exc

@@ -1,0 +1,179 @@
+"""A throwaway PostgreSQL cluster for the tests: ``initdb`` in a temp dir, ``pg_ctl start``.
+
+One server per test session (started by the first test that asks, stopped when the last
+user's session fixture ends, ``atexit`` as a safety net); each test gets a database of
+its own (:func:`fresh_database`). Listens on 127.0.0.1 and a free port, its socket in the
+cluster's directory; run as the ``postgres`` user when the tests run as root (initdb
+refuses root), trust authentication (nothing else can reach it). A missing PostgreSQL is
+a skip, a failure in CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import get_free_tcp_port, import_or_fail, skip_or_fail
+
+
+@dataclass
+class PostgresServer:
+    directory: Path
+    port: int
+    run_as: list[str]
+    bin: Path
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        subprocess.run(
+            [
+                *self.run_as,
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _bin_dir() -> Path:
+    base = Path("/usr/lib/postgresql")
+    found = sorted(base.glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    if not found:
+        skip_or_fail("PostgreSQL is not installed (apt-get install postgresql)")
+    return found[-1].parent
+
+
+def start_server() -> PostgresServer:
+    """initdb and start a cluster; stop it with :meth:`PostgresServer.stop`."""
+    import_or_fail("psycopg")
+    bin_dir = _bin_dir()
+    directory = Path(tempfile.mkdtemp(prefix="dicomwire-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            skip_or_fail("running as root and there is no postgres user to run PostgreSQL")
+        os.chown(directory, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data = directory / "data"
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "--locale=C",
+            "-E",
+            "UTF8",
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    port = get_free_tcp_port()
+    options = f"-F -p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    subprocess.run(
+        [
+            *run_as,
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(directory / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+        capture_output=True,
+        timeout=90,
+        check=True,
+    )
+    return PostgresServer(directory, port, run_as, bin_dir)
+
+
+_lock = threading.Lock()
+_server: PostgresServer | None = None
+_users = 0
+_names = itertools.count()
+
+
+def _acquire() -> PostgresServer:
+    global _server, _users
+    with _lock:
+        if _server is None:
+            _server = start_server()
+            atexit.register(_server.stop)
+        _users += 1
+        return _server
+
+
+def _release() -> None:
+    global _server, _users
+    with _lock:
+        _users -= 1
+        if _users == 0 and _server is not None:
+            _server.stop()
+            _server = None
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (shared by every module that imports this)."""
+    server = _acquire()
+    try:
+        yield server
+    finally:
+        _release()
+
+
+@contextlib.contextmanager
+def fresh_database(server: PostgresServer) -> Iterator[str]:
+    """A new, empty database on ``server``: its URL; dropped afterwards."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{next(_names)}"
+    with psycopg.connect(server.url(), autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server.url(name)
+    finally:
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of an empty database of this test's own."""
+    with fresh_database(postgres) as url:
+        yield url
