@@ -29,9 +29,10 @@ serve: $(VENV)/.installed
 	@mkdir -p $(DATA)
 	$(VENV)/bin/dicomwire serve --port $(PORT) --aet $(AET) --storage $(DATA) -v
 
-# The real peers the tests require (Debian packages): DCMTK and Orthanc (with its
-# worklists plugin). Installed when missing and running as root; CI fails without them.
-PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc
+# The real peers the tests require (Debian packages): DCMTK, Orthanc (with its
+# worklists plugin) and PostgreSQL. Installed when missing and running as root; CI fails
+# without them.
+PEER_PACKAGES = dcmtk:storescp orthanc:Orthanc postgresql:psql
 dcmtk peers:
 	@missing=""; for entry in $(PEER_PACKAGES); do \
 	  command -v $${entry#*:} >/dev/null 2>&1 || missing="$$missing $${entry%%:*}"; done; \

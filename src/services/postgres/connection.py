@@ -91,7 +91,7 @@ class Database:
                 pool.open(wait=True, timeout=30.0)
                 with pool.connection() as conn, conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(1146571090, 0)")
-                    conn.execute(self._schema)  # type: ignore[arg-type]
+                    conn.execute(self._schema)
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     pool.close()

@@ -539,9 +539,7 @@ class PostgresIndex(Index):
                     yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
 
 
-def _complete(
-    conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None
-) -> str:
+def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None) -> str:
     """Settle one intent: "completed", "dropped" or "gone".
 
     Prepared by this process (``staged``), the intent is completed even if a reconcile
@@ -618,9 +616,7 @@ def _candidates(
     )
     cursor = conn.cursor(name=f"dicomwire_{level.lower()}")
     cursor.itersize = 256  # streamed: a large result is never all in memory
-    cursor.execute(
-        f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params
-    )
+    cursor.execute(f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params)
     try:
         for pk, stored, implicit in cursor:
             yield int(pk), _dataset(bytes(stored) if stored is not None else None, bool(implicit))

@@ -95,12 +95,10 @@ class PostgresJobQueue(JobQueue):
         return self._db.run(take)
 
     def _update(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._db.run(lambda conn: conn.execute(sql, params))  # type: ignore[arg-type]
+        self._db.run(lambda conn: conn.execute(sql, params))
 
     def done(self, job_id: int) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = %s", (job_id,)
-        )
+        self._update("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = %s", (job_id,))
 
     def retry(self, job_id: int, delay: float, error: str) -> None:
         self._update(
