@@ -53,13 +53,16 @@ def redact(url: str) -> str:
 class Database:
     """A pool of connections to one database, opened on first use, reopened after a fork.
 
-    ``schema`` (SQL run once per pool, under an advisory lock so nodes starting together
-    do not race on ``CREATE ... IF NOT EXISTS``) creates the tables the user needs.
+    ``schema`` creates the tables the user needs, unless ``marker`` (the last object it
+    creates) exists: ``CREATE INDEX IF NOT EXISTS`` locks its table before it finds the
+    index, which would deadlock with other nodes' writes. Run under an advisory lock, so
+    nodes starting together do not race on ``CREATE ... IF NOT EXISTS``.
     """
 
-    def __init__(self, url: str, schema: str, *, max_size: int = 8) -> None:
+    def __init__(self, url: str, schema: str, marker: str, *, max_size: int = 8) -> None:
         self.url = url
         self._schema = schema
+        self._marker = marker
         self._max_size = max_size
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
@@ -89,9 +92,15 @@ class Database:
             )
             try:
                 pool.open(wait=True, timeout=30.0)
-                with pool.connection() as conn, conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(1146571090, 0)")
-                    conn.execute(self._schema)
+                with pool.connection() as conn:
+                    if not self._has_schema(conn):
+                        conn.execute("SELECT pg_advisory_lock(1146571090, 0)")
+                        try:  # checked again in a new transaction: it sees the winner's
+                            if not self._has_schema(conn):
+                                with conn.transaction():
+                                    conn.execute(self._schema)
+                        finally:
+                            conn.execute("SELECT pg_advisory_unlock(1146571090, 0)")
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     pool.close()
@@ -100,6 +109,10 @@ class Database:
                 ) from exc
             self._pool, self._pid = pool, os.getpid()
             return pool
+
+    def _has_schema(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (self._marker,)).fetchone()
+        return bool(row and row[0])
 
     def close(self) -> None:
         with self._lock:

@@ -318,7 +318,7 @@ class PostgresIndex(Index):
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self.url = url
         self.path = redact(url)  # what the node's banner prints
-        self._db = Database(url, _schema(), max_size=pool_size)
+        self._db = Database(url, _schema(), "pending_owner", max_size=pool_size)
         self._staged: dict[int, tuple[_Intent, str]] = {}
         self._owner_lock = threading.Lock()
         self._owner: int | None = None

@@ -43,7 +43,7 @@ class PostgresJobQueue(JobQueue):
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
         self.path = redact(url)
-        self._db = Database(url, _SCHEMA, max_size=pool_size)
+        self._db = Database(url, _SCHEMA, "jobs_grp", max_size=pool_size)
 
     def __repr__(self) -> str:
         return f"PostgresJobQueue({self.path!r})"
