@@ -25,7 +25,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 import dicomwire
 from dicomwire.services.database import open_index, open_job_queue
 from dicomwire.services.index import entry_from_dataset
-from dicomwire.services.node import Node, NodeConfig, prepare_node
+from dicomwire.services.node import Node, NodeConfig, database_path, load_config, prepare_node
 from dicomwire.services.storage import StorageConfig, store_files
 from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
@@ -234,6 +234,11 @@ def test_the_factories_pick_the_backend_from_the_configuration(url: str, tmp_pat
     jobs.close()
     local = open_index(NodeConfig(storage=StorageConfig(root=tmp_path)))
     assert type(local).__name__ == "SQLiteIndex"
+    toml = tmp_path / "node.toml"
+    toml.write_text(f'database = "{url}"\n[storage]\nroot = "{tmp_path}"\n')
+    loaded = load_config(toml)
+    assert loaded.database == url  # kept as written, not mangled into a path
+    assert database_path(loaded) == tmp_path / ".dicomwire" / "node.sqlite"
 
 
 def node_config(root: Path, url: str) -> NodeConfig:
