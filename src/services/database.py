@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING
 
 from .index import Index, SQLiteIndex
 from .jobs import JobQueue, SQLiteJobQueue
+from .mpps.store import StepStore
 from .postgres.connection import is_postgres_url
 
 if TYPE_CHECKING:
     from .node import NodeConfig
 
-__all__ = ["database_url", "is_postgres_url", "open_index", "open_job_queue"]
+__all__ = ["database_url", "is_postgres_url", "open_index", "open_job_queue", "open_step_store"]
 
 
 def database_url(config: NodeConfig) -> str | None:
@@ -59,3 +60,16 @@ def open_job_queue(config: NodeConfig) -> JobQueue:
 
     path = database_path(config)
     return SQLiteJobQueue(path)
+
+
+def open_step_store(config: NodeConfig) -> StepStore:
+    """The node's MPPS steps (PS3.4 F.7.2): shared in PostgreSQL when ``database`` is a
+    URL (an N-SET through any node finds the step an N-CREATE made through another)."""
+    url = database_url(config)
+    if url is not None:
+        from .postgres.mpps import PostgresStepStore
+
+        return PostgresStepStore(url)
+    from .node import database_path
+
+    return StepStore(database_path(config))

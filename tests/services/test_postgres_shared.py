@@ -301,3 +301,42 @@ def test_two_nodes_share_one_index(url: str, tmp_path: Path) -> None:
         p for c in configs for p in c.storage.root.rglob("*.dcm") if ".incoming" not in p.parts
     ]
     assert sorted(map(str, files)) == sorted(map(str, rows.values()))  # one file per row
+
+
+def _step_dataset(status: str) -> Dataset:
+    ds = Dataset()
+    ds.PerformedProcedureStepStatus = status
+    ds.PatientName = "Step^Patient"
+    return ds
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_mpps_steps_behave_alike_and_are_shared(backend: str, tmp_path: Path, request: Any) -> None:
+    """The same step store behaviour on both backends; with PostgreSQL, two nodes' stores
+    see one step: created through one, updated through the other, created twice refused."""
+    from dicomwire.services.mpps.store import StepStore
+
+    if backend == "sqlite":
+        path = tmp_path / "node.sqlite"
+        first, second = StepStore(path), StepStore(path)
+    else:
+        from dicomwire.services.postgres.mpps import PostgresStepStore
+
+        shared = request.getfixturevalue("url")
+        first, second = PostgresStepStore(shared), PostgresStepStore(shared)
+    try:
+        assert first.insert("1.2.3", "IN PROGRESS", _step_dataset("IN PROGRESS"), "MODALITY")
+        assert not second.insert("1.2.3", "IN PROGRESS", _step_dataset("IN PROGRESS"), "OTHER")
+        assert second.exists("1.2.3") and not second.exists("9.9")
+        second.update("1.2.3", "COMPLETED", _step_dataset("COMPLETED"))
+        step = first.get("1.2.3")
+        assert step is not None and step.finished and step.calling_ae == "MODALITY"
+        assert str(step.dataset.PatientName) == "Step^Patient"
+        assert step.updated >= step.created
+        assert first.insert("1.2.4", "IN PROGRESS", _step_dataset("IN PROGRESS"), "MODALITY")
+        assert [s.uid for s in second.steps()] == ["1.2.3", "1.2.4"]
+        assert [s.uid for s in second.steps("IN PROGRESS")] == ["1.2.4"]
+        assert first.get("9.9") is None
+    finally:
+        first.close()
+        second.close()
