@@ -17,11 +17,19 @@ from .index import Index, SQLiteIndex
 from .jobs import JobQueue, SQLiteJobQueue
 from .mpps.store import StepStore
 from .postgres.connection import is_postgres_url
+from .worklist.store import SQLiteWorklistStore, WorklistStore
 
 if TYPE_CHECKING:
     from .node import NodeConfig
 
-__all__ = ["database_url", "is_postgres_url", "open_index", "open_job_queue", "open_step_store"]
+__all__ = [
+    "database_url",
+    "is_postgres_url",
+    "open_index",
+    "open_job_queue",
+    "open_step_store",
+    "open_worklist_store",
+]
 
 
 def database_url(config: NodeConfig) -> str | None:
@@ -73,3 +81,16 @@ def open_step_store(config: NodeConfig) -> StepStore:
     from .node import database_path
 
     return StepStore(database_path(config))
+
+
+def open_worklist_store(config: NodeConfig) -> WorklistStore:
+    """The node's worklist entries (PS3.4 K.6.1): shared in PostgreSQL when ``database``
+    is a URL (an entry added through one node is answered by all), else its SQLite file."""
+    url = database_url(config)
+    if url is not None:
+        from .postgres.worklist import PostgresWorklistStore
+
+        return PostgresWorklistStore(url)
+    from .node import database_path
+
+    return SQLiteWorklistStore(database_path(config))

@@ -340,3 +340,61 @@ def test_mpps_steps_behave_alike_and_are_shared(backend: str, tmp_path: Path, re
     finally:
         first.close()
         second.close()
+
+
+WORKLIST_QUERIES: list[tuple[dict[str, str], dict[str, str]]] = [
+    ({}, {"Modality": "CT", "ScheduledStationAETitle": "CT1"}),
+    ({"PatientName": "doe*"}, {}),
+    ({"PatientName": "MÜLLER^JÜRGEN"}, {}),
+    ({}, {"ScheduledProcedureStepStartDate": "20261129-20261130"}),
+    ({}, {"ScheduledStationAETitle": "CT2\\MR1"}),
+    ({"AccessionNumber": "A?"}, {"ScheduledStationName": "CTROOM*"}),
+    ({"PatientID": "P2001"}, {}),
+]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_worklist_stores_answer_alike_and_are_shared(
+    backend: str, tmp_path: Path, request: Any
+) -> None:
+    """Every query answers what the matcher alone answers, on both backends; with
+    PostgreSQL, an entry added or changed through one node's store is seen by another's."""
+    from dicomwire.services.matching import compile_query
+    from dicomwire.services.worklist import SQLiteWorklistStore
+    from dicomwire.services.worklist.service import LIST_KEYS
+    from tests.services.test_worklist import step_query
+    from tests.services.test_worklist_data import accessions, entries
+
+    if backend == "sqlite":
+        path = tmp_path / "node.sqlite"
+        first: Any = SQLiteWorklistStore(path)
+        second: Any = SQLiteWorklistStore(path)
+    else:
+        from dicomwire.services.postgres.worklist import PostgresWorklistStore
+
+        shared = request.getfixturevalue("url")
+        first, second = PostgresWorklistStore(shared), PostgresWorklistStore(shared)
+    try:
+        for dataset in entries():
+            first.add(dataset)
+        for top, step in WORKLIST_QUERIES:
+            identifier = step_query(**step)
+            for keyword, value in top.items():
+                setattr(identifier, keyword, value)
+            query = compile_query(identifier, list_keys=LIST_KEYS)
+            expected = accessions([e for e in entries() if query.matches(e)])
+            assert accessions(second.find([query])) == expected, (top, step)
+        changed = entries()[0]
+        changed.AccessionNumber = "A1-NEW"
+        key = second.add(changed)  # replaces the entry with its key
+        assert len(first.entries()) == 5
+        assert "A1-NEW" in [str(e.dataset.get("AccessionNumber", "")) for e in first.entries()]
+        assert first.set_step_status(str(changed.StudyInstanceUID), "S1", "COMPLETED") == 1
+        (done,) = [e for e in second.entries() if e.key == key]
+        assert done.dataset.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStatus == (
+            "COMPLETED"
+        )
+        assert second.remove(key) == 1 and len(first.entries()) == 4
+    finally:
+        first.close()
+        second.close()
