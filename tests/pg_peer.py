@@ -57,6 +57,20 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+#: initdb: trust (only 127.0.0.1 and the private socket), no fsync, byte-order collation.
+INITDB = ("-A", "trust", "--no-sync", "--locale=C", "-E", "UTF8")
+#: pg_ctl start: wait until it accepts connections, at most 60 s.
+START = ("-w", "-t", "60", "start")
+
+
+def _run(argv: list[str], timeout: float) -> None:
+    """Run a PostgreSQL tool; its output in the error when it fails."""
+    done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace")
+        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {output}")
+
+
 def _bin_dir() -> Path:
     base = Path("/usr/lib/postgresql")
     found = sorted(base.glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
@@ -79,46 +93,25 @@ def start_server() -> PostgresServer:
         os.chown(directory, user.pw_uid, user.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data = directory / "data"
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-            "--locale=C",
-            "-E",
-            "UTF8",
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
-    )
-    port = get_free_tcp_port()
-    options = f"-F -p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(directory / "log"),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        capture_output=True,
-        timeout=90,
-        check=True,
-    )
+    log = str(directory / "log")
+    try:
+        _run(
+            [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", *INITDB],
+            120,
+        )
+        port = get_free_tcp_port()
+        options = (
+            f"-F -p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        )
+        _run(
+            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, *START],
+            90,
+        )
+    except BaseException:
+        if Path(log).exists():
+            print(Path(log).read_text(errors="replace"))  # the server's reason, in the report
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
     return PostgresServer(directory, port, run_as, bin_dir)
 
 

@@ -398,3 +398,47 @@ def test_worklist_stores_answer_alike_and_are_shared(
     finally:
         first.close()
         second.close()
+
+
+def test_serve_workers_share_the_postgresql_index(url: str, tmp_path: Path) -> None:
+    """``dicomwire serve --config`` with ``database = "postgresql://..."`` and two worker
+    processes (each opens its own pool after the fork): every instance sent over several
+    associations is one row, its file where the row says; the banner hides no password
+    because there is none, and names the URL."""
+    from tests.conftest import get_free_tcp_port
+    from tests.services._support import serve_processes
+
+    sources = write_corpus(tmp_path / "in", 12, "small")
+    root = tmp_path / "store"
+    port = get_free_tcp_port()
+    config = tmp_path / "node.toml"
+    config.write_text(
+        f'ae_titles = ["{NODE_AE}"]\nhost = "{LOCALHOST}"\nport = {port}\nworkers = 2\n'
+        f'database = "{url}"\n[storage]\nroot = "{root}"\nfsync = false\n'
+    )
+    with serve_processes(tmp_path) as serve:
+        node = serve("--config", config)
+        assert url in node.output()
+
+        async def send_all() -> int:
+            summary = await store_files(
+                LOCALHOST,
+                port,
+                sources,
+                called_ae_title=NODE_AE,
+                associations=4,
+                timeouts=SCU_TIMEOUTS,
+            )
+            return sum(1 for o in summary.outcomes if o.status == 0)
+
+        assert run_bounded(send_all()) == len(sources)
+        node.process.terminate()
+        node.process.wait(timeout=15)
+    index = PostgresIndex(url)
+    try:
+        rows = dict(index.paths())
+        assert index.stats()["pending"] == 0
+    finally:
+        index.close()
+    assert len(rows) == len(sources) and all(path.exists() for path in rows.values())
+    assert all(path.is_relative_to(root) for path in rows.values())
