@@ -442,3 +442,19 @@ def test_serve_workers_share_the_postgresql_index(url: str, tmp_path: Path) -> N
         index.close()
     assert len(rows) == len(sources) and all(path.exists() for path in rows.values())
     assert all(path.is_relative_to(root) for path in rows.values())
+
+
+def test_a_database_restart_fails_no_request(postgres: Any, url: str) -> None:  # noqa: F811
+    """Pooled connections the restart closed are replaced before any work is sent."""
+    index, queue = PostgresIndex(url), PostgresJobQueue(url)
+    try:
+        first, second = instances(2)
+        index.add(first, Path("/shared/1.dcm"), ExplicitVRLittleEndian, 1)
+        queue.put("relay", {})
+        postgres.restart()
+        index.add(second, Path("/shared/2.dcm"), ExplicitVRLittleEndian, 1)
+        assert index.locate(str(first.SOPInstanceUID)) == Path("/shared/1.dcm")
+        assert queue.claim(["relay"], "a", 60) is not None
+    finally:
+        index.close()
+        queue.close()

@@ -121,6 +121,30 @@ class Database:
                 with contextlib.suppress(Exception):
                     pool.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction.
+
+        A connection the server closed while it sat in the pool (PostgreSQL restarted, an
+        idle timeout) fails at ``BEGIN``, before any work: the next one is tried (the pool
+        drops the dead one), so a database restart costs no failed request.
+        """
+        import psycopg
+
+        for attempt in range(self._max_size + 1):
+            with self.pool().connection() as conn:
+                begun = contextlib.ExitStack()
+                try:
+                    begun.enter_context(conn.transaction())
+                except psycopg.OperationalError:
+                    if attempt == self._max_size:
+                        raise
+                    log.info("database %s: a pooled connection was closed", redact(self.url))
+                    continue
+                with begun:
+                    yield conn
+                return
+
     def run(self, work: Callable[[psycopg.Connection[Any]], _T]) -> _T:
         """``work`` in one transaction, run again when it lost a race with another writer."""
         import psycopg
@@ -134,7 +158,7 @@ class Database:
         )
         for attempt in range(_ATTEMPTS):
             try:
-                with self.pool().connection() as conn, conn.transaction():
+                with self._transaction() as conn:
                     return work(conn)
             except retried as exc:
                 if attempt == _ATTEMPTS - 1:
@@ -150,7 +174,7 @@ class Database:
         import psycopg
 
         try:
-            with self.pool().connection() as conn, conn.transaction():
+            with self._transaction() as conn:
                 yield conn
         except psycopg.Error as exc:
             raise IndexUnavailableError(f"database {redact(self.url)}: {exc}") from exc
