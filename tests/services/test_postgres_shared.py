@@ -458,3 +458,60 @@ def test_a_database_restart_fails_no_request(postgres: Any, url: str) -> None:  
     finally:
         index.close()
         queue.close()
+
+
+def test_dcmtk_stores_through_one_serve_and_finds_through_another(url: str, tmp_path: Path) -> None:
+    """Real peers on both sides: DCMTK ``storescu`` into node A, ``findscu`` on node B
+    (two ``dicomwire serve`` processes, one PostgreSQL); the same files sent again through
+    B are still one row and one file each."""
+    import subprocess
+
+    from tests.conftest import find_dcmtk_tool
+    from tests.services._support import serve_processes
+
+    storescu, findscu = find_dcmtk_tool("storescu"), find_dcmtk_tool("findscu")
+    sources = write_corpus(tmp_path / "in", 3, "ct", rows=32, columns=32)
+    sources += write_corpus(tmp_path / "in", 4, "small")
+    roots = [tmp_path / "a", tmp_path / "b"]
+    configs = []
+    for root in roots:
+        config = tmp_path / f"{root.name}.toml"
+        config.write_text(
+            f'ae_titles = ["{NODE_AE}"]\nhost = "{LOCALHOST}"\nport = 0\n'
+            f'database = "{url}"\n[storage]\nroot = "{root}"\nfsync = false\n'
+        )
+        configs.append(config)
+
+    def store(port: int) -> None:
+        sent = subprocess.run(
+            [storescu, "-aec", NODE_AE, LOCALHOST, str(port), *map(str, sources)],
+            capture_output=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0, sent.stderr.decode(errors="replace")
+
+    with serve_processes(tmp_path) as serve:
+        a, b = serve("--config", configs[0]), serve("--config", configs[1])
+        store(a.port)
+        answers = tmp_path / "answers"
+        answers.mkdir()
+        keys = ["QueryRetrieveLevel=STUDY", "StudyInstanceUID", "NumberOfStudyRelatedInstances"]
+        found = subprocess.run(
+            [findscu, "-S", "-aec", NODE_AE, "-X", "-od", str(answers)]
+            + [arg for key in keys for arg in ("-k", key)]
+            + [LOCALHOST, str(b.port)],
+            capture_output=True,
+            timeout=60,
+        )
+        assert found.returncode == 0, found.stderr.decode(errors="replace")
+        studies = [dcmread(p) for p in sorted(answers.iterdir())]
+        assert sum(int(s.NumberOfStudyRelatedInstances) for s in studies) == len(sources)
+        store(b.port)
+    index = PostgresIndex(url)
+    try:
+        rows = dict(index.paths())
+    finally:
+        index.close()
+    files = [p for root in roots for p in root.rglob("*.dcm") if ".incoming" not in p.parts]
+    assert len(rows) == len(sources)
+    assert sorted(map(str, files)) == sorted(map(str, rows.values()))
