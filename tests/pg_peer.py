@@ -80,7 +80,10 @@ def _run(argv: list[str], timeout: float) -> None:
 
 def _bin_dir() -> Path:
     base = Path("/usr/lib/postgresql")
-    found = sorted(base.glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
+    found = sorted(
+        base.glob("*/bin/initdb"),
+        key=lambda p: [int(n) for n in p.parent.parent.name.split(".") if n.isdigit()],
+    )
     if not found:
         skip_or_fail("PostgreSQL is not installed (apt-get install postgresql)")
     return found[-1].parent
