@@ -106,7 +106,7 @@ class NodeConfig:
     workers: int = 1
     #: The node's database (Q/R index, worklist entries, durable jobs): an SQLite file;
     #: empty means ``<storage root>/.dicomwire/node.sqlite`` (see :func:`database_path`);
-    #: a ``postgresql://`` URL shares the index and job queue between nodes (database.py).
+    #: a ``postgresql://`` URL shares the Q/R index between nodes (docs/scale-out.md).
     database: str | Path | None = None
 
 
