@@ -30,9 +30,9 @@ serve: $(VENV)/.installed
 	$(VENV)/bin/dicomwire serve --port $(PORT) --aet $(AET) --storage $(DATA) -v
 
 # The real peers the tests require (Debian packages): DCMTK, Orthanc (with its worklists
-# plugin), rsyslog with its TLS driver (audit trail). Installed when missing and running
-# as root; in CI (CI=true) a test whose peer is missing fails.
-PEER_PACKAGES = dcmtk orthanc rsyslog rsyslog-gnutls
+# plugin), rsyslog with its TLS driver (audit trail), PostgreSQL (the shared backend).
+# Installed when missing and running as root; in CI (CI=true) a missing peer fails.
+PEER_PACKAGES = dcmtk orthanc rsyslog rsyslog-gnutls postgresql
 dcmtk peers:
 	@missing=""; for package in $(PEER_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$package"; done; \

@@ -163,6 +163,9 @@ class Index:
     :class:`~dicomwire.errors.IndexUnavailableError`.
     """
 
+    #: Where the index lives, for messages: a file, ``":memory:"``, a URL (no password).
+    path: str | Path = ""
+
     def open(self) -> None:
         """Connect and create the schema now (it is otherwise done on first use)."""
 

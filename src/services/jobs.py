@@ -100,6 +100,9 @@ class JobQueue:
         """Jobs by kind and state, oldest first (for the operator and the tests)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the backend's connections (the queue is not used afterwards)."""
+
 
 _COLUMNS = "id, kind, payload, key, grp, state, attempts, not_before, error, created"
 

@@ -37,8 +37,9 @@ from ..ul.tls import TLSConfig
 from .audit import Audit
 from .commitment import StorageCommitment
 from .config import build, check_tls_files
+from .database import is_postgres_url, open_index
 from .directory import AEDirectory, RemoteAE
-from .index import SQLiteIndex
+from .index import Index
 from .mpps import MPPS, StatusHook
 from .mpps.store import Step
 from .print import Print
@@ -114,26 +115,29 @@ class NodeConfig:
     #: Processes sharing the ports with SO_REUSEPORT (one per core); limits are per process.
     workers: int = 1
     #: The node's database (Q/R index, worklist entries, durable jobs): an SQLite file;
-    #: empty means ``<storage root>/.dicomwire/node.sqlite`` (see :func:`database_path`).
-    database: Path | None = None
+    #: empty means ``<storage root>/.dicomwire/node.sqlite`` (see :func:`database_path`);
+    #: a ``postgresql://`` URL shares the Q/R index between nodes (docs/scale-out.md).
+    database: str | Path | None = None
 
 
 def database_path(config: NodeConfig) -> Path:
-    """Where the node's SQLite database lives (its folder is created when it is opened)."""
-    if config.database is not None:
+    """Where the node's SQLite database lives (its folder is created when it is opened).
+
+    With a PostgreSQL ``database``, the node's own file for what is not shared yet.
+    """
+    if config.database is not None and not is_postgres_url(config.database):
         return Path(config.database)
     return Path(config.storage.root) / ".dicomwire" / "node.sqlite"
 
 
-def node_index(config: NodeConfig) -> SQLiteIndex:
+def node_index(config: NodeConfig) -> Index:
     """The node's Q/R index, not yet opened (nothing is created before first use).
 
-    At :func:`database_path`; a node that discards what it receives writes nothing, so
-    its index is in memory (and empty) unless ``database`` names a file.
+    At :func:`database_path` or in PostgreSQL (:func:`~.database.open_index`); a node that
+    discards what it receives writes nothing, so its index is in memory (and empty)
+    unless ``database`` names one.
     """
-    if config.storage.discard and config.database is None:
-        return SQLiteIndex(":memory:")
-    return SQLiteIndex(database_path(config))
+    return open_index(config)
 
 
 #: Tables the node reads itself ([storage] too: it lives in NodeConfig.storage); every

@@ -7,7 +7,9 @@ never to agree with itself.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,9 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from dicomwire.errors import DataSetError
-from dicomwire.services.index import LEVELS, SQLiteIndex, rebuild
+from dicomwire.services.index import LEVELS, Index, SQLiteIndex, rebuild
 from dicomwire.services.matching import compile_query
+from tests.pg_peer import fresh_database, postgres  # noqa: F401 (the session's server)
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -51,12 +54,52 @@ def corpus() -> list[Dataset]:
     return found
 
 
-@pytest.fixture(scope="module")
-def index() -> SQLiteIndex:
-    built = SQLiteIndex(":memory:")
-    for ds in corpus():
-        built.add(ds, Path(f"/store/{ds.SOPInstanceUID}.dcm"), ExplicitVRLittleEndian, 1000)
-    return built
+#: Every test runs against each backend: the embedded default and the shared PostgreSQL.
+BACKENDS = ["sqlite", "postgres"]
+
+
+@contextlib.contextmanager
+def backend(
+    request: pytest.FixtureRequest, kind: str, folder: Path
+) -> Iterator[Callable[[], Index]]:
+    """A maker of indexes over one empty store of ``kind`` (each call: the same store)."""
+    opened: list[Index] = []
+    if kind == "sqlite":
+        store: str | Path = folder / "index.sqlite"
+        with_database: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    else:
+        from dicomwire.services.postgres import PostgresIndex
+
+        with_database = fresh_database(request.getfixturevalue("postgres"))
+    with with_database as url:
+
+        def make() -> Index:
+            built: Index = SQLiteIndex(store) if kind == "sqlite" else PostgresIndex(url)
+            opened.append(built)
+            return built
+
+        try:
+            yield make
+        finally:
+            for built in opened:
+                built.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def new_index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Index]]:
+    with backend(request, request.param, tmp_path) as make:
+        yield make
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def index(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Index]:
+    with backend(request, request.param, tmp_path_factory.mktemp("index")) as make:
+        built = make()
+        for ds in corpus():
+            built.add(ds, Path(f"/store/{ds.SOPInstanceUID}.dcm"), ExplicitVRLittleEndian, 1000)
+        yield built
 
 
 def brute_force(level: str, identifier: Dataset) -> list[str]:
@@ -102,7 +145,7 @@ QUERIES = [
 
 @pytest.mark.parametrize(("level", "keys"), QUERIES)
 def test_find_agrees_with_the_reference_matcher(
-    index: SQLiteIndex, level: str, keys: dict[str, Any]
+    index: Index, level: str, keys: dict[str, Any]
 ) -> None:
     identifier = query(level, **keys)
     unique = UNIQUE.get(level, "SOPInstanceUID")
@@ -113,7 +156,7 @@ def test_find_agrees_with_the_reference_matcher(
         assert {e.keyword for e in answer} >= {k for k in keys} | {unique}
 
 
-def test_every_requested_key_is_answered_zero_length_when_absent(index: SQLiteIndex) -> None:
+def test_every_requested_key_is_answered_zero_length_when_absent(index: Index) -> None:
     identifier = query("STUDY", PatientID="P0", StudyDate="", ReferringPhysicianName="")
     (first, *_) = index.find("STUDY", identifier)
     assert first.StudyDate.startswith("2026")
@@ -121,7 +164,7 @@ def test_every_requested_key_is_answered_zero_length_when_absent(index: SQLiteIn
     assert first.SpecificCharacterSet == "ISO_IR 100"
 
 
-def test_derived_keys_are_counted(index: SQLiteIndex) -> None:
+def test_derived_keys_are_counted(index: Index) -> None:
     study = query(
         "STUDY",
         StudyInstanceUID="1.2.3.1.0",
@@ -143,7 +186,7 @@ def test_derived_keys_are_counted(index: SQLiteIndex) -> None:
     assert int(answer.NumberOfPatientRelatedInstances) == 8
 
 
-def test_instances_below_the_matches_for_retrieve(index: SQLiteIndex) -> None:
+def test_instances_below_the_matches_for_retrieve(index: Index) -> None:
     found = list(index.instances("SERIES", query("SERIES", SeriesInstanceUID="1.2.3.0.1.1")))
     assert [i.sop_instance_uid for i in found] == ["1.2.3.0.1.1.0", "1.2.3.0.1.1.1"]
     assert {i.sop_class_uid for i in found} == {MR}
@@ -151,14 +194,16 @@ def test_instances_below_the_matches_for_retrieve(index: SQLiteIndex) -> None:
     assert len(list(index.instances("PATIENT", query("PATIENT", PatientID="P1")))) == 8
 
 
-def test_results_are_streamed(index: SQLiteIndex) -> None:
+def test_results_are_streamed(index: Index) -> None:
     results = index.find("IMAGE", query("IMAGE"))
     assert iter(results) is results  # a generator, not a list
     assert sum(1 for _ in results) == 24
 
 
-def test_adding_again_replaces_and_removing_prunes_empty_parents(tmp_path: Path) -> None:
-    built = SQLiteIndex(tmp_path / "index.sqlite")
+def test_adding_again_replaces_and_removing_prunes_empty_parents(
+    tmp_path: Path, new_index: Callable[[], Index]
+) -> None:
+    built = new_index()
     data = corpus()[:2]  # two instances of one series
     for ds in data:
         built.add(ds, tmp_path / "a.dcm", ExplicitVRLittleEndian, 10)
@@ -174,22 +219,24 @@ def test_adding_again_replaces_and_removing_prunes_empty_parents(tmp_path: Path)
     assert not built.remove("9.9.9")
 
 
-def test_an_instance_without_its_uids_is_refused() -> None:
+def test_an_instance_without_its_uids_is_refused(new_index: Callable[[], Index]) -> None:
     ds = corpus()[0]
     del ds.SeriesInstanceUID
     with pytest.raises(DataSetError, match="series_instance_uid"):
-        SQLiteIndex(":memory:").add(ds, Path("x.dcm"), ExplicitVRLittleEndian, 1)
+        new_index().add(ds, Path("x.dcm"), ExplicitVRLittleEndian, 1)
 
 
-def test_multi_valued_names_are_not_lost_by_the_sql(tmp_path: Path) -> None:
-    built = SQLiteIndex(":memory:")
+def test_multi_valued_names_are_not_lost_by_the_sql(
+    tmp_path: Path, new_index: Callable[[], Index]
+) -> None:
+    built = new_index()
     ds = corpus()[0]
     ds.PatientName = ["Doe^John", "Smith^J"]
     built.add(ds, tmp_path / "x.dcm", ExplicitVRLittleEndian, 1)
     assert len(list(built.find("PATIENT", query("PATIENT", PatientName="smith^j")))) == 1
 
 
-def test_rebuild_from_files_equals_adding(tmp_path: Path) -> None:
+def test_rebuild_from_files_equals_adding(tmp_path: Path, new_index: Callable[[], Index]) -> None:
     root = tmp_path / "store"
     for ds in corpus()[:6]:
         ds.file_meta = FileMetaDataset()
@@ -202,7 +249,7 @@ def test_rebuild_from_files_equals_adding(tmp_path: Path) -> None:
     (root / ".incoming").mkdir()
     (root / ".incoming" / "half.dcm").write_bytes(b"partial")
     (root / "broken.dcm").write_bytes(b"not dicom at all")
-    built = SQLiteIndex(tmp_path / "index.sqlite")
+    built = new_index()
     added, failures = rebuild(built, root)
     assert added == 6 and built.count() == 6
     assert [path.name for path, _ in failures] == ["broken.dcm"]
@@ -222,8 +269,8 @@ def test_rebuild_from_files_equals_adding(tmp_path: Path) -> None:
     ],
 )
 def test_the_sql_narrows_before_the_matcher(
-    index: SQLiteIndex, level: str, keys: dict[str, Any], rows: int
+    index: Index, level: str, keys: dict[str, Any], rows: int
 ) -> None:
     """White box: the indexed keys are filtered in SQL, not only by the matcher."""
-    candidates = list(index._candidates(level, compile_query(query(level, **keys))))
+    candidates = list(index._candidates(level, compile_query(query(level, **keys))))  # type: ignore[attr-defined]
     assert len(candidates) == rows

@@ -3,32 +3,63 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dicomwire.errors import DicomWireError
-from dicomwire.services.jobs import Job, JobRunner, RetryPolicy, SQLiteJobQueue
+from dicomwire.services.jobs import Job, JobQueue, JobRunner, RetryPolicy, SQLiteJobQueue
 from tests.conftest import run_bounded
+from tests.pg_peer import fresh_database, postgres  # noqa: F401 (the session's server)
+
+OpenQueue = Callable[[], Any]
 
 
-def test_jobs_survive_a_restart_and_are_claimed_once(tmp_path: Path) -> None:
-    path = tmp_path / "db" / "node.sqlite"
-    queue = SQLiteJobQueue(path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def open_queue(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenQueue]:
+    """Opens queues on one empty store of each backend (every call: the same store)."""
+    opened: list[Any] = []
+    if request.param == "sqlite":
+        with_database: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    else:
+        from dicomwire.services.postgres import PostgresJobQueue
+
+        with_database = fresh_database(request.getfixturevalue("postgres"))
+    with with_database as url:
+
+        def make() -> Any:
+            if request.param == "sqlite":
+                queue: Any = SQLiteJobQueue(tmp_path / "db" / "node.sqlite")
+            else:
+                queue = PostgresJobQueue(url)
+            opened.append(queue)
+            return queue
+
+        try:
+            yield make
+        finally:
+            for queue in opened:
+                queue.close()
+
+
+def test_jobs_survive_a_restart_and_are_claimed_once(open_queue: OpenQueue) -> None:
+    queue = open_queue()
     first = queue.put("report", {"uid": "1.2"}, key="1.2")
     queue.close()
-    reopened = SQLiteJobQueue(path)
+    reopened = open_queue()
     job = reopened.claim(["report"], "a", lease=60)
     assert job is not None and job.id == first and job.payload == {"uid": "1.2"}
     assert reopened.claim(["report"], "b", lease=60) is None  # held by "a"
     assert [j.id for j in reopened.find("report", "1.2")] == [first]
 
 
-def test_an_expired_lease_releases_the_job(tmp_path: Path) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_an_expired_lease_releases_the_job(open_queue: OpenQueue) -> None:
+    queue = open_queue()
     queue.put("relay", {})
     assert queue.claim(["relay"], "dead", lease=0.01) is not None
     time.sleep(0.05)
@@ -36,8 +67,8 @@ def test_an_expired_lease_releases_the_job(tmp_path: Path) -> None:
     assert again is not None and again.state == "claimed"
 
 
-def test_a_group_runs_in_order_one_at_a_time(tmp_path: Path) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_a_group_runs_in_order_one_at_a_time(open_queue: OpenQueue) -> None:
+    queue = open_queue()
     create = queue.put("relay", {"n": 1}, group="mpps-1")
     update = queue.put("relay", {"n": 2}, group="mpps-1")
     other = queue.put("relay", {"n": 3}, group="mpps-2")
@@ -51,8 +82,8 @@ def test_a_group_runs_in_order_one_at_a_time(tmp_path: Path) -> None:
     assert third is not None and third.id == update
 
 
-def test_retry_delays_and_failure_is_kept(tmp_path: Path) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_retry_delays_and_failure_is_kept(open_queue: OpenQueue) -> None:
+    queue = open_queue()
     job_id = queue.put("report", {})
     assert queue.claim(["report"], "a", 60) is not None
     queue.retry(job_id, 60, "peer down")
@@ -64,8 +95,10 @@ def test_retry_delays_and_failure_is_kept(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("permanent", [False, True])
-def test_runner_retries_then_succeeds_or_fails_at_once(tmp_path: Path, permanent: bool) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_runner_retries_then_succeeds_or_fails_at_once(
+    open_queue: OpenQueue, permanent: bool
+) -> None:
+    queue = open_queue()
     job_id = queue.put("report", {"x": 1})
     calls: list[int] = []
 
@@ -106,10 +139,10 @@ def test_retry_policy_backs_off_to_its_ceiling() -> None:
     assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [5, 10, 20, 30, 30]
 
 
-def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
+def test_a_wake_during_an_empty_claim_is_not_lost(open_queue: OpenQueue) -> None:
     """A job put and woken for while the runner's claim finds nothing runs at once, not
     at the next poll (here an hour away)."""
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+    queue = open_queue()
     found_nothing = threading.Event()
     go_on = threading.Event()
     real_claim = queue.claim
@@ -141,8 +174,10 @@ def test_a_wake_during_an_empty_claim_is_not_lost(tmp_path: Path) -> None:
     run_bounded(main(), 20)
 
 
-def test_release_hands_a_claimed_job_back_without_counting_an_attempt(tmp_path: Path) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_release_hands_a_claimed_job_back_without_counting_an_attempt(
+    open_queue: OpenQueue,
+) -> None:
+    queue = open_queue()
     job_id = queue.put("relay", {})
     assert queue.claim(["relay"], "a", 600) is not None
     queue.release(job_id)
@@ -150,20 +185,35 @@ def test_release_hands_a_claimed_job_back_without_counting_an_attempt(tmp_path: 
     assert again is not None and again.id == job_id and again.attempts == 0
 
 
-class _SlowClaims(SQLiteJobQueue):
+class _SlowClaims(JobQueue):
     """A queue whose claims take a while (a busy database), to reach the runner's races."""
 
     delay = 0.3
 
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+
     def claim(self, kinds: Sequence[str], owner: str, lease: float) -> Job | None:
-        found = super().claim(kinds, owner, lease)
+        found = self.queue.claim(kinds, owner, lease)
         time.sleep(self.delay)  # the answer comes back late
         return found
 
+    def put(self, kind: str, payload: Any, **options: Any) -> int:
+        return self.queue.put(kind, payload, **options)
 
-def test_stopping_during_a_claim_leaves_no_job_claimed(tmp_path: Path) -> None:
+    def get(self, job_id: int) -> Job | None:
+        return self.queue.get(job_id)
+
+    def done(self, job_id: int) -> None:
+        self.queue.done(job_id)
+
+    def release(self, job_id: int) -> None:
+        self.queue.release(job_id)
+
+
+def test_stopping_during_a_claim_leaves_no_job_claimed(open_queue: OpenQueue) -> None:
     """Regression: a claim finishing in its thread after stop() kept the job for a lease."""
-    queue = _SlowClaims(tmp_path / "q.sqlite")
+    queue = _SlowClaims(open_queue())
     job_id = queue.put("relay", {})
     handled: list[int] = []
 
@@ -182,8 +232,8 @@ def test_stopping_during_a_claim_leaves_no_job_claimed(tmp_path: Path) -> None:
     assert handled or job.state == "pending", job.state
 
 
-def test_stop_with_a_grace_cuts_off_a_job_and_hands_it_back(tmp_path: Path) -> None:
-    queue = SQLiteJobQueue(tmp_path / "q.sqlite")
+def test_stop_with_a_grace_cuts_off_a_job_and_hands_it_back(open_queue: OpenQueue) -> None:
+    queue = open_queue()
     job_id = queue.put("relay", {})
     started = asyncio.Event
 

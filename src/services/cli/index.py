@@ -62,7 +62,9 @@ def add_parser(
     stats.add_argument("directory", type=Path, nargs="?", metavar="DIR", help="storage root")
     for action in (rebuild, stats):
         action.add_argument(
-            "--database", type=Path, metavar="PATH", help="the index database (SQLite file)"
+            "--database",
+            metavar="PATH|URL",
+            help="the index database: an SQLite file or a postgresql:// URL",
         )
         action.add_argument(
             "--config", "-c", type=Path, help="node configuration file (TOML) to take it from"
@@ -75,9 +77,10 @@ def add_parser(
     return parser
 
 
-def _locate(args: argparse.Namespace) -> tuple[Path | None, Path]:
+def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path]:
     """(storage root, database) from the arguments; DicomWireError when neither is known."""
     from ..node import NodeConfig, database_path, load_config
+    from ..postgres.connection import is_postgres_url
     from ..storage import StorageConfig
 
     config = load_config(args.config) if args.config else None
@@ -87,6 +90,8 @@ def _locate(args: argparse.Namespace) -> tuple[Path | None, Path]:
     if config is not None:
         if args.directory is not None:
             config.storage.root = args.directory
+        if is_postgres_url(config.database):
+            return root, str(config.database)
         return root, database_path(config)
     if root is None:
         raise DicomWireError("give the storage directory DIR, --database or --config")
@@ -96,6 +101,7 @@ def _locate(args: argparse.Namespace) -> tuple[Path | None, Path]:
 def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire index ACTION``; the exit status."""
     from ..index import SQLiteIndex
+    from ..postgres.connection import is_postgres_url
 
     try:
         root, database = _locate(args)
@@ -106,14 +112,20 @@ def run(args: argparse.Namespace) -> int:
         if root is None or not root.is_dir():
             print(f"index rebuild: {root} is not a directory", file=sys.stderr)
             return 2
-    elif not database.exists():
+    elif not is_postgres_url(str(database)) and not Path(database).exists():
         print(f"index stats: no index at {database}", file=sys.stderr)
         return 2
-    index = SQLiteIndex(database)
+    index: Index
+    if is_postgres_url(str(database)):  # a cluster's shared index
+        from ..postgres.index import PostgresIndex
+
+        index = PostgresIndex(str(database))
+    else:
+        index = SQLiteIndex(database)
     try:
         if args.action == "stats":
             counts = index.stats()
-            print(f"index {database}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+            print(f"index {index.path}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return 0
         assert root is not None
         return _rebuild(index, root, database, verbose=args.verbose or args.debug)
@@ -124,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         index.close()
 
 
-def _rebuild(index: Index, root: Path, database: Path, *, verbose: bool) -> int:
+def _rebuild(index: Index, root: Path, database: str | Path, *, verbose: bool) -> int:
     from ..index import rebuild
 
     started = time.monotonic()
@@ -135,7 +147,7 @@ def _rebuild(index: Index, root: Path, database: Path, *, verbose: bool) -> int:
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     print(
-        f"indexed {added} files under {root} into {database} in "
+        f"indexed {added} files under {root} into {index.path} in "
         f"{time.monotonic() - started:.1f} s: {after} instances (was {before}), "
         f"{len(failures)} failed"
     )

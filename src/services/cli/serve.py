@@ -78,10 +78,11 @@ def add_parser(
     serve.add_argument("--storage", "-od", type=Path, help="storage directory (./data)")
     serve.add_argument(
         "--database",
-        type=Path,
-        metavar="PATH",
-        help="the node's SQLite database holding the Q/R index "
-        "(<storage>/.dicomwire/node.sqlite; in memory with --discard)",
+        type=str,
+        metavar="PATH|URL",
+        help="the node's database: the Q/R index, worklist, MPPS steps and job queues — an "
+        "SQLite file (<storage>/.dicomwire/node.sqlite; in memory with --discard) or "
+        "postgresql://... shared by several nodes (docs/scale-out.md)",
     )
     serve.add_argument(
         "--layout",

@@ -217,21 +217,15 @@ class StorageCommitment(Service):
 
     async def start(self, node: Node) -> None:
         """Open the node's index and job queue (unless given) and run owed reports."""
-        from ..jobs import SQLiteJobQueue
-        from ..node import database_path
+        from ..database import open_index, open_job_queue
 
         config = node.config
-        if self.index is None or self.jobs is None:
-            path = database_path(config)
-            if self.index is None:
-                from ..index import SQLiteIndex
-
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.index = SQLiteIndex(path)
-                self._opened.append(self.index)
-            if self.jobs is None:
-                self.jobs = SQLiteJobQueue(path)
-                self._opened.append(self.jobs)
+        if self.index is None:  # the node's (SQLite file or shared PostgreSQL)
+            self.index = open_index(config)
+            self._opened.append(self.index)
+        if self.jobs is None:
+            self.jobs = open_job_queue(config)
+            self._opened.append(self.jobs)
         if self.directory is None:
             self.directory = node.directory
         if self.tls is None:

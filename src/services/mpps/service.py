@@ -61,7 +61,8 @@ from ...errors import ConfigError, DataSetError, DimseStatusError
 from ...ul.identifiers import is_valid_uid
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...ul.timeouts import Timeouts
-from ..jobs import RetryPolicy, SQLiteJobQueue
+from ..jobs import JobQueue, RetryPolicy, SQLiteJobQueue
+from ..postgres.connection import is_postgres_url
 from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .attributes import (
     FINAL_STATES,
@@ -225,7 +226,7 @@ class MPPS(Service):
     ) -> None:
         self.config = config or MPPSConfig()
         self.config.validate()
-        self.database = Path(database) if database is not None else None
+        self.database: str | Path | None = database
         self.hooks: list[StatusHook] = [on_status] if on_status is not None else []
         if self.config.on_status:
             self.hooks.append(load_hook(self.config.on_status))
@@ -233,7 +234,7 @@ class MPPS(Service):
         if self.config.admit:
             self.admit = load_hook(self.config.admit, "admit")
         self.store: StepStore | None = None
-        self.queue: SQLiteJobQueue | None = None
+        self.queue: JobQueue | None = None
         self.relay: MPPSRelay | None = None
         self._lock = asyncio.Lock()  # made again by open(): one per event loop
         self._hook_tasks: set[asyncio.Task[None]] = set()
@@ -245,10 +246,11 @@ class MPPS(Service):
 
     async def start(self, node: Node) -> None:
         """Open the steps and the relay queue in the node's database; start relaying."""
+        from ..database import database_url
         from ..node import database_path
 
         self.open(
-            self.database or database_path(node.config),
+            self.database or database_url(node.config) or database_path(node.config),
             directory=node.directory,
             calling_ae=node.config.ae_titles[0],
             tls=node.config.tls,
@@ -273,8 +275,15 @@ class MPPS(Service):
                     directory.resolve(title)
                 except Exception as exc:
                     raise ConfigError(f"mpps.relay_to: {exc}", key="relay_to") from None
-        self.store = StepStore(database)
-        self.queue = SQLiteJobQueue(database)
+        if is_postgres_url(str(database)):  # shared by every node of a cluster
+            from ..postgres.jobs import PostgresJobQueue
+            from ..postgres.mpps import PostgresStepStore
+
+            self.store = PostgresStepStore(str(database))
+            self.queue = PostgresJobQueue(str(database))
+        else:
+            self.store = StepStore(database)
+            self.queue = SQLiteJobQueue(database)
         self._lock = asyncio.Lock()
         if destinations:
             assert directory is not None

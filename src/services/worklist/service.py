@@ -43,7 +43,7 @@ from ...dimse.status import CANCEL, OUT_OF_RESOURCES, SUCCESS
 from ...errors import ConfigError, DataSetError, DicomWireError, InvalidQueryError
 from ..matching import NOT_KEYS, KeyCondition, MatchKind, Query, compile_query
 from ..service import Binding, Service, StatusDeclaration, StatusTable
-from .store import STEP_SEQUENCE, SQLiteWorklistStore, WatchedDirectory, WorklistStore
+from .store import STEP_SEQUENCE, WatchedDirectory, WorklistStore
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -142,10 +142,10 @@ class Worklist(Service):
     @classmethod
     def for_node(cls, config: NodeConfig) -> Worklist:
         """The service a node runs: its ``[worklist]`` table, the node's database."""
-        from ..node import database_path
+        from ..database import open_worklist_store
 
         section = config.sections.get("worklist")
-        return cls(SQLiteWorklistStore(database_path(config)), section)
+        return cls(open_worklist_store(config), section)
 
     def bindings(self) -> Sequence[Binding]:
         return [Binding(MODALITY_WORKLIST_FIND, handlers={CommandField.C_FIND_RQ: self.handle})]

@@ -1,0 +1,644 @@
+"""The Q/R instance index in PostgreSQL, shared by several nodes: PS3.4 C.6.1 / C.6.2.
+
+The same tables, columns and two-step query as :class:`~dicomwire.services.index.SQLiteIndex`
+(SQL narrows, the reference matcher of :mod:`dicomwire.services.matching` decides), and the
+same crash-consistent addition (intent, rename, row). What changes with several writers:
+
+- The entity of each level is one row however many nodes store into it at once: unique
+  indexes on the UIDs (patients on ID and issuer) and ``INSERT ... ON CONFLICT DO UPDATE``;
+  an instance stored twice, through two nodes, is one row. A transaction that loses a race
+  anyway (a parent removed as another node adds below it) is run again.
+- Every intent names its owner: a random key whose advisory lock the owning process holds
+  on a connection of its own while it lives. :meth:`PostgresIndex.reconcile` settles only
+  the intents of owners whose lock is free (dead processes), never those of a node still
+  storing. A file's identity is compared without its device number when the intent comes
+  from another host (a shared filesystem has another device number on each client).
+- A C-FIND on any node reads what any node committed: each query is one transaction of
+  its own (READ COMMITTED snapshot), streamed from a server-side cursor.
+
+Text columns are ``COLLATE "C"``: ranges and wild cards compare bytes, as SQLite and the
+matcher do, whatever the database's locale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ...errors import IndexUnavailableError, InvalidQueryError
+from ..index import (
+    _ALIAS,
+    _BELOW,
+    _COLUMN_OF,
+    _COLUMNS,
+    _DERIVED,
+    _FROM,
+    _PARENT,
+    _PATIENT_KEYS,
+    _PN_COLUMNS,
+    _TABLE,
+    _TIME_COLUMNS,
+    LEVELS,
+    Index,
+    IndexedInstance,
+    IndexEntry,
+    Reconciled,
+    _answer,
+    _dataset,
+    _entry,
+    _identity,
+    _Intent,
+    _scan,
+)
+from ..matching import KeyCondition, MatchKind, Query, compile_query, period
+from .connection import Database, redact
+
+if TYPE_CHECKING:
+    import psycopg
+    from pydicom import Dataset
+
+__all__ = ["PostgresIndex"]
+
+log = logging.getLogger("dicomwire.services.postgres.index")
+
+#: Advisory lock class of intent owners ("DWIR"); the object id is the owner's key.
+_OWNER_LOCK_CLASS = 1146571090
+_HOST = socket.gethostname()
+
+
+def _schema() -> str:
+    statements = []
+    for level in LEVELS:
+        table = _TABLE[level]
+        columns = [f'{name} TEXT COLLATE "C"' for name in _COLUMNS[level].values()]
+        parent = _PARENT.get(level)
+        if parent is not None:
+            columns.append(f"{parent}_pk BIGINT NOT NULL REFERENCES {parent}(pk)")
+        if level == "IMAGE":
+            columns += [
+                "transfer_syntax TEXT",
+                "path TEXT",
+                "size BIGINT",
+                "header BYTEA",
+                "header_implicit BOOLEAN",
+            ]
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            f"(pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {', '.join(columns)})"
+        )
+        for name in _COLUMNS[level].values():
+            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
+        if parent is not None:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {table}_{parent} ON {table}({parent}_pk)"
+            )
+    statements += [
+        "CREATE UNIQUE INDEX IF NOT EXISTS study_unique ON study(study_instance_uid)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS series_unique ON series(series_instance_uid)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS instance_unique ON instance(sop_instance_uid)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS patient_unique ON patient("
+        "(COALESCE(patient_id, '')), (COALESCE(issuer_of_patient_id, '')))",
+        "CREATE TABLE IF NOT EXISTS pending (pk BIGINT GENERATED ALWAYS AS IDENTITY "
+        "PRIMARY KEY, owner INTEGER NOT NULL, host TEXT NOT NULL, sop_instance_uid TEXT "
+        "NOT NULL, path TEXT NOT NULL, replaces TEXT, device BIGINT, inode BIGINT, "
+        "file_size BIGINT, transfer_syntax TEXT, size BIGINT, header BYTEA, "
+        "header_implicit BOOLEAN)",
+        "CREATE INDEX IF NOT EXISTS pending_owner ON pending(owner)",
+    ]
+    return ";\n".join(statements)
+
+
+_CONFLICT = {
+    "PATIENT": "((COALESCE(patient_id, '')), (COALESCE(issuer_of_patient_id, '')))",
+    "STUDY": "(study_instance_uid)",
+    "SERIES": "(series_instance_uid)",
+}
+_IMAGE_COLUMNS = (
+    *_COLUMNS["IMAGE"].values(),
+    "series_pk",
+    "transfer_syntax",
+    "path",
+    "size",
+    "header",
+    "header_implicit",
+)
+_INSERT_INSTANCE = (
+    f"INSERT INTO instance ({', '.join(_IMAGE_COLUMNS)}) VALUES "
+    f"({', '.join('%s' for _ in _IMAGE_COLUMNS)}) ON CONFLICT (sop_instance_uid) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _IMAGE_COLUMNS)
+)
+#: Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x) as PostgreSQL spells their aggregates.
+_PG_DERIVED = {
+    tag: (
+        keyword,
+        levels,
+        "string_agg(DISTINCT sse.modality, ',')" if keyword == "ModalitiesInStudy" else sql,
+    )
+    for tag, (keyword, levels, sql) in _DERIVED.items()
+}
+
+
+def _upsert(
+    conn: psycopg.Connection[Any],
+    level: str,
+    values: dict[str, str | None],
+    parent: int | None,
+) -> int:
+    """The pk of the entity with these keys, created or updated to ``values``.
+
+    A row already holding them is not written again (a burst of one series); otherwise one
+    ``INSERT ... ON CONFLICT DO UPDATE``, which another node's concurrent insert cannot
+    turn into a second row.
+    """
+    table = _TABLE[level]
+    row: dict[str, Any] = dict(values)
+    if parent is not None:
+        row[f"{_PARENT[level]}_pk"] = parent
+    if level == "PATIENT":
+        where = "COALESCE(patient_id, '') = %s AND COALESCE(issuer_of_patient_id, '') = %s"
+        keys: tuple[Any, ...] = tuple(values[k] or "" for k in _PATIENT_KEYS)
+    else:
+        unique = "study_instance_uid" if level == "STUDY" else "series_instance_uid"
+        where, keys = f"{unique} = %s", (values[unique],)
+    found = conn.execute(f"SELECT pk, {', '.join(row)} FROM {table} WHERE {where}", keys).fetchone()
+    if found is not None and tuple(found[1:]) == tuple(row.values()):
+        return int(found[0])
+    names = ", ".join(row)
+    inserted = conn.execute(
+        f"INSERT INTO {table} ({names}) VALUES ({', '.join('%s' for _ in row)}) "
+        f"ON CONFLICT {_CONFLICT[level]} DO UPDATE SET "
+        + ", ".join(f"{c} = EXCLUDED.{c}" for c in row)
+        + " RETURNING pk",
+        tuple(row.values()),
+    ).fetchone()
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def _prune(conn: psycopg.Connection[Any], series_pk: int) -> None:
+    """Remove the series, then study, then patient that no instance is below any more."""
+    pk = series_pk
+    for table, child, parent in (
+        ("series", "instance", "study"),
+        ("study", "series", "patient"),
+        ("patient", "study", None),
+    ):
+        if conn.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = %s LIMIT 1", (pk,)).fetchone():
+            return
+        if parent is None:
+            conn.execute(f"DELETE FROM {table} WHERE pk = %s", (pk,))
+            return
+        found = conn.execute(
+            f"DELETE FROM {table} WHERE pk = %s RETURNING {parent}_pk", (pk,)
+        ).fetchone()
+        if found is None:
+            return
+        pk = found[0]
+
+
+def _delete(conn: psycopg.Connection[Any], sop_instance_uid: str) -> bool:
+    row = conn.execute(
+        "DELETE FROM instance WHERE sop_instance_uid = %s RETURNING series_pk",
+        (sop_instance_uid,),
+    ).fetchone()
+    if row is None:
+        return False
+    _prune(conn, int(row[0]))
+    return True
+
+
+def _insert(
+    conn: psycopg.Connection[Any],
+    entry: IndexEntry,
+    path: Path | str,
+    transfer_syntax: str,
+    size: int,
+) -> None:
+    """The instance's row, replacing any with its SOP Instance UID (parents upserted)."""
+    values = entry.values
+    _delete(conn, entry.sop_instance_uid)
+    patient = _upsert(conn, "PATIENT", values["PATIENT"], None)
+    study = _upsert(conn, "STUDY", values["STUDY"], patient)
+    series = _upsert(conn, "SERIES", values["SERIES"], study)
+    conn.execute(
+        _INSERT_INSTANCE,
+        (
+            *values["IMAGE"].values(),
+            series,
+            transfer_syntax,
+            str(path),
+            size,
+            entry.header,
+            entry.implicit,
+        ),
+    )
+
+
+def _like(pattern: str) -> str:
+    """A DICOM wild card (``*``, ``?``) as a LIKE pattern with ``\\`` as its escape."""
+    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _condition_sql(
+    condition: KeyCondition, column: str, name: str, params: list[Any]
+) -> str | None:
+    """A WHERE clause keeping every row the condition can match (None: no narrowing).
+
+    As :func:`dicomwire.services.index._condition_sql` does for SQLite: a multi-valued
+    stored value (with a backslash) is always kept, the matcher decides.
+    """
+    kind = condition.kind
+    keep_multi = f"strpos({column}, '\\') > 0"
+    if kind is MatchKind.EMPTY:
+        return f"({column} IS NULL OR {keep_multi})"
+    if kind is MatchKind.UID_LIST or (kind is MatchKind.SINGLE and condition.vr == "UI"):
+        params.append(list(condition.values))
+        return f"{column} = ANY(%s)"
+    if kind is MatchKind.WILDCARD:
+        (pattern,) = condition.values
+        if name in _PN_COLUMNS:
+            pattern = pattern.casefold()  # as the matcher compiles it; stored names are folded
+        elif condition.case_insensitive:
+            return None
+        params.append(_like(pattern))
+        return f"({column} LIKE %s OR {keep_multi})"
+    if kind is MatchKind.RANGE or (kind is MatchKind.SINGLE and condition.vr in ("DA", "TM")):
+        if condition.vr not in ("DA", "TM"):
+            return None  # DT: offsets make text order unsafe; the matcher decides
+        low = condition.low if kind is MatchKind.RANGE else condition.values[0]
+        high = condition.high if kind is MatchKind.RANGE else condition.values[0]
+        parts = []
+        first = period(low, condition.vr) if low else None
+        last = period(high, condition.vr) if high else None
+        if first is not None:
+            params.append(first[0])
+            parts.append(f"{column} >= %s")
+        if last is not None:
+            params.append(last[1])
+            parts.append(f"{column} <= %s")
+        if not parts:
+            return None
+        return f"(({' AND '.join(parts)}) OR {keep_multi})"
+    if kind is MatchKind.SINGLE:
+        (value,) = condition.values
+        if name in _PN_COLUMNS:
+            value = value.casefold()
+        elif condition.vr in ("DT",) or name in _TIME_COLUMNS:
+            return None
+        params.append(value)
+        return f"({column} = %s OR {keep_multi})"
+    return None
+
+
+def _same_file(identity: tuple[int, int, int], host: str, path: str) -> bool:
+    """Does ``path`` hold the file of ``identity``? (Another host: inode and size only.)"""
+    found = _identity(Path(path))
+    if found is None:
+        return False
+    if host == _HOST:
+        return found == identity
+    return found[1:] == identity[1:]
+
+
+class PostgresIndex(Index):
+    """The index in a PostgreSQL database at ``url`` (libpq URL), shared by every node.
+
+    Connections come from a pool opened on first use (:meth:`open`), per process. The
+    schema is created if missing. See the module docstring for what several writers get.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = url
+        self.path = redact(url)  # what the node's banner prints
+        self._db = Database(url, _schema(), "pending_owner", max_size=pool_size)
+        self._staged: dict[int, tuple[_Intent, str]] = {}
+        self._owner_lock = threading.Lock()
+        self._owner: int | None = None
+        self._owner_conn: Any = None
+        self._owner_pid = 0
+
+    def __repr__(self) -> str:
+        return f"PostgresIndex({self.path!r})"
+
+    def open(self) -> None:
+        self._db.pool()
+
+    def close(self) -> None:
+        with self._owner_lock:
+            conn, self._owner_conn, self._owner = self._owner_conn, None, None
+            if conn is not None and self._owner_pid == os.getpid():
+                with contextlib.suppress(Exception):
+                    conn.close()  # the owner's lock goes with its session
+        self._db.close()
+
+    def _owner_key(self) -> int:
+        """This process's owner key, its advisory lock held for as long as the index is open."""
+        import psycopg
+
+        with self._owner_lock:
+            if self._owner is not None and self._owner_pid == os.getpid():
+                return self._owner
+            for _ in range(16):
+                key = random.randrange(1, 1 << 31)
+                try:
+                    conn = psycopg.connect(self.url, autocommit=True)
+                    (held,) = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (_OWNER_LOCK_CLASS, key)
+                    ).fetchone() or (False,)
+                except psycopg.Error as exc:
+                    raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+                if held:
+                    self._owner, self._owner_conn, self._owner_pid = key, conn, os.getpid()
+                    return key
+                conn.close()
+            raise IndexUnavailableError(f"index {self.path}: no free owner key")
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
+        self._db.run(lambda conn: _insert(conn, entry, path, transfer_syntax, size))
+
+    def prepare_add(
+        self,
+        entry: IndexEntry,
+        path: Path,
+        transfer_syntax: str,
+        size: int,
+        *,
+        staged: Path,
+        replaces: Path | None = None,
+        durable: bool = True,
+    ) -> int:
+        identity = _identity(staged)
+        if identity is None:
+            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        owner = self._owner_key()
+        intent = _Intent(
+            entry,
+            str(path),
+            str(replaces) if replaces is not None else None,
+            identity,
+            transfer_syntax,
+            size,
+        )
+
+        def record(conn: psycopg.Connection[Any]) -> int:
+            if not durable:  # as SQLite's synchronous=NORMAL: a server crash may lose it
+                conn.execute("SET LOCAL synchronous_commit = off")
+            row = conn.execute(
+                "INSERT INTO pending (owner, host, sop_instance_uid, path, replaces, device, "
+                "inode, file_size, transfer_syntax, size, header, header_implicit) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING pk",
+                (
+                    owner,
+                    _HOST,
+                    entry.sop_instance_uid,
+                    intent.path,
+                    intent.replaces,
+                    *identity,
+                    transfer_syntax,
+                    size,
+                    entry.header,
+                    entry.implicit,
+                ),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        token = self._db.run(record)
+        self._staged[token] = (intent, _HOST)
+        return token
+
+    def commit_add(self, token: int) -> bool:
+        staged = self._staged.pop(token, None)
+        return self._db.run(lambda conn: _complete(conn, token, staged)) == "completed"
+
+    def cancel_add(self, token: int) -> None:
+        self._staged.pop(token, None)
+
+        def cancel(conn: psycopg.Connection[Any]) -> None:
+            row = conn.execute(
+                "DELETE FROM pending WHERE pk = %s RETURNING sop_instance_uid", (token,)
+            ).fetchone()
+            if row is not None:
+                _drop_if_missing(conn, row[0])
+
+        self._db.run(cancel)
+
+    def reconcile(self) -> Reconciled:
+        """Settle the intents of processes that are gone (their owner lock is free)."""
+        mine = self._owner if self._owner_pid == os.getpid() else None
+
+        def settle(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+            completed = dropped = removed = 0
+            owners = [r[0] for r in conn.execute("SELECT DISTINCT owner FROM pending")]
+            for owner in owners:
+                if owner == mine:
+                    continue
+                (free,) = conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s, %s)", (_OWNER_LOCK_CLASS, owner)
+                ).fetchone() or (False,)
+                if not free:
+                    continue  # a live node's additions in progress: not ours to settle
+                intents = conn.execute(
+                    "SELECT pk, sop_instance_uid FROM pending WHERE owner = %s ORDER BY pk",
+                    (owner,),
+                ).fetchall()
+                for token, uid in intents:
+                    outcome = _complete(conn, token, None)
+                    if outcome == "completed":
+                        completed += 1
+                    elif outcome == "dropped":
+                        dropped += 1
+                        removed += _drop_if_missing(conn, uid)
+            return completed, dropped, removed
+
+        completed, dropped, removed = self._db.run(settle)
+        if completed or dropped:
+            log.warning(
+                "index %s: %d interrupted additions completed, %d dropped, "
+                "%d rows without a file removed",
+                self.path,
+                completed,
+                dropped,
+                removed,
+            )
+        return Reconciled(completed, dropped, removed)
+
+    def remove(self, sop_instance_uid: str) -> bool:
+        return self._db.run(lambda conn: _delete(conn, sop_instance_uid))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def locate(self, sop_instance_uid: str) -> Path | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT path FROM instance WHERE sop_instance_uid = %s", (sop_instance_uid,)
+            ).fetchone()
+        return Path(row[0]) if row is not None else None
+
+    def paths(self) -> Iterator[tuple[str, Path]]:
+        with self._db.reading() as conn:
+            cursor = conn.cursor(name="dicomwire_paths")
+            cursor.itersize = 1024
+            cursor.execute("SELECT sop_instance_uid, path FROM instance ORDER BY pk")
+            for uid, path in cursor:
+                yield uid, Path(path)
+
+    def count(self) -> int:
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT COUNT(*) FROM instance").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def stats(self) -> dict[str, int]:
+        tables = {
+            "patients": "patient",
+            "studies": "study",
+            "series": "series",
+            "instances": "instance",
+            "pending": "pending",
+        }
+        with self._db.reading() as conn:
+            return {
+                name: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+                for name, table in tables.items()
+            }
+
+    def _candidates(self, level: str, query: Query) -> Iterator[tuple[int, Dataset]]:
+        """What the SQL lets by before the matcher decides (tests look at the narrowing)."""
+        with self._db.reading() as conn:
+            yield from _candidates(conn, level, query)
+
+    def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
+        query = compile_query(identifier)
+        wanted = {int(element.tag) for element in identifier}
+        with self._db.reading() as conn:
+            for pk, candidate in _candidates(conn, level, query):
+                _derive(conn, level, pk, wanted, candidate)
+                if query.matches(candidate):
+                    yield _answer(candidate, query, level)
+
+    def instances(self, level: str, identifier: Dataset) -> Iterator[IndexedInstance]:
+        query = compile_query(identifier)
+        if level not in _BELOW:
+            raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
+        below, column = _BELOW[level]
+        with self._db.reading() as conn:
+            for pk, candidate in _candidates(conn, level, query):
+                if not query.matches(candidate):
+                    continue
+                rows = conn.execute(
+                    "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, "
+                    f"ii.path, ii.size {below} WHERE {column} = %s ORDER BY ii.pk",
+                    (pk,),
+                ).fetchall()
+                for row in rows:
+                    yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
+
+
+def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None) -> str:
+    """Settle one intent: "completed", "dropped" or "gone".
+
+    Prepared by this process (``staged``), the intent is completed even if a reconcile
+    settled it meanwhile (an owner lock lost with its connection): the file at the path is
+    still checked to be this one, so the row describes what is on disk.
+    """
+    row = conn.execute(
+        "DELETE FROM pending WHERE pk = %s RETURNING path, replaces, device, inode, "
+        "file_size, transfer_syntax, size, header, header_implicit, host",
+        (token,),
+    ).fetchone()
+    if staged is not None:
+        intent, host = staged
+    elif row is None:
+        return "gone"
+    else:
+        implicit = bool(row[8])
+        header, values = _scan(bytes(row[7]), implicit)
+        intent = _Intent(
+            _entry(header, values, implicit),
+            row[0],
+            row[1],
+            (int(row[2]), int(row[3]), int(row[4])),
+            row[5],
+            int(row[6]),
+        )
+        host = row[9]
+    if not _same_file(intent.identity, host, intent.path):
+        return "dropped"  # not renamed into place, or another copy was renamed over it
+    _insert(conn, intent.entry, intent.path, intent.transfer_syntax, intent.size)
+    replaces = intent.replaces
+    if replaces and replaces != intent.path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(replaces)  # the earlier copy under another path: overwritten
+    return "completed"
+
+
+def _drop_if_missing(conn: psycopg.Connection[Any], sop_instance_uid: str) -> bool:
+    """Remove the instance's row if its file is gone (an overwrite undone halfway)."""
+    found = conn.execute(
+        "SELECT path FROM instance WHERE sop_instance_uid = %s", (sop_instance_uid,)
+    ).fetchone()
+    if found is None or os.path.exists(found[0]):
+        return False
+    return _delete(conn, sop_instance_uid)
+
+
+def _candidates(
+    conn: psycopg.Connection[Any], level: str, query: Query
+) -> Iterator[tuple[int, Dataset]]:
+    """(pk, header) of each entity at ``level`` that the SQL part of ``query`` lets by."""
+    if level not in _FROM:
+        raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
+    clauses: list[str] = []
+    params: list[Any] = []
+    depth = LEVELS.index(level)
+    for condition in query.matching_keys:
+        found = _COLUMN_OF.get(condition.tag)
+        if found is None or LEVELS.index(found[0]) > depth:
+            continue  # no column, or a key below the level: the matcher decides
+        clause = _condition_sql(condition, f"{_ALIAS[found[0]]}.{found[1]}", found[1], params)
+        if clause is not None:
+            clauses.append(clause)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    alias = _ALIAS[level]
+    below, column = _BELOW[level]
+    header = (
+        "i.header, i.header_implicit"
+        if level == "IMAGE"
+        else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
+        "ORDER BY ii.pk DESC LIMIT 1), "
+        f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
+        "ORDER BY ii.pk DESC LIMIT 1)"
+    )
+    cursor = conn.cursor(name=f"dicomwire_{level.lower()}")
+    cursor.itersize = 256  # streamed: a large result is never all in memory
+    cursor.execute(f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params)
+    try:
+        for pk, stored, implicit in cursor:
+            yield int(pk), _dataset(bytes(stored) if stored is not None else None, bool(implicit))
+    finally:
+        cursor.close()
+
+
+def _derive(
+    conn: psycopg.Connection[Any], level: str, pk: int, wanted: set[int], candidate: Dataset
+) -> None:
+    """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
+    below, column = _BELOW[level]
+    for tag, (keyword, levels, expression) in _PG_DERIVED.items():
+        if tag not in wanted or level not in levels:
+            continue
+        row = conn.execute(f"SELECT {expression} {below} WHERE {column} = %s", (pk,)).fetchone()
+        value: Any = row[0] if row is not None else None
+        if keyword == "ModalitiesInStudy":
+            value = sorted({v for v in (value or "").split(",") if v})
+        setattr(candidate, keyword, value)
