@@ -255,3 +255,36 @@ def test_user_identity_negotiation_is_audited(tmp_path: Path) -> None:
     assert login_type is not None and login_type.get("csd-code") == "110122"
     # the refused one is also a rejected association: a security alert
     assert [_event(e) for e in messages].count("110113") == 1
+
+
+def test_serve_audits_to_a_local_file_by_default(tmp_path: Path) -> None:
+    from dicomwire.services.node import default_services
+
+    def config(**sections: object) -> NodeConfig:
+        result = NodeConfig(storage=StorageConfig(root=tmp_path, fsync=False))
+        result.sections.update(sections)
+        return result
+
+    def audits(node_config: NodeConfig) -> list[Audit]:
+        return [s for s in default_services(node_config) if isinstance(s, Audit)]
+
+    (default,) = audits(config())
+    assert default.config.destinations == ["file:"]
+    assert audits(config(audit=AuditConfig(enabled=False))) == []
+    assert audits(config(audit=AuditConfig(destinations=[]))) == []
+    benchmark = NodeConfig(storage=StorageConfig(root=tmp_path, discard=True))
+    assert audits(benchmark) == []  # a discarding receiver pays nothing...
+    benchmark.sections["audit"] = AuditConfig()
+    assert len(audits(benchmark)) == 1  # ...unless it asks
+
+    node_config = config()
+    node_config.host, node_config.port = "127.0.0.1", 0
+    run_bounded(_serve(node_config), 30)
+    events = [_event(e) for e in _local_messages(tmp_path / ".dicomwire" / "audit.log")]
+    assert events == ["110100", "110100"]  # start, stop
+
+
+async def _serve(config: NodeConfig) -> None:
+    node = Node(config)
+    async with node, dicomwire.connect("127.0.0.1", node.port, called_ae="DICOMWIRE") as c:
+        assert await c.echo() == 0

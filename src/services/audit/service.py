@@ -40,7 +40,7 @@ from .trail import AuditConfig, AuditTrail, Sink, make_sink
 
 if TYPE_CHECKING:
     from ...ul.pdu import UserIdentityRQItem
-    from ..node import Node
+    from ..node import Node, NodeConfig
 
 __all__ = ["Audit", "outcome_of"]
 
@@ -77,6 +77,23 @@ class Audit(Service):
         self.source = m.Source(self.config.source_id or "dicomwire")
         self._ae_title = "DICOMWIRE"
         self._stored: dict[DimseSession, list[Path]] = defaultdict(list)
+
+    @classmethod
+    def for_node(cls, config: NodeConfig) -> Audit | None:
+        """The audit of ``dicomwire serve``: a local rotating file unless ``[audit]`` differs.
+
+        ``[audit] enabled = false`` or ``destinations = []`` turns it off; a node that
+        discards what it receives (a benchmark receiver) audits only with an ``[audit]``
+        table.
+        """
+        audit = config.sections.get("audit")
+        if audit is None:
+            if config.storage.discard:
+                return None
+            audit = AuditConfig()
+        if not audit.enabled or not audit.destinations:
+            return None
+        return cls(audit)
 
     def bindings(self) -> list[Binding]:
         return []

@@ -69,6 +69,8 @@ class AuditConfig:
     """
 
     destinations: list[str] = field(default_factory=lambda: ["file:"])
+    #: ``false`` (or no destinations) turns the node's default audit trail off.
+    enabled: bool = True
     app_name: str = "dicomwire"
     source_id: str = ""
     enterprise_site_id: str = ""
