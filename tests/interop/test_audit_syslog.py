@@ -30,6 +30,7 @@ from dicomwire.services.certs import make_test_pki
 from dicomwire.services.storage import StorageConfig
 from dicomwire.ul.tls import TLSConfig
 
+from ..audit_schema import local_messages, validate
 from ..conftest import find_tool, get_free_tcp_port, skip_or_fail, stop_process, wait_for_port
 from ..services._support import node_config, running_node
 from ._dcmtk import dcmtk, run
@@ -163,6 +164,7 @@ def collector(tmp_path: Path, pki: Path) -> Iterator[Collector]:
 
 def check_message(message: ET.Element) -> None:
     """The required elements and attributes of PS3.15 A.5.1, in the schema's order."""
+    validate(message)  # the A.5.1 schema itself (tests/data, RELAX NG)
     assert message.tag == "AuditMessage"
     tags = [child.tag for child in message]
     assert tags[0] == "EventIdentification"
@@ -366,10 +368,7 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     for messages in by_input.values():
         events = sorted(r.event_id for r in messages)
         assert events == ["110100", "110100", "110104", "110112", "110113", "110113"], events
-    local = [
-        ET.fromstring(line.split(b" - ", 1)[1].removeprefix(b"\xef\xbb\xbf"))
-        for line in local_log.read_bytes().splitlines()
-    ]
+    local = local_messages(local_log)
     assert len(local) == 6
     messages = by_input["imtcp"]
 

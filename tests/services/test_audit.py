@@ -22,6 +22,7 @@ from dicomwire.services.audit import Audit, AuditConfig, AuditTrail, FileSink, S
 from dicomwire.services.audit import messages as m
 from dicomwire.services.node import Node, NodeConfig, load_config
 from dicomwire.services.storage import StorageConfig
+from tests.audit_schema import local_messages, validate
 from tests.conftest import run_bounded
 from tests.interop._mpps_peer import new_step
 
@@ -30,10 +31,8 @@ MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 
 
 def _local_messages(path: Path) -> list[ET.Element]:
-    return [
-        ET.fromstring(line.split(b" - ", 1)[1].removeprefix(b"\xef\xbb\xbf"))
-        for line in path.read_bytes().splitlines()
-    ]
+    """The messages of the local file, each validated against the A.5.1 schema."""
+    return local_messages(path)
 
 
 def _event(message: ET.Element) -> str:
@@ -49,6 +48,7 @@ def test_instances_transferred_message() -> None:
         studies=[m.study_object("1.2.3", [("1.2.840.10008.5.1.4.1.1.2", 3)])],
     )
     xml = message.to_xml()
+    validate(xml)
     assert b"\n" not in xml  # one message per line of the local file
     root = ET.fromstring(xml)
     event = root.find("EventIdentification")
@@ -288,3 +288,17 @@ async def _serve(config: NodeConfig) -> None:
     node = Node(config)
     async with node, dicomwire.connect("127.0.0.1", node.port, called_ae="DICOMWIRE") as c:
         assert await c.echo() == 0
+
+
+def test_schema_rejects_what_a5_1_forbids() -> None:
+    """The schema check can fail: a wrong outcome, a missing EventID, a bad date."""
+    good = m.application_activity(SOURCE, True).to_xml()
+    validate(good)
+    for bad in (
+        good.replace(b'EventOutcomeIndicator="0"', b'EventOutcomeIndicator="3"'),
+        good.replace(b"<EventID ", b"<EventCode "),
+        good.replace(b'EventDateTime="', b'EventDateTime="yesterday'),
+        good.replace(b'UserIsRequestor="false"', b'UserIsRequestor="no"'),
+    ):
+        with pytest.raises(AssertionError, match=r"A\.5\.1"):
+            validate(bad)

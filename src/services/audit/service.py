@@ -124,6 +124,7 @@ class Audit(Service):
         self._observe_storage(node)
         self._observe_connections(node)
         self._observe_identity(node)
+        self._observe_worklist(node)
         self.record(m.application_activity(self.source, True, user=_user()))
 
     async def stop(self) -> None:
@@ -309,6 +310,19 @@ class Audit(Service):
                 )
 
         return audited
+
+    # -- orders ----------------------------------------------------------------------
+
+    def _observe_worklist(self, node: Node) -> None:
+        """Order Records for worklist entries added, removed or moved on by MPPS."""
+        from .tool import record_orders
+
+        try:
+            store = getattr(node.service("worklist"), "store", None)
+        except KeyError:
+            return
+        if store is not None:
+            record_orders(store, self.record, self.source, self._us(None, True), self._us(None))
 
     # -- security --------------------------------------------------------------------
 
