@@ -302,3 +302,38 @@ def test_schema_rejects_what_a5_1_forbids() -> None:
     ):
         with pytest.raises(AssertionError, match=r"A\.5\.1"):
             validate(bad)
+
+
+def test_configuration_change_is_a_security_alert(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+
+    def config(max_associations: int) -> NodeConfig:
+        result = NodeConfig(
+            host="127.0.0.1",
+            port=0,
+            max_associations=max_associations,
+            storage=StorageConfig(root=tmp_path / "store", fsync=False),
+        )
+        result.sections["audit"] = AuditConfig(destinations=[f"file:{log}"])
+        return result
+
+    def alerts() -> list[ET.Element]:
+        return [
+            e
+            for e in _local_messages(log)
+            if _event(e) == "110113"
+            and e.find("EventIdentification/EventTypeCode").get("csd-code") == "110131"  # type: ignore[union-attr]
+        ]
+
+    run_bounded(_serve(config(100)), 30)  # first run: nothing to compare with
+    run_bounded(_serve(config(100)), 30)  # the same configuration again
+    assert alerts() == []
+    state = tmp_path / "audit.log.config"
+    assert str(tmp_path) not in state.read_text()  # digests, not values
+    run_bounded(_serve(config(7)), 30)
+    (alert,) = alerts()
+    assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "0"  # type: ignore[union-attr]
+    description = alert.findtext("ParticipantObjectIdentification/ParticipantObjectDescription")
+    assert description == "configuration changed since the last run: max_associations"
+    run_bounded(_serve(config(7)), 30)
+    assert len(alerts()) == 1
