@@ -19,12 +19,13 @@ from pydicom import dcmread
 from pydicom.data import get_testdata_file
 
 from dicomwire.services.cli import main
+from dicomwire.services.directory import RemoteAE
 from dicomwire.services.node import NodeConfig
 from dicomwire.services.print import PrintConfig
 from dicomwire.services.storage import StorageConfig
 from tests.audit_schema import local_messages
 
-from ._support import LOCALHOST, running_node
+from ._support import LOCALHOST, free_tcp_port, running_node
 from .test_worklist_data import entry
 
 STUDY = "1.2.826.0.1.3680043.9.7433.96.1"
@@ -71,7 +72,11 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
     header = dcmread(ct, stop_before_pixels=True)
     log = tmp_path / "tools.log"
     root = tmp_path / "node"
-    config = NodeConfig(storage=StorageConfig(root=root, fsync=False))
+    move_port = free_tcp_port()
+    config = NodeConfig(
+        storage=StorageConfig(root=root, fsync=False),
+        nodes=[RemoteAE("MOVER", LOCALHOST, move_port)],
+    )
     config.sections["print"] = PrintConfig()
     node_log = root / ".dicomwire" / "audit.log"  # the node's default trail
     with running_node(config) as node:
@@ -99,6 +104,13 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
         (received,) = got
         assert _event(received) == ("110104", "C")  # imported
         assert header.StudyInstanceUID in _objects(received)
+
+        (moved_in,) = _run(
+            log, "move", *peer, "-S", "-k", f"StudyInstanceUID={header.StudyInstanceUID}",
+            "--aet", "MOVER", "--port", str(move_port), "-od", str(tmp_path / "moved"),
+        )  # fmt: skip
+        assert _event(moved_in) == ("110104", "C")  # imported by our own storage SCP
+        assert {header.StudyInstanceUID, header.PatientID} <= _objects(moved_in)
 
         (committed,) = _run(log, "commit", *peer, str(ct), "--timeout", "20")
         assert _event(committed) == ("110106", "R")  # Data Export
@@ -149,3 +161,22 @@ def test_audit_flag_is_checked() -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["echo", LOCALHOST, "104", "--audit", "syslog://somewhere"])
     assert exit_info.value.code == 2
+
+
+def test_node_orders_added_and_removed_through_the_store_api(tmp_path: Path) -> None:
+    root = tmp_path / "node"
+    node_log = root / ".dicomwire" / "audit.log"
+    item = entry(
+        study=STUDY, name="ROE^RICHARD", patient_id="WL-10", accession="A10",
+        procedure_id="RP10", modality="MR", station_ae="MR1", date="20261129",
+        time="100000", station_name="MR1",
+    )  # fmt: skip
+    with running_node(NodeConfig(storage=StorageConfig(root=root, fsync=False))) as node:
+        assert node.node is not None
+        store = node.node.service("worklist").store  # type: ignore[attr-defined]
+        key = store.add(item)
+        assert store.remove(key) == 1
+    orders = [m for m in local_messages(node_log) if _event(m)[0] == "110109"]
+    assert [_event(m)[1] for m in orders] == ["C", "D"]
+    for order in orders:
+        assert {"WL-10", STUDY} <= _objects(order)
