@@ -157,10 +157,13 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert ("110111", "C") in node_events and ("110104", "C") in node_events
 
 
-def test_audit_flag_is_checked() -> None:
+def test_audit_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["echo", LOCALHOST, "104", "--audit", "syslog://somewhere"])
     assert exit_info.value.code == 2
+    # SYSLOG-TLS needs the tool's certificates (--tls --cert --key --ca): a usage error
+    assert main(["echo", LOCALHOST, "104", "--audit", "tls://127.0.0.1:6514"]) == 2
+    assert "--audit" in capsys.readouterr().err
 
 
 def test_node_orders_added_and_removed_through_the_store_api(tmp_path: Path) -> None:

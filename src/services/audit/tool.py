@@ -21,10 +21,12 @@ import functools
 import inspect
 import logging
 import socket
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ...errors import DicomWireError
 from . import messages as m
 from .messages import FILM, URI_MEDIA
 from .trail import AuditConfig, AuditTrail, make_sink
@@ -50,6 +52,8 @@ log = logging.getLogger("dicomwire.services.audit")
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 
 Store = TypeVar("Store", bound="WorklistStore")
+#: Exit status of a bad command line (the tools' convention).
+USAGE = 2
 
 
 def default_tool_file() -> Path:
@@ -338,6 +342,8 @@ def audited(run: Runner) -> Runner:
         @functools.wraps(run)
         async def run_async(args: argparse.Namespace) -> int:
             audit = _begin(args)
+            if audit is None:
+                return USAGE
             try:
                 return int(await run(args))
             finally:
@@ -348,6 +354,8 @@ def audited(run: Runner) -> Runner:
     @functools.wraps(run)
     def run_sync(args: argparse.Namespace) -> int:
         audit = _begin(args)
+        if audit is None:
+            return USAGE
         try:
             result: Any = run(args)
             return int(result)
@@ -357,8 +365,13 @@ def audited(run: Runner) -> Runner:
     return run_sync
 
 
-def _begin(args: argparse.Namespace) -> ToolAudit:
-    audit = ToolAudit.open(args)
+def _begin(args: argparse.Namespace) -> ToolAudit | None:
+    """The run's trail, started (Application Start recorded); None: unusable ``--audit``."""
+    try:
+        audit = ToolAudit.open(args)
+    except DicomWireError as exc:  # e.g. tls:// without --tls certificates
+        sys.stderr.write(f"dicomwire {getattr(args, 'command', '')}: --audit: {exc}\n")
+        return None
     args.audit_run = audit
     audit.record(m.application_activity(audit.source, True, user=_user()))
     return audit
