@@ -413,3 +413,25 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
         assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
         source = alert.find("AuditSourceIdentification")
         assert source is not None and source.get("AuditEnterpriseSiteID") == "HOSPITAL"
+
+
+def test_a_tool_audits_to_the_collector(collector: Collector, tmp_path: Path) -> None:
+    """``dicomwire store --audit udp://...``: start, the export, stop reach rsyslog."""
+    from dicomwire.services.cli import main
+
+    ct = get_testdata_file("CT_small.dcm")
+    header = dcmread(ct, stop_before_pixels=True)
+    config = node_config(storage=StorageConfig(root=tmp_path / "store", fsync=False))
+    with running_node(config) as node:
+        audit = f"udp://{LOCALHOST}:{collector.udp_port}"
+        assert main(["store", LOCALHOST, str(node.port), str(ct), "--audit", audit]) == 0
+    received = collector.wait_for(3)
+    assert [r.event_id for r in received] == ["110100", "110104", "110100"]
+    for message in received:
+        check_message(message.xml)
+        assert message.app_name == "dicomwire-store" and message.msgid == "IHE+RFC-3881"
+    objects = {
+        o.get("ParticipantObjectID")
+        for o in received[1].xml.iter("ParticipantObjectIdentification")
+    }
+    assert {header.StudyInstanceUID, header.PatientID} <= objects
