@@ -389,7 +389,7 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     assert objects["2"].get("ParticipantObjectID") == header.PatientID
     study = objects["110180"]
     assert study.get("ParticipantObjectID") == header.StudyInstanceUID
-    sop_class = study.find("SOPClass")
+    sop_class = study.find("ParticipantObjectDescription/SOPClass")
     assert sop_class is not None
     assert sop_class.get("UID") == header.SOPClassUID
     assert sop_class.get("NumberOfInstances") == "1"
@@ -403,8 +403,7 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     starts = [e.find("EventIdentification/EventTypeCode").get("csd-code") for e in event("110100")]  # type: ignore[union-attr]
     assert starts == ["110120", "110121"]
     alerts = " ".join(
-        e.findtext("ParticipantObjectIdentification/ParticipantObjectDescription") or ""
-        for e in event("110113")
+        e.findtext("EventIdentification/EventOutcomeDescription") or "" for e in event("110113")
     )
     # a client without a certificate: a refused certificate, told apart from other failures
     assert "certificate refused: the peer sent no certificate" in alerts

@@ -72,7 +72,7 @@ def test_instances_transferred_message() -> None:
     ]
     study, patient = root.findall("ParticipantObjectIdentification")
     assert study.get("ParticipantObjectTypeCodeRole") == "3"
-    assert study.find("SOPClass").get("NumberOfInstances") == "3"  # type: ignore[union-attr]
+    assert study.find("ParticipantObjectDescription/SOPClass").get("NumberOfInstances") == "3"  # type: ignore[union-attr]
     assert patient.findtext("ParticipantObjectName") == "Doe^Jane\nline"
 
 
@@ -302,6 +302,17 @@ def test_schema_rejects_what_a5_1_forbids() -> None:
     ):
         with pytest.raises(AssertionError, match=r"A\.5\.1"):
             validate(bad)
+    study = m.instances_transferred(
+        SOURCE,
+        sender=m.Participant.ae("CT1", True, m.SOURCE),
+        receiver=m.Participant.ae("NODE1", False, m.DESTINATION),
+        patients=[("P1", None)],
+        studies=[m.study_object("1.2.3", [("1.2.840.10008.5.1.4.1.1.2", 1)])],
+    ).to_xml()
+    validate(study)
+    loose = study.replace(b"<ParticipantObjectDescription>", b"")
+    with pytest.raises(AssertionError, match=r"A\.5\.1"):  # SOPClass belongs in the description
+        validate(loose.replace(b"</ParticipantObjectDescription>", b""))
 
 
 def test_configuration_change_is_a_security_alert(tmp_path: Path) -> None:
@@ -333,7 +344,7 @@ def test_configuration_change_is_a_security_alert(tmp_path: Path) -> None:
     run_bounded(_serve(config(7)), 30)
     (alert,) = alerts()
     assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "0"  # type: ignore[union-attr]
-    description = alert.findtext("ParticipantObjectIdentification/ParticipantObjectDescription")
+    description = alert.findtext("EventIdentification/EventOutcomeDescription")
     assert description == "configuration changed since the last run: max_associations"
     run_bounded(_serve(config(7)), 30)
     assert len(alerts()) == 1

@@ -127,7 +127,7 @@ class ParticipantObject:
     name: str | None = None
     query: bytes | None = None
     details: Sequence[tuple[str, bytes]] = ()
-    description: str | None = None
+    #: SOP classes with instance counts: the DICOM ParticipantObjectDescription (A.5.1).
     sop_classes: Sequence[tuple[str, int]] = ()
 
 
@@ -216,10 +216,10 @@ class AuditMessage:
                     type=kind,
                     value=base64.b64encode(value).decode("ascii"),
                 )
-            if item.description:
-                ET.SubElement(element, "ParticipantObjectDescription").text = item.description
-            for uid, count in item.sop_classes:
-                ET.SubElement(element, "SOPClass", UID=uid, NumberOfInstances=str(count))
+            if item.sop_classes:  # DICOMObjectDescriptionContents
+                description = ET.SubElement(element, "ParticipantObjectDescription")
+                for uid, count in item.sop_classes:
+                    ET.SubElement(description, "SOPClass", UID=uid, NumberOfInstances=str(count))
         text = ET.tostring(root, encoding="unicode", short_empty_elements=True)
         return text.replace("\r", "&#13;").replace("\n", "&#10;").encode("utf-8")
 
@@ -436,10 +436,10 @@ def security_alert(
                 2,
                 13,
                 NODE_ID if kind is NODE_AUTHENTICATION else URI,
-                description=description,
                 details=(("Alert Description", description.encode("utf-8")),),
             )
         ],
+        outcome_description=description,
     )
 
 
