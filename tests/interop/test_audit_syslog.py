@@ -357,9 +357,11 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
         refused = run([echoscu, "-aec", "NOT-US", "-aet", "INTRUDER", LOCALHOST, port])
         assert refused.returncode != 0
         _tls_client_without_certificate(int(config.tls_port), collector.pki / "ca.pem")
+        plain = run([echoscu, "-aec", "DICOMWIRE", LOCALHOST, str(config.tls_port)])
+        assert plain.returncode != 0  # plain DICOM to the TLS port: a handshake failure
         node.wait_idle()
-    # start, import, query, 2 security alerts, stop: over UDP and TLS each
-    received = collector.wait_for(12)
+    # start, import, query, 3 security alerts, stop: over UDP and TLS each
+    received = collector.wait_for(14)
     by_input: dict[str, list[Received]] = {"imudp": [], "imtcp": []}
     for message in received:
         check_message(message.xml)
@@ -367,9 +369,9 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
         by_input[message.input].append(message)
     for messages in by_input.values():
         events = sorted(r.event_id for r in messages)
-        assert events == ["110100", "110100", "110104", "110112", "110113", "110113"], events
+        assert events == ["110100", "110100", "110104", "110112", *["110113"] * 3], events
     local = local_messages(local_log)
-    assert len(local) == 6
+    assert len(local) == 7
     messages = by_input["imtcp"]
 
     def event(code: str) -> list[ET.Element]:
@@ -407,6 +409,7 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     )
     # a client without a certificate: a refused certificate, told apart from other failures
     assert "certificate refused: the peer sent no certificate" in alerts
+    assert "TLS handshake failed: not TLS" in alerts
     assert "association rejected" in alerts
     for alert in event("110113"):
         assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
