@@ -271,6 +271,9 @@ def test_serve_audits_to_a_local_file_by_default(tmp_path: Path) -> None:
     (default,) = audits(config())
     assert default.config.destinations == ["file:"]
     assert audits(config(audit=AuditConfig(enabled=False))) == []
+    toml = tmp_path / "node.toml"
+    toml.write_text(f"[storage]\nroot = '{tmp_path}'\n[audit]\nenabled = false\n")
+    assert audits(load_config(toml)) == []
     assert audits(config(audit=AuditConfig(destinations=[]))) == []
     benchmark = NodeConfig(storage=StorageConfig(root=tmp_path, discard=True))
     assert audits(benchmark) == []  # a discarding receiver pays nothing...
