@@ -278,8 +278,10 @@ def default_services(config: NodeConfig) -> list[Service]:
     also Storage Commitment, Modality Worklist and MPPS (their ``[storage_commitment]``,
     ``[worklist]``, ``[mpps]`` tables tune them), the MPPS setting the worklist's step
     statuses (:func:`worklist_follows_mpps`). The virtual film printer runs when the
-    configuration has a ``[print]`` table. A node discarding what it receives (a
-    benchmark receiver) runs only the first three unless ``database`` is set.
+    configuration has a ``[print]`` table. The audit trail goes to a local rotating file
+    unless ``[audit]`` says otherwise (:meth:`Audit.for_node`). A node discarding what it
+    receives (a benchmark receiver) runs only the first three unless ``database`` is set
+    (and audits only with an ``[audit]`` table).
     """
     index = node_index(config)
     sections = config.sections
@@ -307,8 +309,9 @@ def default_services(config: NodeConfig) -> list[Service]:
             )
     if "print" in sections:
         services.append(Print(sections["print"], storage_root=config.storage.root))
-    if "audit" in sections:
-        services.append(Audit(sections["audit"]))
+    audit = Audit.for_node(config)
+    if audit is not None:
+        services.append(audit)
     return services
 
 

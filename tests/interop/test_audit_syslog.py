@@ -30,6 +30,7 @@ from dicomwire.services.certs import make_test_pki
 from dicomwire.services.storage import StorageConfig
 from dicomwire.ul.tls import TLSConfig
 
+from ..audit_schema import local_messages, validate
 from ..conftest import find_tool, get_free_tcp_port, skip_or_fail, stop_process, wait_for_port
 from ..services._support import node_config, running_node
 from ._dcmtk import dcmtk, run
@@ -163,6 +164,7 @@ def collector(tmp_path: Path, pki: Path) -> Iterator[Collector]:
 
 def check_message(message: ET.Element) -> None:
     """The required elements and attributes of PS3.15 A.5.1, in the schema's order."""
+    validate(message)  # the A.5.1 schema itself (tests/data, RELAX NG)
     assert message.tag == "AuditMessage"
     tags = [child.tag for child in message]
     assert tags[0] == "EventIdentification"
@@ -355,9 +357,11 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
         refused = run([echoscu, "-aec", "NOT-US", "-aet", "INTRUDER", LOCALHOST, port])
         assert refused.returncode != 0
         _tls_client_without_certificate(int(config.tls_port), collector.pki / "ca.pem")
+        plain = run([echoscu, "-aec", "DICOMWIRE", LOCALHOST, str(config.tls_port)])
+        assert plain.returncode != 0  # plain DICOM to the TLS port: a handshake failure
         node.wait_idle()
-    # start, import, query, 2 security alerts, stop: over UDP and TLS each
-    received = collector.wait_for(12)
+    # start, import, query, 3 security alerts, stop: over UDP and TLS each
+    received = collector.wait_for(14)
     by_input: dict[str, list[Received]] = {"imudp": [], "imtcp": []}
     for message in received:
         check_message(message.xml)
@@ -365,12 +369,9 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
         by_input[message.input].append(message)
     for messages in by_input.values():
         events = sorted(r.event_id for r in messages)
-        assert events == ["110100", "110100", "110104", "110112", "110113", "110113"], events
-    local = [
-        ET.fromstring(line.split(b" - ", 1)[1].removeprefix(b"\xef\xbb\xbf"))
-        for line in local_log.read_bytes().splitlines()
-    ]
-    assert len(local) == 6
+        assert events == ["110100", "110100", "110104", "110112", *["110113"] * 3], events
+    local = local_messages(local_log)
+    assert len(local) == 7
     messages = by_input["imtcp"]
 
     def event(code: str) -> list[ET.Element]:
@@ -390,7 +391,7 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     assert objects["2"].get("ParticipantObjectID") == header.PatientID
     study = objects["110180"]
     assert study.get("ParticipantObjectID") == header.StudyInstanceUID
-    sop_class = study.find("SOPClass")
+    sop_class = study.find("ParticipantObjectDescription/SOPClass")
     assert sop_class is not None
     assert sop_class.get("UID") == header.SOPClassUID
     assert sop_class.get("NumberOfInstances") == "1"
@@ -404,12 +405,35 @@ def test_node_events_reach_the_collector(tmp_path: Path, collector: Collector) -
     starts = [e.find("EventIdentification/EventTypeCode").get("csd-code") for e in event("110100")]  # type: ignore[union-attr]
     assert starts == ["110120", "110121"]
     alerts = " ".join(
-        e.findtext("ParticipantObjectIdentification/ParticipantObjectDescription") or ""
-        for e in event("110113")
+        e.findtext("EventIdentification/EventOutcomeDescription") or "" for e in event("110113")
     )
-    assert "TLS handshake failed" in alerts
+    # a client without a certificate: a refused certificate, told apart from other failures
+    assert "certificate refused: the peer sent no certificate" in alerts
+    assert "TLS handshake failed: not TLS" in alerts
     assert "association rejected" in alerts
     for alert in event("110113"):
         assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "4"  # type: ignore[union-attr]
         source = alert.find("AuditSourceIdentification")
         assert source is not None and source.get("AuditEnterpriseSiteID") == "HOSPITAL"
+
+
+def test_a_tool_audits_to_the_collector(collector: Collector, tmp_path: Path) -> None:
+    """``dicomwire store --audit udp://...``: start, the export, stop reach rsyslog."""
+    from dicomwire.services.cli import main
+
+    ct = get_testdata_file("CT_small.dcm")
+    header = dcmread(ct, stop_before_pixels=True)
+    config = node_config(storage=StorageConfig(root=tmp_path / "store", fsync=False))
+    with running_node(config) as node:
+        audit = f"udp://{LOCALHOST}:{collector.udp_port}"
+        assert main(["store", LOCALHOST, str(node.port), str(ct), "--audit", audit]) == 0
+    received = collector.wait_for(3)
+    assert [r.event_id for r in received] == ["110100", "110104", "110100"]
+    for message in received:
+        check_message(message.xml)
+        assert message.app_name == "dicomwire-store" and message.msgid == "IHE+RFC-3881"
+    objects = {
+        o.get("ParticipantObjectID")
+        for o in received[1].xml.iter("ParticipantObjectIdentification")
+    }
+    assert {header.StudyInstanceUID, header.PatientID} <= objects

@@ -22,6 +22,7 @@ from dicomwire.services.audit import Audit, AuditConfig, AuditTrail, FileSink, S
 from dicomwire.services.audit import messages as m
 from dicomwire.services.node import Node, NodeConfig, load_config
 from dicomwire.services.storage import StorageConfig
+from tests.audit_schema import local_messages, validate
 from tests.conftest import run_bounded
 from tests.interop._mpps_peer import new_step
 
@@ -30,10 +31,8 @@ MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 
 
 def _local_messages(path: Path) -> list[ET.Element]:
-    return [
-        ET.fromstring(line.split(b" - ", 1)[1].removeprefix(b"\xef\xbb\xbf"))
-        for line in path.read_bytes().splitlines()
-    ]
+    """The messages of the local file, each validated against the A.5.1 schema."""
+    return local_messages(path)
 
 
 def _event(message: ET.Element) -> str:
@@ -49,6 +48,7 @@ def test_instances_transferred_message() -> None:
         studies=[m.study_object("1.2.3", [("1.2.840.10008.5.1.4.1.1.2", 3)])],
     )
     xml = message.to_xml()
+    validate(xml)
     assert b"\n" not in xml  # one message per line of the local file
     root = ET.fromstring(xml)
     event = root.find("EventIdentification")
@@ -72,7 +72,7 @@ def test_instances_transferred_message() -> None:
     ]
     study, patient = root.findall("ParticipantObjectIdentification")
     assert study.get("ParticipantObjectTypeCodeRole") == "3"
-    assert study.find("SOPClass").get("NumberOfInstances") == "3"  # type: ignore[union-attr]
+    assert study.find("ParticipantObjectDescription/SOPClass").get("NumberOfInstances") == "3"  # type: ignore[union-attr]
     assert patient.findtext("ParticipantObjectName") == "Doe^Jane\nline"
 
 
@@ -255,3 +255,99 @@ def test_user_identity_negotiation_is_audited(tmp_path: Path) -> None:
     assert login_type is not None and login_type.get("csd-code") == "110122"
     # the refused one is also a rejected association: a security alert
     assert [_event(e) for e in messages].count("110113") == 1
+
+
+def test_serve_audits_to_a_local_file_by_default(tmp_path: Path) -> None:
+    from dicomwire.services.node import default_services
+
+    def config(**sections: object) -> NodeConfig:
+        result = NodeConfig(storage=StorageConfig(root=tmp_path, fsync=False))
+        result.sections.update(sections)
+        return result
+
+    def audits(node_config: NodeConfig) -> list[Audit]:
+        return [s for s in default_services(node_config) if isinstance(s, Audit)]
+
+    (default,) = audits(config())
+    assert default.config.destinations == ["file:"]
+    assert audits(config(audit=AuditConfig(enabled=False))) == []
+    toml = tmp_path / "node.toml"
+    toml.write_text(f"[storage]\nroot = '{tmp_path}'\n[audit]\nenabled = false\n")
+    assert audits(load_config(toml)) == []
+    assert audits(config(audit=AuditConfig(destinations=[]))) == []
+    benchmark = NodeConfig(storage=StorageConfig(root=tmp_path, discard=True))
+    assert audits(benchmark) == []  # a discarding receiver pays nothing...
+    benchmark.sections["audit"] = AuditConfig()
+    assert len(audits(benchmark)) == 1  # ...unless it asks
+
+    node_config = config()
+    node_config.host, node_config.port = "127.0.0.1", 0
+    run_bounded(_serve(node_config), 30)
+    events = [_event(e) for e in _local_messages(tmp_path / ".dicomwire" / "audit.log")]
+    assert events == ["110100", "110100"]  # start, stop
+
+
+async def _serve(config: NodeConfig) -> None:
+    node = Node(config)
+    async with node, dicomwire.connect("127.0.0.1", node.port, called_ae="DICOMWIRE") as c:
+        assert await c.echo() == 0
+
+
+def test_schema_rejects_what_a5_1_forbids() -> None:
+    """The schema check can fail: a wrong outcome, a missing EventID, a bad date."""
+    good = m.application_activity(SOURCE, True).to_xml()
+    validate(good)
+    for bad in (
+        good.replace(b'EventOutcomeIndicator="0"', b'EventOutcomeIndicator="3"'),
+        good.replace(b"<EventID ", b"<EventCode "),
+        good.replace(b'EventDateTime="', b'EventDateTime="yesterday'),
+        good.replace(b'UserIsRequestor="false"', b'UserIsRequestor="no"'),
+    ):
+        with pytest.raises(AssertionError, match=r"A\.5\.1"):
+            validate(bad)
+    study = m.instances_transferred(
+        SOURCE,
+        sender=m.Participant.ae("CT1", True, m.SOURCE),
+        receiver=m.Participant.ae("NODE1", False, m.DESTINATION),
+        patients=[("P1", None)],
+        studies=[m.study_object("1.2.3", [("1.2.840.10008.5.1.4.1.1.2", 1)])],
+    ).to_xml()
+    validate(study)
+    loose = study.replace(b"<ParticipantObjectDescription>", b"")
+    with pytest.raises(AssertionError, match=r"A\.5\.1"):  # SOPClass belongs in the description
+        validate(loose.replace(b"</ParticipantObjectDescription>", b""))
+
+
+def test_configuration_change_is_a_security_alert(tmp_path: Path) -> None:
+    log = tmp_path / "audit.log"
+
+    def config(max_associations: int) -> NodeConfig:
+        result = NodeConfig(
+            host="127.0.0.1",
+            port=0,
+            max_associations=max_associations,
+            storage=StorageConfig(root=tmp_path / "store", fsync=False),
+        )
+        result.sections["audit"] = AuditConfig(destinations=[f"file:{log}"])
+        return result
+
+    def alerts() -> list[ET.Element]:
+        return [
+            e
+            for e in _local_messages(log)
+            if _event(e) == "110113"
+            and e.find("EventIdentification/EventTypeCode").get("csd-code") == "110131"  # type: ignore[union-attr]
+        ]
+
+    run_bounded(_serve(config(100)), 30)  # first run: nothing to compare with
+    run_bounded(_serve(config(100)), 30)  # the same configuration again
+    assert alerts() == []
+    state = tmp_path / "audit.log.config"
+    assert str(tmp_path) not in state.read_text()  # digests, not values
+    run_bounded(_serve(config(7)), 30)
+    (alert,) = alerts()
+    assert alert.find("EventIdentification").get("EventOutcomeIndicator") == "0"  # type: ignore[union-attr]
+    description = alert.findtext("EventIdentification/EventOutcomeDescription")
+    assert description == "configuration changed since the last run: max_associations"
+    run_bounded(_serve(config(7)), 30)
+    assert len(alerts()) == 1

@@ -173,7 +173,8 @@ def test_every_declared_status_is_used_by_its_handler() -> None:
 
 def test_every_default_service_declares_its_statuses() -> None:
     for service in _services():
-        assert service.statuses, f"{service.name} declares no statuses"
+        if service.bindings():  # the audit trail serves no SOP class, sends no status
+            assert service.statuses, f"{service.name} declares no statuses"
 
 
 def test_driven_statuses_are_declared_ones() -> None:

@@ -48,6 +48,7 @@ def test_service_flags_fill_the_tables(tmp_path: Path) -> None:
         "worklist",
         "mpps",
         "print",
+        "audit",  # the local rotating file, by default
     ]
     policy = Node(config).policy
     assert (policy.maximum_invoked, policy.maximum_performed) == (1024, 1024)

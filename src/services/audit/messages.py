@@ -26,6 +26,7 @@ __all__ = [
     "Source",
     "application_activity",
     "begin_transferring",
+    "data_export",
     "instances_transferred",
     "patient_object",
     "query",
@@ -56,6 +57,7 @@ APPLICATION_STOP = _dcm("110121", "Application Stop")
 BEGIN_TRANSFERRING = _dcm("110102", "Begin Transferring DICOM Instances")
 INSTANCES_ACCESSED = _dcm("110103", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = _dcm("110104", "DICOM Instances Transferred")
+EXPORT = _dcm("110106", "Export")
 ORDER_RECORD = _dcm("110109", "Order Record")
 PROCEDURE_RECORD = _dcm("110111", "Procedure Record")
 QUERY = _dcm("110112", "Query")
@@ -70,6 +72,10 @@ APPLICATION = _dcm("110150", "Application")
 APPLICATION_LAUNCHER = _dcm("110151", "Application Launcher")
 DESTINATION = _dcm("110152", "Destination Role ID")
 SOURCE = _dcm("110153", "Source Role ID")
+DESTINATION_MEDIA = _dcm("110154", "Destination Media")
+# Media types (PS3.16 CID 405).
+FILM = _dcm("110010", "Film")
+URI_MEDIA = _dcm("110037", "URI")
 # Participant object ID types (RFC 3881 and PS3.16 CID 404).
 PATIENT_NUMBER = Code("2", "RFC-3881", "Patient Number")
 URI = Code("12", "RFC-3881", "URI")
@@ -93,6 +99,8 @@ class Participant:
     alternative_user_id: str | None = None
     user_name: str | None = None
     address: str | None = None
+    #: MediaIdentifier/MediaType of a Destination Media participant (Data Export).
+    media: Code | None = None
 
     @classmethod
     def ae(
@@ -119,7 +127,7 @@ class ParticipantObject:
     name: str | None = None
     query: bytes | None = None
     details: Sequence[tuple[str, bytes]] = ()
-    description: str | None = None
+    #: SOP classes with instance counts: the DICOM ParticipantObjectDescription (A.5.1).
     sop_classes: Sequence[tuple[str, int]] = ()
 
 
@@ -179,6 +187,8 @@ class AuditMessage:
             element = ET.SubElement(root, "ActiveParticipant", attributes)
             for role in participant.roles:
                 _coded(element, "RoleIDCode", role)
+            if participant.media is not None:
+                _coded(ET.SubElement(element, "MediaIdentifier"), "MediaType", participant.media)
         source_attributes = {"AuditSourceID": self.source.source_id}
         if self.source.enterprise_site_id:
             source_attributes["AuditEnterpriseSiteID"] = self.source.enterprise_site_id
@@ -206,10 +216,10 @@ class AuditMessage:
                     type=kind,
                     value=base64.b64encode(value).decode("ascii"),
                 )
-            if item.description:
-                ET.SubElement(element, "ParticipantObjectDescription").text = item.description
-            for uid, count in item.sop_classes:
-                ET.SubElement(element, "SOPClass", UID=uid, NumberOfInstances=str(count))
+            if item.sop_classes:  # DICOMObjectDescriptionContents
+                description = ET.SubElement(element, "ParticipantObjectDescription")
+                for uid, count in item.sop_classes:
+                    ET.SubElement(description, "SOPClass", UID=uid, NumberOfInstances=str(count))
         text = ET.tostring(root, encoding="unicode", short_empty_elements=True)
         return text.replace("\r", "&#13;").replace("\n", "&#10;").encode("utf-8")
 
@@ -332,6 +342,22 @@ def instances_transferred(
     )
 
 
+def data_export(
+    source: Source,
+    *,
+    exporter: Participant,
+    media: Participant,
+    patients: Iterable[tuple[str, str | None]],
+    studies: Iterable[ParticipantObject],
+    outcome: int = SUCCESS,
+    description: str | None = None,
+) -> AuditMessage:
+    """Data Export (A.5.3.5): instances leave on media (film, or a peer's URI); action R."""
+    return _transfer(
+        EXPORT, source, exporter, media, patients, studies, outcome, "R", None, description
+    )
+
+
 def begin_transferring(
     source: Source,
     *,
@@ -410,10 +436,10 @@ def security_alert(
                 2,
                 13,
                 NODE_ID if kind is NODE_AUTHENTICATION else URI,
-                description=description,
                 details=(("Alert Description", description.encode("utf-8")),),
             )
         ],
+        outcome_description=description,
     )
 
 
@@ -446,13 +472,16 @@ def order_or_procedure_record(
     node: Participant,
     patient: tuple[str, str | None],
     outcome: int = SUCCESS,
+    studies: Iterable[str] = (),
+    description: str | None = None,
 ) -> AuditMessage:
-    """Order Record (A.5.3.13) or Procedure Record (A.5.3.15) created/updated (C/U)."""
+    """Order Record (A.5.3.13) or Procedure Record (A.5.3.15) created/updated/deleted."""
     return AuditMessage(
         PROCEDURE_RECORD if procedure else ORDER_RECORD,
         outcome=outcome,
         action=action,
         participants=[requestor, node],
         source=source,
-        objects=[patient_object(*patient)],
+        objects=[*(study_object(uid) for uid in studies if uid), patient_object(*patient)],
+        outcome_description=description,
     )

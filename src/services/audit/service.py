@@ -10,9 +10,13 @@ records, through an :class:`~.trail.AuditTrail`:
 - Query for each C-FIND (Q/R and worklist), with the identifier as received;
 - Begin Transferring and DICOM Instances Transferred (export) around each C-MOVE/C-GET;
 - Procedure Record for MPPS N-CREATE/N-SET;
-- Security Alert (node authentication) for a failed TLS handshake and for a rejected
-  association, and User Authentication for user identity negotiation when the node
-  checks identities (its policy's ``identity_check``).
+- Order Record when worklist entries are added or removed through the node's worklist
+  store, or moved on by an MPPS (:func:`.tool.record_orders`);
+- Security Alert (node authentication) for a failed TLS handshake, a refused
+  certificate and a rejected association; Security Alert (software configuration) when
+  the node starts with a configuration other than the last run's (a digest per key kept
+  beside the audit file, ``audit.log.config``); User Authentication for user identity
+  negotiation when the node checks identities (its policy's ``identity_check``).
 
 Handlers are observed by wrapping them in the node's handler table, so the services
 audited need no code of their own; nothing here waits for the trail.
@@ -22,7 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import enum
 import getpass
+import hashlib
+import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
@@ -33,14 +41,14 @@ from ...dimse.commands import CommandField
 from ...dimse.session import DimseSession, Handler, Request, SinkFactory
 from ...dimse.status import Status
 from ...ul.association import Association
-from ...ul.tls import describe_tls_error
+from ...ul.tls import diagnose_tls_error
 from ..service import Binding, HandlerKey, Service
 from . import messages as m
 from .trail import AuditConfig, AuditTrail, Sink, make_sink
 
 if TYPE_CHECKING:
     from ...ul.pdu import UserIdentityRQItem
-    from ..node import Node
+    from ..node import Node, NodeConfig
 
 __all__ = ["Audit", "outcome_of"]
 
@@ -78,6 +86,23 @@ class Audit(Service):
         self._ae_title = "DICOMWIRE"
         self._stored: dict[DimseSession, list[Path]] = defaultdict(list)
 
+    @classmethod
+    def for_node(cls, config: NodeConfig) -> Audit | None:
+        """The audit of ``dicomwire serve``: a local rotating file unless ``[audit]`` differs.
+
+        ``[audit] enabled = false`` or ``destinations = []`` turns it off; a node that
+        discards what it receives (a benchmark receiver) audits only with an ``[audit]``
+        table.
+        """
+        audit = config.sections.get("audit")
+        if audit is None:
+            if config.storage.discard:
+                return None
+            audit = AuditConfig()
+        if not audit.enabled or not audit.destinations:
+            return None
+        return cls(audit)
+
     def bindings(self) -> list[Binding]:
         return []
 
@@ -85,13 +110,14 @@ class Audit(Service):
 
     async def start(self, node: Node) -> None:
         config = self.config
+        digests = configuration_digests(node.config)  # before the hooks below change it
         self._ae_title = node.config.ae_titles[0]
         self.source = m.Source(
             config.source_id or self._ae_title, config.enterprise_site_id or None
         )
         sinks = self._sinks
+        default_file = Path(node.config.storage.root) / ".dicomwire" / "audit.log"
         if sinks is None:
-            default_file = Path(node.config.storage.root) / ".dicomwire" / "audit.log"
             sinks = [
                 make_sink(d, config, default_file=default_file, tls=node.config.tls)
                 for d in config.destinations
@@ -107,7 +133,9 @@ class Audit(Service):
         self._observe_storage(node)
         self._observe_connections(node)
         self._observe_identity(node)
+        self._observe_worklist(node)
         self.record(m.application_activity(self.source, True, user=_user()))
+        self._check_configuration(digests, default_file)
 
     async def stop(self) -> None:
         trail = self.trail
@@ -293,6 +321,59 @@ class Audit(Service):
 
         return audited
 
+    # -- orders ----------------------------------------------------------------------
+
+    def _observe_worklist(self, node: Node) -> None:
+        """Order Records for worklist entries added, removed or moved on by MPPS."""
+        from .tool import record_orders
+
+        try:
+            store = getattr(node.service("worklist"), "store", None)
+        except KeyError:
+            return
+        if store is not None:
+            record_orders(store, self.record, self.source, self._us(None, True), self._us(None))
+
+    # -- configuration ---------------------------------------------------------------
+
+    def _configuration_state(self, default_file: Path) -> Path:
+        """Where the last run's configuration digests are: beside the (first) audit file."""
+        for destination in self.config.destinations:
+            if destination.startswith("file:"):
+                path = destination[len("file:") :]
+                return (Path(path) if path else default_file).with_name(
+                    (Path(path).name if path else default_file.name) + ".config"
+                )
+        return default_file.with_name(default_file.name + ".config")
+
+    def _check_configuration(self, now: dict[str, str], default_file: Path) -> None:
+        """Security Alert (Software Configuration) when the configuration changed."""
+        state = self._configuration_state(default_file)
+        try:
+            before = json.loads(state.read_text("utf-8")) if state.exists() else None
+        except (OSError, ValueError) as exc:
+            log.warning("audit: cannot read %s (%s): configuration taken as changed", state, exc)
+            before = {}
+        if before is not None and before != now:
+            changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+            description = "configuration changed since the last run: " + ", ".join(changed)
+            log.warning("audit: %s", description)
+            self.record(
+                m.security_alert(
+                    self.source,
+                    kind=m.SOFTWARE_CONFIGURATION,
+                    subject=str(state.with_suffix("")),
+                    description=description,
+                    outcome=m.SUCCESS,
+                )
+            )
+        if before != now:
+            try:
+                state.parent.mkdir(parents=True, exist_ok=True)
+                state.write_text(json.dumps(now, indent=0, sort_keys=True), "utf-8")
+            except OSError as exc:
+                log.warning("audit: cannot keep the configuration digest in %s: %s", state, exc)
+
     # -- security --------------------------------------------------------------------
 
     def _observe_connections(self, node: Node) -> None:
@@ -310,7 +391,11 @@ class Audit(Service):
         failure = getattr(association, "tls_failure", None)
         rejection = getattr(association, "rejection", None)
         if failure is not None:
-            description = f"TLS handshake failed: {describe_tls_error(failure)}"
+            diagnosis = diagnose_tls_error(failure, server_side=True)
+            if diagnosis.reason in REFUSED_CERTIFICATE:
+                description = f"certificate refused: {diagnosis.text}"
+            else:
+                description = f"TLS handshake failed: {diagnosis.text}"
         elif rejection is not None:
             description = f"association rejected: {rejection}"
         else:
@@ -353,6 +438,52 @@ class Audit(Service):
             return accepted, response
 
         policy.identity_check = audited
+
+
+#: Handshake failures that are a certificate refused (ours or the peer's), not a mismatch.
+REFUSED_CERTIFICATE = frozenset(
+    {
+        "untrusted-certificate",
+        "expired-certificate",
+        "hostname-mismatch",
+        "certificate-refused",
+        "certificate-required",
+    }
+)
+
+
+def configuration_digests(config: object) -> dict[str, str]:
+    """``{dotted.key: sha256 of its value}`` of a configuration (dataclasses, dicts, lists).
+
+    Digests, not values: the file beside the audit log holds no password or path in clear.
+    """
+    flat: dict[str, str] = {}
+
+    def walk(value: object, key: str) -> None:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for item in dataclasses.fields(value):
+                walk(getattr(value, item.name), f"{key}.{item.name}" if key else item.name)
+        elif isinstance(value, dict):
+            for name in sorted(value, key=str):
+                walk(value[name], f"{key}.{name}" if key else str(name))
+        else:
+            flat[key] = hashlib.sha256(_canonical(value).encode("utf-8")).hexdigest()
+
+    walk(config, "")
+    return flat
+
+
+def _canonical(value: object) -> str:
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_canonical(v) for v in value]
+        return "[" + ",".join(sorted(items) if isinstance(value, (set, frozenset)) else items) + "]"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _canonical(sorted(configuration_digests(value).items()))
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if callable(value):
+        return f"callable:{getattr(value, '__qualname__', type(value).__name__)}"
+    return repr(value)
 
 
 def _user() -> str | None:

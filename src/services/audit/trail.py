@@ -69,6 +69,8 @@ class AuditConfig:
     """
 
     destinations: list[str] = field(default_factory=lambda: ["file:"])
+    #: ``false`` (or no destinations) turns the node's default audit trail off.
+    enabled: bool = True
     app_name: str = "dicomwire"
     source_id: str = ""
     enterprise_site_id: str = ""
@@ -314,7 +316,6 @@ class _Channel:
                 )
 
     def _run(self) -> None:
-        closing = self.trail._closing
         while True:
             data = self.queue.get()
             if data is None:
@@ -325,7 +326,7 @@ class _Channel:
                     self.sent += 1
                     break
                 except OSError as exc:  # ssl.SSLError is one
-                    if not self.sink.retries or closing.is_set():
+                    if not self.sink.retries or self.trail._draining.is_set():
                         self.dropped += 1
                         log.error("audit message to %s lost: %s", type(self.sink).__name__, exc)
                         break
@@ -335,7 +336,7 @@ class _Channel:
                         exc,
                         self.trail.retry_seconds,
                     )
-                    closing.wait(self.trail.retry_seconds)
+                    self.trail._draining.wait(self.trail.retry_seconds)
         self.sink.close()
 
 
@@ -436,6 +437,8 @@ class AuditTrail:
         self.retry_seconds = retry_seconds
         self.hostname = socket.gethostname()
         self._closing = threading.Event()
+        #: Closing: an in-memory destination that fails now is not retried (drop, count).
+        self._draining = threading.Event()
         self._pending: queue.Queue[Pending | None] = queue.Queue(queue_size)
         self._channels = [
             _Channel(sink, self, queue_size)
@@ -502,6 +505,7 @@ class AuditTrail:
         """Send what is queued (for up to ``timeout`` s), then stop the threads."""
         if not self._started:
             return
+        self._draining.set()
         try:
             self._pending.put(None, timeout=timeout)
         except queue.Full:

@@ -88,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         start_trace(args.trace)
     run: Callable[[argparse.Namespace], int | Coroutine[Any, Any, int]] = args.run
+    if getattr(args, "audit", None):  # --audit: one trail for the run, start to stop
+        from ..audit.tool import audited
+
+        run = audited(run)  # type: ignore[assignment]
     status = run(args)
     if isinstance(status, int):
         return status

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -86,6 +87,7 @@ def add_parser(
     add_scu_timeouts(command, "N-ACTION-RSP")
     add_common(command)
     add_tls_arguments(command)
+    add_audit(command)
     command.set_defaults(run=run)
     return command
 
@@ -146,6 +148,9 @@ async def request_commitment(
         print(f"commit failed: {exc}", file=sys.stderr)
         return 1
     print_report(report, paths, as_json=getattr(args, "json", False))
+    from ..audit.tool import URI_MEDIA, audit_of  # Data Export (PS3.15 A.5.3.5)
+
+    audit_of(args).exported(paths.values(), media=URI_MEDIA, outcome=4 * (not report.all_committed))
     if not report.all_committed:
         print(
             f"storage commitment {report.transaction_uid}: {len(report.committed)} of "

@@ -11,6 +11,7 @@ import sys
 
 from ...errors import DicomWireError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -44,6 +45,7 @@ def add_parser(
     add_scu_timeouts(echo, "C-ECHO-RSP")
     add_common(echo)
     add_tls_arguments(echo)
+    add_audit(echo)
     echo.set_defaults(run=run)
     return echo
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..directory import RemoteAE
 
 __all__ = [
+    "add_audit",
     "add_common",
     "add_peer",
     "add_scu_timeouts",
@@ -222,6 +223,38 @@ def add_common(parser: argparse.ArgumentParser, *, defaults: bool = True) -> Non
         default=default(60.0),
         metavar="S",
         help="abort after this many seconds without data (60; 0 = never)",
+    )
+
+
+def audit_destination(value: str) -> str:
+    """An argparse type: an audit destination (``file:[PATH]``, ``udp://``, ``tls://``)."""
+    if value.startswith("file:"):
+        return value
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("udp", "tls") or not parts.hostname or port is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected file:[PATH], udp://HOST:PORT or tls://HOST:PORT"
+        )
+    return value
+
+
+def add_audit(parser: argparse.ArgumentParser) -> None:
+    """``--audit DEST``: the tool's audit trail (PS3.15 A.5; see docs/audit.md)."""
+    parser.add_argument(
+        "--audit",
+        action="append",
+        type=audit_destination,
+        default=[],
+        metavar="DEST",
+        help="record PS3.15 audit messages (start/stop, transfers, queries...) to DEST: "
+        "file:[PATH] (default ~/.dicomwire/audit.log), udp://HOST:PORT (SYSLOG-UDP) or "
+        "tls://HOST:PORT (SYSLOG-TLS, with the --tls certificates); repeatable",
     )
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError, ValidationError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -58,6 +59,7 @@ def _options(parser: argparse.ArgumentParser, *, titles: bool = False) -> None:
     add_scu_timeouts(parser, "N-CREATE/N-SET response")
     add_common(parser)
     add_tls_arguments(parser)
+    add_audit(parser)
 
 
 def _anywhere(parser: argparse.ArgumentParser) -> None:
@@ -259,5 +261,14 @@ async def run(args: argparse.Namespace) -> int:
                 print(f"N-SET {args.uid}: {state} ({status})")
     except DicomWireError as exc:
         print(f"mpps {args.action} failed: {exc}", file=sys.stderr)
+        _audit(args, data, failed=True)
         return 1
+    _audit(args, data, failed=False)
     return 0
+
+
+def _audit(args: argparse.Namespace, data: Dataset, *, failed: bool) -> None:
+    """Procedure Record (PS3.15 A.5.3.15) of this request."""
+    from ..audit.tool import audit_of
+
+    audit_of(args).procedure(data, create=args.action == "create", outcome=8 * failed)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ...errors import DicomWireError, LocalProtocolError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -141,6 +142,7 @@ def add_parser(
     add_scu_timeouts(parser, "print response")
     add_common(parser)
     add_tls_arguments(parser)
+    add_audit(parser)
     parser.set_defaults(run=run)
     return parser
 
@@ -203,6 +205,9 @@ async def run(args: argparse.Namespace) -> int:
             print(f"film {film.number}: failed: {film.error}: {names}")
         else:
             print(f"film {film.number}: not printed: {names}")
+    from ..audit.tool import FILM, audit_of  # Data Export on film (PS3.15 A.5.3.5)
+
+    audit_of(args).exported(args.images, media=FILM, outcome=0 if result.ok else 8)
     if not result.ok:
         print(f"print failed: {result.reason}", file=sys.stderr)
         return 1

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError, DimseStatusError, ValidationError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -233,6 +234,7 @@ def _add_tail(parser: argparse.ArgumentParser, response: str) -> None:
     add_scu_timeouts(parser, response)
     add_common(parser)
     add_tls_arguments(parser)
+    add_audit(parser)
 
 
 # --------------------------------------------------------------------------- identifier
@@ -345,6 +347,7 @@ async def run_find(args: argparse.Namespace) -> int:
                     _extract(match, responses.count, args)
     except DimseStatusError as exc:
         output.finish()
+        _audit_find(args, identifier, 8)
         print(f"C-FIND failed: status {exc.status}", file=sys.stderr)
         if exc.comment:
             print(f"Error Comment: {exc.comment}", file=sys.stderr)
@@ -354,6 +357,7 @@ async def run_find(args: argparse.Namespace) -> int:
         print(f"find failed: {exc}", file=sys.stderr)
         return 1
     output.finish()
+    _audit_find(args, identifier, 0)
     status = responses.status if responses is not None else None
     count = responses.count if responses is not None else 0
     note = " (C-CANCEL sent)" if responses is not None and responses.cancelled else ""
@@ -362,6 +366,13 @@ async def run_find(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _audit_find(args: argparse.Namespace, identifier: Dataset, outcome: int) -> None:
+    """Query (PS3.15 A.5.3.10) of this C-FIND."""
+    from ..audit.tool import audit_of
+
+    audit_of(args).query(_find_class(args.model), identifier, outcome)
 
 
 def _find_class(model: str) -> str:
@@ -465,6 +476,7 @@ async def run_move(args: argparse.Namespace) -> int:
             f"{args.receive_port}: nothing may arrive there",
             file=sys.stderr,
         )
+    before = _received(args)
     try:
         async with (
             _receiver(args) as _listening,
@@ -491,7 +503,33 @@ async def run_move(args: argparse.Namespace) -> int:
     except (DicomWireError, OSError) as exc:
         print(f"move failed: {exc}", file=sys.stderr)
         return 1
+    if args.receive_port is not None:
+        _audit_received(args, before, result)
     return _report("C-MOVE", result)
+
+
+def _received(args: argparse.Namespace) -> set[Path]:
+    """The files in the output directory (what a C-GET/C-MOVE adds is audited)."""
+    if not getattr(args, "audit", None):
+        return set()
+    root = Path(args.output_directory)
+    return {p for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
+
+
+def _audit_received(args: argparse.Namespace, before: set[Path], result: RetrieveResult) -> None:
+    """DICOM Instances Transferred, import (PS3.15 A.5.3.7): the files that arrived."""
+    from ..audit.tool import audit_of
+
+    if not getattr(args, "audit", None):
+        return
+    arrived = sorted(_received(args) - before)
+    ok = result.status.is_success and not result.failed
+    audit_of(args).transferred(
+        arrived,
+        exported=False,
+        outcome=0 if ok else 4,
+        description=f"completed {result.completed}, failed {result.failed}",
+    )
 
 
 def _retrieve_class(model: str, operation: str) -> str:
@@ -565,6 +603,7 @@ async def run_get(args: argparse.Namespace) -> int:
         receive = list(COMMON_STORAGE_SOP_CLASSES)
         source = source if source.startswith("the common") else "the common storage classes"
     print(f"receiving {len(receive)} SOP class(es), from {source}", file=sys.stderr)
+    before = _received(args)
     try:
         async with connect(
             args.host,
@@ -589,4 +628,5 @@ async def run_get(args: argparse.Namespace) -> int:
     except DicomWireError as exc:
         print(f"get failed: {exc}", file=sys.stderr)
         return 1
+    _audit_received(args, before, result)
     return _report("C-GET", result)

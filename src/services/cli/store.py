@@ -18,6 +18,7 @@ from pathlib import Path
 from ...errors import DicomWireError
 from .commit import add_commit_arguments, request_commitment
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -93,6 +94,7 @@ def add_parser(
     )
     add_common(store)
     add_tls_arguments(store)
+    add_audit(store)
     store.set_defaults(run=run)
     return store
 
@@ -164,6 +166,11 @@ async def run(args: argparse.Namespace) -> int:
         + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
     stored = summary.failures == 0 and summary.sent
+    from ..audit.tool import audit_of  # Instances Transferred, export (PS3.15 A.5.3.7)
+
+    audit_of(args).transferred(
+        [o.path for o in summary.outcomes if o.delivered], exported=True, outcome=0 if stored else 4
+    )
     if stored and args.commit:
         from ..storage.scu import collect_files
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError, DicomWireError
 from .flags import (
+    add_audit,
     add_common,
     add_peer,
     add_scu_timeouts,
@@ -121,6 +122,7 @@ def add_parser(
     add_scu_timeouts(query, "C-FIND-RSP")
     add_common(query)
     add_tls_arguments(query)
+    add_audit(query)
     query.set_defaults(run=run_query)
 
     add = actions.add_parser(
@@ -134,6 +136,7 @@ def add_parser(
     )
     add.add_argument("files", nargs="+", type=Path, metavar="FILE", help=".json, .dcm or .wl")
     _add_database(add)
+    add_audit(add)
     add.set_defaults(run=run_add)
 
     listing = actions.add_parser("list", help="list the worklist entries of the database")
@@ -146,6 +149,7 @@ def add_parser(
         "keys", nargs="+", metavar="KEY", help="STUDY-UID/STEP-ID as list shows, or a study UID"
     )
     _add_database(remove)
+    add_audit(remove)
     remove.set_defaults(run=run_remove)
     return worklist
 
@@ -236,12 +240,21 @@ async def run_query(args: argparse.Namespace) -> int:
         )
     except DicomWireError as exc:
         print(f"worklist query failed: {exc}", file=sys.stderr)
+        _audit_query(args, identifier, 8)
         return 1
+    _audit_query(args, identifier, 0)
     if args.json:
         print(json.dumps([m.to_json_dict() for m in matches], indent=2, ensure_ascii=False))
     else:
         print(format_table(matches))
     return 0
+
+
+def _audit_query(args: argparse.Namespace, identifier: Dataset, outcome: int) -> None:
+    """Query (PS3.15 A.5.3.10) of this Modality Worklist C-FIND."""
+    from ..audit.tool import audit_of
+
+    audit_of(args).query("1.2.840.10008.5.1.4.31", identifier, outcome)
 
 
 #: Table columns: heading, then where the value is (top level, or in the first step).
@@ -288,6 +301,9 @@ def run_add(args: argparse.Namespace) -> int:
     store = _store_or_status(args, create=True)
     if isinstance(store, int):
         return store
+    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
+
+    store = audit_of(args).worklist_store(store)
     failed = 0
     try:
         for path in args.files:
@@ -339,6 +355,9 @@ def run_remove(args: argparse.Namespace) -> int:
     store = _store_or_status(args, create=False)
     if isinstance(store, int):
         return store
+    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
+
+    store = audit_of(args).worklist_store(store)
     missing = 0
     try:
         for key in args.keys:
