@@ -533,6 +533,10 @@ class SQLiteIndex(Index):
         self._staged: dict[int, _Intent] = {}
         #: Intents settled by :meth:`commit_add`, removed with the next write transaction.
         self._settled: list[int] = []
+        #: The parent rows of the last addition (:func:`_upsert`), valid while no other
+        #: connection writes (``PRAGMA data_version``) and no parent is deleted.
+        self._parents: _Parents = {}
+        self._data_version = -1
 
     # -- connections ----------------------------------------------------------------------
 
@@ -587,10 +591,13 @@ class SQLiteIndex(Index):
         return self._reader
 
     @contextlib.contextmanager
-    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, durable: bool = False, adding: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """One write transaction; a backend failure becomes IndexUnavailableError.
 
         It starts by removing the intents :meth:`commit_add` settled since the last one.
+        Only an ``adding`` transaction keeps the parent rows known (the others may delete).
         """
         with self._lock:
             db = self._connect()
@@ -600,7 +607,15 @@ class SQLiteIndex(Index):
                     db.execute(f"PRAGMA synchronous={synchronous}")
                     self._synchronous = synchronous
                 db.execute("BEGIN IMMEDIATE")
+                if not adding:
+                    self._parents.clear()
+                elif self._parents:
+                    (version,) = db.execute("PRAGMA data_version").fetchone()
+                    if version != self._data_version:  # another connection wrote
+                        self._parents.clear()
+                        self._data_version = version
             except sqlite3.Error as exc:
+                self._parents.clear()
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
             settled = self._settled
             try:
@@ -609,6 +624,7 @@ class SQLiteIndex(Index):
                 yield db
                 db.execute("COMMIT")
             except BaseException as exc:
+                self._parents.clear()  # rows it created are gone
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
@@ -648,8 +664,8 @@ class SQLiteIndex(Index):
         )
         # The row and the intent in one transaction: the row is visible (and, durable,
         # on disk) before its file is; the intent tells a reconcile to check that file.
-        with self._transaction(durable) as db:
-            _insert(db, entry, intent.path, transfer_syntax, size, identity)
+        with self._transaction(durable, adding=True) as db:
+            _insert(db, entry, intent.path, transfer_syntax, size, identity, self._parents)
             token = db.execute(
                 _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
             ).lastrowid
@@ -757,7 +773,7 @@ class SQLiteIndex(Index):
 
     def remove(self, sop_instance_uid: str) -> bool:
         with self._transaction() as db:
-            return _delete(db, sop_instance_uid)
+            return bool(_delete(db, sop_instance_uid))
 
     def paths(self) -> Iterator[tuple[str, Path]]:
         cursor = self._read().execute("SELECT sop_instance_uid, path FROM instance ORDER BY pk")
@@ -939,18 +955,31 @@ def _create(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE instance ADD COLUMN {name} INTEGER")
 
 
+#: The entity rows this process wrote or read last, per level: ((values, parent), pk).
+_Parents = dict[str, tuple[tuple[Any, ...], int]]
+
+
 def _upsert(
     db: sqlite3.Connection,
     level: str,
     values: dict[str, str | None],
     parent: int | None,
     keys: Sequence[str],
+    known: _Parents | None = None,
 ) -> int:
     """The pk of the entity with these keys, created or updated to ``values``.
 
     The newest instance's values describe the entity; a row already holding them is not
-    written again (the common case: a burst of instances of one series).
+    written again (the common case: a burst of instances of one series). ``known``: the
+    rows of the last call, when nobody else wrote since; equal values need no statement.
     """
+    if known is not None:
+        cached = (*values.values(), parent)
+        hit = known.get(level)
+        if hit is not None and hit[0] == cached:
+            return hit[1]
+        known[level] = (cached, pk := _upsert(db, level, values, parent, keys))
+        return pk
     table = _TABLE[level]
     row: dict[str, Any] = dict(values)
     if parent is not None:
@@ -990,13 +1019,20 @@ def _insert(
     transfer_syntax: str,
     size: int,
     identity: tuple[int, int, int] | None,
+    known: _Parents | None = None,
 ) -> None:
-    """Write one instance's row (replacing the row of its SOP Instance UID)."""
+    """Write one instance's row (replacing the row of its SOP Instance UID).
+
+    The parents first, then the earlier row deleted: an overwrite in the same series
+    leaves nothing to clean up. ``known``: see :func:`_upsert` (cleared when a parent is
+    deleted).
+    """
     values = entry.values
-    _delete(db, entry.sop_instance_uid)
-    patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS)
-    study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",))
-    series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",))
+    patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS, known)
+    study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",), known)
+    series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",), known)
+    if _delete(db, entry.sop_instance_uid, series) == "parents" and known is not None:
+        known.clear()
     db.execute(
         _INSERT_INSTANCE,
         (
@@ -1061,14 +1097,20 @@ def _reindex(
     return "removed" if _delete(db, uid) else "none"
 
 
-def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
-    """Delete one instance's row and the parents it leaves empty."""
+def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0) -> str:
+    """Delete one instance's row and the parents it leaves empty (not ``kept_series``).
+
+    "" when there was no row, "row" when only the row went, "parents" when parents too.
+    """
     row = db.execute(
         "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
     ).fetchone()
     if row is None:
-        return False  # the usual case: one statement
+        return ""  # the usual case: one statement
     pk = row[0]
+    if pk == kept_series:
+        return "row"  # replaced in the same series: its parents stay
+    outcome = "row"
     for table, child, parent in (
         ("series", "instance", "study"),
         ("study", "series", "patient"),
@@ -1078,10 +1120,11 @@ def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
             break
         returning = f" RETURNING {parent}_pk" if parent is not None else ""
         found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
+        outcome = "parents"
         if found is None:
             break
         pk = found[0]
-    return True
+    return outcome
 
 
 #: Each level joined up to the patient (aliases p, s, se, i): what a query filters.
