@@ -775,20 +775,37 @@ class SQLiteIndex(Index):
         with self._transaction() as db:
             return bool(_delete(db, sop_instance_uid))
 
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a query, streamed from the reader's connection (its own snapshot).
+
+        An in-memory index has one connection: there the rows are fetched whole under the
+        writer's lock, so a reader never sees a write transaction half done.
+        """
+        reader = self._read()
+        if reader is self._writer:
+            with self._lock:
+                found = reader.execute(sql, params).fetchall()
+            yield from found
+            return
+        cursor = reader.execute(sql, params)
+        while rows := cursor.fetchmany(256):  # a large result is never all in memory
+            yield from rows
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of a query's one row."""
+        return next(self._rows(sql, params))[0]
+
     def paths(self) -> Iterator[tuple[str, Path]]:
-        cursor = self._read().execute("SELECT sop_instance_uid, path FROM instance ORDER BY pk")
-        while rows := cursor.fetchmany(1024):
-            for uid, path in rows:
-                yield uid, Path(path)
+        for uid, path in self._rows("SELECT sop_instance_uid, path FROM instance ORDER BY pk"):
+            yield uid, Path(path)
 
     def count(self) -> int:
-        return int(self._read().execute("SELECT COUNT(*) FROM instance").fetchone()[0])
+        return int(self._value("SELECT COUNT(*) FROM instance"))
 
     def stats(self) -> dict[str, int]:
         if self._settled:
             with self._transaction():
                 pass  # the settled intents' removal: "pending" counts the unsettled only
-        db = self._read()
         tables = {
             "patients": "patient",
             "studies": "study",
@@ -797,7 +814,7 @@ class SQLiteIndex(Index):
             "pending": "pending",
         }
         return {
-            name: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            name: int(self._value(f"SELECT COUNT(*) FROM {table}"))
             for name, table in tables.items()
         }
 
@@ -817,14 +834,12 @@ class SQLiteIndex(Index):
         for pk, candidate in self._candidates(level, query):
             if not query.matches(candidate):
                 continue
-            rows = (
-                self._read()
-                .execute(
+            rows = list(
+                self._rows(
                     "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
                     f"ii.size {below} WHERE {column} = ? ORDER BY ii.pk",
                     (pk,),
                 )
-                .fetchall()
             )
             for row in rows:
                 yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
@@ -854,15 +869,9 @@ class SQLiteIndex(Index):
             f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
             "ORDER BY ii.pk DESC LIMIT 1)"
         )
-        cursor = self._read().execute(
-            f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params
-        )
-        while True:  # streamed: a large result is never all in memory
-            rows = cursor.fetchmany(256)
-            if not rows:
-                return
-            for pk, stored, implicit in rows:
-                yield int(pk), _dataset(stored, bool(implicit))
+        sql = f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk"
+        for pk, stored, implicit in self._rows(sql, params):
+            yield int(pk), _dataset(stored, bool(implicit))
 
     def _derive(self, level: str, pk: int, wanted: set[int], candidate: Dataset) -> None:
         """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
@@ -870,11 +879,7 @@ class SQLiteIndex(Index):
         for tag, (keyword, levels, expression) in _DERIVED.items():
             if tag not in wanted or level not in levels:
                 continue
-            (value,) = (
-                self._read()
-                .execute(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
-                .fetchone()
-            )
+            value = self._value(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
             if keyword == "ModalitiesInStudy":
                 value = sorted({v for v in (value or "").split(",") if v})
             setattr(candidate, keyword, value)
