@@ -482,7 +482,7 @@ def _column_value(column: str, value: Any) -> str | None:
     return text
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def _identity(path: Path | str) -> tuple[int, int, int] | None:
     """(device, inode, size) of the file at ``path``, None if there is none."""
     try:
         status = os.stat(path)
@@ -619,7 +619,9 @@ class SQLiteIndex(Index):
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
             settled = self._settled
             try:
-                if settled:
+                if len(settled) == 1:
+                    db.execute(_DELETE_INTENT, settled)
+                elif settled:
                     db.executemany(_DELETE_INTENT, [(token,) for token in settled])
                 yield db
                 db.execute("COMMIT")
@@ -678,7 +680,7 @@ class SQLiteIndex(Index):
         if intent is None:  # not prepared by this process: settle it as a reconcile would
             with self._transaction() as db:
                 return self._settle_intent(db, token) == "completed"
-        if _identity(Path(intent.path)) != intent.identity:
+        if _identity(intent.path) != intent.identity:
             with self._lock:
                 self._settled.append(token)
             return False  # not renamed into place, or another copy was renamed over it
@@ -719,7 +721,7 @@ class SQLiteIndex(Index):
             return "gone"
         db.execute(_DELETE_INTENT, (token,))
         uid, path, replaces, *identity = found
-        if _identity(Path(path)) == tuple(identity):
+        if _identity(path) == tuple(identity):
             row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
             if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:
                 _reindex(db, uid, [path])  # the row is another copy's: describe this
@@ -1075,7 +1077,7 @@ def _in_place(path: str, identity: Sequence[int | None]) -> bool:
     """Whether ``path`` holds the file of this identity (unknown identity: any file)."""
     if identity[0] is None:
         return os.path.exists(path)
-    return _identity(Path(path)) == tuple(identity)
+    return _identity(path) == tuple(identity)
 
 
 def _reindex(
@@ -1097,7 +1099,7 @@ def _reindex(
             log.warning("index: cannot re-read %s: %s", candidate, exc)
             continue
         if entry.sop_instance_uid == uid:
-            _insert(db, entry, candidate, transfer_syntax, size, _identity(Path(candidate)))
+            _insert(db, entry, candidate, transfer_syntax, size, _identity(candidate))
             return "restored"
     return "removed" if _delete(db, uid) else "none"
 
