@@ -14,11 +14,13 @@ PS3.4 C.2.2.2 — decides on each candidate. SQL only ever narrows, so a backend
 coarser (or a key with no column) answers the same matches, only slower.
 
 Adding a received instance is crash-consistent with its file (docs/node.md): the storage
-SCP records an intent (:meth:`Index.prepare_add`, durable before the file's rename), makes
-the file visible, then commits the row (:meth:`Index.commit_add`, which checks that the
-file at the path is still the one it prepared). :meth:`Index.reconcile` — run at start-up,
-before anyone writes — completes each intent whose file was renamed into place and drops
-the others, so a crash at any step leaves no file without a row and no row without a file.
+SCP prepares it (:meth:`Index.prepare_add`: the row and an intent naming the file's
+identity, durable before the file's rename), makes the file visible, then confirms it
+(:meth:`Index.commit_add`, which checks that the file at the path is the one prepared).
+:meth:`Index.reconcile` — run at start-up, before anyone writes — checks each intent left
+against the files: a row stays if its file is in place, else it is made to describe the
+file that is there (an overwrite's earlier copy) or removed, so a crash at any step leaves
+no file without a row and no row without a file.
 
 :class:`SQLiteIndex` is the embedded default (WAL, one writer at a time), opened on first
 use. The interface (:class:`Index`) keeps backend SQL out of the services.
@@ -195,19 +197,24 @@ class Index:
         file. ``replaces`` is the file of an earlier copy of the instance stored under
         another path (removed once this one is visible). ``durable``: the intent is on
         stable storage when this returns (needed before the rename when files are fsync'd).
+        A backend may write the instance's row here already, with the intent, in one
+        transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
+        its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
         raise NotImplementedError
 
     def commit_add(self, token: int) -> bool:
-        """Turn the intent into the instance's row, if ``path`` holds the prepared file.
+        """Settle the intent: the instance's row describes the prepared file, if ``path``
+        holds it (once this returns, a restart finds the row).
 
         False when another copy of the instance was renamed over it meanwhile (that
-        writer's own commit describes the file); the intent is gone either way.
+        writer's own commit describes the file); the intent is settled either way.
         """
         raise NotImplementedError
 
     def cancel_add(self, token: int) -> None:
-        """Forget the intent (its file was not placed); drop a row left without its file."""
+        """Forget the intent (its file was not placed): the row describes the file that
+        is at its path (or the earlier copy's), or goes."""
         raise NotImplementedError
 
     def reconcile(self) -> Reconciled:
