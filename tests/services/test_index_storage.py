@@ -345,6 +345,43 @@ def test_known_parent_rows_are_forgotten_when_another_connection_writes(tmp_path
     theirs.close()
 
 
+def test_an_index_of_the_previous_version_opens_and_settles_its_intents(tmp_path: Path) -> None:
+    """Rows without the file identity columns, intents carrying headers and no row yet
+    (the two-transaction version's crash between rename and row): settled from the file."""
+    import sqlite3
+
+    (source,) = write_corpus(tmp_path / "in", 1, "small")
+    database = tmp_path / "index.sqlite"
+    SQLiteIndex(database).open()
+    placed = tmp_path / "store" / "placed.dcm"
+    placed.parent.mkdir()
+    placed.write_bytes(source.read_bytes())
+    status = placed.stat()
+    db = sqlite3.connect(database, isolation_level=None)
+    for column in ("device", "inode", "file_size"):
+        db.execute(f"ALTER TABLE instance DROP COLUMN {column}")
+    db.execute("DROP TABLE pending")
+    db.execute(
+        "CREATE TABLE pending (pk INTEGER PRIMARY KEY, sop_instance_uid TEXT NOT NULL, "
+        "path TEXT NOT NULL, replaces TEXT, device INTEGER, inode INTEGER, file_size INTEGER, "
+        "transfer_syntax TEXT, size INTEGER, header BLOB, header_implicit INTEGER)"
+    )
+    uid = str(dcmread(source).SOPInstanceUID)
+    db.execute(
+        "INSERT INTO pending (sop_instance_uid, path, device, inode, file_size, header) "
+        "VALUES (?, ?, ?, ?, ?, x'00')",
+        (uid, str(placed), status.st_dev, status.st_ino, status.st_size),
+    )
+    db.close()
+
+    index = SQLiteIndex(database)
+    outcome = index.reconcile()
+    assert (outcome.completed, outcome.dropped) == (1, 0)
+    assert dict(index.paths()) == {uid: placed}
+    assert index.stats()["pending"] == 0
+    index.close()
+
+
 # --------------------------------------------------------------------------- failures
 
 
