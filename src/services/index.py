@@ -14,11 +14,13 @@ PS3.4 C.2.2.2 — decides on each candidate. SQL only ever narrows, so a backend
 coarser (or a key with no column) answers the same matches, only slower.
 
 Adding a received instance is crash-consistent with its file (docs/node.md): the storage
-SCP records an intent (:meth:`Index.prepare_add`, durable before the file's rename), makes
-the file visible, then commits the row (:meth:`Index.commit_add`, which checks that the
-file at the path is still the one it prepared). :meth:`Index.reconcile` — run at start-up,
-before anyone writes — completes each intent whose file was renamed into place and drops
-the others, so a crash at any step leaves no file without a row and no row without a file.
+SCP prepares it (:meth:`Index.prepare_add`: the row and an intent naming the file's
+identity, durable before the file's rename), makes the file visible, then confirms it
+(:meth:`Index.commit_add`, which checks that the file at the path is the one prepared).
+:meth:`Index.reconcile` — run at start-up, before anyone writes — checks each intent left
+against the files: a row stays if its file is in place, else it is made to describe the
+file that is there (an overwrite's earlier copy) or removed, so a crash at any step leaves
+no file without a row and no row without a file.
 
 :class:`SQLiteIndex` is the embedded default (WAL, one writer at a time), opened on first
 use. The interface (:class:`Index`) keeps backend SQL out of the services.
@@ -198,19 +200,24 @@ class Index:
         file. ``replaces`` is the file of an earlier copy of the instance stored under
         another path (removed once this one is visible). ``durable``: the intent is on
         stable storage when this returns (needed before the rename when files are fsync'd).
+        A backend may write the instance's row here already, with the intent, in one
+        transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
+        its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
         raise NotImplementedError
 
     def commit_add(self, token: int) -> bool:
-        """Turn the intent into the instance's row, if ``path`` holds the prepared file.
+        """Settle the intent: the instance's row describes the prepared file, if ``path``
+        holds it (once this returns, a restart finds the row).
 
         False when another copy of the instance was renamed over it meanwhile (that
-        writer's own commit describes the file); the intent is gone either way.
+        writer's own commit describes the file); the intent is settled either way.
         """
         raise NotImplementedError
 
     def cancel_add(self, token: int) -> None:
-        """Forget the intent (its file was not placed); drop a row left without its file."""
+        """Forget the intent (its file was not placed): the row describes the file that
+        is at its path (or the earlier copy's), or goes."""
         raise NotImplementedError
 
     def reconcile(self) -> Reconciled:
@@ -485,7 +492,7 @@ def _column_value(column: str, value: Any) -> str | None:
     return text
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def _identity(path: Path | str) -> tuple[int, int, int] | None:
     """(device, inode, size) of the file at ``path``, None if there is none."""
     try:
         status = os.stat(path)
@@ -496,7 +503,7 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
 
 @dataclass(frozen=True, slots=True)
 class _Intent:
-    """A pending addition: what :meth:`SQLiteIndex.prepare_add` recorded."""
+    """A pending addition of this process: what :meth:`SQLiteIndex.prepare_add` wrote."""
 
     entry: IndexEntry
     path: str
@@ -514,8 +521,16 @@ class SQLiteIndex(Index):
     several processes on one file take turns); queries use a second connection, so a
     streamed result never sees a write half done. Commits are ``synchronous=NORMAL``
     (WAL: consistent after a crash, the last commits may be lost on power failure) except
-    a durable :meth:`prepare_add`, which is ``FULL``: the intent is on disk before the
-    file it names is renamed into place (docs/performance.md argues the choice).
+    a durable :meth:`prepare_add`, which is ``FULL``: the row and its intent are on disk
+    before the file they name is renamed into place (docs/performance.md argues it).
+
+    One transaction per stored instance: :meth:`prepare_add` writes the instance's row
+    (with its file's identity) and the intent together; :meth:`commit_add` writes nothing
+    in the usual case — it checks the rename happened and queues the intent's removal,
+    done at the start of the next write transaction (or at :meth:`close`). An intent left
+    by a crash is only re-checked by :meth:`reconcile`: the row stays if its file is in
+    place, else the row is made to describe the file that is there (the earlier copy of an
+    overwrite), or removed.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -524,8 +539,14 @@ class SQLiteIndex(Index):
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._synchronous = ""
-        #: Entries prepared by this process, by token (else re-read from the intent).
+        #: Entries prepared by this process, by token (else re-read from the files).
         self._staged: dict[int, _Intent] = {}
+        #: Intents settled by :meth:`commit_add`, removed with the next write transaction.
+        self._settled: list[int] = []
+        #: The parent rows of the last addition (:func:`_upsert`), valid while no other
+        #: connection writes (``PRAGMA data_version``) and no parent is deleted.
+        self._parents: _Parents = {}
+        self._data_version = -1
 
     # -- connections ----------------------------------------------------------------------
 
@@ -534,6 +555,9 @@ class SQLiteIndex(Index):
             self._connect()
 
     def close(self) -> None:
+        if self._settled and self._writer is not None:
+            with contextlib.suppress(IndexUnavailableError), self._transaction():
+                pass  # the settled intents' removal
         with self._lock:
             for db in {id(d): d for d in (self._reader, self._writer) if d is not None}.values():
                 with contextlib.suppress(sqlite3.Error):
@@ -577,8 +601,14 @@ class SQLiteIndex(Index):
         return self._reader
 
     @contextlib.contextmanager
-    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
-        """One write transaction; a backend failure becomes IndexUnavailableError."""
+    def _transaction(
+        self, durable: bool = False, adding: bool = False
+    ) -> Iterator[sqlite3.Connection]:
+        """One write transaction; a backend failure becomes IndexUnavailableError.
+
+        It starts by removing the intents :meth:`commit_add` settled since the last one.
+        Only an ``adding`` transaction keeps the parent rows known (the others may delete).
+        """
         with self._lock:
             db = self._connect()
             try:
@@ -587,49 +617,40 @@ class SQLiteIndex(Index):
                     db.execute(f"PRAGMA synchronous={synchronous}")
                     self._synchronous = synchronous
                 db.execute("BEGIN IMMEDIATE")
+                if not adding:
+                    self._parents.clear()
+                elif self._parents:
+                    (version,) = db.execute("PRAGMA data_version").fetchone()
+                    if version != self._data_version:  # another connection wrote
+                        self._parents.clear()
+                        self._data_version = version
             except sqlite3.Error as exc:
+                self._parents.clear()
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+            settled = self._settled
             try:
+                if len(settled) == 1:
+                    db.execute(_DELETE_INTENT, settled)
+                elif settled:
+                    db.executemany(_DELETE_INTENT, [(token,) for token in settled])
                 yield db
                 db.execute("COMMIT")
             except BaseException as exc:
+                self._parents.clear()  # rows it created are gone
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
                     raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
                 raise
+            if settled:
+                self._settled = []
 
     # -- writing ------------------------------------------------------------------------
 
     def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
+        identity = _identity(path)
         with self._transaction() as db:
-            self._insert(db, entry, path, transfer_syntax, size)
-
-    def _insert(
-        self,
-        db: sqlite3.Connection,
-        entry: IndexEntry,
-        path: Path | str,
-        transfer_syntax: str,
-        size: int,
-    ) -> None:
-        values = entry.values
-        _delete(db, entry.sop_instance_uid)
-        patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS)
-        study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",))
-        series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",))
-        db.execute(
-            _INSERT_INSTANCE,
-            (
-                *values["IMAGE"].values(),
-                series,
-                transfer_syntax,
-                str(path),
-                size,
-                entry.header,
-                int(entry.implicit),
-            ),
-        )
+            _insert(db, entry, path, transfer_syntax, size, identity)
 
     def prepare_add(
         self,
@@ -653,97 +674,95 @@ class SQLiteIndex(Index):
             transfer_syntax,
             size,
         )
-        with self._transaction(durable) as db:
-            cursor = db.execute(
-                "INSERT INTO pending (sop_instance_uid, path, replaces, device, inode, "
-                "file_size, transfer_syntax, size, header, header_implicit) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    entry.sop_instance_uid,
-                    intent.path,
-                    intent.replaces,
-                    *identity,
-                    transfer_syntax,
-                    size,
-                    entry.header,
-                    int(entry.implicit),
-                ),
-            )
-            token = cursor.lastrowid
+        # The row and the intent in one transaction: the row is visible (and, durable,
+        # on disk) before its file is; the intent tells a reconcile to check that file.
+        with self._transaction(durable, adding=True) as db:
+            _insert(db, entry, intent.path, transfer_syntax, size, identity, self._parents)
+            token = db.execute(
+                _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
+            ).lastrowid
         assert token is not None
         self._staged[token] = intent
         return token
 
     def commit_add(self, token: int) -> bool:
         intent = self._staged.pop(token, None)
-        with self._transaction() as db:
-            return self._complete(db, token, intent) == "completed"
-
-    def _complete(self, db: sqlite3.Connection, token: int, intent: _Intent | None) -> str:
-        """Settle one intent inside a transaction: "completed", "dropped" or "gone"."""
-        if intent is None:  # not prepared by this process: read it back
-            row = db.execute(
-                "SELECT path, replaces, device, inode, file_size, transfer_syntax, size, "
-                "header, header_implicit FROM pending WHERE pk = ?",
-                (token,),
-            ).fetchone()
-            if row is None:
-                return "gone"
-            implicit = bool(row[8])
-            header, values = _scan(bytes(row[7]), implicit)
-            entry = _entry(header, values, implicit)
-            intent = _Intent(entry, row[0], row[1], (row[2], row[3], row[4]), row[5], row[6])
-        if db.execute("DELETE FROM pending WHERE pk = ?", (token,)).rowcount == 0:
-            return "gone"  # settled already (by a reconcile)
-        if _identity(Path(intent.path)) != intent.identity:
-            return "dropped"  # not renamed into place, or another copy was renamed over it
-        self._insert(db, intent.entry, intent.path, intent.transfer_syntax, intent.size)
+        if intent is None:  # not prepared by this process: settle it as a reconcile would
+            with self._transaction() as db:
+                return self._settle_intent(db, token) == "completed"
+        if _identity(intent.path) != intent.identity:
+            with self._lock:
+                self._settled.append(token)
+            return False  # not renamed into place, or another copy was renamed over it
+        uid = intent.entry.sop_instance_uid
+        try:
+            with self._lock:
+                row = self._connect().execute(_ROW_IDENTITY, (uid,)).fetchone()
+                ours = row is not None and tuple(row[1:]) == intent.identity
+                if ours:
+                    self._settled.append(token)
+        except sqlite3.Error as exc:
+            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+        if not ours:  # another copy prepared after this one, renamed before it: rewrite
+            with self._transaction() as db:
+                entry, identity = intent.entry, intent.identity
+                _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
+                db.execute(_DELETE_INTENT, (token,))
         replaces = intent.replaces
         if replaces and replaces != intent.path:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(replaces)  # the earlier copy under another path: overwritten
-        return "completed"
+        return True
 
     def cancel_add(self, token: int) -> None:
         self._staged.pop(token, None)
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT sop_instance_uid FROM pending WHERE pk = ?", (token,)
-            ).fetchone()
-            db.execute("DELETE FROM pending WHERE pk = ?", (token,))
-            if row is not None:
-                self._drop_if_missing(db, row[0])
+            self._settle_intent(db, token)
 
-    def _drop_if_missing(self, db: sqlite3.Connection, sop_instance_uid: str) -> bool:
-        """Remove the instance's row if its file is gone (an overwrite undone halfway)."""
+    def _settle_intent(self, db: sqlite3.Connection, token: int) -> str:
+        """Settle one recorded intent from the files: "completed", "dropped", "removed"
+        (dropped, and the instance's row went with it) or "gone" (settled already)."""
         found = db.execute(
-            "SELECT path FROM instance WHERE sop_instance_uid = ?", (sop_instance_uid,)
+            "SELECT sop_instance_uid, path, replaces, device, inode, file_size "
+            "FROM pending WHERE pk = ?",
+            (token,),
         ).fetchone()
-        if found is None or os.path.exists(found[0]):
-            return False
-        return _delete(db, sop_instance_uid)
+        if found is None:
+            return "gone"
+        db.execute(_DELETE_INTENT, (token,))
+        uid, path, replaces, *identity = found
+        if _identity(path) == tuple(identity):
+            row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
+            if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:
+                _reindex(db, uid, [path])  # the row is another copy's: describe this
+            if replaces and replaces != path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(replaces)
+            return "completed"
+        outcome = _reindex(db, uid, [path, replaces], keep=True)
+        return "removed" if outcome == "removed" else "dropped"
 
     def reconcile(self) -> Reconciled:
         completed = dropped = removed = 0
         with self._transaction(durable=True) as db:
-            intents = db.execute("SELECT pk, sop_instance_uid FROM pending ORDER BY pk").fetchall()
-            for token, uid in intents:
-                outcome = self._complete(db, token, None)
-                if outcome == "completed":
-                    completed += 1
-                elif outcome == "dropped":
-                    dropped += 1
-                    removed += self._drop_if_missing(db, uid)
+            intents = [pk for (pk,) in db.execute("SELECT pk FROM pending ORDER BY pk")]
+            for token in intents:
+                outcome = self._settle_intent(db, token)
+                completed += outcome == "completed"
+                dropped += outcome in ("dropped", "removed")
+                removed += outcome == "removed"
         self._staged.clear()
-        if intents:
+        if dropped or removed:
             log.warning(
-                "index %s: %d interrupted additions completed, %d dropped, "
-                "%d rows without a file removed",
+                "index %s: %d interrupted additions dropped, %d rows without a file removed "
+                "(%d completed)",
                 self.path,
-                completed,
                 dropped,
                 removed,
+                completed,
             )
+        elif intents:
+            log.info("index %s: %d additions confirmed", self.path, completed)
         return Reconciled(completed, dropped, removed)
 
     def locate(self, sop_instance_uid: str) -> Path | None:
@@ -766,19 +785,39 @@ class SQLiteIndex(Index):
 
     def remove(self, sop_instance_uid: str) -> bool:
         with self._transaction() as db:
-            return _delete(db, sop_instance_uid)
+            return bool(_delete(db, sop_instance_uid))
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a query, streamed from the reader's connection (its own snapshot).
+
+        An in-memory index has one connection: there the rows are fetched whole under the
+        writer's lock, so a reader never sees a write transaction half done.
+        """
+        reader = self._read()
+        if reader is self._writer:
+            with self._lock:
+                found = reader.execute(sql, params).fetchall()
+            yield from found
+            return
+        cursor = reader.execute(sql, params)
+        while rows := cursor.fetchmany(256):  # a large result is never all in memory
+            yield from rows
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of a query's one row."""
+        return next(self._rows(sql, params))[0]
 
     def paths(self) -> Iterator[tuple[str, Path]]:
-        cursor = self._read().execute("SELECT sop_instance_uid, path FROM instance ORDER BY pk")
-        while rows := cursor.fetchmany(1024):
-            for uid, path in rows:
-                yield uid, Path(path)
+        for uid, path in self._rows("SELECT sop_instance_uid, path FROM instance ORDER BY pk"):
+            yield uid, Path(path)
 
     def count(self) -> int:
-        return int(self._read().execute("SELECT COUNT(*) FROM instance").fetchone()[0])
+        return int(self._value("SELECT COUNT(*) FROM instance"))
 
     def stats(self) -> dict[str, int]:
-        db = self._read()
+        if self._settled:
+            with self._transaction():
+                pass  # the settled intents' removal: "pending" counts the unsettled only
         tables = {
             "patients": "patient",
             "studies": "study",
@@ -787,7 +826,7 @@ class SQLiteIndex(Index):
             "pending": "pending",
         }
         return {
-            name: int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+            name: int(self._value(f"SELECT COUNT(*) FROM {table}"))
             for name, table in tables.items()
         }
 
@@ -807,14 +846,12 @@ class SQLiteIndex(Index):
         for pk, candidate in self._candidates(level, query):
             if not query.matches(candidate):
                 continue
-            rows = (
-                self._read()
-                .execute(
+            rows = list(
+                self._rows(
                     "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
                     f"ii.size {below} WHERE {column} = ? ORDER BY ii.pk",
                     (pk,),
                 )
-                .fetchall()
             )
             for row in rows:
                 yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
@@ -844,15 +881,9 @@ class SQLiteIndex(Index):
             f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
             "ORDER BY ii.pk DESC LIMIT 1)"
         )
-        cursor = self._read().execute(
-            f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params
-        )
-        while True:  # streamed: a large result is never all in memory
-            rows = cursor.fetchmany(256)
-            if not rows:
-                return
-            for pk, stored, implicit in rows:
-                yield int(pk), _dataset(stored, bool(implicit))
+        sql = f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk"
+        for pk, stored, implicit in self._rows(sql, params):
+            yield int(pk), _dataset(stored, bool(implicit))
 
     def _derive(self, level: str, pk: int, wanted: set[int], candidate: Dataset) -> None:
         """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
@@ -860,11 +891,7 @@ class SQLiteIndex(Index):
         for tag, (keyword, levels, expression) in _DERIVED.items():
             if tag not in wanted or level not in levels:
                 continue
-            (value,) = (
-                self._read()
-                .execute(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
-                .fetchone()
-            )
+            value = self._value(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
             if keyword == "ModalitiesInStudy":
                 value = sorted({v for v in (value or "").split(",") if v})
             setattr(candidate, keyword, value)
@@ -879,11 +906,19 @@ _UNIQUELY_INDEXED = frozenset(
 #: (PS3.4 C.4.1.3.1.1; the series' index narrows it to a few rows), and every index is one
 #: more page written per stored instance (docs/performance.md). SQL still narrows on them.
 _UNINDEXED = frozenset({"sop_class_uid", "instance_number"})
+#: The identity of an instance's file when its row was written: (device, inode, size).
+_IDENTITY_COLUMNS = ("device", "inode", "file_size")
 _INSERT_INSTANCE = (
     f"INSERT INTO instance ({', '.join(_COLUMNS['IMAGE'].values())}, series_pk, "
-    "transfer_syntax, path, size, header, header_implicit) VALUES "
-    f"({', '.join('?' for _ in range(len(_COLUMNS['IMAGE']) + 6))})"
+    "transfer_syntax, path, size, header, header_implicit, device, inode, file_size) VALUES "
+    f"({', '.join('?' for _ in range(len(_COLUMNS['IMAGE']) + 9))})"
 )
+_INSERT_INTENT = (
+    "INSERT INTO pending (sop_instance_uid, path, replaces, device, inode, file_size) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_DELETE_INTENT = "DELETE FROM pending WHERE pk = ?"
+_ROW_IDENTITY = "SELECT path, device, inode, file_size FROM instance WHERE sop_instance_uid = ?"
 
 
 def _create(db: sqlite3.Connection) -> None:
@@ -902,6 +937,7 @@ def _create(db: sqlite3.Connection) -> None:
                 "size INTEGER",
                 "header BLOB",
                 "header_implicit INTEGER",
+                *(f"{name} INTEGER" for name in _IDENTITY_COLUMNS),
             ]
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
@@ -924,11 +960,20 @@ def _create(db: sqlite3.Connection) -> None:
     statements.append(
         "CREATE TABLE IF NOT EXISTS pending (pk INTEGER PRIMARY KEY, sop_instance_uid TEXT "
         "NOT NULL, path TEXT NOT NULL, replaces TEXT, device INTEGER, inode INTEGER, "
-        "file_size INTEGER, transfer_syntax TEXT, size INTEGER, header BLOB, "
-        "header_implicit INTEGER)"
+        "file_size INTEGER)"
     )
     for statement in statements:
         db.execute(statement)
+    # An index written by an earlier version: its rows get the file identity columns (NULL:
+    # unknown), its intents keep columns no longer written (NULL from now on).
+    have = {row[1] for row in db.execute("PRAGMA table_info(instance)")}
+    for name in _IDENTITY_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE instance ADD COLUMN {name} INTEGER")
+
+
+#: The entity rows this process wrote or read last, per level: ((values, parent), pk).
+_Parents = dict[str, tuple[tuple[Any, ...], int]]
 
 
 def _upsert(
@@ -937,12 +982,21 @@ def _upsert(
     values: dict[str, str | None],
     parent: int | None,
     keys: Sequence[str],
+    known: _Parents | None = None,
 ) -> int:
     """The pk of the entity with these keys, created or updated to ``values``.
 
     The newest instance's values describe the entity; a row already holding them is not
-    written again (the common case: a burst of instances of one series).
+    written again (the common case: a burst of instances of one series). ``known``: the
+    rows of the last call, when nobody else wrote since; equal values need no statement.
     """
+    if known is not None:
+        cached = (*values.values(), parent)
+        hit = known.get(level)
+        if hit is not None and hit[0] == cached:
+            return hit[1]
+        known[level] = (cached, pk := _upsert(db, level, values, parent, keys))
+        return pk
     table = _TABLE[level]
     row: dict[str, Any] = dict(values)
     if parent is not None:
@@ -975,14 +1029,105 @@ def _upsert(
     return cursor.lastrowid
 
 
-def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
-    """Delete one instance's row and the parents it leaves empty."""
+def _insert(
+    db: sqlite3.Connection,
+    entry: IndexEntry,
+    path: Path | str,
+    transfer_syntax: str,
+    size: int,
+    identity: tuple[int, int, int] | None,
+    known: _Parents | None = None,
+) -> None:
+    """Write one instance's row (replacing the row of its SOP Instance UID).
+
+    The parents first, then the earlier row deleted: an overwrite in the same series
+    leaves nothing to clean up. ``known``: see :func:`_upsert` (cleared when a parent is
+    deleted).
+    """
+    values = entry.values
+    patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS, known)
+    study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",), known)
+    series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",), known)
+    if _delete(db, entry.sop_instance_uid, series) == "parents" and known is not None:
+        known.clear()
+    db.execute(
+        _INSERT_INSTANCE,
+        (
+            *values["IMAGE"].values(),
+            series,
+            transfer_syntax,
+            str(path),
+            size,
+            entry.header,
+            int(entry.implicit),
+            *(identity or (None, None, None)),
+        ),
+    )
+
+
+def _stored_entry(path: Path) -> tuple[IndexEntry, str, int]:
+    """(entry, transfer syntax, size) of a stored Part 10 file: its header read from its
+    first bytes as the storage SCP reads a received one (pydicom only for what the
+    scanner leaves to it), never the pixels."""
+    from .part10 import read_file_info
+    from .storage.header import HEAD_BYTES
+
+    info = read_file_info(path)
+    with open(path, "rb") as file:
+        file.seek(info.dataset_offset)
+        head = file.read(HEAD_BYTES)
+    whole = info.size - info.dataset_offset <= len(head)
+    entry = entry_from_head(head, info.transfer_syntax, whole=whole)
+    if entry is None:
+        entry = entry_from_file(path)
+    return entry, info.transfer_syntax, info.size
+
+
+def _in_place(path: str, identity: Sequence[int | None]) -> bool:
+    """Whether ``path`` holds the file of this identity (unknown identity: any file)."""
+    if identity[0] is None:
+        return os.path.exists(path)
+    return _identity(path) == tuple(identity)
+
+
+def _reindex(
+    db: sqlite3.Connection, uid: str, candidates: Sequence[str | None], *, keep: bool = False
+) -> str:
+    """Make the row of ``uid`` describe a file that is there: "kept" (``keep``: its own
+    file is in place), "restored" from the first of ``candidates`` that holds the
+    instance, else "removed" (or "none": there was no row)."""
+    if keep:
+        row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
+        if row is not None and _in_place(row[0], row[1:]):
+            return "kept"
+    for candidate in candidates:
+        if not candidate or not os.path.isfile(candidate):
+            continue
+        try:
+            entry, transfer_syntax, size = _stored_entry(Path(candidate))
+        except (DataSetError, OSError) as exc:
+            log.warning("index: cannot re-read %s: %s", candidate, exc)
+            continue
+        if entry.sop_instance_uid == uid:
+            _insert(db, entry, candidate, transfer_syntax, size, _identity(candidate))
+            return "restored"
+    return "removed" if _delete(db, uid) else "none"
+
+
+def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0) -> str:
+    """Delete one instance's row and the parents it leaves empty (not ``kept_series``).
+
+    "" when there was no row, "row" when only the row went, "parents" when parents too.
+    """
     row = db.execute(
         "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
     ).fetchone()
     if row is None:
-        return False  # the usual case: one statement
+        return ""  # the usual case: one statement
     pk = row[0]
+    if pk == kept_series:
+        return "row"  # replaced in the same series: its parents stay
+    outcome = "row"
     for table, child, parent in (
         ("series", "instance", "study"),
         ("study", "series", "patient"),
@@ -992,10 +1137,11 @@ def _delete(db: sqlite3.Connection, sop_instance_uid: str) -> bool:
             break
         returning = f" RETURNING {parent}_pk" if parent is not None else ""
         found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
+        outcome = "parents"
         if found is None:
             break
         pk = found[0]
-    return True
+    return outcome
 
 
 #: Each level joined up to the patient (aliases p, s, se, i): what a query filters.
@@ -1129,9 +1275,6 @@ def rebuild(
     one (pydicom only for what the scanner leaves to it), never the pixels. Rows of files
     under ``root`` that no longer exist are removed, so the index ends equal to the files.
     """
-    from .part10 import read_file_info
-    from .storage.header import HEAD_BYTES
-
     added = 0
     failures: list[tuple[Path, str]] = []
     seen: set[str] = set()
@@ -1139,15 +1282,8 @@ def rebuild(
         if ".incoming" in path.relative_to(root).parts:
             continue
         try:
-            info = read_file_info(path)
-            with open(path, "rb") as file:
-                file.seek(info.dataset_offset)
-                head = file.read(HEAD_BYTES)
-            whole = info.size - info.dataset_offset <= len(head)
-            entry = entry_from_head(head, info.transfer_syntax, whole=whole)
-            if entry is None:
-                entry = entry_from_file(path)
-            index.add_entry(entry, path, info.transfer_syntax, info.size)
+            entry, transfer_syntax, size = _stored_entry(path)
+            index.add_entry(entry, path, transfer_syntax, size)
             seen.add(str(path))
             added += 1
             if on_indexed is not None:

@@ -274,3 +274,28 @@ def test_the_sql_narrows_before_the_matcher(
     """White box: the indexed keys are filtered in SQL, not only by the matcher."""
     candidates = list(index._candidates(level, compile_query(query(level, **keys))))  # type: ignore[attr-defined]
     assert len(candidates) == rows
+
+
+@pytest.mark.parametrize("where", ["memory", "file"])
+def test_a_streamed_answer_never_sees_a_later_write(tmp_path: Path, where: str) -> None:
+    """The in-memory index has one connection: its reads are fetched whole under the
+    writer's lock; a file's reader has its own snapshot. Either way a query begun before
+    a write answers as of its start, past the first batch of rows too."""
+    built = SQLiteIndex(":memory:" if where == "memory" else tmp_path / "index.sqlite")
+    (template, *_) = corpus()
+    uids = [f"{template.SOPInstanceUID}.{n}" for n in range(300)]
+    for uid in uids:
+        template.SOPInstanceUID = uid
+        built.add(template, Path(f"/store/{uid}.dcm"), ExplicitVRLittleEndian, 1)
+    answers = built.find("IMAGE", query("IMAGE", SeriesInstanceUID=template.SeriesInstanceUID))
+    paths = built.paths()
+    assert next(answers).SOPInstanceUID == uids[0]
+    assert next(paths)[0] == uids[0]
+    for uid in uids[100:]:
+        built.remove(uid)
+    template.SOPInstanceUID = "1.2.3.999"
+    built.add(template, Path("/store/new.dcm"), ExplicitVRLittleEndian, 1)
+    assert [a.SOPInstanceUID for a in answers] == uids[1:]
+    assert [uid for uid, _ in paths] == uids[1:]
+    assert built.count() == 101
+    built.close()

@@ -292,6 +292,96 @@ def test_an_intent_whose_file_was_replaced_by_another_copy_is_not_committed(
     assert path == target and index.count() == 1
 
 
+def test_the_copy_renamed_last_is_the_row_whichever_prepared_last(tmp_path: Path) -> None:
+    """Two copies of one instance (two associations): the row is written when each is
+    prepared, so the one prepared first but renamed last must rewrite it at its commit."""
+    first, second = versions(tmp_path / "in")
+    index = SQLiteIndex(tmp_path / "index.sqlite")
+    target = tmp_path / "x.dcm"
+    early, late = tmp_path / "early.part", tmp_path / "late.part"
+    early.write_bytes(second[0].read_bytes())
+    late.write_bytes(first[0].read_bytes())
+    ts = "1.2.840.10008.1.2.1"
+    renamed_last = index.prepare_add(entry_from_file(early), target, ts, 1, staged=early)
+    renamed_first = index.prepare_add(entry_from_file(late), target, ts, 2, staged=late)
+    os.replace(late, target)
+    os.replace(early, target)
+    assert not index.commit_add(renamed_first)
+    assert index.commit_add(renamed_last)
+    assert index.stats()["pending"] == 0
+    index.close()
+    config = node_config(tmp_path)
+    config.database = tmp_path / "index.sqlite"
+    assert indexed_name(config, str(dcmread(target).SOPInstanceUID)) == "Second^Version"
+
+
+def test_known_parent_rows_are_forgotten_when_another_connection_writes(tmp_path: Path) -> None:
+    """The writer skips the patient/study/series lookups for a burst of one series; a
+    second process deleting that series meanwhile must not leave it pointing nowhere."""
+    sources = write_corpus(tmp_path / "in", 3, "small")  # one series
+    database = tmp_path / "index.sqlite"
+    ours, theirs = SQLiteIndex(database), SQLiteIndex(database)
+
+    def add(index: SQLiteIndex, source: Path) -> None:
+        staged = tmp_path / "staged.part"
+        staged.write_bytes(source.read_bytes())
+        target = tmp_path / "store" / source.name
+        target.parent.mkdir(exist_ok=True)
+        token = index.prepare_add(
+            entry_from_file(staged), target, "1.2.840.10008.1.2.1", 1, staged=staged
+        )
+        os.replace(staged, target)
+        assert index.commit_add(token)
+
+    add(ours, sources[0])
+    add(ours, sources[1])  # the parents known from here on
+    uids = [uid for uid, _ in ours.paths()]
+    for uid in uids:
+        assert theirs.remove(uid)  # the series, study and patient go with the last one
+    assert theirs.stats()["series"] == 0
+    add(ours, sources[2])
+    assert ours.stats() == {"patients": 1, "studies": 1, "series": 1, "instances": 1, "pending": 0}
+    ours.close()
+    theirs.close()
+
+
+def test_an_index_of_the_previous_version_opens_and_settles_its_intents(tmp_path: Path) -> None:
+    """Rows without the file identity columns, intents carrying headers and no row yet
+    (the two-transaction version's crash between rename and row): settled from the file."""
+    import sqlite3
+
+    (source,) = write_corpus(tmp_path / "in", 1, "small")
+    database = tmp_path / "index.sqlite"
+    SQLiteIndex(database).open()
+    placed = tmp_path / "store" / "placed.dcm"
+    placed.parent.mkdir()
+    placed.write_bytes(source.read_bytes())
+    status = placed.stat()
+    db = sqlite3.connect(database, isolation_level=None)
+    for column in ("device", "inode", "file_size"):
+        db.execute(f"ALTER TABLE instance DROP COLUMN {column}")
+    db.execute("DROP TABLE pending")
+    db.execute(
+        "CREATE TABLE pending (pk INTEGER PRIMARY KEY, sop_instance_uid TEXT NOT NULL, "
+        "path TEXT NOT NULL, replaces TEXT, device INTEGER, inode INTEGER, file_size INTEGER, "
+        "transfer_syntax TEXT, size INTEGER, header BLOB, header_implicit INTEGER)"
+    )
+    uid = str(dcmread(source).SOPInstanceUID)
+    db.execute(
+        "INSERT INTO pending (sop_instance_uid, path, device, inode, file_size, header) "
+        "VALUES (?, ?, ?, ?, ?, x'00')",
+        (uid, str(placed), status.st_dev, status.st_ino, status.st_size),
+    )
+    db.close()
+
+    index = SQLiteIndex(database)
+    outcome = index.reconcile()
+    assert (outcome.completed, outcome.dropped) == (1, 0)
+    assert dict(index.paths()) == {uid: placed}
+    assert index.stats()["pending"] == 0
+    index.close()
+
+
 # --------------------------------------------------------------------------- failures
 
 

@@ -9,10 +9,10 @@ With ``discard`` every check is made the same way; only the file is not written.
 
 With an :class:`~dicomwire.services.index.Index` each stored instance is indexed in the
 same step that makes its file visible: its header (the first bytes of the data set, kept
-as they streamed in; the file is not read again) becomes an index entry, an intent is
-recorded before the rename and the row committed after it, so a crash leaves no file
-without a row and no row without a file once the index is reconciled at start-up
-(docs/node.md). An index that cannot be written answers A700 and keeps no file.
+as they streamed in; the file is not read again) becomes an index entry; its row and an
+intent are written in one transaction before the rename and confirmed after it, so a crash
+leaves no file without a row and no row without a file once the index is reconciled at
+start-up (docs/node.md). An index that cannot be written answers A700 and keeps no file.
 
 Statuses the SCP answers (PS3.4 Table B.2-1, PS3.7 Annex C): 0000 success; A700 out of
 resources (disk full, write error); A900 data set does not match SOP class (its SOP
@@ -481,11 +481,12 @@ def _commit_indexed(
     size: int,
     replaces: Path | None,
 ) -> None:
-    """:func:`_commit` with the index: intent, then the file made visible, then the row.
+    """:func:`_commit` with the index: row and intent, the file made visible, confirmed.
 
-    A failure leaves neither: the intent is cancelled, or the file placed is removed
-    again when its row cannot be committed. A crash leaves the intent to
-    :meth:`Index.reconcile`. ``replaces``: an earlier copy under another path, removed.
+    A failure leaves neither: the intent is cancelled (the row then describes the file
+    that is there, or goes), or the file placed is removed again when it cannot be
+    confirmed. A crash leaves the intent to :meth:`Index.reconcile`. ``replaces``: an
+    earlier copy under another path, removed.
     """
     token = index.prepare_add(
         entry, target, transfer_syntax, size, staged=partial, replaces=replaces, durable=fsync
