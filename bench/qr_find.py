@@ -73,7 +73,9 @@ def build(path: Path, patients: int) -> None:
     for leftover in path.parent.glob(path.name + "*"):
         leftover.unlink()
     index = SQLiteIndex(path)
-    index._db.execute("PRAGMA synchronous=OFF")  # bench cache only: rebuilt when in doubt
+    index.open()
+    assert index._writer is not None
+    index._writer.execute("PRAGMA synchronous=OFF")  # bench cache only: rebuilt when in doubt
     started = time.perf_counter()
     for p in range(patients):
         for s in range(STUDIES):

@@ -495,6 +495,7 @@ def test_the_default_node_serves_query_retrieve_and_creates_nothing_before_start
         "storage-commitment",
         "worklist",
         "mpps",
+        "audit",
     ]
     qr = node.service("query-retrieve")
     assert isinstance(qr, QueryRetrieve)
