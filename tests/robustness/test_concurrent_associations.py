@@ -90,7 +90,8 @@ def test_500_concurrent_associations_on_one_node(tmp_path: Path) -> None:
             fds_after = open_fds() - fds_before
 
         assert active == CONCURRENT, f"{active} associations active at the barrier"
-        assert fds_held >= 2 * CONCURRENT, f"only {fds_held} more descriptors while open"
+        # The node's own files (database, audit trail) may open or close meanwhile: slack.
+        assert fds_held >= 2 * CONCURRENT - FD_SLACK, f"only {fds_held} more descriptors while open"
         assert results == [(0, 0)] * CONCURRENT
         assert fds_after <= FD_SLACK, f"{fds_after} file descriptors leaked"
         return {
