@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,16 @@ def test_sequence_key_with_two_items_answers_a900(store: SQLiteWorklistStore) ->
         assert "one item" in final.command[0x00000902]
 
 
-def test_cancel_answers_fe00() -> None:
+def test_cancel_answers_fe00(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dicomwire.services.worklist.service as service
+
+    answer_for = service.answer_for
+
+    def slow_answer(*args: Any, **kwargs: Any) -> Any:  # the cancel must win the race
+        time.sleep(0.005)
+        return answer_for(*args, **kwargs)
+
+    monkeypatch.setattr(service, "answer_for", slow_answer)
     store = SQLiteWorklistStore(":memory:")
     for number in range(600):
         store.add(
