@@ -28,36 +28,32 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import IndexUnavailableError, InvalidQueryError
+from ...errors import IndexUnavailableError
 from ..index import (
-    _ALIAS,
-    _BELOW,
-    _COLUMN_OF,
     _COLUMNS,
-    _DERIVED,
-    _FROM,
     _PARENT,
     _PATIENT_KEYS,
-    _PN_COLUMNS,
     _TABLE,
-    _TIME_COLUMNS,
     LEVELS,
     Index,
     IndexedInstance,
     IndexEntry,
     Reconciled,
-    _answer,
+    SQLDialect,
+    _candidates_sql,
     _dataset,
     _entry,
+    _find,
     _identity,
+    _instances,
     _Intent,
     _scan,
 )
-from ..matching import KeyCondition, MatchKind, Query, compile_query, period
+from ..matching import Query
 from .connection import Database, redact
 
 if TYPE_CHECKING:
@@ -134,15 +130,6 @@ _INSERT_INSTANCE = (
     f"({', '.join('%s' for _ in _IMAGE_COLUMNS)}) ON CONFLICT (sop_instance_uid) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _IMAGE_COLUMNS)
 )
-#: Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x) as PostgreSQL spells their aggregates.
-_PG_DERIVED = {
-    tag: (
-        keyword,
-        levels,
-        "string_agg(DISTINCT sse.modality, ',')" if keyword == "ModalitiesInStudy" else sql,
-    )
-    for tag, (keyword, levels, sql) in _DERIVED.items()
-}
 
 
 def _upsert(
@@ -247,55 +234,15 @@ def _like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _condition_sql(
-    condition: KeyCondition, column: str, name: str, params: list[Any]
-) -> str | None:
-    """A WHERE clause keeping every row the condition can match (None: no narrowing).
-
-    As :func:`dicomwire.services.index._condition_sql` does for SQLite: a multi-valued
-    stored value (with a backslash) is always kept, the matcher decides.
-    """
-    kind = condition.kind
-    keep_multi = f"strpos({column}, '\\') > 0"
-    if kind is MatchKind.EMPTY:
-        return f"({column} IS NULL OR {keep_multi})"
-    if kind is MatchKind.UID_LIST or (kind is MatchKind.SINGLE and condition.vr == "UI"):
-        params.append(list(condition.values))
-        return f"{column} = ANY(%s)"
-    if kind is MatchKind.WILDCARD:
-        (pattern,) = condition.values
-        if name in _PN_COLUMNS:
-            pattern = pattern.casefold()  # as the matcher compiles it; stored names are folded
-        elif condition.case_insensitive:
-            return None
-        params.append(_like(pattern))
-        return f"({column} LIKE %s OR {keep_multi})"
-    if kind is MatchKind.RANGE or (kind is MatchKind.SINGLE and condition.vr in ("DA", "TM")):
-        if condition.vr not in ("DA", "TM"):
-            return None  # DT: offsets make text order unsafe; the matcher decides
-        low = condition.low if kind is MatchKind.RANGE else condition.values[0]
-        high = condition.high if kind is MatchKind.RANGE else condition.values[0]
-        parts = []
-        first = period(low, condition.vr) if low else None
-        last = period(high, condition.vr) if high else None
-        if first is not None:
-            params.append(first[0])
-            parts.append(f"{column} >= %s")
-        if last is not None:
-            params.append(last[1])
-            parts.append(f"{column} <= %s")
-        if not parts:
-            return None
-        return f"(({' AND '.join(parts)}) OR {keep_multi})"
-    if kind is MatchKind.SINGLE:
-        (value,) = condition.values
-        if name in _PN_COLUMNS:
-            value = value.casefold()
-        elif condition.vr in ("DT",) or name in _TIME_COLUMNS:
-            return None
-        params.append(value)
-        return f"({column} = %s OR {keep_multi})"
-    return None
+#: PostgreSQL's spelling of the shared narrowing (:func:`dicomwire.services.index._condition_sql`).
+POSTGRES = SQLDialect(
+    mark="%s",
+    multi_valued="strpos({column}, '\\') > 0",
+    wildcard_operator="LIKE",
+    wildcard=_like,
+    modalities="string_agg(DISTINCT sse.modality, ',')",
+    array_parameters=True,
+)
 
 
 def _same_file(identity: tuple[int, int, int], host: str, path: str) -> bool:
@@ -518,30 +465,24 @@ class PostgresIndex(Index):
             yield from _candidates(conn, level, query)
 
     def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
-        query = compile_query(identifier)
-        wanted = {int(element.tag) for element in identifier}
-        with self._db.reading() as conn:
-            for pk, candidate in _candidates(conn, level, query):
-                _derive(conn, level, pk, wanted, candidate)
-                if query.matches(candidate):
-                    yield _answer(candidate, query, level)
+        with self._db.reading() as conn:  # one snapshot for the candidates and their counts
+            yield from _find(
+                level,
+                identifier,
+                lambda level, query: _candidates(conn, level, query),
+                lambda sql, params: _first(conn, sql, params),
+                POSTGRES,
+            )
 
     def instances(self, level: str, identifier: Dataset) -> Iterator[IndexedInstance]:
-        query = compile_query(identifier)
-        if level not in _BELOW:
-            raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
-        below, column = _BELOW[level]
         with self._db.reading() as conn:
-            for pk, candidate in _candidates(conn, level, query):
-                if not query.matches(candidate):
-                    continue
-                rows = conn.execute(
-                    "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, "
-                    f"ii.path, ii.size {below} WHERE {column} = %s ORDER BY ii.pk",
-                    (pk,),
-                ).fetchall()
-                for row in rows:
-                    yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
+            yield from _instances(
+                level,
+                identifier,
+                lambda level, query: _candidates(conn, level, query),
+                lambda sql, params: conn.execute(sql, params).fetchall(),
+                POSTGRES,
+            )
 
 
 def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None) -> str:
@@ -596,32 +537,10 @@ def _candidates(
     conn: psycopg.Connection[Any], level: str, query: Query
 ) -> Iterator[tuple[int, Dataset]]:
     """(pk, header) of each entity at ``level`` that the SQL part of ``query`` lets by."""
-    if level not in _FROM:
-        raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
-    clauses: list[str] = []
-    params: list[Any] = []
-    depth = LEVELS.index(level)
-    for condition in query.matching_keys:
-        found = _COLUMN_OF.get(condition.tag)
-        if found is None or LEVELS.index(found[0]) > depth:
-            continue  # no column, or a key below the level: the matcher decides
-        clause = _condition_sql(condition, f"{_ALIAS[found[0]]}.{found[1]}", found[1], params)
-        if clause is not None:
-            clauses.append(clause)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    alias = _ALIAS[level]
-    below, column = _BELOW[level]
-    header = (
-        "i.header, i.header_implicit"
-        if level == "IMAGE"
-        else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
-        "ORDER BY ii.pk DESC LIMIT 1), "
-        f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
-        "ORDER BY ii.pk DESC LIMIT 1)"
-    )
+    sql, params = _candidates_sql(level, query, POSTGRES)
     cursor = conn.cursor(name=f"dicomwire_{level.lower()}")
     cursor.itersize = 256  # streamed: a large result is never all in memory
-    cursor.execute(f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params)
+    cursor.execute(sql, params)
     try:
         for pk, stored, implicit in cursor:
             yield int(pk), _dataset(bytes(stored) if stored is not None else None, bool(implicit))
@@ -629,16 +548,7 @@ def _candidates(
         cursor.close()
 
 
-def _derive(
-    conn: psycopg.Connection[Any], level: str, pk: int, wanted: set[int], candidate: Dataset
-) -> None:
-    """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
-    below, column = _BELOW[level]
-    for tag, (keyword, levels, expression) in _PG_DERIVED.items():
-        if tag not in wanted or level not in levels:
-            continue
-        row = conn.execute(f"SELECT {expression} {below} WHERE {column} = %s", (pk,)).fetchone()
-        value: Any = row[0] if row is not None else None
-        if keyword == "ModalitiesInStudy":
-            value = sorted({v for v in (value or "").split(",") if v})
-        setattr(candidate, keyword, value)
+def _first(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Any:
+    """The first column of a query's one row (None: no row)."""
+    row = conn.execute(sql, params).fetchone()
+    return row[0] if row is not None else None
