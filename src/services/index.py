@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DataSetError, IndexUnavailableError, InvalidQueryError
 from ..uids import (
@@ -204,6 +204,21 @@ class Index:
         transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
         its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
+        identity = _identity(staged)
+        if identity is None:
+            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        intent = _Intent(
+            entry,
+            str(path),
+            str(replaces) if replaces is not None else None,
+            identity,
+            transfer_syntax,
+            size,
+        )
+        return self._prepare(intent, durable)
+
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
+        """Record ``intent`` (:meth:`prepare_add` checked its file); return its token."""
         raise NotImplementedError
 
     def commit_add(self, token: int) -> bool:
@@ -652,32 +667,14 @@ class SQLiteIndex(Index):
         with self._transaction() as db:
             _insert(db, entry, path, transfer_syntax, size, identity)
 
-    def prepare_add(
-        self,
-        entry: IndexEntry,
-        path: Path,
-        transfer_syntax: str,
-        size: int,
-        *,
-        staged: Path,
-        replaces: Path | None = None,
-        durable: bool = True,
-    ) -> int:
-        identity = _identity(staged)
-        if identity is None:
-            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
-        intent = _Intent(
-            entry,
-            str(path),
-            str(replaces) if replaces is not None else None,
-            identity,
-            transfer_syntax,
-            size,
-        )
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
+        entry, identity = intent.entry, intent.identity
         # The row and the intent in one transaction: the row is visible (and, durable,
         # on disk) before its file is; the intent tells a reconcile to check that file.
         with self._transaction(durable, adding=True) as db:
-            _insert(db, entry, intent.path, transfer_syntax, size, identity, self._parents)
+            _insert(
+                db, entry, intent.path, intent.transfer_syntax, intent.size, identity, self._parents
+            )
             token = db.execute(
                 _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
             ).lastrowid
@@ -708,10 +705,7 @@ class SQLiteIndex(Index):
                 entry, identity = intent.entry, intent.identity
                 _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
                 db.execute(_DELETE_INTENT, (token,))
-        replaces = intent.replaces
-        if replaces and replaces != intent.path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(replaces)  # the earlier copy under another path: overwritten
+        _remove_replaced(intent.path, intent.replaces)
         return True
 
     def cancel_add(self, token: int) -> None:
@@ -735,9 +729,7 @@ class SQLiteIndex(Index):
             row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
             if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:
                 _reindex(db, uid, [path])  # the row is another copy's: describe this
-            if replaces and replaces != path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(replaces)
+            _remove_replaced(path, replaces)
             return "completed"
         outcome = _reindex(db, uid, [path, replaces], keep=True)
         return "removed" if outcome == "removed" else "dropped"
@@ -818,16 +810,9 @@ class SQLiteIndex(Index):
         if self._settled:
             with self._transaction():
                 pass  # the settled intents' removal: "pending" counts the unsettled only
-        tables = {
-            "patients": "patient",
-            "studies": "study",
-            "series": "series",
-            "instances": "instance",
-            "pending": "pending",
-        }
         return {
             name: int(self._value(f"SELECT COUNT(*) FROM {table}"))
-            for name, table in tables.items()
+            for name, table in _STAT_TABLES.items()
         }
 
     # -- reading ------------------------------------------------------------------------
@@ -946,9 +931,7 @@ def _upsert(
         known[level] = (cached, pk := _upsert(db, level, values, parent, keys))
         return pk
     table = _TABLE[level]
-    row: dict[str, Any] = dict(values)
-    if parent is not None:
-        row[f"{_PARENT[level]}_pk"] = parent
+    row = _entity_row(level, values, parent)
     # As the unique indexes are written, so that the lookup uses them (not a table scan).
     clauses, params = [], []
     for key in keys:
@@ -1062,13 +1045,23 @@ def _reindex(
     return "removed" if _delete(db, uid) else "none"
 
 
-def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0) -> str:
+class _Connection(Protocol):
+    """What the shared writing helpers use of a backend's connection (sqlite3, psycopg)."""
+
+    def execute(self, sql: str, params: Sequence[Any], /) -> Any: ...
+
+
+def _delete(
+    db: _Connection, sop_instance_uid: str, kept_series: int = 0, dialect: SQLDialect | None = None
+) -> str:
     """Delete one instance's row and the parents it leaves empty (not ``kept_series``).
 
     "" when there was no row, "row" when only the row went, "parents" when parents too.
     """
+    mark = (dialect or SQLITE).mark
     row = db.execute(
-        "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
+        f"DELETE FROM instance WHERE sop_instance_uid = {mark} RETURNING series_pk",
+        (sop_instance_uid,),
     ).fetchone()
     if row is None:
         return ""  # the usual case: one statement
@@ -1081,15 +1074,44 @@ def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0)
         ("study", "series", "patient"),
         ("patient", "study", None),
     ):
-        if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = ? LIMIT 1", (pk,)).fetchone():
+        if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = {mark} LIMIT 1", (pk,)).fetchone():
             break
-        returning = f" RETURNING {parent}_pk" if parent is not None else ""
-        found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
         outcome = "parents"
+        if parent is None:
+            db.execute(f"DELETE FROM {table} WHERE pk = {mark}", (pk,))
+            break
+        found = db.execute(
+            f"DELETE FROM {table} WHERE pk = {mark} RETURNING {parent}_pk", (pk,)
+        ).fetchone()
         if found is None:
             break
         pk = found[0]
     return outcome
+
+
+def _remove_replaced(path: str, replaces: str | None) -> None:
+    """Remove an overwritten instance's earlier copy, when it was under another path."""
+    if replaces and replaces != path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(replaces)
+
+
+def _entity_row(level: str, values: dict[str, str | None], parent: int | None) -> dict[str, Any]:
+    """The columns of an entity's row: its key values and its parent's pk."""
+    row: dict[str, Any] = dict(values)
+    if parent is not None:
+        row[f"{_PARENT[level]}_pk"] = parent
+    return row
+
+
+#: Rows per table, as :meth:`Index.stats` names them.
+_STAT_TABLES = {
+    "patients": "patient",
+    "studies": "study",
+    "series": "series",
+    "instances": "instance",
+    "pending": "pending",
+}
 
 
 #: Each level joined up to the patient (aliases p, s, se, i): what a query filters.

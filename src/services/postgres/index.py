@@ -37,6 +37,7 @@ from ..index import (
     _COLUMNS,
     _PARENT,
     _PATIENT_KEYS,
+    _STAT_TABLES,
     _TABLE,
     LEVELS,
     Index,
@@ -46,13 +47,16 @@ from ..index import (
     SQLDialect,
     _candidates_sql,
     _dataset,
+    _entity_row,
     _entry,
     _find,
     _identity,
     _instances,
     _Intent,
+    _remove_replaced,
     _scan,
 )
+from ..index import _delete as _delete_row
 from ..matching import Query
 from .connection import Database, redact
 
@@ -145,9 +149,7 @@ def _upsert(
     turn into a second row.
     """
     table = _TABLE[level]
-    row: dict[str, Any] = dict(values)
-    if parent is not None:
-        row[f"{_PARENT[level]}_pk"] = parent
+    row = _entity_row(level, values, parent)
     if level == "PATIENT":
         where = "COALESCE(patient_id, '') = %s AND COALESCE(issuer_of_patient_id, '') = %s"
         keys: tuple[Any, ...] = tuple(values[k] or "" for k in _PATIENT_KEYS)
@@ -169,36 +171,9 @@ def _upsert(
     return int(inserted[0])
 
 
-def _prune(conn: psycopg.Connection[Any], series_pk: int) -> None:
-    """Remove the series, then study, then patient that no instance is below any more."""
-    pk = series_pk
-    for table, child, parent in (
-        ("series", "instance", "study"),
-        ("study", "series", "patient"),
-        ("patient", "study", None),
-    ):
-        if conn.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = %s LIMIT 1", (pk,)).fetchone():
-            return
-        if parent is None:
-            conn.execute(f"DELETE FROM {table} WHERE pk = %s", (pk,))
-            return
-        found = conn.execute(
-            f"DELETE FROM {table} WHERE pk = %s RETURNING {parent}_pk", (pk,)
-        ).fetchone()
-        if found is None:
-            return
-        pk = found[0]
-
-
 def _delete(conn: psycopg.Connection[Any], sop_instance_uid: str) -> bool:
-    row = conn.execute(
-        "DELETE FROM instance WHERE sop_instance_uid = %s RETURNING series_pk",
-        (sop_instance_uid,),
-    ).fetchone()
-    if row is None:
-        return False
-    _prune(conn, int(row[0]))
-    return True
+    """Delete one instance's row and the parents it leaves empty; was there a row?"""
+    return bool(_delete_row(conn, sop_instance_uid, dialect=POSTGRES))
 
 
 def _insert(
@@ -313,29 +288,9 @@ class PostgresIndex(Index):
     def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
         self._db.run(lambda conn: _insert(conn, entry, path, transfer_syntax, size))
 
-    def prepare_add(
-        self,
-        entry: IndexEntry,
-        path: Path,
-        transfer_syntax: str,
-        size: int,
-        *,
-        staged: Path,
-        replaces: Path | None = None,
-        durable: bool = True,
-    ) -> int:
-        identity = _identity(staged)
-        if identity is None:
-            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
         owner = self._owner_key()
-        intent = _Intent(
-            entry,
-            str(path),
-            str(replaces) if replaces is not None else None,
-            identity,
-            transfer_syntax,
-            size,
-        )
+        entry, identity = intent.entry, intent.identity
 
         def record(conn: psycopg.Connection[Any]) -> int:
             if not durable:  # as SQLite's synchronous=NORMAL: a server crash may lose it
@@ -351,8 +306,8 @@ class PostgresIndex(Index):
                     intent.path,
                     intent.replaces,
                     *identity,
-                    transfer_syntax,
-                    size,
+                    intent.transfer_syntax,
+                    intent.size,
                     entry.header,
                     entry.implicit,
                 ),
@@ -446,17 +401,10 @@ class PostgresIndex(Index):
         return int(row[0]) if row is not None else 0
 
     def stats(self) -> dict[str, int]:
-        tables = {
-            "patients": "patient",
-            "studies": "study",
-            "series": "series",
-            "instances": "instance",
-            "pending": "pending",
-        }
         with self._db.reading() as conn:
             return {
                 name: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-                for name, table in tables.items()
+                for name, table in _STAT_TABLES.items()
             }
 
     def _candidates(self, level: str, query: Query) -> Iterator[tuple[int, Dataset]]:
@@ -516,10 +464,7 @@ def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, 
     if not _same_file(intent.identity, host, intent.path):
         return "dropped"  # not renamed into place, or another copy was renamed over it
     _insert(conn, intent.entry, intent.path, intent.transfer_syntax, intent.size)
-    replaces = intent.replaces
-    if replaces and replaces != intent.path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(replaces)  # the earlier copy under another path: overwritten
+    _remove_replaced(intent.path, intent.replaces)  # the earlier copy: overwritten
     return "completed"
 
 
