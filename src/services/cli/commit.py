@@ -20,11 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     port_number,
     seconds,
     timeouts,
@@ -84,10 +81,7 @@ def add_parser(
     )
     add_commit_arguments(command)
     command.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_scu_timeouts(command, "N-ACTION-RSP")
-    add_common(command)
-    add_tls_arguments(command)
-    add_audit(command)
+    add_scu_flags(command, "N-ACTION-RSP")
     command.set_defaults(run=run)
     return command
 

@@ -258,6 +258,15 @@ def add_audit(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scu_flags(parser: argparse.ArgumentParser, response: str) -> None:
+    """What every SCU command ends with: its timeouts (waiting for each ``response``), the
+    common flags, TLS and ``--audit``, in that order (its ``--help`` reads alike)."""
+    add_scu_timeouts(parser, response)
+    add_common(parser)
+    add_tls_arguments(parser)
+    add_audit(parser)
+
+
 def add_tls_arguments(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
     """PS3.15 secure transport flags (DCMTK's +tls, +cf, +py... spelled out)."""
     group = parser.add_argument_group("TLS (PS3.15 Annex B secure transport)")

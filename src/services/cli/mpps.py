@@ -25,11 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError, ValidationError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
     timeouts,
     tls_config_from_arguments,
@@ -56,10 +53,7 @@ def _options(parser: argparse.ArgumentParser, *, titles: bool = False) -> None:
         metavar="KEY=VALUE",
         help="set an attribute (keyword, gggg,eeee or a sequence path; repeatable)",
     )
-    add_scu_timeouts(parser, "N-CREATE/N-SET response")
-    add_common(parser)
-    add_tls_arguments(parser)
-    add_audit(parser)
+    add_scu_flags(parser, "N-CREATE/N-SET response")
 
 
 def _anywhere(parser: argparse.ArgumentParser) -> None:

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from ...errors import DicomWireError, LocalProtocolError
 from .flags import (
-    add_audit,
     add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
     int_in,
     port_number,
@@ -139,10 +137,7 @@ def add_parser(
         metavar="HEX",
         help="go on after this warning status too (repeatable)",
     )
-    add_scu_timeouts(parser, "print response")
-    add_common(parser)
-    add_tls_arguments(parser)
-    add_audit(parser)
+    add_scu_flags(parser, "print response")
     parser.set_defaults(run=run)
     return parser
 

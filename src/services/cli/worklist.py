@@ -25,10 +25,8 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ConfigError, DicomWireError
 from .flags import (
     add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
     timeouts,
     tls_config_from_arguments,
@@ -119,10 +117,7 @@ def add_parser(
         ),
     )
     query.add_argument("--json", action="store_true", help="print the matches as DICOM JSON")
-    add_scu_timeouts(query, "C-FIND-RSP")
-    add_common(query)
-    add_tls_arguments(query)
-    add_audit(query)
+    add_scu_flags(query, "C-FIND-RSP")
     query.set_defaults(run=run_query)
 
     add = actions.add_parser(
