@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +25,9 @@ from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
 from ...ul.tls import TLSConfig, TLSProfile
 
 if TYPE_CHECKING:
+    from ...aio import Opening
     from ...ul.association import Timeouts
+    from ..client import Client
     from ..directory import RemoteAE
 
 __all__ = [
@@ -388,4 +390,24 @@ def timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:
         dimse=dimse,
         network_idle=args.idle_timeout or None,
         connect=getattr(args, "connect_timeout", 15.0),
+    )
+
+
+def connect_from_arguments(
+    args: argparse.Namespace, services: Iterable[str], *, relational: bool = False
+) -> Opening[Client]:
+    """:func:`~dicomwire.services.client.connect` to the peer an SCU command's flags name:
+    host and port, ``-aec``/``-aet``, ``-pdu``, the timeouts and TLS."""
+    from ..client import connect
+
+    return connect(
+        args.host,
+        args.port,
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        services=services,
+        max_pdu_length=args.max_pdu,
+        timeouts=timeouts(args, args.dimse_timeout or None),
+        tls=tls_config_from_arguments(args),
+        relational=relational,
     )

@@ -28,8 +28,7 @@ from .flags import (
     add_peer,
     add_scu_flags,
     ae_title,
-    timeouts,
-    tls_config_from_arguments,
+    connect_from_arguments,
 )
 
 if TYPE_CHECKING:
@@ -227,7 +226,6 @@ def _modification(args: argparse.Namespace) -> Dataset:
 
 async def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire mpps``; the exit status."""
-    from ..client import connect
     from ..mpps import create_step, set_step
 
     try:
@@ -236,16 +234,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"mpps: {exc}", file=sys.stderr)
         return 2
     try:
-        async with connect(
-            args.host,
-            args.port,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            services=["mpps"],
-            max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
-        ) as client:
+        async with connect_from_arguments(args, ["mpps"]) as client:
             if args.action == "create":
                 uid = await create_step(client, data, args.uid)
                 print(uid)

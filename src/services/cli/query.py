@@ -37,6 +37,7 @@ from .flags import (
     add_peer,
     add_scu_flags,
     ae_title,
+    connect_from_arguments,
     port_number,
     positive,
     timeouts,
@@ -296,7 +297,6 @@ def _value(match: Dataset, path: list[tuple[int, int | None]]) -> str:
 
 async def run_find(args: argparse.Namespace) -> int:
     """Run ``dicomwire find``; the exit status."""
-    from ..client import connect
 
     try:
         identifier = _identifier(args)
@@ -307,16 +307,8 @@ async def run_find(args: argparse.Namespace) -> int:
     output = _Output(args, columns)
     responses = None
     try:
-        async with connect(
-            args.host,
-            args.port,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            services=[_find_class(args.model)],
-            max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
-            relational=args.relational,
+        async with connect_from_arguments(
+            args, [_find_class(args.model)], relational=args.relational
         ) as client:
             responses = client.find(identifier, model=args.model, cancel_after=args.cancel)
             async for match in responses:
@@ -440,7 +432,6 @@ def _report(what: str, result: RetrieveResult) -> int:
 
 async def run_move(args: argparse.Namespace) -> int:
     """Run ``dicomwire move``; the exit status."""
-    from ..client import connect
 
     try:
         identifier = _identifier(args)
@@ -458,16 +449,8 @@ async def run_move(args: argparse.Namespace) -> int:
     try:
         async with (
             _receiver(args) as _listening,
-            connect(
-                args.host,
-                args.port,
-                called_ae=args.aec,
-                calling_ae=args.aet,
-                services=[_retrieve_class(args.model, "move")],
-                max_pdu_length=args.max_pdu,
-                timeouts=timeouts(args, args.dimse_timeout or None),
-                tls=tls_config_from_arguments(args),
-                relational=args.relational,
+            connect_from_arguments(
+                args, [_retrieve_class(args.model, "move")], relational=args.relational
             ) as client,
         ):
             result = await client.move(
