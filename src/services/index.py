@@ -487,6 +487,7 @@ def entry_from_file(path: Path) -> IndexEntry:
 
 
 def _text(value: Any) -> str | None:
+    """An element's value as stripped text (multiple values joined by ``\\``), None if empty."""
     if value is None:
         return None
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":

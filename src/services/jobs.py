@@ -67,6 +67,12 @@ class JobQueue:
         delay: float = 0.0,
     ) -> int:
         """Add a job (JSON-serialisable ``payload``); its id. Durable when this returns."""
+        return self._insert(kind, json.dumps(dict(payload)), key, group, delay)
+
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
+    ) -> int:
+        """Write the job of :meth:`put` (its payload encoded) due in ``delay`` seconds."""
         raise NotImplementedError
 
     def claim(self, kinds: Sequence[str], owner: str, lease: float) -> Job | None:
@@ -202,21 +208,15 @@ class SQLiteJobQueue(_SQLJobQueue):
     def close(self) -> None:
         self._db.close()
 
-    def put(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        key: str | None = None,
-        group: str | None = None,
-        delay: float = 0.0,
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
     ) -> int:
         now = time.time()
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO jobs (kind, payload, key, grp, state, not_before, created) "
                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (kind, json.dumps(dict(payload)), key, group, now + delay, now),
+                (kind, payload, key, group, now + delay, now),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid

@@ -11,8 +11,7 @@ leases of nodes whose clocks differ are compared on one clock.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..jobs import Job, _job, _SQLJobQueue
@@ -53,20 +52,14 @@ class PostgresJobQueue(_SQLJobQueue):
     def close(self) -> None:
         self._db.close()
 
-    def put(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        key: str | None = None,
-        group: str | None = None,
-        delay: float = 0.0,
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
     ) -> int:
         def insert(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute(
                 "INSERT INTO jobs (kind, payload, key, grp, state, not_before, created) "
                 f"VALUES (%s, %s, %s, %s, 'pending', {_NOW} + %s, {_NOW}) RETURNING id",
-                (kind, json.dumps(dict(payload)), key, group, delay),
+                (kind, payload, key, group, delay),
             ).fetchone()
             assert row is not None
             return int(row[0])

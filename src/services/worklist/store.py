@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import DataSetError
-from ..index import SQLITE, SQLDialect, _condition_sql
+from ..index import SQLITE, SQLDialect, _condition_sql, _text
 from ..matching import KeyCondition, MatchKind, Query, name_key
 
 if TYPE_CHECKING:
@@ -210,15 +210,6 @@ def _checked(dataset: Dataset, path: Path) -> None:
         raise DataSetError(f"{path}: {exc}") from exc
     except Exception as exc:  # pydicom raises many types on bad values
         raise DataSetError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        value = "\\".join(str(v) for v in value)
-    text = str(value).strip(" \x00")
-    return text or None
 
 
 def _value(dataset: Dataset, tag: int) -> str | None:
