@@ -182,16 +182,26 @@ def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStor
         raise OSError(f"cannot open the database {path}: {exc}") from exc
 
 
-def _store_or_status(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStore | int:
-    """The store, or the exit status after saying why there is none (2 usage, 1 else)."""
+def _store_or_status(
+    args: argparse.Namespace, *, create: bool, audited: bool = False
+) -> SQLiteWorklistStore | int:
+    """The store, or the exit status after saying why there is none (2 usage, 1 else).
+
+    ``audited``: its additions and removals record Order Records (PS3.15 A.5.3.13).
+    """
     try:
-        return _open_store(args, create=create)
+        store = _open_store(args, create=create)
     except ConfigError as exc:
         print(f"worklist: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"worklist: {exc}", file=sys.stderr)
         return 1
+    if not audited:
+        return store
+    from ..audit.tool import audit_of
+
+    return audit_of(args).worklist_store(store)
 
 
 # --------------------------------------------------------------------------- query
@@ -293,12 +303,9 @@ def run_add(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist add``; the exit status."""
     from ..worklist import read_entries
 
-    store = _store_or_status(args, create=True)
+    store = _store_or_status(args, create=True, audited=True)
     if isinstance(store, int):
         return store
-    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
-
-    store = audit_of(args).worklist_store(store)
     failed = 0
     try:
         for path in args.files:
@@ -347,12 +354,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist remove``; exit 1 when a key matched nothing."""
-    store = _store_or_status(args, create=False)
+    store = _store_or_status(args, create=False, audited=True)
     if isinstance(store, int):
         return store
-    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
-
-    store = audit_of(args).worklist_store(store)
     missing = 0
     try:
         for key in args.keys:
