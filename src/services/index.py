@@ -1015,11 +1015,18 @@ def _stored_entry(path: Path) -> tuple[IndexEntry, str, int]:
     return entry, info.transfer_syntax, info.size
 
 
-def _in_place(path: str, identity: Sequence[int | None]) -> bool:
-    """Whether ``path`` holds the file of this identity (unknown identity: any file)."""
+def _in_place(path: str, identity: Sequence[int | None], *, same_host: bool = True) -> bool:
+    """Whether ``path`` holds the file of this identity (unknown identity: any file).
+
+    An identity taken on another host is compared on inode and size only: a shared
+    filesystem has another device number on each client.
+    """
     if identity[0] is None:
         return os.path.exists(path)
-    return _identity(path) == tuple(identity)
+    found = _identity(path)
+    if found is None or same_host:
+        return found == tuple(identity)
+    return found[1:] == tuple(identity[1:])
 
 
 def _reindex(

@@ -50,7 +50,7 @@ from ..index import (
     _entity_row,
     _entry,
     _find,
-    _identity,
+    _in_place,
     _instances,
     _Intent,
     _remove_replaced,
@@ -218,16 +218,6 @@ POSTGRES = SQLDialect(
     modalities="string_agg(DISTINCT sse.modality, ',')",
     array_parameters=True,
 )
-
-
-def _same_file(identity: tuple[int, int, int], host: str, path: str) -> bool:
-    """Does ``path`` hold the file of ``identity``? (Another host: inode and size only.)"""
-    found = _identity(Path(path))
-    if found is None:
-        return False
-    if host == _HOST:
-        return found == identity
-    return found[1:] == identity[1:]
 
 
 class PostgresIndex(Index):
@@ -461,7 +451,7 @@ def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, 
             int(row[6]),
         )
         host = row[9]
-    if not _same_file(intent.identity, host, intent.path):
+    if not _in_place(intent.path, intent.identity, same_host=host == _HOST):
         return "dropped"  # not renamed into place, or another copy was renamed over it
     _insert(conn, intent.entry, intent.path, intent.transfer_syntax, intent.size)
     _remove_replaced(intent.path, intent.replaces)  # the earlier copy: overwritten
