@@ -22,10 +22,9 @@ from ...errors import DicomWireError
 from .flags import (
     add_peer,
     add_scu_flags,
+    peer_options,
     port_number,
     seconds,
-    timeouts,
-    tls_config_from_arguments,
 )
 
 if TYPE_CHECKING:
@@ -128,15 +127,12 @@ async def request_commitment(
         report = await commit(
             (args.host, args.port),
             pairs,
-            called_ae=args.aec,
-            calling_ae=args.aet,
             listen_port=args.listen_port,
             listen_host=args.listen_host,
             same_association=True if args.same_association else None,
             timeout=timeout,
             max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except DicomWireError as exc:
         print(f"commit failed: {exc}", file=sys.stderr)

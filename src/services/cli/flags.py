@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ...errors import ConfigError, DicomWireError
 from ...ul.identifiers import validate_ae_title
@@ -393,6 +393,25 @@ def timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:
     )
 
 
+class PeerOptions(TypedDict):
+    """The keyword arguments of an SCU call that an SCU command's flags give."""
+
+    called_ae: str
+    calling_ae: str
+    timeouts: Timeouts
+    tls: TLSConfig | None
+
+
+def peer_options(args: argparse.Namespace) -> PeerOptions:
+    """``-aec``/``-aet``, the timeouts and TLS of an SCU command, as keyword arguments."""
+    return PeerOptions(
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        timeouts=timeouts(args, args.dimse_timeout or None),
+        tls=tls_config_from_arguments(args),
+    )
+
+
 def connect_from_arguments(
     args: argparse.Namespace, services: Iterable[str], *, relational: bool = False
 ) -> Opening[Client]:
@@ -403,11 +422,8 @@ def connect_from_arguments(
     return connect(
         args.host,
         args.port,
-        called_ae=args.aec,
-        calling_ae=args.aet,
         services=services,
         max_pdu_length=args.max_pdu,
-        timeouts=timeouts(args, args.dimse_timeout or None),
-        tls=tls_config_from_arguments(args),
         relational=relational,
+        **peer_options(args),
     )

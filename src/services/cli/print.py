@@ -21,9 +21,8 @@ from .flags import (
     add_scu_flags,
     ae_title,
     int_in,
+    peer_options,
     port_number,
-    timeouts,
-    tls_config_from_arguments,
 )
 
 __all__ = ["add_parser", "add_printer_parser", "run", "run_printer"]
@@ -177,10 +176,7 @@ async def run(args: argparse.Namespace) -> int:
             args.port,
             args.images,
             options=options,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except LocalProtocolError as exc:
         print(f"print: {exc}", file=sys.stderr)

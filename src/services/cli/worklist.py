@@ -28,8 +28,7 @@ from .flags import (
     add_peer,
     add_scu_flags,
     ae_title,
-    timeouts,
-    tls_config_from_arguments,
+    peer_options,
 )
 
 if TYPE_CHECKING:
@@ -237,11 +236,8 @@ async def run_query(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             identifier,
-            called_ae=args.aec,
-            calling_ae=args.aet,
             max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except DicomWireError as exc:
         print(f"worklist query failed: {exc}", file=sys.stderr)
