@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import DataSetError, IndexUnavailableError, InvalidQueryError
 from ..uids import (
@@ -204,6 +204,21 @@ class Index:
         transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
         its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
+        identity = _identity(staged)
+        if identity is None:
+            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        intent = _Intent(
+            entry,
+            str(path),
+            str(replaces) if replaces is not None else None,
+            identity,
+            transfer_syntax,
+            size,
+        )
+        return self._prepare(intent, durable)
+
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
+        """Record ``intent`` (:meth:`prepare_add` checked its file); return its token."""
         raise NotImplementedError
 
     def commit_add(self, token: int) -> bool:
@@ -472,6 +487,7 @@ def entry_from_file(path: Path) -> IndexEntry:
 
 
 def _text(value: Any) -> str | None:
+    """An element's value as stripped text (multiple values joined by ``\\``), None if empty."""
     if value is None:
         return None
     if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
@@ -652,32 +668,14 @@ class SQLiteIndex(Index):
         with self._transaction() as db:
             _insert(db, entry, path, transfer_syntax, size, identity)
 
-    def prepare_add(
-        self,
-        entry: IndexEntry,
-        path: Path,
-        transfer_syntax: str,
-        size: int,
-        *,
-        staged: Path,
-        replaces: Path | None = None,
-        durable: bool = True,
-    ) -> int:
-        identity = _identity(staged)
-        if identity is None:
-            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
-        intent = _Intent(
-            entry,
-            str(path),
-            str(replaces) if replaces is not None else None,
-            identity,
-            transfer_syntax,
-            size,
-        )
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
+        entry, identity = intent.entry, intent.identity
         # The row and the intent in one transaction: the row is visible (and, durable,
         # on disk) before its file is; the intent tells a reconcile to check that file.
         with self._transaction(durable, adding=True) as db:
-            _insert(db, entry, intent.path, transfer_syntax, size, identity, self._parents)
+            _insert(
+                db, entry, intent.path, intent.transfer_syntax, intent.size, identity, self._parents
+            )
             token = db.execute(
                 _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
             ).lastrowid
@@ -708,10 +706,7 @@ class SQLiteIndex(Index):
                 entry, identity = intent.entry, intent.identity
                 _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
                 db.execute(_DELETE_INTENT, (token,))
-        replaces = intent.replaces
-        if replaces and replaces != intent.path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(replaces)  # the earlier copy under another path: overwritten
+        _remove_replaced(intent.path, intent.replaces)
         return True
 
     def cancel_add(self, token: int) -> None:
@@ -735,9 +730,7 @@ class SQLiteIndex(Index):
             row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
             if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:
                 _reindex(db, uid, [path])  # the row is another copy's: describe this
-            if replaces and replaces != path:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(replaces)
+            _remove_replaced(path, replaces)
             return "completed"
         outcome = _reindex(db, uid, [path, replaces], keep=True)
         return "removed" if outcome == "removed" else "dropped"
@@ -818,83 +811,24 @@ class SQLiteIndex(Index):
         if self._settled:
             with self._transaction():
                 pass  # the settled intents' removal: "pending" counts the unsettled only
-        tables = {
-            "patients": "patient",
-            "studies": "study",
-            "series": "series",
-            "instances": "instance",
-            "pending": "pending",
-        }
         return {
             name: int(self._value(f"SELECT COUNT(*) FROM {table}"))
-            for name, table in tables.items()
+            for name, table in _STAT_TABLES.items()
         }
 
     # -- reading ------------------------------------------------------------------------
 
     def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
-        query = compile_query(identifier)
-        wanted = {int(element.tag) for element in identifier}
-        for pk, candidate in self._candidates(level, query):
-            self._derive(level, pk, wanted, candidate)
-            if query.matches(candidate):
-                yield _answer(candidate, query, level)
+        return _find(level, identifier, self._candidates, self._value, SQLITE)
 
     def instances(self, level: str, identifier: Dataset) -> Iterator[IndexedInstance]:
-        query = compile_query(identifier)
-        below, column = _BELOW[level]
-        for pk, candidate in self._candidates(level, query):
-            if not query.matches(candidate):
-                continue
-            rows = list(
-                self._rows(
-                    "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
-                    f"ii.size {below} WHERE {column} = ? ORDER BY ii.pk",
-                    (pk,),
-                )
-            )
-            for row in rows:
-                yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
+        rows = self._rows
+        return _instances(level, identifier, self._candidates, lambda *q: list(rows(*q)), SQLITE)
 
     def _candidates(self, level: str, query: Query) -> Iterator[tuple[int, Dataset]]:
         """(pk, header) of each entity at ``level`` that the SQL part of ``query`` lets by."""
-        if level not in _FROM:
-            raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
-        clauses: list[str] = []
-        params: list[Any] = []
-        depth = LEVELS.index(level)
-        for condition in query.matching_keys:
-            found = _COLUMN_OF.get(condition.tag)
-            if found is None or LEVELS.index(found[0]) > depth:
-                continue  # no column, or a key below the level: the matcher decides
-            clause = _condition_sql(condition, f"{_ALIAS[found[0]]}.{found[1]}", found[1], params)
-            if clause is not None:
-                clauses.append(clause)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        alias = _ALIAS[level]
-        below, column = _BELOW[level]
-        header = (
-            "i.header, i.header_implicit"
-            if level == "IMAGE"
-            else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
-            "ORDER BY ii.pk DESC LIMIT 1), "
-            f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
-            "ORDER BY ii.pk DESC LIMIT 1)"
-        )
-        sql = f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk"
-        for pk, stored, implicit in self._rows(sql, params):
+        for pk, stored, implicit in self._rows(*_candidates_sql(level, query, SQLITE)):
             yield int(pk), _dataset(stored, bool(implicit))
-
-    def _derive(self, level: str, pk: int, wanted: set[int], candidate: Dataset) -> None:
-        """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
-        below, column = _BELOW[level]
-        for tag, (keyword, levels, expression) in _DERIVED.items():
-            if tag not in wanted or level not in levels:
-                continue
-            value = self._value(f"SELECT {expression} {below} WHERE {column} = ?", (pk,))
-            if keyword == "ModalitiesInStudy":
-                value = sorted({v for v in (value or "").split(",") if v})
-            setattr(candidate, keyword, value)
 
 
 _PATIENT_KEYS = ("patient_id", "issuer_of_patient_id")
@@ -998,9 +932,7 @@ def _upsert(
         known[level] = (cached, pk := _upsert(db, level, values, parent, keys))
         return pk
     table = _TABLE[level]
-    row: dict[str, Any] = dict(values)
-    if parent is not None:
-        row[f"{_PARENT[level]}_pk"] = parent
+    row = _entity_row(level, values, parent)
     # As the unique indexes are written, so that the lookup uses them (not a table scan).
     clauses, params = [], []
     for key in keys:
@@ -1083,11 +1015,18 @@ def _stored_entry(path: Path) -> tuple[IndexEntry, str, int]:
     return entry, info.transfer_syntax, info.size
 
 
-def _in_place(path: str, identity: Sequence[int | None]) -> bool:
-    """Whether ``path`` holds the file of this identity (unknown identity: any file)."""
+def _in_place(path: str, identity: Sequence[int | None], *, same_host: bool = True) -> bool:
+    """Whether ``path`` holds the file of this identity (unknown identity: any file).
+
+    An identity taken on another host is compared on inode and size only: a shared
+    filesystem has another device number on each client.
+    """
     if identity[0] is None:
         return os.path.exists(path)
-    return _identity(path) == tuple(identity)
+    found = _identity(path)
+    if found is None or same_host:
+        return found == tuple(identity)
+    return found[1:] == tuple(identity[1:])
 
 
 def _reindex(
@@ -1114,13 +1053,23 @@ def _reindex(
     return "removed" if _delete(db, uid) else "none"
 
 
-def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0) -> str:
+class _Connection(Protocol):
+    """What the shared writing helpers use of a backend's connection (sqlite3, psycopg)."""
+
+    def execute(self, sql: str, params: Sequence[Any], /) -> Any: ...
+
+
+def _delete(
+    db: _Connection, sop_instance_uid: str, kept_series: int = 0, dialect: SQLDialect | None = None
+) -> str:
     """Delete one instance's row and the parents it leaves empty (not ``kept_series``).
 
     "" when there was no row, "row" when only the row went, "parents" when parents too.
     """
+    mark = (dialect or SQLITE).mark
     row = db.execute(
-        "DELETE FROM instance WHERE sop_instance_uid = ? RETURNING series_pk", (sop_instance_uid,)
+        f"DELETE FROM instance WHERE sop_instance_uid = {mark} RETURNING series_pk",
+        (sop_instance_uid,),
     ).fetchone()
     if row is None:
         return ""  # the usual case: one statement
@@ -1133,15 +1082,44 @@ def _delete(db: sqlite3.Connection, sop_instance_uid: str, kept_series: int = 0)
         ("study", "series", "patient"),
         ("patient", "study", None),
     ):
-        if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = ? LIMIT 1", (pk,)).fetchone():
+        if db.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = {mark} LIMIT 1", (pk,)).fetchone():
             break
-        returning = f" RETURNING {parent}_pk" if parent is not None else ""
-        found = db.execute(f"DELETE FROM {table} WHERE pk = ?{returning}", (pk,)).fetchone()
         outcome = "parents"
+        if parent is None:
+            db.execute(f"DELETE FROM {table} WHERE pk = {mark}", (pk,))
+            break
+        found = db.execute(
+            f"DELETE FROM {table} WHERE pk = {mark} RETURNING {parent}_pk", (pk,)
+        ).fetchone()
         if found is None:
             break
         pk = found[0]
     return outcome
+
+
+def _remove_replaced(path: str, replaces: str | None) -> None:
+    """Remove an overwritten instance's earlier copy, when it was under another path."""
+    if replaces and replaces != path:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(replaces)
+
+
+def _entity_row(level: str, values: dict[str, str | None], parent: int | None) -> dict[str, Any]:
+    """The columns of an entity's row: its key values and its parent's pk."""
+    row: dict[str, Any] = dict(values)
+    if parent is not None:
+        row[f"{_PARENT[level]}_pk"] = parent
+    return row
+
+
+#: Rows per table, as :meth:`Index.stats` names them.
+_STAT_TABLES = {
+    "patients": "patient",
+    "studies": "study",
+    "series": "series",
+    "instances": "instance",
+    "pending": "pending",
+}
 
 
 #: Each level joined up to the patient (aliases p, s, se, i): what a query filters.
@@ -1176,7 +1154,8 @@ _COLUMN_OF: dict[int, tuple[str, str]] = {
 _SCANNED = frozenset(_COLUMN_OF) | {_SPECIFIC_CHARACTER_SET}
 #: Columns stored in a normalised form (see :func:`_column_value`).
 _NORMALISED = _PN_COLUMNS | _TIME_COLUMNS
-#: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity).
+#: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity; the
+#: modalities' aggregate is the dialect's, :attr:`SQLDialect.modalities`).
 _DERIVED: dict[int, tuple[str, tuple[str, ...], str]] = {
     0x00201200: ("NumberOfPatientRelatedStudies", ("PATIENT",), "COUNT(DISTINCT ss.pk)"),
     0x00201202: ("NumberOfPatientRelatedSeries", ("PATIENT",), "COUNT(DISTINCT sse.pk)"),
@@ -1184,32 +1163,74 @@ _DERIVED: dict[int, tuple[str, tuple[str, ...], str]] = {
     0x00201206: ("NumberOfStudyRelatedSeries", ("STUDY",), "COUNT(DISTINCT sse.pk)"),
     0x00201208: ("NumberOfStudyRelatedInstances", ("STUDY",), "COUNT(*)"),
     0x00201209: ("NumberOfSeriesRelatedInstances", ("SERIES",), "COUNT(*)"),
-    0x00080061: ("ModalitiesInStudy", ("STUDY",), "GROUP_CONCAT(DISTINCT sse.modality)"),
+    0x00080061: ("ModalitiesInStudy", ("STUDY",), "SQLDialect.modalities"),
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SQLDialect:
+    """How a backend spells the few things the shared SQL narrowing writes differently."""
+
+    #: A parameter's placeholder.
+    mark: str
+    #: True when ``{column}`` holds a backslash: a multi-valued value the matcher decides on.
+    multi_valued: str
+    #: The operator comparing a column to :attr:`wildcard`'s operand.
+    wildcard_operator: str
+    #: A DICOM wild card (``*``, ``?``) as the operand of :attr:`wildcard_operator`.
+    wildcard: Callable[[str], str]
+    #: The distinct modalities of the series below an entity, comma separated.
+    modalities: str = "GROUP_CONCAT(DISTINCT sse.modality)"
+    #: A list of values is one array parameter (``= ANY(...)``), not one per value.
+    array_parameters: bool = False
+
+    def in_list(self, column: str, values: Sequence[str], params: list[Any]) -> str:
+        """``column`` equal to one of ``values``."""
+        if self.array_parameters:
+            params.append(list(values))
+            return f"{column} = ANY({self.mark})"
+        params.extend(values)
+        return f"{column} IN ({', '.join(self.mark for _ in values)})"
+
+
+#: SQLite: GLOB compares bytes as the matcher does (``[`` is GLOB's own, escaped).
+SQLITE = SQLDialect(
+    mark="?",
+    multi_valued="instr(IFNULL({column}, ''), '\\') > 0",
+    wildcard_operator="GLOB",
+    wildcard=lambda pattern: pattern.replace("[", "[[]"),
+)
+
+
 def _condition_sql(
-    condition: KeyCondition, column: str, name: str, params: list[Any]
+    condition: KeyCondition,
+    column: str,
+    name: str,
+    params: list[Any],
+    dialect: SQLDialect = SQLITE,
 ) -> str | None:
     """A WHERE clause that keeps every row the condition can match (None: no narrowing).
 
     A multi-valued stored value (with a backslash) is always kept: the matcher decides.
+    A list of values (:attr:`MatchKind.VALUE_LIST`, the worklist's) narrows too.
     """
     kind = condition.kind
-    keep_multi = f"instr(IFNULL({column}, ''), '\\') > 0"
+    mark = dialect.mark
+    keep_multi = dialect.multi_valued.format(column=column)
     if kind is MatchKind.EMPTY:
         return f"({column} IS NULL OR {keep_multi})"
     if kind is MatchKind.UID_LIST or (kind is MatchKind.SINGLE and condition.vr == "UI"):
-        params.extend(condition.values)
-        return f"{column} IN ({', '.join('?' for _ in condition.values)})"
+        return dialect.in_list(column, condition.values, params)
+    if kind is MatchKind.VALUE_LIST:
+        return f"({dialect.in_list(column, condition.values, params)} OR {keep_multi})"
     if kind is MatchKind.WILDCARD:
         (pattern,) = condition.values
         if name in _PN_COLUMNS:
             pattern = pattern.casefold()  # as the matcher compiles it; stored names are folded
         elif condition.case_insensitive:
             return None
-        params.append(pattern.replace("[", "[[]"))
-        return f"({column} GLOB ? OR {keep_multi})"
+        params.append(dialect.wildcard(pattern))
+        return f"({column} {dialect.wildcard_operator} {mark} OR {keep_multi})"
     if kind is MatchKind.RANGE or (kind is MatchKind.SINGLE and condition.vr in ("DA", "TM")):
         if condition.vr not in ("DA", "TM"):
             return None  # DT: offsets make text order unsafe; the matcher decides
@@ -1220,10 +1241,10 @@ def _condition_sql(
         last = period(high, condition.vr) if high else None
         if first is not None:
             params.append(first[0])
-            parts.append(f"{column} >= ?")
+            parts.append(f"{column} >= {mark}")
         if last is not None:
             params.append(last[1])
-            parts.append(f"{column} <= ?")
+            parts.append(f"{column} <= {mark}")
         if not parts:
             return None
         return f"(({' AND '.join(parts)}) OR {keep_multi})"
@@ -1234,8 +1255,105 @@ def _condition_sql(
         elif condition.vr in ("DT",) or name in _TIME_COLUMNS:
             return None
         params.append(value)
-        return f"({column} = ? OR {keep_multi})"
+        return f"({column} = {mark} OR {keep_multi})"
     return None
+
+
+def _candidates_sql(level: str, query: Query, dialect: SQLDialect) -> tuple[str, list[Any]]:
+    """The SELECT of (pk, header, header_implicit) of each entity at ``level`` that the SQL
+    part of ``query`` lets by (the newest instance's header stands for an entity above)."""
+    if level not in _FROM:
+        raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
+    clauses: list[str] = []
+    params: list[Any] = []
+    depth = LEVELS.index(level)
+    for condition in query.matching_keys:
+        found = _COLUMN_OF.get(condition.tag)
+        if found is None or LEVELS.index(found[0]) > depth:
+            continue  # no column, or a key below the level: the matcher decides
+        column = f"{_ALIAS[found[0]]}.{found[1]}"
+        clause = _condition_sql(condition, column, found[1], params, dialect)
+        if clause is not None:
+            clauses.append(clause)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    alias = _ALIAS[level]
+    below, column = _BELOW[level]
+    header = (
+        "i.header, i.header_implicit"
+        if level == "IMAGE"
+        else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
+        "ORDER BY ii.pk DESC LIMIT 1), "
+        f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
+        "ORDER BY ii.pk DESC LIMIT 1)"
+    )
+    return f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params
+
+
+#: Candidates of a query: (pk, header) per entity the SQL lets by (see :func:`_candidates_sql`).
+_Candidates = Callable[[str, Query], Iterator[tuple[int, "Dataset"]]]
+#: Runs one SQL statement of a backend: the first column of its one row, or all its rows.
+_Statement = Callable[[str, Sequence[Any]], Any]
+
+
+def _find(
+    level: str,
+    identifier: Dataset,
+    candidates: _Candidates,
+    value: _Statement,
+    dialect: SQLDialect,
+) -> Iterator[Dataset]:
+    """:meth:`Index.find` over a backend's candidates: the matcher decides on each."""
+    query = compile_query(identifier)
+    wanted = {int(element.tag) for element in identifier}
+    for pk, candidate in candidates(level, query):
+        _derive(level, pk, wanted, candidate, value, dialect)
+        if query.matches(candidate):
+            yield _answer(candidate, query, level)
+
+
+def _derive(
+    level: str,
+    pk: int,
+    wanted: set[int],
+    candidate: Dataset,
+    value: _Statement,
+    dialect: SQLDialect,
+) -> None:
+    """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
+    below, column = _BELOW[level]
+    for tag, (keyword, levels, expression) in _DERIVED.items():
+        if tag not in wanted or level not in levels:
+            continue
+        if keyword == "ModalitiesInStudy":
+            expression = dialect.modalities
+        found = value(f"SELECT {expression} {below} WHERE {column} = {dialect.mark}", (pk,))
+        if keyword == "ModalitiesInStudy":
+            found = sorted({v for v in (found or "").split(",") if v})
+        setattr(candidate, keyword, found)
+
+
+def _instances(
+    level: str,
+    identifier: Dataset,
+    candidates: _Candidates,
+    rows: _Statement,
+    dialect: SQLDialect,
+) -> Iterator[IndexedInstance]:
+    """:meth:`Index.instances` over a backend's candidates: those below each match."""
+    query = compile_query(identifier)
+    if level not in _BELOW:
+        raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
+    below, column = _BELOW[level]
+    for pk, candidate in candidates(level, query):
+        if not query.matches(candidate):
+            continue
+        found = rows(
+            "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, ii.path, "
+            f"ii.size {below} WHERE {column} = {dialect.mark} ORDER BY ii.pk",
+            (pk,),
+        )
+        for row in found:
+            yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
 
 
 def _dataset(stored: bytes | None, implicit: bool) -> Dataset:

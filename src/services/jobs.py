@@ -67,6 +67,12 @@ class JobQueue:
         delay: float = 0.0,
     ) -> int:
         """Add a job (JSON-serialisable ``payload``); its id. Durable when this returns."""
+        return self._insert(kind, json.dumps(dict(payload)), key, group, delay)
+
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
+    ) -> int:
+        """Write the job of :meth:`put` (its payload encoded) due in ``delay`` seconds."""
         raise NotImplementedError
 
     def claim(self, kinds: Sequence[str], owner: str, lease: float) -> Job | None:
@@ -107,7 +113,79 @@ class JobQueue:
 _COLUMNS = "id, kind, payload, key, grp, state, attempts, not_before, error, created"
 
 
-class SQLiteJobQueue(JobQueue):
+class _SQLJobQueue(JobQueue):
+    """The statements every SQL backend shares; the placeholder and the clock are its own."""
+
+    #: A parameter's placeholder.
+    _mark = "?"
+
+    def _update(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one write statement."""
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """The rows of one query."""
+        raise NotImplementedError
+
+    def _after(self, delay: float) -> tuple[str, float]:
+        """The SQL of the time ``delay`` seconds from now, and its parameter."""
+        raise NotImplementedError
+
+    def done(self, job_id: int) -> None:
+        self._update(
+            f"UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = {self._mark}",
+            (job_id,),
+        )
+
+    def retry(self, job_id: int, delay: float, error: str) -> None:
+        m = self._mark
+        later, param = self._after(delay)
+        self._update(
+            f"UPDATE jobs SET state = 'pending', attempts = attempts + 1, not_before = {later}, "
+            f"error = {m}, lease_until = NULL, owner = NULL WHERE id = {m}",
+            (param, error, job_id),
+        )
+
+    def fail(self, job_id: int, error: str) -> None:
+        m = self._mark
+        self._update(
+            f"UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = {m}, "
+            f"lease_until = NULL WHERE id = {m}",
+            (error, job_id),
+        )
+
+    def release(self, job_id: int) -> None:
+        self._update(
+            "UPDATE jobs SET state = 'pending', lease_until = NULL, owner = NULL "
+            f"WHERE id = {self._mark} AND state = 'claimed'",
+            (job_id,),
+        )
+
+    def get(self, job_id: int) -> Job | None:
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs WHERE id = {self._mark}", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def find(self, kind: str, key: str) -> list[Job]:
+        m = self._mark
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM jobs WHERE kind = {m} AND key = {m} ORDER BY id", (kind, key)
+        )
+        return [_job(row) for row in rows]
+
+    def jobs(self, kind: str | None = None, state: str | None = None) -> list[Job]:
+        clauses, params = [], []
+        if kind is not None:
+            clauses.append(f"kind = {self._mark}")
+            params.append(kind)
+        if state is not None:
+            clauses.append(f"state = {self._mark}")
+            params.append(state)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params)
+        return [_job(row) for row in rows]
+
+
+class SQLiteJobQueue(_SQLJobQueue):
     """The embedded queue: one table in an SQLite file (WAL), one writer at a time."""
 
     def __init__(self, path: str | Path) -> None:
@@ -130,21 +208,15 @@ class SQLiteJobQueue(JobQueue):
     def close(self) -> None:
         self._db.close()
 
-    def put(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        key: str | None = None,
-        group: str | None = None,
-        delay: float = 0.0,
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
     ) -> int:
         now = time.time()
         with self._lock:
             cursor = self._db.execute(
                 "INSERT INTO jobs (kind, payload, key, grp, state, not_before, created) "
                 "VALUES (?, ?, ?, ?, 'pending', ?, ?)",
-                (kind, json.dumps(dict(payload)), key, group, now + delay, now),
+                (kind, payload, key, group, now + delay, now),
             )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -182,57 +254,12 @@ class SQLiteJobQueue(JobQueue):
         with self._lock:
             self._db.execute(sql, params)
 
-    def done(self, job_id: int) -> None:
-        self._update("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = ?", (job_id,))
-
-    def retry(self, job_id: int, delay: float, error: str) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'pending', attempts = attempts + 1, not_before = ?, "
-            "error = ?, lease_until = NULL, owner = NULL WHERE id = ?",
-            (time.time() + delay, error, job_id),
-        )
-
-    def fail(self, job_id: int, error: str) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = ?, "
-            "lease_until = NULL WHERE id = ?",
-            (error, job_id),
-        )
-
-    def release(self, job_id: int) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'pending', lease_until = NULL, owner = NULL "
-            "WHERE id = ? AND state = 'claimed'",
-            (job_id,),
-        )
-
-    def get(self, job_id: int) -> Job | None:
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-            found = row.fetchone()
-        return _job(found) if found is not None else None
+            return self._db.execute(sql, params).fetchall()
 
-    def find(self, kind: str, key: str) -> list[Job]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE kind = ? AND key = ? ORDER BY id", (kind, key)
-            ).fetchall()
-        return [_job(row) for row in rows]
-
-    def jobs(self, kind: str | None = None, state: str | None = None) -> list[Job]:
-        clauses, params = [], []
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if state is not None:
-            clauses.append("state = ?")
-            params.append(state)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params
-            ).fetchall()
-        return [_job(row) for row in rows]
+    def _after(self, delay: float) -> tuple[str, float]:
+        return "?", time.time() + delay
 
 
 def _job(row: Sequence[Any]) -> Job:

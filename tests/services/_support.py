@@ -497,3 +497,25 @@ async def serving(root: Path, **storage: Any) -> AsyncIterator[Node]:
     )
     async with Node(config) as node:
         yield node
+
+
+def accepted_over_associations(
+    port: int, sources: Sequence[Path], timeouts: Timeouts, *, associations: int = 4
+) -> int:
+    """How many of ``sources`` the node on ``port`` stored (status 0), sent over several
+    associations at once."""
+    from dicomwire.services.storage import store_files
+    from tests.conftest import run_bounded
+
+    async def send_all() -> int:
+        summary = await store_files(
+            LOCALHOST,
+            port,
+            sources,
+            called_ae_title=NODE_AE,
+            associations=associations,
+            timeouts=timeouts,
+        )
+        return sum(1 for o in summary.outcomes if o.status == 0)
+
+    return run_bounded(send_all())

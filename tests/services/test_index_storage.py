@@ -35,7 +35,14 @@ from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
 
 from ..conftest import find_dcmtk_tool, run_bounded
-from ._support import CLI, LOCALHOST, NODE_AE, NODE_TIMEOUTS, serve_processes
+from ._support import (
+    CLI,
+    LOCALHOST,
+    NODE_AE,
+    NODE_TIMEOUTS,
+    accepted_over_associations,
+    serve_processes,
+)
 from ._wire_spy import WireSpy
 
 SCU_TIMEOUTS = Timeouts(artim=5.0, acse=10.0, dimse=10.0, network_idle=10.0, connect=5.0)
@@ -673,18 +680,7 @@ def test_workers_share_one_index(tmp_path: Path) -> None:
     with serve_processes(tmp_path) as serve:
         node = serve("--storage", root, "--port", port, "--host", LOCALHOST, "--workers", "2")
 
-        async def send_all() -> int:
-            summary = await store_files(
-                LOCALHOST,
-                port,
-                sources,
-                called_ae_title=NODE_AE,
-                associations=4,
-                timeouts=SCU_TIMEOUTS,
-            )
-            return sum(1 for o in summary.outcomes if o.status == 0)
-
-        assert run_bounded(send_all()) == len(sources)
+        assert accepted_over_associations(port, sources, SCU_TIMEOUTS) == len(sources)
         node.process.terminate()
         node.process.wait(timeout=15)
     assert len(assert_consistent(node_config(root))) == len(sources)

@@ -31,7 +31,12 @@ from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
 from tests.conftest import run_bounded
 from tests.pg_peer import fresh_database, postgres  # noqa: F401 (the session's server)
-from tests.services._support import LOCALHOST, NODE_AE, NODE_TIMEOUTS
+from tests.services._support import (
+    LOCALHOST,
+    NODE_AE,
+    NODE_TIMEOUTS,
+    accepted_over_associations,
+)
 
 pytest.importorskip("psycopg")  # the fixture fails in CI when it is missing
 from dicomwire.services.postgres import PostgresIndex, PostgresJobQueue
@@ -420,18 +425,7 @@ def test_serve_workers_share_the_postgresql_index(url: str, tmp_path: Path) -> N
         node = serve("--config", config)
         assert url in node.output()
 
-        async def send_all() -> int:
-            summary = await store_files(
-                LOCALHOST,
-                port,
-                sources,
-                called_ae_title=NODE_AE,
-                associations=4,
-                timeouts=SCU_TIMEOUTS,
-            )
-            return sum(1 for o in summary.outcomes if o.status == 0)
-
-        assert run_bounded(send_all()) == len(sources)
+        assert accepted_over_associations(port, sources, SCU_TIMEOUTS) == len(sources)
         node.process.terminate()
         node.process.wait(timeout=15)
     index = PostgresIndex(url)

@@ -190,18 +190,9 @@ class Audit(Service):
         sender = self._peer(session, m.SOURCE)
         receiver = m.Participant.ae(session.negotiated.local_ae_title, False, m.DESTINATION)
 
-        def build() -> m.AuditMessage:
-            patients, studies = _describe_files(paths)
-            return m.instances_transferred(
-                self.source,
-                sender=sender,
-                receiver=receiver,
-                patients=patients,
-                studies=studies,
-                imported=True,
-            )
-
-        self.record(build)
+        self.record(
+            files_transferred(self.source, paths, sender=sender, receiver=receiver, imported=True)
+        )
 
     # -- handlers --------------------------------------------------------------------
 
@@ -224,29 +215,24 @@ class Audit(Service):
                 node.handlers[key] = wrapper(handler)
 
     def _audit_find(self, handler: Handler) -> Handler:
-        async def audited(request: Request) -> Any:
-            result: Any = None
-            try:
-                result = await handler(request)
-                return result
-            finally:
-                message = request.message
-                identifier = message.dataset if isinstance(message.dataset, bytes) else b""
-                self.record(
-                    m.query(
-                        self.source,
-                        requestor=self._peer(request.session, m.SOURCE),
-                        responder=m.Participant.ae(
-                            request.negotiated.local_ae_title, False, m.DESTINATION
-                        ),
-                        sop_class_uid=message.sop_class_uid or "",
-                        identifier=bytes(identifier),
-                        transfer_syntax=message.transfer_syntax,
-                        outcome=outcome_of(result) if result is not None else m.MINOR_FAILURE,
-                    )
+        def ended(request: Request, result: Any) -> None:
+            message = request.message
+            identifier = message.dataset if isinstance(message.dataset, bytes) else b""
+            self.record(
+                m.query(
+                    self.source,
+                    requestor=self._peer(request.session, m.SOURCE),
+                    responder=m.Participant.ae(
+                        request.negotiated.local_ae_title, False, m.DESTINATION
+                    ),
+                    sop_class_uid=message.sop_class_uid or "",
+                    identifier=bytes(identifier),
+                    transfer_syntax=message.transfer_syntax,
+                    outcome=outcome_of(result) if result is not None else m.MINOR_FAILURE,
                 )
+            )
 
-        return audited
+        return _then(handler, ended)
 
     def _audit_retrieve(self, handler: Handler) -> Handler:
         async def audited(request: Request) -> Any:
@@ -267,11 +253,8 @@ class Audit(Service):
                     requestor=requestor if move else None,
                 )
             )
-            result: Any = None
-            try:
-                result = await handler(request)
-                return result
-            finally:
+
+            def ended(request: Request, result: Any) -> None:
                 completed = getattr(result, "completed", None)
                 failed = getattr(result, "failed", None)
                 self.record(
@@ -292,34 +275,31 @@ class Audit(Service):
                     )
                 )
 
+            return await _then(handler, ended)(request)
+
         return audited
 
     def _audit_mpps(self, handler: Handler) -> Handler:
-        async def audited(request: Request) -> Any:
-            result: Any = None
-            try:
-                result = await handler(request)
-                return result
-            finally:
-                patient: tuple[str, str | None] = ("-", None)
-                with contextlib.suppress(Exception):
-                    dataset = request.decode()
-                    if dataset is not None and "PatientID" in dataset:
-                        patient = (str(dataset.PatientID), str(dataset.get("PatientName", "")))
-                create = request.message.command_field == CommandField.N_CREATE_RQ
-                self.record(
-                    m.order_or_procedure_record(
-                        self.source,
-                        procedure=True,
-                        action="C" if create else "U",
-                        requestor=self._peer(request.session, None),
-                        node=m.Participant.ae(request.negotiated.local_ae_title, False, None),
-                        patient=patient,
-                        outcome=outcome_of(result) if result is not None else m.SERIOUS_FAILURE,
-                    )
+        def ended(request: Request, result: Any) -> None:
+            patient: tuple[str, str | None] = ("-", None)
+            with contextlib.suppress(Exception):
+                dataset = request.decode()
+                if dataset is not None and "PatientID" in dataset:
+                    patient = (str(dataset.PatientID), str(dataset.get("PatientName", "")))
+            create = request.message.command_field == CommandField.N_CREATE_RQ
+            self.record(
+                m.order_or_procedure_record(
+                    self.source,
+                    procedure=True,
+                    action="C" if create else "U",
+                    requestor=self._peer(request.session, None),
+                    node=m.Participant.ae(request.negotiated.local_ae_title, False, None),
+                    patient=patient,
+                    outcome=outcome_of(result) if result is not None else m.SERIOUS_FAILURE,
                 )
+            )
 
-        return audited
+        return _then(handler, ended)
 
     # -- orders ----------------------------------------------------------------------
 
@@ -490,6 +470,49 @@ def _user() -> str | None:
     with contextlib.suppress(Exception):
         return getpass.getuser()
     return None
+
+
+def _then(handler: Handler, ended: Callable[[Request, Any], None]) -> Handler:
+    """``handler``, then ``ended(request, result)`` however it ended (None: it raised)."""
+
+    async def audited(request: Request) -> Any:
+        result: Any = None
+        try:
+            result = await handler(request)
+            return result
+        finally:
+            ended(request, result)
+
+    return audited
+
+
+def files_transferred(
+    source: m.Source,
+    paths: list[Path],
+    *,
+    sender: m.Participant,
+    receiver: m.Participant,
+    imported: bool,
+    outcome: int = m.SUCCESS,
+    description: str | None = None,
+) -> Callable[[], m.AuditMessage]:
+    """DICOM Instances Transferred of stored files, built when recorded (their headers are
+    read then, off the caller's path)."""
+
+    def build() -> m.AuditMessage:
+        patients, studies = _describe_files(paths)
+        return m.instances_transferred(
+            source,
+            sender=sender,
+            receiver=receiver,
+            patients=patients,
+            studies=studies,
+            outcome=outcome,
+            imported=imported,
+            description=description,
+        )
+
+    return build
 
 
 def _describe_files(

@@ -130,20 +130,19 @@ class ToolAudit:
         else:
             sender, receiver = self.peer(m.SOURCE), self.us(m.DESTINATION)
 
-        def build() -> m.AuditMessage:
-            patients, studies = describe_files(files)
-            return m.instances_transferred(
+        from .service import files_transferred
+
+        self.record(
+            files_transferred(
                 self.source,
+                files,
                 sender=sender,
                 receiver=receiver,
-                patients=patients,
-                studies=studies,
-                outcome=outcome,
                 imported=not exported,
+                outcome=outcome,
                 description=description,
             )
-
-        self.record(build)
+        )
 
     def query(self, sop_class_uid: str, identifier: Dataset, outcome: int = m.SUCCESS) -> None:
         """A C-FIND we sent (find, worklist query), with its identifier."""

@@ -20,15 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
+    peer_options,
     port_number,
     seconds,
-    timeouts,
-    tls_config_from_arguments,
 )
 
 if TYPE_CHECKING:
@@ -84,10 +80,7 @@ def add_parser(
     )
     add_commit_arguments(command)
     command.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_scu_timeouts(command, "N-ACTION-RSP")
-    add_common(command)
-    add_tls_arguments(command)
-    add_audit(command)
+    add_scu_flags(command, "N-ACTION-RSP")
     command.set_defaults(run=run)
     return command
 
@@ -134,15 +127,12 @@ async def request_commitment(
         report = await commit(
             (args.host, args.port),
             pairs,
-            called_ae=args.aec,
-            calling_ae=args.aet,
             listen_port=args.listen_port,
             listen_host=args.listen_host,
             same_association=True if args.same_association else None,
             timeout=timeout,
             max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except DicomWireError as exc:
         print(f"commit failed: {exc}", file=sys.stderr)

@@ -11,11 +11,8 @@ import sys
 
 from ...errors import DicomWireError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     positive,
     timeouts,
     tls_config_from_arguments,
@@ -42,10 +39,7 @@ def add_parser(
         metavar="N",
         help="send N C-ECHO requests on the association (1)",
     )
-    add_scu_timeouts(echo, "C-ECHO-RSP")
-    add_common(echo)
-    add_tls_arguments(echo)
-    add_audit(echo)
+    add_scu_flags(echo, "C-ECHO-RSP")
     echo.set_defaults(run=run)
     return echo
 

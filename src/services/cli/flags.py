@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from ...errors import ConfigError, DicomWireError
 from ...ul.identifiers import validate_ae_title
@@ -25,7 +25,9 @@ from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH, KnownNode
 from ...ul.tls import TLSConfig, TLSProfile
 
 if TYPE_CHECKING:
+    from ...aio import Opening
     from ...ul.association import Timeouts
+    from ..client import Client
     from ..directory import RemoteAE
 
 __all__ = [
@@ -258,6 +260,15 @@ def add_audit(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_scu_flags(parser: argparse.ArgumentParser, response: str) -> None:
+    """What every SCU command ends with: its timeouts (waiting for each ``response``), the
+    common flags, TLS and ``--audit``, in that order (its ``--help`` reads alike)."""
+    add_scu_timeouts(parser, response)
+    add_common(parser)
+    add_tls_arguments(parser)
+    add_audit(parser)
+
+
 def add_tls_arguments(parser: argparse.ArgumentParser, *, server: bool = False) -> None:
     """PS3.15 secure transport flags (DCMTK's +tls, +cf, +py... spelled out)."""
     group = parser.add_argument_group("TLS (PS3.15 Annex B secure transport)")
@@ -379,4 +390,40 @@ def timeouts(args: argparse.Namespace, dimse: float | None) -> Timeouts:
         dimse=dimse,
         network_idle=args.idle_timeout or None,
         connect=getattr(args, "connect_timeout", 15.0),
+    )
+
+
+class PeerOptions(TypedDict):
+    """The keyword arguments of an SCU call that an SCU command's flags give."""
+
+    called_ae: str
+    calling_ae: str
+    timeouts: Timeouts
+    tls: TLSConfig | None
+
+
+def peer_options(args: argparse.Namespace) -> PeerOptions:
+    """``-aec``/``-aet``, the timeouts and TLS of an SCU command, as keyword arguments."""
+    return PeerOptions(
+        called_ae=args.aec,
+        calling_ae=args.aet,
+        timeouts=timeouts(args, args.dimse_timeout or None),
+        tls=tls_config_from_arguments(args),
+    )
+
+
+def connect_from_arguments(
+    args: argparse.Namespace, services: Iterable[str], *, relational: bool = False
+) -> Opening[Client]:
+    """:func:`~dicomwire.services.client.connect` to the peer an SCU command's flags name:
+    host and port, ``-aec``/``-aet``, ``-pdu``, the timeouts and TLS."""
+    from ..client import connect
+
+    return connect(
+        args.host,
+        args.port,
+        services=services,
+        max_pdu_length=args.max_pdu,
+        relational=relational,
+        **peer_options(args),
     )

@@ -25,14 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError, ValidationError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
-    timeouts,
-    tls_config_from_arguments,
+    connect_from_arguments,
 )
 
 if TYPE_CHECKING:
@@ -56,10 +52,7 @@ def _options(parser: argparse.ArgumentParser, *, titles: bool = False) -> None:
         metavar="KEY=VALUE",
         help="set an attribute (keyword, gggg,eeee or a sequence path; repeatable)",
     )
-    add_scu_timeouts(parser, "N-CREATE/N-SET response")
-    add_common(parser)
-    add_tls_arguments(parser)
-    add_audit(parser)
+    add_scu_flags(parser, "N-CREATE/N-SET response")
 
 
 def _anywhere(parser: argparse.ArgumentParser) -> None:
@@ -233,7 +226,6 @@ def _modification(args: argparse.Namespace) -> Dataset:
 
 async def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire mpps``; the exit status."""
-    from ..client import connect
     from ..mpps import create_step, set_step
 
     try:
@@ -242,16 +234,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"mpps: {exc}", file=sys.stderr)
         return 2
     try:
-        async with connect(
-            args.host,
-            args.port,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            services=["mpps"],
-            max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
-        ) as client:
+        async with connect_from_arguments(args, ["mpps"]) as client:
             if args.action == "create":
                 uid = await create_step(client, data, args.uid)
                 print(uid)

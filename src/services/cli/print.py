@@ -16,16 +16,13 @@ from pathlib import Path
 
 from ...errors import DicomWireError, LocalProtocolError
 from .flags import (
-    add_audit,
     add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
     int_in,
+    peer_options,
     port_number,
-    timeouts,
-    tls_config_from_arguments,
 )
 
 __all__ = ["add_parser", "add_printer_parser", "run", "run_printer"]
@@ -139,10 +136,7 @@ def add_parser(
         metavar="HEX",
         help="go on after this warning status too (repeatable)",
     )
-    add_scu_timeouts(parser, "print response")
-    add_common(parser)
-    add_tls_arguments(parser)
-    add_audit(parser)
+    add_scu_flags(parser, "print response")
     parser.set_defaults(run=run)
     return parser
 
@@ -182,10 +176,7 @@ async def run(args: argparse.Namespace) -> int:
             args.port,
             args.images,
             options=options,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except LocalProtocolError as exc:
         print(f"print: {exc}", file=sys.stderr)

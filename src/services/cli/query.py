@@ -34,12 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import DicomWireError, DimseStatusError, ValidationError
 from .flags import (
-    add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
+    connect_from_arguments,
     port_number,
     positive,
     timeouts,
@@ -90,15 +88,8 @@ def add_parsers(
         action="store_true",
         help="write each response as rspNNNN.dcm (Part 10) into --output-directory",
     )
-    find.add_argument(
-        "--output-directory",
-        "-od",
-        type=Path,
-        default=Path(),
-        metavar="DIR",
-        help="where -X writes its files (the current directory)",
-    )
-    _add_tail(find, "C-FIND-RSP")
+    _add_output_directory(find, "where -X writes its files (the current directory)")
+    add_scu_flags(find, "C-FIND-RSP")
     find.set_defaults(run=run_find)
 
     move = subparsers.add_parser(
@@ -124,15 +115,8 @@ def add_parsers(
         metavar="P",
         help="receive the instances ourselves: run a storage SCP on port P meanwhile",
     )
-    move.add_argument(
-        "--output-directory",
-        "-od",
-        type=Path,
-        default=Path(),
-        metavar="DIR",
-        help="where --port stores what it receives (the current directory)",
-    )
-    _add_tail(move, "C-MOVE-RSP")
+    _add_output_directory(move, "where --port stores what it receives (the current directory)")
+    add_scu_flags(move, "C-MOVE-RSP")
     move.set_defaults(run=run_move)
 
     get = subparsers.add_parser(
@@ -146,13 +130,8 @@ def add_parsers(
         ),
     )
     _add_shared(get, worklist=False)
-    get.add_argument(
-        "--output-directory",
-        "-od",
-        type=Path,
-        default=Path(),
-        metavar="DIR",
-        help="where to store the instances (DIR/Study/Series/Instance.dcm; default .)",
+    _add_output_directory(
+        get, "where to store the instances (DIR/Study/Series/Instance.dcm; default .)"
     )
     get.add_argument(
         "--sop-class",
@@ -170,8 +149,15 @@ def add_parsers(
         action="store_true",
         help="do not ask the peer by C-FIND which SOP classes the query retrieves",
     )
-    _add_tail(get, "C-GET-RSP")
+    add_scu_flags(get, "C-GET-RSP")
     get.set_defaults(run=run_get)
+
+
+def _add_output_directory(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--output-directory``/``-od DIR`` (default: the current directory)."""
+    parser.add_argument(
+        "--output-directory", "-od", type=Path, default=Path(), metavar="DIR", help=what
+    )
 
 
 def _add_shared(parser: argparse.ArgumentParser, *, worklist: bool) -> None:
@@ -228,13 +214,6 @@ def _add_shared(parser: argparse.ArgumentParser, *, worklist: bool) -> None:
         action="store_true",
         help="propose relational queries/retrieves (extended negotiation, PS3.4 C.5.1.1)",
     )
-
-
-def _add_tail(parser: argparse.ArgumentParser, response: str) -> None:
-    add_scu_timeouts(parser, response)
-    add_common(parser)
-    add_tls_arguments(parser)
-    add_audit(parser)
 
 
 # --------------------------------------------------------------------------- identifier
@@ -318,7 +297,6 @@ def _value(match: Dataset, path: list[tuple[int, int | None]]) -> str:
 
 async def run_find(args: argparse.Namespace) -> int:
     """Run ``dicomwire find``; the exit status."""
-    from ..client import connect
 
     try:
         identifier = _identifier(args)
@@ -329,16 +307,8 @@ async def run_find(args: argparse.Namespace) -> int:
     output = _Output(args, columns)
     responses = None
     try:
-        async with connect(
-            args.host,
-            args.port,
-            called_ae=args.aec,
-            calling_ae=args.aet,
-            services=[_find_class(args.model)],
-            max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
-            relational=args.relational,
+        async with connect_from_arguments(
+            args, [_find_class(args.model)], relational=args.relational
         ) as client:
             responses = client.find(identifier, model=args.model, cancel_after=args.cancel)
             async for match in responses:
@@ -462,7 +432,6 @@ def _report(what: str, result: RetrieveResult) -> int:
 
 async def run_move(args: argparse.Namespace) -> int:
     """Run ``dicomwire move``; the exit status."""
-    from ..client import connect
 
     try:
         identifier = _identifier(args)
@@ -480,16 +449,8 @@ async def run_move(args: argparse.Namespace) -> int:
     try:
         async with (
             _receiver(args) as _listening,
-            connect(
-                args.host,
-                args.port,
-                called_ae=args.aec,
-                calling_ae=args.aet,
-                services=[_retrieve_class(args.model, "move")],
-                max_pdu_length=args.max_pdu,
-                timeouts=timeouts(args, args.dimse_timeout or None),
-                tls=tls_config_from_arguments(args),
-                relational=args.relational,
+            connect_from_arguments(
+                args, [_retrieve_class(args.model, "move")], relational=args.relational
             ) as client,
         ):
             result = await client.move(

@@ -25,13 +25,10 @@ from typing import TYPE_CHECKING, Any
 from ...errors import ConfigError, DicomWireError
 from .flags import (
     add_audit,
-    add_common,
     add_peer,
-    add_scu_timeouts,
-    add_tls_arguments,
+    add_scu_flags,
     ae_title,
-    timeouts,
-    tls_config_from_arguments,
+    peer_options,
 )
 
 if TYPE_CHECKING:
@@ -119,10 +116,7 @@ def add_parser(
         ),
     )
     query.add_argument("--json", action="store_true", help="print the matches as DICOM JSON")
-    add_scu_timeouts(query, "C-FIND-RSP")
-    add_common(query)
-    add_tls_arguments(query)
-    add_audit(query)
+    add_scu_flags(query, "C-FIND-RSP")
     query.set_defaults(run=run_query)
 
     add = actions.add_parser(
@@ -187,16 +181,26 @@ def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStor
         raise OSError(f"cannot open the database {path}: {exc}") from exc
 
 
-def _store_or_status(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStore | int:
-    """The store, or the exit status after saying why there is none (2 usage, 1 else)."""
+def _store_or_status(
+    args: argparse.Namespace, *, create: bool, audited: bool = False
+) -> SQLiteWorklistStore | int:
+    """The store, or the exit status after saying why there is none (2 usage, 1 else).
+
+    ``audited``: its additions and removals record Order Records (PS3.15 A.5.3.13).
+    """
     try:
-        return _open_store(args, create=create)
+        store = _open_store(args, create=create)
     except ConfigError as exc:
         print(f"worklist: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"worklist: {exc}", file=sys.stderr)
         return 1
+    if not audited:
+        return store
+    from ..audit.tool import audit_of
+
+    return audit_of(args).worklist_store(store)
 
 
 # --------------------------------------------------------------------------- query
@@ -232,11 +236,8 @@ async def run_query(args: argparse.Namespace) -> int:
             args.host,
             args.port,
             identifier,
-            called_ae=args.aec,
-            calling_ae=args.aet,
             max_pdu_length=args.max_pdu,
-            timeouts=timeouts(args, args.dimse_timeout or None),
-            tls=tls_config_from_arguments(args),
+            **peer_options(args),
         )
     except DicomWireError as exc:
         print(f"worklist query failed: {exc}", file=sys.stderr)
@@ -298,12 +299,9 @@ def run_add(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist add``; the exit status."""
     from ..worklist import read_entries
 
-    store = _store_or_status(args, create=True)
+    store = _store_or_status(args, create=True, audited=True)
     if isinstance(store, int):
         return store
-    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
-
-    store = audit_of(args).worklist_store(store)
     failed = 0
     try:
         for path in args.files:
@@ -352,12 +350,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist remove``; exit 1 when a key matched nothing."""
-    store = _store_or_status(args, create=False)
+    store = _store_or_status(args, create=False, audited=True)
     if isinstance(store, int):
         return store
-    from ..audit.tool import audit_of  # Order Record (PS3.15 A.5.3.13)
-
-    store = audit_of(args).worklist_store(store)
     missing = 0
     try:
         for key in args.keys:

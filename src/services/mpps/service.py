@@ -378,12 +378,9 @@ class MPPS(Service):
         if self.store is None:
             return primitive.response(PROCESSING_FAILURE, error_comment="MPPS SCP not started")
         try:
-            dataset = request.decode() if request.message.dataset is not None else None
+            dataset = _decoded(request)
         except DataSetError as exc:
-            log.warning(
-                "N-CREATE %s from %s: cannot decode the attribute list: %s", uid, caller, exc
-            )
-            return primitive.response(PROCESSING_FAILURE, error_comment="undecodable attributes")
+            return _undecodable(primitive, f"N-CREATE {uid} from {caller}", "attribute list", exc)
         problems = check_create(dataset, check_type2=self.config.check_type2)
         if problems:
             return self._refuse(primitive, "N-CREATE", uid, caller, problems)
@@ -438,12 +435,9 @@ class MPPS(Service):
         if self.store is None:
             return primitive.response(PROCESSING_FAILURE, error_comment="MPPS SCP not started")
         try:
-            modification = request.decode() if request.message.dataset is not None else None
+            modification = _decoded(request)
         except DataSetError as exc:
-            log.warning(
-                "N-SET %s from %s: cannot decode the modification list: %s", uid, caller, exc
-            )
-            return primitive.response(PROCESSING_FAILURE, error_comment="undecodable attributes")
+            return _undecodable(primitive, f"N-SET {uid} from {caller}", "modification list", exc)
         async with self._lock:
             store = self._store()
             step = await self._db(store.get, uid)
@@ -569,3 +563,16 @@ def _storable(dataset: Dataset) -> str | None:
     except Exception:
         log.exception("cannot encode MPPS attributes as DICOM JSON")
         return None
+
+
+def _decoded(request: Request) -> Dataset | None:
+    """The request's data set (None when it has none); DataSetError when undecodable."""
+    return request.decode() if request.message.dataset is not None else None
+
+
+def _undecodable(
+    primitive: NCreateRQ | NSetRQ, request: str, what: str, exc: DataSetError
+) -> DimseResponse:
+    """Processing Failure for a data set that cannot be decoded, and the log line why."""
+    log.warning("%s: cannot decode the %s: %s", request, what, exc)
+    return primitive.response(PROCESSING_FAILURE, error_comment="undecodable attributes")

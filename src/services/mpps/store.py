@@ -109,8 +109,7 @@ class StepStore:
         try:
             with self._lock:
                 self._db.execute(
-                    "INSERT INTO mpps_steps (uid, status, dataset, calling_ae, created, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO mpps_steps ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                     (uid, status, to_json(dataset), calling_ae, now, now),
                 )
         except sqlite3.IntegrityError:
@@ -125,31 +124,32 @@ class StepStore:
                 (status, to_json(dataset), time.time(), uid),
             )
 
-    def exists(self, uid: str) -> bool:
+    #: A parameter's placeholder (the PostgreSQL store's differs).
+    _mark = "?"
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """The rows of one query."""
         with self._lock:
-            row = self._db.execute("SELECT 1 FROM mpps_steps WHERE uid = ?", (uid,)).fetchone()
-        return row is not None
+            return self._db.execute(sql, params).fetchall()
+
+    def exists(self, uid: str) -> bool:
+        return bool(self._rows(f"SELECT 1 FROM mpps_steps WHERE uid = {self._mark}", (uid,)))
 
     def get(self, uid: str) -> Step | None:
         """The step ``uid``, or None."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT uid, status, dataset, calling_ae, created, updated FROM mpps_steps "
-                "WHERE uid = ?",
-                (uid,),
-            ).fetchone()
-        return _step(row) if row is not None else None
+        rows = self._rows(f"SELECT {_COLUMNS} FROM mpps_steps WHERE uid = {self._mark}", (uid,))
+        return _step(rows[0]) if rows else None
 
     def steps(self, status: str | None = None) -> list[Step]:
         """Every step (with ``status``), oldest first."""
-        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT uid, status, dataset, calling_ae, created, updated FROM mpps_steps "
-                f"{where} ORDER BY created, uid",
-                params,
-            ).fetchall()
+        where, params = (f"WHERE status = {self._mark}", (status,)) if status else ("", ())
+        rows = self._rows(
+            f"SELECT {_COLUMNS} FROM mpps_steps {where} ORDER BY created, uid", params
+        )
         return [_step(row) for row in rows]
+
+
+_COLUMNS = "uid, status, dataset, calling_ae, created, updated"
 
 
 def _step(row: Any) -> Step:

@@ -28,36 +28,36 @@ import os
 import random
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...errors import IndexUnavailableError, InvalidQueryError
+from ...errors import IndexUnavailableError
 from ..index import (
-    _ALIAS,
-    _BELOW,
-    _COLUMN_OF,
     _COLUMNS,
-    _DERIVED,
-    _FROM,
     _PARENT,
     _PATIENT_KEYS,
-    _PN_COLUMNS,
+    _STAT_TABLES,
     _TABLE,
-    _TIME_COLUMNS,
     LEVELS,
     Index,
     IndexedInstance,
     IndexEntry,
     Reconciled,
-    _answer,
+    SQLDialect,
+    _candidates_sql,
     _dataset,
+    _entity_row,
     _entry,
-    _identity,
+    _find,
+    _in_place,
+    _instances,
     _Intent,
+    _remove_replaced,
     _scan,
 )
-from ..matching import KeyCondition, MatchKind, Query, compile_query, period
+from ..index import _delete as _delete_row
+from ..matching import Query
 from .connection import Database, redact
 
 if TYPE_CHECKING:
@@ -134,15 +134,6 @@ _INSERT_INSTANCE = (
     f"({', '.join('%s' for _ in _IMAGE_COLUMNS)}) ON CONFLICT (sop_instance_uid) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _IMAGE_COLUMNS)
 )
-#: Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x) as PostgreSQL spells their aggregates.
-_PG_DERIVED = {
-    tag: (
-        keyword,
-        levels,
-        "string_agg(DISTINCT sse.modality, ',')" if keyword == "ModalitiesInStudy" else sql,
-    )
-    for tag, (keyword, levels, sql) in _DERIVED.items()
-}
 
 
 def _upsert(
@@ -158,9 +149,7 @@ def _upsert(
     turn into a second row.
     """
     table = _TABLE[level]
-    row: dict[str, Any] = dict(values)
-    if parent is not None:
-        row[f"{_PARENT[level]}_pk"] = parent
+    row = _entity_row(level, values, parent)
     if level == "PATIENT":
         where = "COALESCE(patient_id, '') = %s AND COALESCE(issuer_of_patient_id, '') = %s"
         keys: tuple[Any, ...] = tuple(values[k] or "" for k in _PATIENT_KEYS)
@@ -182,36 +171,9 @@ def _upsert(
     return int(inserted[0])
 
 
-def _prune(conn: psycopg.Connection[Any], series_pk: int) -> None:
-    """Remove the series, then study, then patient that no instance is below any more."""
-    pk = series_pk
-    for table, child, parent in (
-        ("series", "instance", "study"),
-        ("study", "series", "patient"),
-        ("patient", "study", None),
-    ):
-        if conn.execute(f"SELECT 1 FROM {child} WHERE {table}_pk = %s LIMIT 1", (pk,)).fetchone():
-            return
-        if parent is None:
-            conn.execute(f"DELETE FROM {table} WHERE pk = %s", (pk,))
-            return
-        found = conn.execute(
-            f"DELETE FROM {table} WHERE pk = %s RETURNING {parent}_pk", (pk,)
-        ).fetchone()
-        if found is None:
-            return
-        pk = found[0]
-
-
 def _delete(conn: psycopg.Connection[Any], sop_instance_uid: str) -> bool:
-    row = conn.execute(
-        "DELETE FROM instance WHERE sop_instance_uid = %s RETURNING series_pk",
-        (sop_instance_uid,),
-    ).fetchone()
-    if row is None:
-        return False
-    _prune(conn, int(row[0]))
-    return True
+    """Delete one instance's row and the parents it leaves empty; was there a row?"""
+    return bool(_delete_row(conn, sop_instance_uid, dialect=POSTGRES))
 
 
 def _insert(
@@ -247,65 +209,15 @@ def _like(pattern: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
-def _condition_sql(
-    condition: KeyCondition, column: str, name: str, params: list[Any]
-) -> str | None:
-    """A WHERE clause keeping every row the condition can match (None: no narrowing).
-
-    As :func:`dicomwire.services.index._condition_sql` does for SQLite: a multi-valued
-    stored value (with a backslash) is always kept, the matcher decides.
-    """
-    kind = condition.kind
-    keep_multi = f"strpos({column}, '\\') > 0"
-    if kind is MatchKind.EMPTY:
-        return f"({column} IS NULL OR {keep_multi})"
-    if kind is MatchKind.UID_LIST or (kind is MatchKind.SINGLE and condition.vr == "UI"):
-        params.append(list(condition.values))
-        return f"{column} = ANY(%s)"
-    if kind is MatchKind.WILDCARD:
-        (pattern,) = condition.values
-        if name in _PN_COLUMNS:
-            pattern = pattern.casefold()  # as the matcher compiles it; stored names are folded
-        elif condition.case_insensitive:
-            return None
-        params.append(_like(pattern))
-        return f"({column} LIKE %s OR {keep_multi})"
-    if kind is MatchKind.RANGE or (kind is MatchKind.SINGLE and condition.vr in ("DA", "TM")):
-        if condition.vr not in ("DA", "TM"):
-            return None  # DT: offsets make text order unsafe; the matcher decides
-        low = condition.low if kind is MatchKind.RANGE else condition.values[0]
-        high = condition.high if kind is MatchKind.RANGE else condition.values[0]
-        parts = []
-        first = period(low, condition.vr) if low else None
-        last = period(high, condition.vr) if high else None
-        if first is not None:
-            params.append(first[0])
-            parts.append(f"{column} >= %s")
-        if last is not None:
-            params.append(last[1])
-            parts.append(f"{column} <= %s")
-        if not parts:
-            return None
-        return f"(({' AND '.join(parts)}) OR {keep_multi})"
-    if kind is MatchKind.SINGLE:
-        (value,) = condition.values
-        if name in _PN_COLUMNS:
-            value = value.casefold()
-        elif condition.vr in ("DT",) or name in _TIME_COLUMNS:
-            return None
-        params.append(value)
-        return f"({column} = %s OR {keep_multi})"
-    return None
-
-
-def _same_file(identity: tuple[int, int, int], host: str, path: str) -> bool:
-    """Does ``path`` hold the file of ``identity``? (Another host: inode and size only.)"""
-    found = _identity(Path(path))
-    if found is None:
-        return False
-    if host == _HOST:
-        return found == identity
-    return found[1:] == identity[1:]
+#: PostgreSQL's spelling of the shared narrowing (:func:`dicomwire.services.index._condition_sql`).
+POSTGRES = SQLDialect(
+    mark="%s",
+    multi_valued="strpos({column}, '\\') > 0",
+    wildcard_operator="LIKE",
+    wildcard=_like,
+    modalities="string_agg(DISTINCT sse.modality, ',')",
+    array_parameters=True,
+)
 
 
 class PostgresIndex(Index):
@@ -366,29 +278,9 @@ class PostgresIndex(Index):
     def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
         self._db.run(lambda conn: _insert(conn, entry, path, transfer_syntax, size))
 
-    def prepare_add(
-        self,
-        entry: IndexEntry,
-        path: Path,
-        transfer_syntax: str,
-        size: int,
-        *,
-        staged: Path,
-        replaces: Path | None = None,
-        durable: bool = True,
-    ) -> int:
-        identity = _identity(staged)
-        if identity is None:
-            raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+    def _prepare(self, intent: _Intent, durable: bool) -> int:
         owner = self._owner_key()
-        intent = _Intent(
-            entry,
-            str(path),
-            str(replaces) if replaces is not None else None,
-            identity,
-            transfer_syntax,
-            size,
-        )
+        entry, identity = intent.entry, intent.identity
 
         def record(conn: psycopg.Connection[Any]) -> int:
             if not durable:  # as SQLite's synchronous=NORMAL: a server crash may lose it
@@ -404,8 +296,8 @@ class PostgresIndex(Index):
                     intent.path,
                     intent.replaces,
                     *identity,
-                    transfer_syntax,
-                    size,
+                    intent.transfer_syntax,
+                    intent.size,
                     entry.header,
                     entry.implicit,
                 ),
@@ -499,17 +391,10 @@ class PostgresIndex(Index):
         return int(row[0]) if row is not None else 0
 
     def stats(self) -> dict[str, int]:
-        tables = {
-            "patients": "patient",
-            "studies": "study",
-            "series": "series",
-            "instances": "instance",
-            "pending": "pending",
-        }
         with self._db.reading() as conn:
             return {
                 name: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # type: ignore[index]
-                for name, table in tables.items()
+                for name, table in _STAT_TABLES.items()
             }
 
     def _candidates(self, level: str, query: Query) -> Iterator[tuple[int, Dataset]]:
@@ -518,30 +403,24 @@ class PostgresIndex(Index):
             yield from _candidates(conn, level, query)
 
     def find(self, level: str, identifier: Dataset) -> Iterator[Dataset]:
-        query = compile_query(identifier)
-        wanted = {int(element.tag) for element in identifier}
-        with self._db.reading() as conn:
-            for pk, candidate in _candidates(conn, level, query):
-                _derive(conn, level, pk, wanted, candidate)
-                if query.matches(candidate):
-                    yield _answer(candidate, query, level)
+        with self._db.reading() as conn:  # one snapshot for the candidates and their counts
+            yield from _find(
+                level,
+                identifier,
+                lambda level, query: _candidates(conn, level, query),
+                lambda sql, params: _first(conn, sql, params),
+                POSTGRES,
+            )
 
     def instances(self, level: str, identifier: Dataset) -> Iterator[IndexedInstance]:
-        query = compile_query(identifier)
-        if level not in _BELOW:
-            raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
-        below, column = _BELOW[level]
         with self._db.reading() as conn:
-            for pk, candidate in _candidates(conn, level, query):
-                if not query.matches(candidate):
-                    continue
-                rows = conn.execute(
-                    "SELECT ii.sop_instance_uid, ii.sop_class_uid, ii.transfer_syntax, "
-                    f"ii.path, ii.size {below} WHERE {column} = %s ORDER BY ii.pk",
-                    (pk,),
-                ).fetchall()
-                for row in rows:
-                    yield IndexedInstance(row[0], row[1], row[2], Path(row[3]), int(row[4]))
+            yield from _instances(
+                level,
+                identifier,
+                lambda level, query: _candidates(conn, level, query),
+                lambda sql, params: conn.execute(sql, params).fetchall(),
+                POSTGRES,
+            )
 
 
 def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None) -> str:
@@ -572,13 +451,10 @@ def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, 
             int(row[6]),
         )
         host = row[9]
-    if not _same_file(intent.identity, host, intent.path):
+    if not _in_place(intent.path, intent.identity, same_host=host == _HOST):
         return "dropped"  # not renamed into place, or another copy was renamed over it
     _insert(conn, intent.entry, intent.path, intent.transfer_syntax, intent.size)
-    replaces = intent.replaces
-    if replaces and replaces != intent.path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(replaces)  # the earlier copy under another path: overwritten
+    _remove_replaced(intent.path, intent.replaces)  # the earlier copy: overwritten
     return "completed"
 
 
@@ -596,32 +472,10 @@ def _candidates(
     conn: psycopg.Connection[Any], level: str, query: Query
 ) -> Iterator[tuple[int, Dataset]]:
     """(pk, header) of each entity at ``level`` that the SQL part of ``query`` lets by."""
-    if level not in _FROM:
-        raise InvalidQueryError(f"unknown Query/Retrieve level {level!r}")
-    clauses: list[str] = []
-    params: list[Any] = []
-    depth = LEVELS.index(level)
-    for condition in query.matching_keys:
-        found = _COLUMN_OF.get(condition.tag)
-        if found is None or LEVELS.index(found[0]) > depth:
-            continue  # no column, or a key below the level: the matcher decides
-        clause = _condition_sql(condition, f"{_ALIAS[found[0]]}.{found[1]}", found[1], params)
-        if clause is not None:
-            clauses.append(clause)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    alias = _ALIAS[level]
-    below, column = _BELOW[level]
-    header = (
-        "i.header, i.header_implicit"
-        if level == "IMAGE"
-        else f"(SELECT ii.header {below} WHERE {column} = {alias}.pk "
-        "ORDER BY ii.pk DESC LIMIT 1), "
-        f"(SELECT ii.header_implicit {below} WHERE {column} = {alias}.pk "
-        "ORDER BY ii.pk DESC LIMIT 1)"
-    )
+    sql, params = _candidates_sql(level, query, POSTGRES)
     cursor = conn.cursor(name=f"dicomwire_{level.lower()}")
     cursor.itersize = 256  # streamed: a large result is never all in memory
-    cursor.execute(f"SELECT {alias}.pk, {header} {_FROM[level]}{where} ORDER BY {alias}.pk", params)
+    cursor.execute(sql, params)
     try:
         for pk, stored, implicit in cursor:
             yield int(pk), _dataset(bytes(stored) if stored is not None else None, bool(implicit))
@@ -629,16 +483,7 @@ def _candidates(
         cursor.close()
 
 
-def _derive(
-    conn: psycopg.Connection[Any], level: str, pk: int, wanted: set[int], candidate: Dataset
-) -> None:
-    """Derived keys (PS3.4 C.6.1.1.x, C.6.2.1.x): counts and modalities, when asked for."""
-    below, column = _BELOW[level]
-    for tag, (keyword, levels, expression) in _PG_DERIVED.items():
-        if tag not in wanted or level not in levels:
-            continue
-        row = conn.execute(f"SELECT {expression} {below} WHERE {column} = %s", (pk,)).fetchone()
-        value: Any = row[0] if row is not None else None
-        if keyword == "ModalitiesInStudy":
-            value = sorted({v for v in (value or "").split(",") if v})
-        setattr(candidate, keyword, value)
+def _first(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]) -> Any:
+    """The first column of a query's one row (None: no row)."""
+    row = conn.execute(sql, params).fetchone()
+    return row[0] if row is not None else None

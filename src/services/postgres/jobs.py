@@ -11,11 +11,10 @@ leases of nodes whose clocks differ are compared on one clock.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..jobs import Job, JobQueue, _job
+from ..jobs import Job, _job, _SQLJobQueue
 from .connection import Database, redact
 
 if TYPE_CHECKING:
@@ -37,8 +36,10 @@ _COLUMNS = "id, kind, payload, key, grp, state, attempts, not_before, error, cre
 _RETURNING = ", ".join(f"jobs.{c.strip()}" for c in _COLUMNS.split(","))
 
 
-class PostgresJobQueue(JobQueue):
+class PostgresJobQueue(_SQLJobQueue):
     """The queue in the ``jobs`` table of the PostgreSQL database at ``url``."""
+
+    _mark = "%s"
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:
         self.url = url
@@ -51,20 +52,14 @@ class PostgresJobQueue(JobQueue):
     def close(self) -> None:
         self._db.close()
 
-    def put(
-        self,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        key: str | None = None,
-        group: str | None = None,
-        delay: float = 0.0,
+    def _insert(
+        self, kind: str, payload: str, key: str | None, group: str | None, delay: float
     ) -> int:
         def insert(conn: psycopg.Connection[Any]) -> int:
             row = conn.execute(
                 "INSERT INTO jobs (kind, payload, key, grp, state, not_before, created) "
                 f"VALUES (%s, %s, %s, %s, 'pending', {_NOW} + %s, {_NOW}) RETURNING id",
-                (kind, json.dumps(dict(payload)), key, group, delay),
+                (kind, payload, key, group, delay),
             ).fetchone()
             assert row is not None
             return int(row[0])
@@ -97,60 +92,8 @@ class PostgresJobQueue(JobQueue):
     def _update(self, sql: str, params: tuple[Any, ...]) -> None:
         self._db.run(lambda conn: conn.execute(sql, params))
 
-    def done(self, job_id: int) -> None:
-        self._update("UPDATE jobs SET state = 'done', lease_until = NULL WHERE id = %s", (job_id,))
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._db.run(lambda conn: conn.execute(sql, params).fetchall())
 
-    def retry(self, job_id: int, delay: float, error: str) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'pending', attempts = attempts + 1, "
-            f"not_before = {_NOW} + %s, error = %s, lease_until = NULL, owner = NULL "
-            "WHERE id = %s",
-            (delay, error, job_id),
-        )
-
-    def fail(self, job_id: int, error: str) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'failed', attempts = attempts + 1, error = %s, "
-            "lease_until = NULL WHERE id = %s",
-            (error, job_id),
-        )
-
-    def release(self, job_id: int) -> None:
-        self._update(
-            "UPDATE jobs SET state = 'pending', lease_until = NULL, owner = NULL "
-            "WHERE id = %s AND state = 'claimed'",
-            (job_id,),
-        )
-
-    def get(self, job_id: int) -> Job | None:
-        row = self._db.run(
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE id = %s", (job_id,)
-            ).fetchone()
-        )
-        return _job(row) if row is not None else None
-
-    def find(self, kind: str, key: str) -> list[Job]:
-        rows = self._db.run(
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE kind = %s AND key = %s ORDER BY id",
-                (kind, key),
-            ).fetchall()
-        )
-        return [_job(row) for row in rows]
-
-    def jobs(self, kind: str | None = None, state: str | None = None) -> list[Job]:
-        clauses, params = [], []
-        if kind is not None:
-            clauses.append("kind = %s")
-            params.append(kind)
-        if state is not None:
-            clauses.append("state = %s")
-            params.append(state)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.run(
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs{where} ORDER BY id", params
-            ).fetchall()
-        )
-        return [_job(row) for row in rows]
+    def _after(self, delay: float) -> tuple[str, float]:
+        return f"{_NOW} + %s", delay

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..mpps.store import Step, StepStore, _step, to_json
+from ..mpps.store import _COLUMNS, StepStore, to_json
 from .connection import Database, redact
 
 if TYPE_CHECKING:
@@ -26,11 +26,12 @@ _SCHEMA = (
     "updated DOUBLE PRECISION NOT NULL);"
     "CREATE INDEX IF NOT EXISTS mpps_steps_status ON mpps_steps(status)"
 )
-_COLUMNS = "uid, status, dataset, calling_ae, created, updated"
 
 
 class PostgresStepStore(StepStore):
     """The steps in the PostgreSQL database at ``url`` (connected on first use)."""
+
+    _mark = "%s"
 
     def __init__(self, url: str, *, pool_size: int = 4) -> None:  # no SQLite file
         self.url = url
@@ -61,25 +62,5 @@ class PostgresStepStore(StepStore):
             )
         )
 
-    def exists(self, uid: str) -> bool:
-        row = self._pg.run(
-            lambda conn: conn.execute("SELECT 1 FROM mpps_steps WHERE uid = %s", (uid,)).fetchone()
-        )
-        return row is not None
-
-    def get(self, uid: str) -> Step | None:
-        row = self._pg.run(
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM mpps_steps WHERE uid = %s", (uid,)
-            ).fetchone()
-        )
-        return _step(row) if row is not None else None
-
-    def steps(self, status: str | None = None) -> list[Step]:
-        where, params = ("WHERE status = %s", (status,)) if status else ("", ())
-        rows: list[Any] = self._pg.run(
-            lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM mpps_steps {where} ORDER BY created, uid", params
-            ).fetchall()
-        )
-        return [_step(row) for row in rows]
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self._pg.run(lambda conn: conn.execute(sql, params).fetchall())

@@ -14,27 +14,27 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..matching import KeyCondition, MatchKind, Query, name_key
+from ..matching import Query
 from ..worklist.store import (
     _ENTRY_COLUMNS,
     _NARROWED,
     _STEP_COLUMNS,
-    _STEP_ID,
-    _STEP_STATUS,
-    _STUDY_UID,
-    STEP_SEQUENCE,
     WatchedFile,
     WorklistEntry,
     WorklistStore,
     _encode_entry,
-    _steps,
-    _value,
+    _entry_row,
+    _find_sql,
+    _insert_step_sql,
+    _matching,
+    _set_status,
+    _step_rows,
     check_entry,
     decode_entry,
     entry_key,
 )
 from .connection import Database, redact
-from .index import _condition_sql
+from .index import POSTGRES
 
 if TYPE_CHECKING:
     import psycopg
@@ -85,19 +85,7 @@ def _insert(
     called_ae: str | None,
     data: bytes | None = None,
 ) -> None:
-    row: dict[str, Any] = {
-        "entry_key": entry_key(dataset),
-        "study_instance_uid": _value(dataset, _STUDY_UID),
-        "source": source,
-        "path": path,
-        "mtime_ns": stat[0] if stat else None,
-        "size": stat[1] if stat else None,
-        "called_ae": called_ae,
-        "data": data if data is not None else _encode_entry(dataset),
-    }
-    for tag, column in _ENTRY_COLUMNS.items():
-        text = _value(dataset, tag)
-        row[column] = name_key(text) if text and column == "patient_name" else text
+    row = _entry_row(dataset, source, path, stat, called_ae, data)
     names = ", ".join(row)
     found = conn.execute(
         f"INSERT INTO worklist_entries ({names}, added) VALUES "
@@ -106,44 +94,8 @@ def _insert(
         tuple(row.values()),
     ).fetchone()
     assert found is not None
-    for step in _steps(dataset):
-        values = [_value(step, tag) for tag in _STEP_COLUMNS]
-        conn.execute(
-            f"INSERT INTO worklist_steps (entry_pk, {', '.join(_STEP_COLUMNS.values())}) "
-            f"VALUES (%s, {', '.join('%s' for _ in values)})",
-            (found[0], *values),
-        )
-
-
-def _column_sql(condition: KeyCondition, column: str, name: str, params: list[Any]) -> str | None:
-    keep_multi = f"strpos({column}, '\\') > 0"
-    if condition.kind is MatchKind.VALUE_LIST:
-        params.append(list(condition.values))
-        return f"({column} = ANY(%s) OR {keep_multi})"
-    return _condition_sql(condition, column, name, params)
-
-
-def _narrowing(condition: KeyCondition, params: list[Any]) -> str | None:
-    """SQL keeping every entry ``condition`` can match (None: the matcher decides)."""
-    if condition.tag == STEP_SEQUENCE and condition.kind is MatchKind.SEQUENCE:
-        parts = []
-        for item in condition.items:
-            column = _STEP_COLUMNS.get(item.tag)
-            if column is None or column not in _NARROWED:
-                continue
-            clause = _column_sql(item, f"s.{column}", column, params)
-            if clause is not None:
-                parts.append(clause)
-        if not parts:
-            return None
-        return (
-            "EXISTS (SELECT 1 FROM worklist_steps s WHERE s.entry_pk = e.pk AND "
-            f"{' AND '.join(parts)})"
-        )
-    column = _ENTRY_COLUMNS.get(condition.tag)
-    if column is None:
-        return None
-    return _column_sql(condition, f"e.{column}", column, params)
+    for values in _step_rows(dataset):
+        conn.execute(_insert_step_sql(POSTGRES), (found[0], *values))
 
 
 class PostgresWorklistStore(WorklistStore):
@@ -194,12 +146,7 @@ class PostgresWorklistStore(WorklistStore):
             changed = 0
             for pk, stored in rows:
                 dataset = decode_entry(bytes(stored))
-                touched = False
-                for step in _steps(dataset):
-                    if step_id is None or _value(step, _STEP_ID) == step_id:
-                        setattr(step, _STEP_STATUS, status)
-                        touched = True
-                if touched:
+                if _set_status(dataset, step_id, status):
                     conn.execute(
                         "UPDATE worklist_entries SET data = %s WHERE pk = %s",
                         (_encode_entry(dataset), pk),
@@ -256,27 +203,6 @@ class PostgresWorklistStore(WorklistStore):
         return int(row[0]) if row is not None else 0
 
     def find(self, queries: Sequence[Query], *, called_ae: str | None = None) -> list[Dataset]:
-        params: list[Any] = []
-        clauses = ["(e.called_ae IS NULL OR e.called_ae = %s)"] if called_ae is not None else []
-        if called_ae is not None:
-            params.append(called_ae)
-        for query in queries:
-            for condition in query.matching_keys:
-                clause = _narrowing(condition, params)
-                if clause is not None:
-                    clauses.append(clause)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.run(
-            lambda conn: conn.execute(
-                f"SELECT e.data FROM worklist_entries e{where} ORDER BY e.pk", params
-            ).fetchall()
-        )
-        matched = []
-        for (stored,) in rows:
-            try:
-                candidate = decode_entry(bytes(stored))
-                if all(query.matches(candidate) for query in queries):
-                    matched.append(candidate)
-            except Exception as exc:  # one damaged entry must not fail every query
-                log.warning("worklist entry left out of a query: cannot decode it: %s", exc)
-        return matched
+        sql, params = _find_sql(queries, called_ae, POSTGRES)
+        rows = self._db.run(lambda conn: conn.execute(sql, params).fetchall())
+        return _matching(rows, queries)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import DataSetError
-from ..index import _condition_sql
+from ..index import SQLITE, SQLDialect, _condition_sql, _text
 from ..matching import KeyCondition, MatchKind, Query, name_key
 
 if TYPE_CHECKING:
@@ -212,15 +212,6 @@ def _checked(dataset: Dataset, path: Path) -> None:
         raise DataSetError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue":
-        value = "\\".join(str(v) for v in value)
-    text = str(value).strip(" \x00")
-    return text or None
-
-
 def _value(dataset: Dataset, tag: int) -> str | None:
     element = dataset.get(tag)
     return None if element is None else _text(element.value)
@@ -357,33 +348,16 @@ class SQLiteWorklistStore(WorklistStore):
         called_ae: str | None,
         data: bytes | None = None,
     ) -> None:
-        row: dict[str, Any] = {
-            "entry_key": entry_key(dataset),
-            "study_instance_uid": _value(dataset, _STUDY_UID),
-            "source": source,
-            "path": path,
-            "mtime_ns": stat[0] if stat else None,
-            "size": stat[1] if stat else None,
-            "called_ae": called_ae,
-            "data": data if data is not None else _encode_entry(dataset),
-            "added": time.time(),
-        }
-        for tag, column in _ENTRY_COLUMNS.items():
-            text = _value(dataset, tag)
-            row[column] = name_key(text) if text and column == "patient_name" else text
+        row = _entry_row(dataset, source, path, stat, called_ae, data)
+        row["added"] = time.time()
         names = ", ".join(row)
         cursor = self._db.execute(
             f"INSERT INTO worklist_entries ({names}) VALUES ({', '.join('?' for _ in row)})",
             tuple(row.values()),
         )
         entry_pk = cursor.lastrowid
-        for step in _steps(dataset):
-            values = [_value(step, tag) for tag in _STEP_COLUMNS]
-            self._db.execute(
-                f"INSERT INTO worklist_steps (entry_pk, {', '.join(_STEP_COLUMNS.values())}) "
-                f"VALUES (?, {', '.join('?' for _ in values)})",
-                (entry_pk, *values),
-            )
+        for values in _step_rows(dataset):
+            self._db.execute(_insert_step_sql(SQLITE), (entry_pk, *values))
 
     def _write(self, work: Any) -> Any:
         with self._lock:
@@ -430,12 +404,7 @@ class SQLiteWorklistStore(WorklistStore):
             changed = 0
             for pk, stored in rows:
                 dataset = decode_entry(stored)
-                touched = False
-                for step in _steps(dataset):
-                    if step_id is None or _value(step, _STEP_ID) == step_id:
-                        setattr(step, _STEP_STATUS, status)
-                        touched = True
-                if touched:
+                if _set_status(dataset, step_id, status):
                     self._db.execute(
                         "UPDATE worklist_entries SET data = ? WHERE pk = ?",
                         (_encode_entry(dataset), pk),
@@ -491,62 +460,114 @@ class SQLiteWorklistStore(WorklistStore):
             return int(self._db.execute("SELECT COUNT(*) FROM worklist_entries").fetchone()[0])
 
     def find(self, queries: Sequence[Query], *, called_ae: str | None = None) -> list[Dataset]:
-        params: list[Any] = []
-        clauses = ["(e.called_ae IS NULL OR e.called_ae = ?)"] if called_ae is not None else []
-        if called_ae is not None:
-            params.append(called_ae)
-        for query in queries:
-            for condition in query.matching_keys:
-                clause = self._narrowing(condition, params)
-                if clause is not None:
-                    clauses.append(clause)
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql, params = _find_sql(queries, called_ae, SQLITE)
         with self._lock:  # one connection: reads wait for a write in progress
-            rows = self._db.execute(
-                f"SELECT e.data FROM worklist_entries e{where} ORDER BY e.pk", params
-            ).fetchall()
-        matched = []
-        for (stored,) in rows:
-            try:
-                candidate = decode_entry(stored)
-                if all(query.matches(candidate) for query in queries):
-                    matched.append(candidate)
-            except Exception as exc:  # one damaged entry must not fail every query
-                log.warning("worklist entry left out of a query: cannot decode it: %s", exc)
-        return matched
+            rows = self._db.execute(sql, params).fetchall()
+        return _matching(rows, queries)
 
-    def _narrowing(self, condition: KeyCondition, params: list[Any]) -> str | None:
-        """SQL keeping every entry ``condition`` can match (None: the matcher decides)."""
-        if condition.tag == STEP_SEQUENCE and condition.kind is MatchKind.SEQUENCE:
-            parts = []
-            for item in condition.items:
-                column = _STEP_COLUMNS.get(item.tag)
-                if column is None or column not in _NARROWED:
-                    continue
-                clause = _column_sql(item, f"s.{column}", column, params)
-                if clause is not None:
-                    parts.append(clause)
-            if not parts:
-                return None
-            return (
-                "EXISTS (SELECT 1 FROM worklist_steps s WHERE s.entry_pk = e.pk AND "
-                f"{' AND '.join(parts)})"
-            )
-        column = _ENTRY_COLUMNS.get(condition.tag)
-        if column is None:
+
+# -- what both backends share (their SQL differs only by the dialect's spelling) -------------
+
+
+def _entry_row(
+    dataset: Dataset,
+    source: str,
+    path: str | None,
+    stat: tuple[int, int] | None,
+    called_ae: str | None,
+    data: bytes | None,
+) -> dict[str, Any]:
+    """The ``worklist_entries`` columns of one entry (but its time of addition)."""
+    row: dict[str, Any] = {
+        "entry_key": entry_key(dataset),
+        "study_instance_uid": _value(dataset, _STUDY_UID),
+        "source": source,
+        "path": path,
+        "mtime_ns": stat[0] if stat else None,
+        "size": stat[1] if stat else None,
+        "called_ae": called_ae,
+        "data": data if data is not None else _encode_entry(dataset),
+    }
+    for tag, column in _ENTRY_COLUMNS.items():
+        text = _value(dataset, tag)
+        row[column] = name_key(text) if text and column == "patient_name" else text
+    return row
+
+
+def _step_rows(dataset: Dataset) -> list[list[str | None]]:
+    """The ``worklist_steps`` columns of each scheduled step of an entry."""
+    return [[_value(step, tag) for tag in _STEP_COLUMNS] for step in _steps(dataset)]
+
+
+def _insert_step_sql(dialect: SQLDialect) -> str:
+    """INSERT of one step: its entry's pk, then the values of :func:`_step_rows`."""
+    marks = ", ".join(dialect.mark for _ in _STEP_COLUMNS)
+    columns = ", ".join(_STEP_COLUMNS.values())
+    return f"INSERT INTO worklist_steps (entry_pk, {columns}) VALUES ({dialect.mark}, {marks})"
+
+
+def _set_status(dataset: Dataset, step_id: str | None, status: str) -> bool:
+    """Set the status of the entry's step ``step_id`` (None: every step); any changed?"""
+    touched = False
+    for step in _steps(dataset):
+        if step_id is None or _value(step, _STEP_ID) == step_id:
+            setattr(step, _STEP_STATUS, status)
+            touched = True
+    return touched
+
+
+def _find_sql(
+    queries: Sequence[Query], called_ae: str | None, dialect: SQLDialect
+) -> tuple[str, list[Any]]:
+    """The SELECT of the stored entries every query can match (narrowed, never more)."""
+    params: list[Any] = []
+    mark = dialect.mark
+    clauses = [f"(e.called_ae IS NULL OR e.called_ae = {mark})"] if called_ae is not None else []
+    if called_ae is not None:
+        params.append(called_ae)
+    for query in queries:
+        for condition in query.matching_keys:
+            clause = _narrowing(condition, params, dialect)
+            if clause is not None:
+                clauses.append(clause)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    return f"SELECT e.data FROM worklist_entries e{where} ORDER BY e.pk", params
+
+
+def _narrowing(condition: KeyCondition, params: list[Any], dialect: SQLDialect) -> str | None:
+    """SQL keeping every entry ``condition`` can match (None: the matcher decides)."""
+    if condition.tag == STEP_SEQUENCE and condition.kind is MatchKind.SEQUENCE:
+        parts = []
+        for item in condition.items:
+            column = _STEP_COLUMNS.get(item.tag)
+            if column is None or column not in _NARROWED:
+                continue
+            clause = _condition_sql(item, f"s.{column}", column, params, dialect)
+            if clause is not None:
+                parts.append(clause)
+        if not parts:
             return None
-        return _column_sql(condition, f"e.{column}", column, params)
-
-
-def _column_sql(condition: KeyCondition, column: str, name: str, params: list[Any]) -> str | None:
-    """The index's narrowing (one copy of it), plus a list of values."""
-    if condition.kind is MatchKind.VALUE_LIST:
-        params.extend(condition.values)
         return (
-            f"({column} IN ({', '.join('?' for _ in condition.values)}) "
-            f"OR instr(IFNULL({column}, ''), '\\') > 0)"
+            "EXISTS (SELECT 1 FROM worklist_steps s WHERE s.entry_pk = e.pk AND "
+            f"{' AND '.join(parts)})"
         )
-    return _condition_sql(condition, column, name, params)
+    column = _ENTRY_COLUMNS.get(condition.tag)
+    if column is None:
+        return None
+    return _condition_sql(condition, f"e.{column}", column, params, dialect)
+
+
+def _matching(rows: Iterable[Sequence[Any]], queries: Sequence[Query]) -> list[Dataset]:
+    """The stored entries of ``rows`` (``(data,)`` each) that every query matches."""
+    matched = []
+    for (stored,) in rows:
+        try:
+            candidate = decode_entry(bytes(stored))
+            if all(query.matches(candidate) for query in queries):
+                matched.append(candidate)
+        except Exception as exc:  # one damaged entry must not fail every query
+            log.warning("worklist entry left out of a query: cannot decode it: %s", exc)
+    return matched
 
 
 class WatchedDirectory:
