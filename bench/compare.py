@@ -173,7 +173,7 @@ _RECEIVED = re.compile(r"received (\d+)")
 def files_written(directory: Path) -> int:
     count = 0
     for _root, dirs, files in os.walk(directory):
-        dirs[:] = [d for d in dirs if d != ".incoming"]
+        dirs[:] = [d for d in dirs if d not in (".incoming", ".dicomwire")]  # node's own state
         count += len(files)
     return count
 
