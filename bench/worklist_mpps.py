@@ -28,25 +28,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))  # tests.interop._mpps_peer: the MPPS attribute lists of the tests
+
+from peers import Receiver, child_env, free_port  # noqa: E402
+
 CACHE = REPO / "bench" / ".cache"
 AE = "WLMSCP"
 STATIONS, DAYS = 20, 5
 ROOT = "1.2.826.0.1.3680043.9.7433.60"
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 WORKLIST_FIND = "1.2.840.10008.5.1.4.31"
-ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 def station(i: int) -> str:
@@ -140,43 +143,6 @@ def dicomwire_cli() -> str:
     return str(local) if local.exists() else "dicomwire"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{process.args} exited with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"{process.args}: port {port} not listening after {timeout} s")
-
-
-def start(argv: list[str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env=ENV, start_new_session=True
-        )
-    wait_for_port(port, process)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 # --------------------------------------------------------------------------- worklist
 
 
@@ -230,7 +196,7 @@ def time_findscu(
     for _ in range(repeat):
         started = time.perf_counter()
         result = subprocess.run(
-            [*argv, str(query_file)], capture_output=True, text=True, timeout=300, env=ENV
+            [*argv, str(query_file)], capture_output=True, text=True, timeout=300, env=child_env()
         )
         times.append(time.perf_counter() - started)
         output = result.stdout + result.stderr
@@ -299,9 +265,9 @@ def bench_worklist(entries: int, repeat: int, rebuild: bool, database: bool) -> 
     try:
         for label, argv in servers:
             port = free_port()
-            process = start(
-                [a.format(port=port) for a in argv], port, scratch / f"{label.split()[-1][2:]}.log"
-            )
+            log = scratch / f"{label.split()[-1].lstrip('-')}.log"
+            server = Receiver([a.format(port=port) for a in argv], port, log, cwd=scratch)
+            server.start()
             try:
                 ready = wait_until_answering(port, asked["one Patient ID"], 1)
                 if label.startswith("dicomwire"):
@@ -318,7 +284,7 @@ def bench_worklist(entries: int, repeat: int, rebuild: bool, database: bool) -> 
                             f"{statistics.median(times) * 1e3:8.1f} {p90(times) * 1e3:8.1f}"
                         )
             finally:
-                stop(process)
+                server.stop()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     for name, counts in seen.items():
@@ -347,23 +313,22 @@ def serve_argv(storage: Path) -> list[str]:
 
 def mpps_step(n: int) -> Any:
     """An N-CREATE attribute list (PS3.4 Table F.7.2-1: every Type 1 and 2 attribute)."""
-    sys.path.insert(0, str(REPO))
     from tests.interop._mpps_peer import new_step
 
     return new_step(f"{ROOT}.9.{n}", PerformedProcedureStepID=f"PPS{n}")
 
 
-async def mpps_run(port: int, operations: int) -> tuple[int, float, float, list[int]]:
+async def mpps_run(server: Receiver, operations: int) -> tuple[int, list[Half]]:
+    """(window agreed, [N-CREATE half, N-SET half]) on one association."""
     import dicomwire
-
-    sys.path.insert(0, str(REPO))
     from tests.interop._mpps_peer import completed
 
     steps = [mpps_step(n) for n in range(operations)]
     done = completed()
+    halves: list[Half] = []
     async with dicomwire.connect(
         "127.0.0.1",
-        port,
+        server.port,
         called_ae=AE,
         calling_ae="CT1",
         services=["mpps"],
@@ -371,45 +336,75 @@ async def mpps_run(port: int, operations: int) -> tuple[int, float, float, list[
         max_pdu_length=256 * 1024,
     ) as client:
         window = client.negotiated.maximum_invoked
-        started = time.perf_counter()
-        created = await asyncio.gather(
-            *(
-                client.n_create(MPPS_SOP_CLASS, step, f"{ROOT}.8.{n}")
-                for n, step in enumerate(steps)
+        for label, requests in (
+            (
+                "N-CREATE IN PROGRESS",
+                [
+                    client.n_create(MPPS_SOP_CLASS, step, f"{ROOT}.8.{n}")
+                    for n, step in enumerate(steps)
+                ],
+            ),
+            (
+                "N-SET COMPLETED",
+                [client.n_set(MPPS_SOP_CLASS, f"{ROOT}.8.{n}", done) for n in range(operations)],
+            ),
+        ):
+            server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
+            started = time.perf_counter()
+            results = await asyncio.gather(*requests)
+            seconds = time.perf_counter() - started
+            halves.append(
+                Half(
+                    label,
+                    seconds,
+                    server.cpu_seconds() - server_cpu,
+                    time.process_time() - client_cpu,
+                    [int(r.status) for r in results],
+                )
             )
-        )
-        creating = time.perf_counter() - started
-        started = time.perf_counter()
-        ended = await asyncio.gather(
-            *(client.n_set(MPPS_SOP_CLASS, f"{ROOT}.8.{n}", done) for n in range(operations))
-        )
-        setting = time.perf_counter() - started
-    return window, creating, setting, [int(r.status) for r in created + ended]
+    return window, halves
+
+
+@dataclass
+class Half:
+    label: str
+    seconds: float
+    server_cpu: float
+    client_cpu: float
+    statuses: list[int]
 
 
 def bench_mpps(operations: int) -> bool:
     scratch = Path(tempfile.mkdtemp(prefix="wlbench-mpps-", dir=CACHE))
     port = free_port()
-    argv = [*serve_argv(scratch / "data"), "--port", str(port), "--max-operations", str(operations)]
-    argv += ["--max-pdu", str(256 * 1024)]
-    process = start(argv, port, scratch / "serve.log")
+    argv = [*serve_argv(scratch / "data"), "--port", str(port)]
+    argv += ["--max-operations", str(operations), "--max-pdu", str(256 * 1024)]
+    server = Receiver(argv, port, scratch / "serve.log", cwd=scratch)
+    server.start()
     try:
-        window, creating, setting, statuses = asyncio.run(mpps_run(port, operations))
+        window, halves = asyncio.run(mpps_run(server, operations))
     finally:
-        stop(process)
+        server.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    failed = sum(1 for s in statuses if s != 0)
     print(
-        f"\nMPPS, one association, {operations} operations outstanding "
-        f"(window proposed {operations}, agreed {window})"
+        f"\nMPPS, one association, {operations} operations outstanding at once "
+        f"(window proposed {operations}, agreed {window}); CPU in seconds"
     )
-    header = f"{'operation':24} {'count':>6} {'seconds':>8} {'ops/s':>8}"
+    header = f"{'operation':22} {'count':>6} {'failed':>6} {'seconds':>8} {'ops/s':>7}"
+    header += f" {'SCP CPU':>8} {'SCU CPU':>8}"
     print(header)
     print("-" * len(header))
-    for label, seconds in (("N-CREATE IN PROGRESS", creating), ("N-SET COMPLETED", setting)):
-        print(f"{label:24} {operations:6d} {seconds:8.2f} {operations / seconds:8.0f}")
+    failed = 0
+    for half in halves:
+        bad = sum(1 for status in half.statuses if status != 0)
+        failed += bad
+        print(
+            f"{half.label:22} {len(half.statuses):6d} {bad:6d} {half.seconds:8.2f} "
+            f"{len(half.statuses) / half.seconds:7.0f} {half.server_cpu:8.2f} "
+            f"{half.client_cpu:8.2f}"
+        )
     if failed or window != operations:
-        print(f"WARNING: {failed} operations not successful, window {window}")
+        print(f"WARNING: {failed} operations not successful; window agreed {window}")
         return False
     return True
 
