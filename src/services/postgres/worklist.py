@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from ..matching import Query
 from ..worklist.store import (
     _ENTRY_COLUMNS,
-    _NARROWED,
     _STEP_COLUMNS,
     WatchedFile,
     WorklistEntry,
@@ -25,6 +24,7 @@ from ..worklist.store import (
     _encode_entry,
     _entry_row,
     _find_sql,
+    _index_statements,
     _insert_step_sql,
     _matching,
     _set_status,
@@ -59,18 +59,7 @@ def _schema() -> str:
         "CREATE TABLE IF NOT EXISTS worklist_steps (pk BIGINT GENERATED ALWAYS AS IDENTITY "
         "PRIMARY KEY, entry_pk BIGINT NOT NULL REFERENCES worklist_entries(pk) "
         f"ON DELETE CASCADE, {step_columns})",
-        "CREATE INDEX IF NOT EXISTS worklist_steps_entry ON worklist_steps(entry_pk)",
-        "CREATE INDEX IF NOT EXISTS worklist_entries_key ON worklist_entries(entry_key)",
-        "CREATE INDEX IF NOT EXISTS worklist_entries_study ON worklist_entries(study_instance_uid)",
-    ]
-    statements += [
-        f"CREATE INDEX IF NOT EXISTS worklist_entries_{c} ON worklist_entries({c})"
-        for c in _ENTRY_COLUMNS.values()
-    ]
-    statements += [
-        f"CREATE INDEX IF NOT EXISTS worklist_steps_{c} ON worklist_steps({c})"
-        for c in _STEP_COLUMNS.values()
-        if c in _NARROWED
+        *_index_statements(),
     ]
     statements.append("CREATE INDEX IF NOT EXISTS worklist_ready ON worklist_entries(source, pk)")
     return ";\n".join(statements)

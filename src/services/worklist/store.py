@@ -278,6 +278,24 @@ def decode_entry(stored: bytes) -> Dataset:
     return decode_dataset(stored, STORED_SYNTAX)
 
 
+def _index_statements() -> list[str]:
+    """The worklist tables' indexes, the same DDL in every backend (the columns narrowed)."""
+    return [
+        "CREATE INDEX IF NOT EXISTS worklist_steps_entry ON worklist_steps(entry_pk)",
+        "CREATE INDEX IF NOT EXISTS worklist_entries_key ON worklist_entries(entry_key)",
+        "CREATE INDEX IF NOT EXISTS worklist_entries_study ON worklist_entries(study_instance_uid)",
+        *(
+            f"CREATE INDEX IF NOT EXISTS worklist_entries_{c} ON worklist_entries({c})"
+            for c in _ENTRY_COLUMNS.values()
+        ),
+        *(
+            f"CREATE INDEX IF NOT EXISTS worklist_steps_{c} ON worklist_steps({c})"
+            for c in _STEP_COLUMNS.values()
+            if c in _NARROWED
+        ),
+    ]
+
+
 class SQLiteWorklistStore(WorklistStore):
     """The embedded store: two tables in an SQLite file (WAL), one writer at a time.
 
@@ -314,19 +332,7 @@ class SQLiteWorklistStore(WorklistStore):
             "data BLOB NOT NULL, added REAL NOT NULL)",
             "CREATE TABLE IF NOT EXISTS worklist_steps (pk INTEGER PRIMARY KEY, entry_pk INTEGER "
             f"NOT NULL REFERENCES worklist_entries(pk) ON DELETE CASCADE, {step_columns})",
-            "CREATE INDEX IF NOT EXISTS worklist_steps_entry ON worklist_steps(entry_pk)",
-            "CREATE INDEX IF NOT EXISTS worklist_entries_key ON worklist_entries(entry_key)",
-            "CREATE INDEX IF NOT EXISTS worklist_entries_study "
-            "ON worklist_entries(study_instance_uid)",
-        ]
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS worklist_entries_{c} ON worklist_entries({c})"
-            for c in _ENTRY_COLUMNS.values()
-        ]
-        statements += [
-            f"CREATE INDEX IF NOT EXISTS worklist_steps_{c} ON worklist_steps({c})"
-            for c in _STEP_COLUMNS.values()
-            if c in _NARROWED
+            *_index_statements(),
         ]
         for statement in statements:
             db.execute(statement)
