@@ -39,6 +39,17 @@ def _node(handler: object, idle: float) -> Node:
     return Node(config, [CustomService({STUDY_FIND: {CommandField.C_FIND_RQ: handler}})])
 
 
+async def _abort_mid_find(request: Request) -> int:
+    """One match, then the node aborts the association (and never answers the request)."""
+    match = Dataset()
+    match.QueryRetrieveLevel, match.PatientID = "STUDY", "1"
+    await request.send_pending(match)
+    await asyncio.sleep(0.2)
+    request.session.association.abort()
+    await asyncio.sleep(10)
+    return 0x0000
+
+
 def test_a_handler_working_longer_than_the_idle_timeout_is_not_aborted() -> None:
     async def slow_find(request: Request) -> int:
         await asyncio.sleep(3.5)  # over three idle periods with nothing on the wire
@@ -77,17 +88,8 @@ def test_every_wait_on_an_aborted_operation_ends_with_the_error() -> None:
     """The error that ended the session answers every later wait (a C-CANCEL's drain
     once waited for a response that never comes, with no DIMSE timeout set)."""
 
-    async def abort_mid_find(request: Request) -> int:
-        match = Dataset()
-        match.QueryRetrieveLevel, match.PatientID = "STUDY", "1"
-        await request.send_pending(match)
-        await asyncio.sleep(0.2)
-        request.session.association.abort()
-        await asyncio.sleep(10)
-        return 0x0000
-
     async def main() -> None:
-        async with _node(abort_mid_find, idle=30) as node:
+        async with _node(_abort_mid_find, idle=30) as node:
             client = await dicomwire.connect(
                 LOCALHOST, node.port, called_ae="BUSY", services=["find"]
             )
@@ -114,17 +116,8 @@ def test_every_wait_on_an_aborted_operation_ends_with_the_error() -> None:
 
 
 def test_leaving_a_find_after_the_peer_aborted_does_not_hang() -> None:
-    async def abort_mid_find(request: Request) -> int:
-        match = Dataset()
-        match.QueryRetrieveLevel, match.PatientID = "STUDY", "1"
-        await request.send_pending(match)
-        await asyncio.sleep(0.2)
-        request.session.association.abort()
-        await asyncio.sleep(10)
-        return 0x0000
-
     async def main() -> None:
-        async with _node(abort_mid_find, idle=30) as node:
+        async with _node(_abort_mid_find, idle=30) as node:
             client = await dicomwire.connect(
                 LOCALHOST, node.port, called_ae="BUSY", services=["find"]
             )
