@@ -39,7 +39,6 @@ from .commitment import StorageCommitment
 from .config import build, check_tls_files
 from .database import is_postgres_url, open_index
 from .directory import AEDirectory, RemoteAE
-from .index import Index
 from .mpps import MPPS, StatusHook
 from .mpps.store import Step
 from .print import Print
@@ -60,7 +59,6 @@ __all__ = [
     "banner",
     "database_path",
     "load_config",
-    "node_index",
     "prepare_node",
     "run_node",
     "run_workers",
@@ -128,16 +126,6 @@ def database_path(config: NodeConfig) -> Path:
     if config.database is not None and not is_postgres_url(config.database):
         return Path(config.database)
     return Path(config.storage.root) / ".dicomwire" / "node.sqlite"
-
-
-def node_index(config: NodeConfig) -> Index:
-    """The node's Q/R index, not yet opened (nothing is created before first use).
-
-    At :func:`database_path` or in PostgreSQL (:func:`~.database.open_index`); a node that
-    discards what it receives writes nothing, so its index is in memory (and empty)
-    unless ``database`` names one.
-    """
-    return open_index(config)
 
 
 #: Tables the node reads itself ([storage] too: it lives in NodeConfig.storage); every
@@ -274,7 +262,7 @@ def default_services(config: NodeConfig) -> list[Service]:
     """What ``dicomwire serve`` runs, sharing one database (:func:`database_path`).
 
     Verification, Storage (promiscuous if asked) and Query/Retrieve over one index
-    (:func:`node_index`, opened when first used); when the node keeps what it stores,
+    (:func:`~.database.open_index`, opened when first used); when the node keeps what it stores,
     also Storage Commitment, Modality Worklist and MPPS (their ``[storage_commitment]``,
     ``[worklist]``, ``[mpps]`` tables tune them), the MPPS setting the worklist's step
     statuses (:func:`worklist_follows_mpps`). The virtual film printer runs when the
@@ -283,7 +271,7 @@ def default_services(config: NodeConfig) -> list[Service]:
     receives (a benchmark receiver) runs only the first three unless ``database`` is set
     (and audits only with an ``[audit]`` table).
     """
-    index = node_index(config)
+    index = open_index(config)
     sections = config.sections
     services: list[Service] = [
         Verification(),
@@ -550,7 +538,7 @@ def prepare_node(config: NodeConfig) -> None:
                 removed,
                 config.storage.root / ".incoming",
             )
-    index = node_index(config)
+    index = open_index(config)
     try:
         index.reconcile()
     except DicomWireError as exc:
@@ -573,7 +561,7 @@ def banner(node: Node) -> str:
         if config.storage.discard
         else f"storing under {config.storage.root}"
     )
-    index = node_index(config).path
+    index = open_index(config).path
     callers = config.known_nodes or (config.nodes if config.restrict_callers else ())
     return (
         f"dicomwire node {'/'.join(config.ae_titles)} listening on port {plain} "
