@@ -29,6 +29,7 @@ turn it into SQL; the in-memory matcher is the reference the index is tested aga
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -281,16 +282,38 @@ def _without_offsets(text: str) -> str:
 
 
 def _valid(text: str, vr: str) -> bool:
-    """A DA (YYYYMMDD), TM (HH[MM[SS[.F{1,6}]]]) or DT (YYYY[MM...]) value, digits only."""
+    """A DA (YYYYMMDD), TM (HH[MM[SS[.F{1,6}]]]) or DT (YYYY[MM...]) value (PS3.5 Table
+    6.2-1): the right digit counts, and each field in its range (a real calendar date,
+    hours 00-23, minutes 00-59, seconds 00-60 for a leap second)."""
     core = text.replace(":", "") if vr == "TM" else text  # ACR-NEMA's HH:MM:SS still seen
     if not _NUMBER.fullmatch(core):
         return False
     whole, _, fraction = core.partition(".")
     if vr == "DA":
-        return len(whole) == 8 and not fraction
+        return len(whole) == 8 and not fraction and _valid_date(whole)
     if vr == "TM":
-        return len(whole) in (2, 4, 6) and (not fraction or len(whole) == 6)
-    return len(whole) in (4, 6, 8, 10, 12, 14) and (not fraction or len(whole) == 14)
+        return len(whole) in (2, 4, 6) and (not fraction or len(whole) == 6) and _valid_time(whole)
+    if len(whole) not in (4, 6, 8, 10, 12, 14) or (fraction and len(whole) != 14):
+        return False
+    date, time = whole[:8], whole[8:]
+    if len(date) >= 6 and not 1 <= int(date[4:6]) <= 12:
+        return False
+    return (len(date) < 8 or _valid_date(date)) and _valid_time(time)
+
+
+def _valid_date(digits: str) -> bool:
+    """Eight digits naming a day that exists (20260229 does not)."""
+    try:
+        datetime.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_time(digits: str) -> bool:
+    """HH[MM[SS]] digits within their ranges (an empty string: no time given)."""
+    fields = [int(digits[i : i + 2]) for i in range(0, len(digits), 2)]
+    return all(value <= limit for value, limit in zip(fields, (23, 59, 60), strict=False))
 
 
 # --------------------------------------------------------------------------- comparing

@@ -89,6 +89,16 @@ PATIENT = dataset(
         # every key must match
         ({"PatientID": "PID-17", "StudyDate": "20261128"}, False),
         ({"PatientID": "PID-17", "StudyDate": "2026*"}, None),  # wildcard on DA: malformed
+        # PS3.5 Table 6.2-1: digit counts are not enough, each field must be in range
+        ({"StudyDate": "20261345"}, None),
+        ({"StudyDate": "20260230-"}, None),  # no 30 February
+        ({"StudyDate": "20240229"}, False),  # a leap day exists
+        ({"StudyTime": "25"}, None),
+        ({"StudyTime": "1060-"}, None),
+        ({"StudyTime": "235960"}, False),  # a leap second is a valid TM
+        ({"AcquisitionDateTime": "202613-"}, None),
+        ({"AcquisitionDateTime": "2026112924-"}, None),
+        ({"AcquisitionDateTime": "2026-"}, True),
     ],
 )
 def test_each_kind_of_matching(query: dict[str, Any], expected: bool | None) -> None:
