@@ -302,6 +302,8 @@ def test_schema_rejects_what_a5_1_forbids() -> None:
         good.replace(b"<EventID ", b"<EventCode "),
         good.replace(b'EventDateTime="', b'EventDateTime="yesterday'),
         good.replace(b'UserIsRequestor="false"', b'UserIsRequestor="no"'),
+        # CP-1638: AuditSourceTypeCode is a full coded value (no bare digit any more)
+        good.replace(b'csd-code="4" codeSystemName="DCM"', b'csd-code="4"'),
     ):
         with pytest.raises(AssertionError, match=r"A\.5\.1"):
             validate(bad)
