@@ -49,6 +49,7 @@ from .trail import AuditConfig, AuditTrail, Sink, make_sink
 if TYPE_CHECKING:
     from ...ul.pdu import UserIdentityRQItem
     from ..node import Node, NodeConfig
+    from ..print.scp import PrintedFilm
 
 __all__ = ["Audit", "outcome_of"]
 
@@ -134,6 +135,7 @@ class Audit(Service):
         self._observe_connections(node)
         self._observe_identity(node)
         self._observe_worklist(node)
+        self._observe_printing(node)
         self.record(m.application_activity(self.source, True, user=_user()))
         self._check_configuration(digests, default_file)
 
@@ -313,6 +315,57 @@ class Audit(Service):
             return
         if store is not None:
             record_orders(store, self.record, self.source, self._us(None, True), self._us(None))
+
+    # -- films ---------------------------------------------------------------------
+
+    def _observe_printing(self, node: Node) -> None:
+        """DICOM Instances Accessed (create) for the Hardcopy images each printed film
+        stores beside its picture (the print SCP's ``on_printed`` hook).
+
+        Not Data Export: the film is the export of the print SCU that composed it (its
+        ``dicomwire print --audit`` records it, naming this printer as Destination Media);
+        the printer recording a second export of the same film would count it twice.
+        """
+        try:
+            scp = getattr(node.service("print"), "scp", None)
+        except KeyError:
+            return
+        if scp is None:
+            return
+        previous = scp.on_printed
+
+        def on_printed(film: PrintedFilm) -> Awaitable[None] | None:
+            self.record(self._film_created(film))
+            return previous(film) if previous is not None else None
+
+        scp.on_printed = on_printed
+
+    def _film_created(self, film: PrintedFilm) -> Callable[[], m.AuditMessage | None]:
+        printer = m.Participant.ae(self._ae_title, False, None)
+        requestor = m.Participant.ae(film.calling_ae, True, None)
+
+        def build() -> m.AuditMessage | None:
+            from .tool import describe_files
+
+            try:
+                job = json.loads(film.sidecar.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("audit: cannot read %s: %s", film.sidecar, exc)
+                return None
+            paths = [film.sidecar.parent / name for name in job.get("objects", ())]
+            if not paths:
+                return None
+            patients, studies = describe_files(paths)
+            return m.instances_accessed(
+                self.source,
+                action="C",
+                accessors=[requestor, printer],
+                patient=patients[0] if patients else ("-", None),
+                studies=studies,
+                description=f"film {film.film_box_uid} printed: {len(paths)} Hardcopy image(s)",
+            )
+
+        return build
 
     # -- configuration ---------------------------------------------------------------
 
