@@ -11,7 +11,8 @@ from the :class:`~dicomwire.services.service.ScuActivity` declared beside the SC
 the Upper Layer sends (:data:`REJECTIONS`, :data:`ABORTS`); the TLS profiles, cipher
 suites, versions and options from :mod:`dicomwire.ul.tls` (its constants and the context it
 builds); configuration parameters and their defaults from the
-configuration dataclasses. :func:`conformance_statement` renders it as Markdown or HTML
+configuration dataclasses; the audit events from :data:`~.audit.service.NODE_EVENTS`.
+:func:`conformance_statement` renders it as Markdown or HTML
 (``dicomwire conformance-statement``); ``docs/conformance-statement.md`` is the default
 node's, and a test keeps it equal to what this module produces.
 """
@@ -50,6 +51,8 @@ from ..ul.pdu import (
 )
 from ..ul.timeouts import Timeouts
 from ..ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile, profile_context
+from .audit.service import NODE_EVENTS
+from .audit.trail import FACILITY, MSGID, AuditConfig
 from .client import ECHO_ACTIVITY, QUERY_ACTIVITY, RETRIEVE_ACTIVITY, STORE_ACTIVITY
 from .commitment.scu import COMMITMENT_ACTIVITY
 from .directory import RemoteAE
@@ -759,6 +762,22 @@ def build_statement(node: Node) -> Document:
             "restrict_callers; the called AE title must be one of ae_titles.",
             "Every rejected association, abort and failure status is logged with its reason.",
         ]
+    )
+    doc.heading(2, "10.1 Audit trail (PS3.15 A.5, A.6)")
+    audit = AuditConfig()
+    doc.paragraph(
+        "DICOM audit messages (PS3.15 A.5.1, PS3.16 codes) as RFC 5424 syslog messages "
+        f"(facility {FACILITY}, MSGID {MSGID}): to a local rotating file by default ("
+        f"{', '.join(audit.destinations)} = <storage root>/.dicomwire/audit.log, "
+        f"{audit.max_file_bytes} bytes, {audit.file_backups} backups), SYSLOG-TLS "
+        "(RFC 5425) and SYSLOG-UDP (RFC 5426) as [audit] destinations. Never blocking: "
+        f"at most {audit.queue_size} messages queued per destination, SYSLOG-TLS ones "
+        f"spooled on disk (up to {audit.spool_limit}); beyond, drops are counted and logged. "
+        "Events the node records:"
+    )
+    doc.table(
+        ["Event", "Type or action", "When"],
+        [[f"{e.event.text} ({e.event.code})", e.detail, e.when] for e in NODE_EVENTS],
     )
     return doc
 

@@ -394,3 +394,19 @@ def test_processes_sharing_one_file_lose_nothing_across_rotations(tmp_path: Path
     for name in ("A", "B"):
         numbers = sorted(int(line.split()[1]) for line in lines if line[1:2] == name.encode())
         assert numbers == list(range(count))  # each message once, none lost
+
+
+def test_docs_and_the_statement_list_the_same_node_events() -> None:
+    """docs/audit.md's event table and NODE_EVENTS (the conformance statement's) agree."""
+    import re
+
+    from dicomwire.services.audit.service import NODE_EVENTS
+    from dicomwire.services.conformance import conformance_statement
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text("utf-8")
+    table = docs.split("## Events", 1)[1].split("\n\n", 2)[1]
+    documented = {re.search(r"\((\d{6})\)", row).group(1) for row in table.splitlines()[2:]}  # type: ignore[union-attr]
+    assert documented == {event.event.code for event in NODE_EVENTS}
+    statement = conformance_statement()
+    for event in NODE_EVENTS:
+        assert f"| {event.event.text} ({event.event.code}) | {event.detail} |" in statement

@@ -34,6 +34,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,12 +52,50 @@ if TYPE_CHECKING:
     from ..node import Node, NodeConfig
     from ..print.scp import PrintedFilm
 
-__all__ = ["Audit", "outcome_of"]
+__all__ = ["NODE_EVENTS", "Audit", "AuditedEvent", "outcome_of"]
 
 log = logging.getLogger("dicomwire.services.audit")
 
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 _PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS = 0x00100020, 0x00100010, 0x0020000D, 0x00080016
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedEvent:
+    """An event the node records (a row of the conformance statement's audit table)."""
+
+    event: m.Code
+    detail: str
+    when: str
+
+
+#: What :class:`Audit` records, in the order of the module docstring (docs/audit.md has
+#: the participants; a test keeps the two lists of events equal).
+NODE_EVENTS: tuple[AuditedEvent, ...] = (
+    AuditedEvent(m.APPLICATION_ACTIVITY, "Application Start, Stop", "the node starts, stops"),
+    AuditedEvent(m.INSTANCES_TRANSFERRED, "action C", "an association that stored instances ends"),
+    AuditedEvent(m.BEGIN_TRANSFERRING, "action E", "a C-MOVE or C-GET starts"),
+    AuditedEvent(m.INSTANCES_TRANSFERRED, "action R", "that C-MOVE or C-GET ends"),
+    AuditedEvent(m.QUERY, "action E", "each C-FIND (Q/R, worklist), with its identifier"),
+    AuditedEvent(m.PROCEDURE_RECORD, "action C, U", "MPPS N-CREATE, N-SET"),
+    AuditedEvent(
+        m.ORDER_RECORD,
+        "action C, U, D",
+        "worklist entries added, moved on by an MPPS, removed",
+    ),
+    AuditedEvent(m.INSTANCES_ACCESSED, "action C", "the print SCP stores a film's Hardcopy images"),
+    AuditedEvent(
+        m.SECURITY_ALERT,
+        "Node Authentication",
+        "a TLS handshake fails, a certificate is refused, an association is rejected",
+    ),
+    AuditedEvent(
+        m.SECURITY_ALERT,
+        "Software Configuration",
+        "the node starts with a configuration other than the last run's",
+    ),
+    AuditedEvent(m.USER_AUTHENTICATION, "Login", "user identity negotiation, accepted or refused"),
+)
 
 
 def outcome_of(result: object) -> int:
