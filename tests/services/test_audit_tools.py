@@ -168,6 +168,8 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     node_events = [_event(m) for m in local_messages(node_log)]
     assert ("110111", "C") in node_events and ("110104", "C") in node_events
+    assert node_events.count(("110102", "E")) == 2  # the get and the move began
+    assert node_events.count(("110104", "R")) == 2  # and ended (sent by the node)
 
     # a stored file deleted by hand: `index rebuild` removes its row (Instances Accessed, D)
     index = SQLiteIndex(root / ".dicomwire" / "node.sqlite")
