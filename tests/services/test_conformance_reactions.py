@@ -121,6 +121,14 @@ def test_echo_and_store_reactions(tmp_path: Path, capsys: pytest.CaptureFixture[
             assert len(calls) == attempts, (status, calls)
             drove("Send instances", status)
 
+        async def store() -> int:  # the API returns a refusal, it does not raise
+            async with dicomwire.connect(
+                LOCALHOST, node.port, called_ae="DICOMWIRE", sending=[CT]
+            ) as client:
+                return int(await client.store(CT))
+
+        assert asyncio.run(store()) == 0xC000
+
 
 # --------------------------------------------------------------------------- find, worklist
 
@@ -322,6 +330,14 @@ def test_mpps_relay_reactions(tmp_path: Path) -> None:
             step(5)
             relayed({"failed": 1})
             assert relay.call(counts).get("retried") == 1
+
+            def failed_jobs() -> list[Any]:
+                assert relay.node is not None
+                relay_service = relay.node.service("mpps").relay  # type: ignore[attr-defined]
+                return list(relay_service.queue.jobs(state="failed"))
+
+            (kept,) = relay.call(failed_jobs)  # kept in the queue for the operator
+            assert kept.attempts == 1 and "C000" in (kept.error or "").upper()
             drove("Relay procedure steps", 0xC000)
         assert answers == [0x0000, 0x0107, 0x0111, 0xA700, 0x0000, 0xC000]
 
