@@ -43,7 +43,7 @@ from ..dimse.primitives import (
     Priority,
 )
 from ..dimse.session import DimseSession, Handler, Operation, ReceivedMessage
-from ..dimse.status import Status
+from ..dimse.status import Category, Status
 from ..errors import DimseStatusError, LocalProtocolError
 from ..uids import (
     EXPLICIT_VR_LITTLE_ENDIAN,
@@ -62,6 +62,7 @@ from ..ul.negotiation import (
 from ..ul.tls import TLSConfig
 from .part10 import FileInfo
 from .qr.models import QUERY_MODELS
+from .service import ScuActivity, StatusReaction
 from .storage import (
     MAX_CONTEXTS,
     STORAGE_TRANSFER_SYNTAXES,
@@ -78,7 +79,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMON_STORAGE_SOP_CLASSES",
+    "ECHO_ACTIVITY",
+    "FIND_REACTIONS",
+    "QUERY_ACTIVITY",
     "QUERY_MODELS",
+    "RETRIEVE_ACTIVITY",
+    "STORE_ACTIVITY",
     "FindResponses",
     "SERVICE_SOP_CLASSES",
     "Client",
@@ -104,6 +110,108 @@ SERVICE_SOP_CLASSES: dict[str, tuple[str, ...]] = {
     "print": ("1.2.840.10008.5.1.1.9",),
     "print-color": ("1.2.840.10008.5.1.1.18",),
 }
+
+# What the SCU code below does with each status it receives (conformance statement, PS3.2;
+# tests/services/test_conformance_reactions.py drives every row against a peer).
+
+#: C-ECHO: Client.echo returns the status; ``dicomwire echo`` judges it.
+ECHO_ACTIVITY = ScuActivity(
+    "Verify a peer",
+    "dicomwire echo; Client.echo",
+    SERVICE_SOP_CLASSES["verification"],
+    "C-ECHO",
+    (
+        StatusReaction(Category.SUCCESS, "the peer is verified; echo exits 0"),
+        *(
+            StatusReaction(
+                category, "Client.echo returns it; echo prints it with its meaning, exits 1"
+            )
+            for category in (Category.WARNING, Category.FAILURE)
+        ),
+    ),
+)
+
+#: C-FIND (FindResponses, _raise_for): the same for Q/R and worklist queries.
+FIND_REACTIONS: tuple[StatusReaction, ...] = (
+    StatusReaction(
+        Category.PENDING,
+        "a match (FF01 too: an optional key the peer does not support): yielded by "
+        "Client.find, printed by find",
+    ),
+    StatusReaction(Category.SUCCESS, "the query is complete; find exits 0"),
+    StatusReaction(Category.WARNING, "logged; the query is taken as complete; find exits 0"),
+    StatusReaction(
+        Category.CANCEL, "the query ended early: the matches received are kept; find exits 0"
+    ),
+    StatusReaction(
+        Category.FAILURE,
+        "Client.find raises DimseStatusError (status, Error Comment) after the matches "
+        "received; find prints them, then the status, and exits 1",
+    ),
+)
+
+QUERY_ACTIVITY = ScuActivity(
+    "Query a peer",
+    "dicomwire find; Client.find",
+    SERVICE_SOP_CLASSES["find"],
+    "C-FIND",
+    FIND_REACTIONS,
+)
+
+#: C-MOVE/C-GET (Client._retrieve, cli.query._report).
+RETRIEVE_ACTIVITY = ScuActivity(
+    "Retrieve from a peer",
+    "dicomwire move / get; Client.move / Client.get",
+    SERVICE_SOP_CLASSES["move"] + SERVICE_SOP_CLASSES["get"],
+    "C-MOVE, C-GET",
+    (
+        StatusReaction(
+            Category.PENDING,
+            "progress: the remaining/completed/failed/warning counts go to the progress callback",
+        ),
+        StatusReaction(Category.SUCCESS, "every sub-operation done; move/get exit 0"),
+        StatusReaction(
+            Category.WARNING,
+            "done with failed or warned sub-operations: the counts and the Failed SOP "
+            "Instance UID List are returned (each failed UID printed); move/get exit 1",
+        ),
+        StatusReaction(Category.CANCEL, "stopped: the counts so far are returned; move/get exit 1"),
+        StatusReaction(
+            Category.FAILURE,
+            "refused outright (no sub-operation counted): Client.move/get raise "
+            "DimseStatusError; after sub-operations: the counts and failed UIDs are "
+            "returned; move/get exit 1",
+        ),
+    ),
+)
+
+#: C-STORE (storage.scu's retry rule, FileOutcome, cli.store's exit status).
+STORE_ACTIVITY = ScuActivity(
+    "Send instances",
+    "dicomwire store; Client.store; store_files",
+    (),  # every storage SOP class: the statement names them
+    "C-STORE",
+    (
+        StatusReaction(Category.SUCCESS, "stored: counted sent"),
+        StatusReaction(
+            Category.WARNING,
+            "stored, counted as a warning (a `warning:` line with its meaning); not sent "
+            "again; store exits 0",
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "out of resources: store_files sends the file again (a new association if "
+            "needed) until it had --retries + 1 attempts; then failed, store exits 1",
+            ((0xA700, 0xA7FF),),
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "refused: not sent again; a `failed:` line with its meaning and Error Comment; "
+            "store exits 1 (Client.store returns the status)",
+        ),
+    ),
+)
+
 
 #: Storage SOP classes proposed with the SCP role for C-GET when ``receive`` is not given:
 #: the common image, structured report and RT objects (PS3.4 Table B.5-1).

@@ -5,10 +5,14 @@ the AEs, ports, limits and timeouts from the :class:`~dicomwire.services.node.No
 the SOP classes, transfer syntaxes, roles and extended negotiation from the services'
 :class:`~dicomwire.services.service.Binding` objects; the statuses each SCP answers from
 each service's :attr:`~dicomwire.services.service.Service.statuses` (the named constants
-its handlers return); the association rejections and aborts from the PS3.8 enumerations
-the Upper Layer sends (:data:`REJECTIONS`, :data:`ABORTS`); the TLS profiles and cipher
-suites from :mod:`dicomwire.ul.tls`; configuration parameters and their defaults from the
-configuration dataclasses. :func:`conformance_statement` renders it as Markdown or HTML
+its handlers return); the SCU activities and how each reacts to the statuses it receives
+from the :class:`~dicomwire.services.service.ScuActivity` declared beside the SCU code
+(:data:`SCU_ACTIVITIES`); the association rejections and aborts from the PS3.8 enumerations
+the Upper Layer sends (:data:`REJECTIONS`, :data:`ABORTS`); the TLS profiles, cipher
+suites, versions and options from :mod:`dicomwire.ul.tls` (its constants and the context it
+builds); configuration parameters and their defaults from the
+configuration dataclasses; the audit events from :data:`~.audit.service.NODE_EVENTS`.
+:func:`conformance_statement` renders it as Markdown or HTML
 (``dicomwire conformance-statement``); ``docs/conformance-statement.md`` is the default
 node's, and a test keeps it equal to what this module produces.
 """
@@ -20,6 +24,7 @@ import enum
 import html
 import inspect
 import logging
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,7 +35,6 @@ from ..dimse.status import (
     DUPLICATE_INVOCATION,
     PROCESSING_FAILURE,
     UNRECOGNIZED_OPERATION,
-    Category,
     Status,
 )
 from ..ul.negotiation import DEFAULT_TRANSFER_SYNTAXES, MINIMUM_USABLE_PDU_LENGTH, KnownNode
@@ -46,16 +50,31 @@ from ..ul.pdu import (
     ServiceUserRejectReason,
 )
 from ..ul.timeouts import Timeouts
-from ..ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile
+from ..ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile, profile_context
+from .audit.service import NODE_EVENTS
+from .audit.trail import FACILITY, MSGID, AuditConfig
+from .client import ECHO_ACTIVITY, QUERY_ACTIVITY, RETRIEVE_ACTIVITY, STORE_ACTIVITY
+from .commitment.scu import COMMITMENT_ACTIVITY
 from .directory import RemoteAE
+from .mpps.relay import MPPS_RELAY_ACTIVITY
+from .mpps.scu import MPPS_ACTIVITY
 from .node import SERVICE_TYPES, Node, NodeConfig
-from .service import ANY_SOP_CLASS, StatusDeclaration, merge_bindings
+from .print.scu import PRINT_ACTIVITY
+from .service import (
+    ANY_SOP_CLASS,
+    ScuActivity,
+    StatusDeclaration,
+    StatusReaction,
+    merge_bindings,
+)
 from .storage import StorageConfig
 from .storage.sop_classes import storage_sop_classes
+from .worklist.scu import WORKLIST_ACTIVITY
 
 __all__ = [
     "ABORTS",
     "REJECTIONS",
+    "SCU_ACTIVITIES",
     "SESSION_STATUSES",
     "Abort",
     "Document",
@@ -64,6 +83,7 @@ __all__ = [
     "conformance_statement",
     "render_html",
     "render_markdown",
+    "tls_facts",
 ]
 
 log = logging.getLogger("dicomwire.services.conformance")
@@ -392,26 +412,68 @@ _COMMANDS = {
     0x0150: "N-DELETE",
 }
 
-#: SOP classes the tools and the node propose as SCU (what each real-world activity uses).
-_SCU_ACTIVITIES: tuple[tuple[str, str, str], ...] = (
-    ("Verify a peer", "dicomwire echo; Client.echo", "Verification"),
-    ("Send instances", "dicomwire store; Client.store; C-MOVE/C-GET sub-operations", "Storage"),
-    ("Query a peer", "dicomwire find; Client.find", "Query/Retrieve FIND"),
-    ("Retrieve from a peer", "dicomwire move / get; Client.move / get", "Query/Retrieve MOVE/GET"),
-    ("Query a worklist", "dicomwire worklist; query_worklist", "Modality Worklist FIND"),
-    ("Report a procedure step", "dicomwire mpps; MPPS relay", "MPPS N-CREATE/N-SET"),
-    ("Ask for commitment", "dicomwire commit; commitment report sender", "Storage Commitment"),
-    ("Print films", "dicomwire print; print_images", "Basic Grayscale/Color Print Management"),
+#: The SCU activities of the tools, the API and the node, each declared beside the code
+#: that performs it and acts on the statuses it receives.
+SCU_ACTIVITIES: tuple[ScuActivity, ...] = (
+    ECHO_ACTIVITY,
+    STORE_ACTIVITY,
+    QUERY_ACTIVITY,
+    RETRIEVE_ACTIVITY,
+    WORKLIST_ACTIVITY,
+    MPPS_ACTIVITY,
+    MPPS_RELAY_ACTIVITY,
+    COMMITMENT_ACTIVITY,
+    PRINT_ACTIVITY,
 )
 
-#: How the SCUs react to the category of a status they receive.
-_REACTIONS: dict[Category, str] = {
-    Category.SUCCESS: "the operation is done; the tools exit 0",
-    Category.WARNING: "the operation is done, the warning is logged and counted as done",
-    Category.PENDING: "more responses follow: identifiers are collected, counts reported",
-    Category.CANCEL: "the operation stopped as asked; what arrived is kept",
-    Category.FAILURE: "the operation failed: logged with its Error Comment; the tools exit 1",
+
+def _activity_classes(activity: ScuActivity) -> str:
+    if not activity.sop_classes:  # storage: the class of each file sent
+        return (
+            "the SOP class of each file sent (any storage SOP class, e.g. the "
+            f"{len(storage_sop_classes())} of section 2)"
+        )
+    return ", ".join(_uid_name(uid) for uid in activity.sop_classes)
+
+
+def _received(row: StatusReaction, activity: ScuActivity) -> str:
+    """The statuses a reaction row covers, as the statement shows them."""
+    if row.codes:
+        return ", ".join(
+            f"{_hex(code[0])}-{_hex(code[1])}" if isinstance(code, tuple) else _hex(code)
+            for code in row.codes
+        )
+    narrower = any(r.codes and r.category is row.category for r in activity.received)
+    return f"{'other' if narrower else 'any'} {row.category.value}"
+
+
+_TLS_VERSION_NAMES = {
+    ssl.TLSVersion.TLSv1: "TLS 1.0",
+    ssl.TLSVersion.TLSv1_1: "TLS 1.1",
+    ssl.TLSVersion.TLSv1_2: "TLS 1.2",
+    ssl.TLSVersion.TLSv1_3: "TLS 1.3",
 }
+
+
+def tls_facts(profile: TLSProfile) -> tuple[list[str], list[str]]:
+    """(versions, refusals) of ``profile`` read from the context :mod:`dicomwire.ul.tls`
+    builds for it: the TLS versions it negotiates and what it turns off."""
+    context = profile_context(profile)
+    versions = [
+        name
+        for version, name in _TLS_VERSION_NAMES.items()
+        if context.minimum_version <= version <= context.maximum_version
+    ]
+    refusals = [
+        what
+        for option, what in (
+            (ssl.OP_NO_COMPRESSION, "no compression"),
+            (ssl.OP_NO_RENEGOTIATION, "no renegotiation"),
+            (ssl.OP_CIPHER_SERVER_PREFERENCE, "the acceptor's cipher preference"),
+        )
+        if context.options & option
+    ]
+    return versions, refusals
 
 
 def build_statement(node: Node) -> Document:
@@ -466,7 +528,10 @@ def build_statement(node: Node) -> Document:
     doc.paragraph(f"The node is SCP of {len(scp_rows)} SOP classes:")
     doc.table(["SOP Class", "UID", "Role", "Commands served"], scp_rows)
     doc.heading(2, "2.1 SCU activities")
-    doc.table(["Real-world activity", "Tools and API", "SOP classes"], _SCU_ACTIVITIES)
+    doc.table(
+        ["Real-world activity", "Tools and API", "SOP classes", "Requests"],
+        [[a.name, a.tools, _activity_classes(a), a.commands] for a in SCU_ACTIVITIES],
+    )
 
     # 4 association policies
     policy = node.policy
@@ -579,7 +644,17 @@ def build_statement(node: Node) -> Document:
     doc.table(["Status", "Category", "Meaning", "When"], _status_rows(SESSION_STATUSES, None))
     number += 1
     doc.heading(2, f"5.{number} Statuses received (SCU)")
-    doc.table(["Category", "Reaction"], [[c.value, r] for c, r in _REACTIONS.items()])
+    doc.paragraph(
+        "How each SCU activity of 2.1 reacts to the statuses it receives (declared beside "
+        "the code that acts on them; a status no row lists is treated as its category's "
+        "row):"
+    )
+    for activity in SCU_ACTIVITIES:
+        doc.paragraph(f"{activity.name} ({activity.commands}):")
+        doc.table(
+            ["Status received", "Category", "Reaction"],
+            [[_received(r, activity), r.category.value, r.reaction] for r in activity.received],
+        )
 
     # 7 rejections
     doc.heading(1, "6 Association rejection and abort")
@@ -619,13 +694,32 @@ def build_statement(node: Node) -> Document:
         + ". TCP_NODELAY is set."
     )
     doc.heading(2, "7.1 Secure transport connection profiles (PS3.15 Annex B)")
+    default_tls = TLSConfig()
     doc.paragraph(
-        "TLS 1.2 and 1.3 only, no compression or renegotiation; the profile is [tls] profile "
-        f"(default {TLSConfig().profile.value}). TLS 1.2 cipher suites of each profile:"
+        f"The profile is [tls] profile (default {default_tls.profile.value}); a peer that "
+        "offers less than a profile's versions and suites fails the handshake (no fallback "
+        "to a weaker version or to plain TCP). Handshake timeout "
+        f"{default_tls.handshake_timeout:g} s."
     )
+    rows = []
+    for profile in TLSProfile:
+        versions, refusals = tls_facts(profile)
+        rows.append(
+            [
+                profile.value,
+                ", ".join(versions),
+                ", ".join(PROFILE_CIPHERS[profile]),
+                ", ".join(refusals),
+            ]
+        )
     doc.table(
-        ["Profile", "Cipher suites (OpenSSL names, preference order)"],
-        [[p.value, ", ".join(PROFILE_CIPHERS[p])] for p in TLSProfile],
+        [
+            "Profile",
+            "TLS versions",
+            "TLS 1.2 cipher suites (OpenSSL names, preference order)",
+            "Also",
+        ],
+        rows,
     )
 
     # 9 configuration
@@ -668,6 +762,22 @@ def build_statement(node: Node) -> Document:
             "restrict_callers; the called AE title must be one of ae_titles.",
             "Every rejected association, abort and failure status is logged with its reason.",
         ]
+    )
+    doc.heading(2, "10.1 Audit trail (PS3.15 A.5, A.6)")
+    audit = AuditConfig()
+    doc.paragraph(
+        "DICOM audit messages (PS3.15 A.5.1, PS3.16 codes) as RFC 5424 syslog messages "
+        f"(facility {FACILITY}, MSGID {MSGID}): to a local rotating file by default ("
+        f"{', '.join(audit.destinations)} = <storage root>/.dicomwire/audit.log, "
+        f"{audit.max_file_bytes} bytes, {audit.file_backups} backups), SYSLOG-TLS "
+        "(RFC 5425) and SYSLOG-UDP (RFC 5426) as [audit] destinations. Never blocking: "
+        f"at most {audit.queue_size} messages queued per destination, SYSLOG-TLS ones "
+        f"spooled on disk (up to {audit.spool_limit}); beyond, drops are counted and logged. "
+        "Events the node records:"
+    )
+    doc.table(
+        ["Event", "Type or action", "When"],
+        [[f"{e.event.text} ({e.event.code})", e.detail, e.when] for e in NODE_EVENTS],
     )
     return doc
 

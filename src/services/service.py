@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..dimse.commands import CommandField
 from ..dimse.session import DimseSession, Handler, SinkFactory
+from ..dimse.status import Category, Status
 from ..errors import ConfigError
 from ..ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ANY_SOP_CLASS",
     "Binding",
+    "ScuActivity",
     "StatusDeclaration",
+    "StatusReaction",
     "StatusTable",
     "CustomService",
     "HandlerKey",
@@ -79,6 +82,52 @@ class StatusDeclaration:
 
 #: Statuses by DIMSE command name ("C-STORE", "N-ACTION"...).
 StatusTable = Mapping[str, Sequence[StatusDeclaration]]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReaction:
+    """How an SCU reacts to statuses it receives (a conformance statement row, PS3.2).
+
+    Declared beside the SCU code that acts on the status. ``codes`` are statuses or
+    inclusive ``(first, last)`` ranges; empty, the row is every status of ``category``
+    that no row with codes of the same activity lists.
+    """
+
+    category: Category
+    reaction: str
+    codes: tuple[int | tuple[int, int], ...] = ()
+
+    def lists(self, status: int) -> bool:
+        """Whether ``status`` is one of this row's ``codes``."""
+        return any(
+            code[0] <= status <= code[1] if isinstance(code, tuple) else code == status
+            for code in self.codes
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScuActivity:
+    """A real-world activity the tools and the API perform as SCU, and their reactions."""
+
+    name: str
+    #: The tools and API functions that perform it.
+    tools: str
+    #: The SOP classes proposed (the code's own constants).
+    sop_classes: tuple[str, ...]
+    #: The DIMSE requests sent ("C-FIND", "N-CREATE, N-SET"...).
+    commands: str
+    received: tuple[StatusReaction, ...]
+
+    def reaction(self, status: int) -> StatusReaction:
+        """The row that says what is done on receiving ``status`` (KeyError: none)."""
+        for row in self.received:
+            if row.lists(status):
+                return row
+        category = Status(status).category
+        for row in self.received:
+            if not row.codes and row.category is category:
+                return row
+        raise KeyError(f"{self.name}: no reaction declared for {status:04X}")
 
 
 class Service:

@@ -41,6 +41,7 @@ __all__ = [
     "HandshakeFailure",
     "describe_tls_error",
     "diagnose_tls_error",
+    "profile_context",
     "server_context",
     "tls_failure",
 ]
@@ -436,3 +437,10 @@ def tls_failure(
     tls_error.reason = failure.reason
     tls_error.permanent = failure.permanent
     return tls_error
+
+
+def profile_context(profile: TLSProfile) -> ssl.SSLContext:
+    """A requestor context of ``profile`` without certificates, built as every connection's
+    is: what the profile negotiates (its versions, options and cipher suites), read by the
+    conformance statement."""
+    return _context(TLSConfig(profile=profile), ssl.PROTOCOL_TLS_CLIENT)

@@ -94,7 +94,7 @@ def test_file_sink_rotates(tmp_path: Path) -> None:
     for n in range(7):  # two lines fill a file
         sink.send(b"x" * 60 + b"%d" % n)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["audit.log", "audit.log.1", "audit.log.2"]
+    assert names == ["audit.log", "audit.log.1", "audit.log.2", "audit.log.lock"]
     assert (tmp_path / "audit.log").read_bytes().endswith(b"6\n")
     assert (tmp_path / "audit.log.1").read_bytes().endswith(b"5\n")
     assert (tmp_path / "audit.log.2").read_bytes().startswith(b"x" * 60 + b"2")  # 0, 1 gone
@@ -302,6 +302,8 @@ def test_schema_rejects_what_a5_1_forbids() -> None:
         good.replace(b"<EventID ", b"<EventCode "),
         good.replace(b'EventDateTime="', b'EventDateTime="yesterday'),
         good.replace(b'UserIsRequestor="false"', b'UserIsRequestor="no"'),
+        # CP-1638: AuditSourceTypeCode is a full coded value (no bare digit any more)
+        good.replace(b'csd-code="4" codeSystemName="DCM"', b'csd-code="4"'),
     ):
         with pytest.raises(AssertionError, match=r"A\.5\.1"):
             validate(bad)
@@ -351,3 +353,60 @@ def test_configuration_change_is_a_security_alert(tmp_path: Path) -> None:
     assert description == "configuration changed since the last run: max_associations"
     run_bounded(_serve(config(7)), 30)
     assert len(alerts()) == 1
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from dicomwire.services.audit import FileSink
+path, name, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+sink = FileSink(path, max_bytes=4096, backups=1000)
+sys.stdin.readline()  # both writers start together
+for number in range(count):
+    sink.send(f"<{name} {number:05d} {'x' * (40 + number % 60)}>".encode())
+"""
+
+
+def test_processes_sharing_one_file_lose_nothing_across_rotations(tmp_path: Path) -> None:
+    """``serve --workers 2``: two processes append to one audit file and rotate it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "audit.log"
+    count = 1500
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), name, str(count)],
+            stdin=subprocess.PIPE,
+        )
+        for name in ("A", "B")
+    ]
+    for writer in writers:
+        assert writer.stdin is not None
+        writer.stdin.write(b"go\n")
+        writer.stdin.close()
+    assert [writer.wait(timeout=120) for writer in writers] == [0, 0]
+    files = [path, *sorted(tmp_path.glob("audit.log.[0-9]*"))]
+    assert len(files) > 20  # rotated many times while both wrote
+    lines = [line for file in files for line in file.read_bytes().split(b"\n") if line]
+    assert all(line.startswith(b"<") and line.endswith(b">") for line in lines)  # none split
+    assert all(file.stat().st_size < 4096 + 200 for file in files)  # rotated once per crossing
+    for name in ("A", "B"):
+        numbers = sorted(int(line.split()[1]) for line in lines if line[1:2] == name.encode())
+        assert numbers == list(range(count))  # each message once, none lost
+
+
+def test_docs_and_the_statement_list_the_same_node_events() -> None:
+    """docs/audit.md's event table and NODE_EVENTS (the conformance statement's) agree."""
+    import re
+
+    from dicomwire.services.audit.service import NODE_EVENTS
+    from dicomwire.services.conformance import conformance_statement
+
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text("utf-8")
+    table = docs.split("## Events", 1)[1].split("\n\n", 2)[1]
+    documented = {re.search(r"\((\d{6})\)", row).group(1) for row in table.splitlines()[2:]}  # type: ignore[union-attr]
+    assert documented == {event.event.code for event in NODE_EVENTS}
+    statement = conformance_statement()
+    for event in NODE_EVENTS:
+        assert f"| {event.event.text} ({event.event.code}) | {event.detail} |" in statement

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,6 +21,7 @@ from pydicom.data import get_testdata_file
 
 from dicomwire.services.cli import main
 from dicomwire.services.directory import RemoteAE
+from dicomwire.services.index import SQLiteIndex
 from dicomwire.services.node import NodeConfig
 from dicomwire.services.print import PrintConfig
 from dicomwire.services.storage import StorageConfig
@@ -122,6 +124,17 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
         media = printed.find("ActiveParticipant/MediaIdentifier/MediaType")
         assert media is not None and media.get("csd-code") == "110010"  # Film
         assert header.PatientID in _objects(printed)
+        # the printer stored the film's image as a Hardcopy image: Instances Accessed, create
+        (film,) = _wait_for(node_log, ("110103", "C"))
+        description = film.find("ParticipantObjectIdentification/ParticipantObjectDescription")
+        assert description is not None
+        (hardcopy,) = description.findall("SOPClass")
+        assert hardcopy.get("UID") == "1.2.840.10008.5.1.1.29"  # Hardcopy Grayscale Image
+        assert hardcopy.get("NumberOfInstances") == "1"
+        accessors = film.findall("ActiveParticipant")
+        assert [a.get("UserID") for a in accessors] == ["DICOMWIRE", "DICOMWIRE"]
+        assert [a.get("UserIsRequestor") for a in accessors] == ["true", "false"]
+        assert not _wait_for(node_log, ("110106", "R"), timeout=0.1)  # no Data Export here
 
         # the worklist: an order added with the tool, performed (MPPS), removed
         item = entry(
@@ -155,6 +168,22 @@ def test_tools_audit_what_they_do(tmp_path: Path, capsys: pytest.CaptureFixture[
     capsys.readouterr()
     node_events = [_event(m) for m in local_messages(node_log)]
     assert ("110111", "C") in node_events and ("110104", "C") in node_events
+    assert node_events.count(("110102", "E")) == 2  # the get and the move began
+    assert node_events.count(("110104", "R")) == 2  # and ended (sent by the node)
+
+    # a stored file deleted by hand: `index rebuild` removes its row (Instances Accessed, D)
+    index = SQLiteIndex(root / ".dicomwire" / "node.sqlite")
+    stored = index.locate(header.SOPInstanceUID)
+    index.close()
+    assert stored is not None
+    stored.unlink()
+    shutil.rmtree(root / "print")  # rebuild would try to index the films' Hardcopy images
+    (deleted,) = _run(log, "index", "rebuild", str(root))
+    assert _event(deleted) == ("110103", "D")
+    assert {header.StudyInstanceUID, header.PatientID} <= _objects(deleted)
+    (ct_class,) = deleted.iter("SOPClass")
+    assert (ct_class.get("UID"), ct_class.get("NumberOfInstances")) == (header.SOPClassUID, "1")
+    assert _run(log, "index", "rebuild", str(root)) == []  # nothing removed: nothing recorded
 
 
 def test_audit_flag_is_checked(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import inspect
+import ssl
 import sys
 import tempfile
 from html.parser import HTMLParser
@@ -220,3 +221,85 @@ def test_every_abort_is_one_the_upper_layer_sends() -> None:
             or f"AbortReason.{member}" in pdu_source
             or abort.reason == default_reason
         ), (name, abort)
+
+
+# --------------------------------------------------------------------------- TLS (7.1)
+
+
+def _handshake(
+    server: ssl.SSLContext, client: ssl.SSLContext
+) -> tuple[tuple[str, str, int] | None, str | None, object]:
+    """One TLS handshake over a socket pair: (cipher, version, compression) or raises."""
+    import socket
+    import threading
+
+    left, right = socket.socketpair()
+    failure: list[BaseException] = []
+
+    def accept() -> None:
+        try:
+            with server.wrap_socket(left, server_side=True) as secure:
+                secure.recv(1)
+        except (OSError, ssl.SSLError) as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        with client.wrap_socket(right, server_hostname="localhost") as secure:
+            answer = (secure.cipher(), secure.version(), secure.compression())
+            secure.sendall(b"x")
+    finally:
+        thread.join(10)
+        left.close()
+        right.close()
+    return answer
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
+def test_tls_table_is_what_the_contexts_negotiate(tmp_path: Path) -> None:
+    """7.1: each profile's versions and TLS 1.2 suites as listed, each suite negotiated."""
+    from dicomwire.services.certs import make_test_pki
+    from dicomwire.services.conformance import tls_facts
+    from dicomwire.ul.tls import (
+        PROFILE_CIPHERS,
+        TLSConfig,
+        TLSProfile,
+        client_context,
+        server_context,
+    )
+
+    ca, issued = make_test_pki(tmp_path, ("localhost",))
+    certificates = {item.kind: item for item in issued}
+    statement = conformance_statement()
+    for profile in TLSProfile:
+        versions, also = tls_facts(profile)
+        row = f"| {profile.value} | {', '.join(versions)} | {', '.join(PROFILE_CIPHERS[profile])} |"
+        assert row in statement
+        assert versions == ["TLS 1.2", "TLS 1.3"] and "no compression" in also
+        servers = {
+            kind: server_context(
+                TLSConfig(
+                    certificate=item.certificate,
+                    key=item.key,
+                    ca_file=ca,
+                    profile=profile,
+                    require_peer_certificate=False,
+                )
+            )
+            for kind, item in certificates.items()
+        }
+        for suite in PROFILE_CIPHERS[profile]:
+            client = client_context(TLSConfig(ca_file=ca, profile=profile), "localhost")
+            client.maximum_version = ssl.TLSVersion.TLSv1_2
+            client.set_ciphers(suite)
+            server = servers["ecdsa" if "ECDSA" in suite else "rsa"]
+            cipher, version, compression = _handshake(server, client)
+            assert (cipher and cipher[0], version, compression) == (suite, "TLSv1.2", None)
+        newest = client_context(TLSConfig(ca_file=ca, profile=profile), "localhost")
+        assert _handshake(servers["rsa"], newest)[1] == "TLSv1.3"
+        older = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        older.check_hostname, older.verify_mode = False, ssl.CERT_NONE
+        older.minimum_version = older.maximum_version = ssl.TLSVersion.TLSv1_1
+        with pytest.raises(ssl.SSLError):  # below the listed versions: refused
+            _handshake(servers["rsa"], older)

@@ -27,6 +27,7 @@ __all__ = [
     "application_activity",
     "begin_transferring",
     "data_export",
+    "instances_accessed",
     "instances_transferred",
     "patient_object",
     "query",
@@ -342,6 +343,35 @@ def instances_transferred(
     )
 
 
+def instances_accessed(
+    source: Source,
+    *,
+    action: str,
+    accessors: Sequence[Participant],
+    patient: tuple[str, str | None],
+    studies: Iterable[ParticipantObject],
+    outcome: int = SUCCESS,
+    description: str | None = None,
+) -> AuditMessage:
+    """DICOM Instances Accessed (A.5.3.6): instances of one patient created (C), read (R),
+    updated (U) or deleted (D) by the node itself, not by a transfer (that is A.5.3.7).
+
+    ``accessors`` are the one or two persons or processes that manipulated the data (the
+    requestor first); the studies carry their SOP classes and counts.
+    """
+    if action not in ("C", "R", "U", "D"):
+        raise ValueError(f"EventActionCode of Instances Accessed is C, R, U or D, not {action!r}")
+    return AuditMessage(
+        INSTANCES_ACCESSED,
+        outcome=outcome,
+        action=action,
+        participants=list(accessors),
+        source=source,
+        objects=[*studies, patient_object(*patient)],
+        outcome_description=description,
+    )
+
+
 def data_export(
     source: Source,
     *,
@@ -352,7 +382,7 @@ def data_export(
     outcome: int = SUCCESS,
     description: str | None = None,
 ) -> AuditMessage:
-    """Data Export (A.5.3.5): instances leave on media (film, or a peer's URI); action R."""
+    """Data Export (A.5.3.4): instances leave on media (film, or a peer's URI); action R."""
     return _transfer(
         EXPORT, source, exporter, media, patients, studies, outcome, "R", None, description
     )

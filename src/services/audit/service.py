@@ -34,6 +34,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,13 +50,52 @@ from .trail import AuditConfig, AuditTrail, Sink, make_sink
 if TYPE_CHECKING:
     from ...ul.pdu import UserIdentityRQItem
     from ..node import Node, NodeConfig
+    from ..print.scp import PrintedFilm
 
-__all__ = ["Audit", "outcome_of"]
+__all__ = ["NODE_EVENTS", "Audit", "AuditedEvent", "outcome_of"]
 
 log = logging.getLogger("dicomwire.services.audit")
 
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
 _PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS = 0x00100020, 0x00100010, 0x0020000D, 0x00080016
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedEvent:
+    """An event the node records (a row of the conformance statement's audit table)."""
+
+    event: m.Code
+    detail: str
+    when: str
+
+
+#: What :class:`Audit` records, in the order of the module docstring (docs/audit.md has
+#: the participants; a test keeps the two lists of events equal).
+NODE_EVENTS: tuple[AuditedEvent, ...] = (
+    AuditedEvent(m.APPLICATION_ACTIVITY, "Application Start, Stop", "the node starts, stops"),
+    AuditedEvent(m.INSTANCES_TRANSFERRED, "action C", "an association that stored instances ends"),
+    AuditedEvent(m.BEGIN_TRANSFERRING, "action E", "a C-MOVE or C-GET starts"),
+    AuditedEvent(m.INSTANCES_TRANSFERRED, "action R", "that C-MOVE or C-GET ends"),
+    AuditedEvent(m.QUERY, "action E", "each C-FIND (Q/R, worklist), with its identifier"),
+    AuditedEvent(m.PROCEDURE_RECORD, "action C, U", "MPPS N-CREATE, N-SET"),
+    AuditedEvent(
+        m.ORDER_RECORD,
+        "action C, U, D",
+        "worklist entries added, moved on by an MPPS, removed",
+    ),
+    AuditedEvent(m.INSTANCES_ACCESSED, "action C", "the print SCP stores a film's Hardcopy images"),
+    AuditedEvent(
+        m.SECURITY_ALERT,
+        "Node Authentication",
+        "a TLS handshake fails, a certificate is refused, an association is rejected",
+    ),
+    AuditedEvent(
+        m.SECURITY_ALERT,
+        "Software Configuration",
+        "the node starts with a configuration other than the last run's",
+    ),
+    AuditedEvent(m.USER_AUTHENTICATION, "Login", "user identity negotiation, accepted or refused"),
+)
 
 
 def outcome_of(result: object) -> int:
@@ -134,6 +174,7 @@ class Audit(Service):
         self._observe_connections(node)
         self._observe_identity(node)
         self._observe_worklist(node)
+        self._observe_printing(node)
         self.record(m.application_activity(self.source, True, user=_user()))
         self._check_configuration(digests, default_file)
 
@@ -313,6 +354,57 @@ class Audit(Service):
             return
         if store is not None:
             record_orders(store, self.record, self.source, self._us(None, True), self._us(None))
+
+    # -- films ---------------------------------------------------------------------
+
+    def _observe_printing(self, node: Node) -> None:
+        """DICOM Instances Accessed (create) for the Hardcopy images each printed film
+        stores beside its picture (the print SCP's ``on_printed`` hook).
+
+        Not Data Export: the film is the export of the print SCU that composed it (its
+        ``dicomwire print --audit`` records it, naming this printer as Destination Media);
+        the printer recording a second export of the same film would count it twice.
+        """
+        try:
+            scp = getattr(node.service("print"), "scp", None)
+        except KeyError:
+            return
+        if scp is None:
+            return
+        previous = scp.on_printed
+
+        def on_printed(film: PrintedFilm) -> Awaitable[None] | None:
+            self.record(self._film_created(film))
+            return previous(film) if previous is not None else None
+
+        scp.on_printed = on_printed
+
+    def _film_created(self, film: PrintedFilm) -> Callable[[], m.AuditMessage | None]:
+        printer = m.Participant.ae(self._ae_title, False, None)
+        requestor = m.Participant.ae(film.calling_ae, True, None)
+
+        def build() -> m.AuditMessage | None:
+            from .tool import describe_files
+
+            try:
+                job = json.loads(film.sidecar.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                log.warning("audit: cannot read %s: %s", film.sidecar, exc)
+                return None
+            paths = [film.sidecar.parent / name for name in job.get("objects", ())]
+            if not paths:
+                return None
+            patients, studies = describe_files(paths)
+            return m.instances_accessed(
+                self.source,
+                action="C",
+                accessors=[requestor, printer],
+                patient=patients[0] if patients else ("-", None),
+                studies=studies,
+                description=f"film {film.film_box_uid} printed: {len(paths)} Hardcopy image(s)",
+            )
+
+        return build
 
     # -- configuration ---------------------------------------------------------------
 

@@ -4,9 +4,10 @@ The SCU side of the events the node records: Application Activity when the tool 
 and stops (A.5.3.1), DICOM Instances Transferred for what it sends (store: action R) or
 receives (get, move with ``--receive-port``: action C) (A.5.3.7), Query for its C-FINDs
 (find, worklist query; A.5.3.10), Data Export for what it prints on film and for the
-instances it asks a peer to commit (A.5.3.5), Procedure Record for its MPPS requests
-(A.5.3.15) and Order Record for worklist entries it adds or removes (A.5.3.13). The
-participant objects are the patients and studies concerned.
+instances it asks a peer to commit (A.5.3.4), DICOM Instances Accessed for the index
+rows of deleted instances that ``index rebuild`` removes (A.5.3.6, action D), Procedure
+Record for its MPPS requests (A.5.3.15) and Order Record for worklist entries it adds or
+removes (A.5.3.13). The participant objects are the patients and studies concerned.
 
 :func:`audited` wraps a subcommand's runner (start, stop; one trail per run); a runner
 reports its events through :func:`audit_of`, which is a no-op without ``--audit``.
@@ -22,6 +23,7 @@ import inspect
 import logging
 import socket
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +36,7 @@ from .trail import AuditConfig, AuditTrail, make_sink
 if TYPE_CHECKING:
     from pydicom import Dataset
 
+    from ..index import Index
     from ..worklist.store import WorklistStore
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "audited",
     "default_tool_file",
     "record_orders",
+    "record_removals",
 ]
 
 log = logging.getLogger("dicomwire.services.audit")
@@ -222,6 +226,57 @@ class ToolAudit:
         if self.enabled:
             record_orders(store, self.record, self.source, self.us(None), self.us(None))
         return store
+
+
+def record_removals(index: Index, audit: ToolAudit) -> Callable[[], None]:
+    """Make ``index.remove`` collect what it removes; the returned function records it.
+
+    ``dicomwire index rebuild`` removes the rows of instances whose files are gone: the
+    node no longer holds them. Recorded as DICOM Instances Accessed, action D (A.5.3.6),
+    one message per patient with its studies and SOP classes (read from the row before it
+    goes), the tool as the accessor. Nothing is collected without ``--audit``.
+    """
+    if not audit.enabled:
+        return lambda: None
+    from pydicom import Dataset
+
+    remove = index.remove
+    removed: dict[tuple[str, str | None], dict[str, Counter[str]]] = {}
+
+    def audited_remove(sop_instance_uid: str) -> bool:
+        query = Dataset()
+        query.QueryRetrieveLevel = "IMAGE"
+        query.SOPInstanceUID = sop_instance_uid
+        for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "SOPClassUID"):
+            setattr(query, keyword, "")
+        rows: list[Dataset] = []
+        with contextlib.suppress(Exception):  # a row that cannot be read is still removed
+            rows = list(index.find("IMAGE", query))
+        done = remove(sop_instance_uid)
+        for row in rows[:1] if done else ():
+            studies = removed.setdefault(_patient(row), {})
+            study = str(row.get("StudyInstanceUID", "") or "") or "-"
+            studies.setdefault(study, Counter())[str(row.get("SOPClassUID", ""))] += 1
+        return done
+
+    def flush() -> None:
+        accessor = audit.us(None)
+        for patient, studies in removed.items():
+            count = sum(sum(c.values()) for c in studies.values())
+            audit.record(
+                m.instances_accessed(
+                    audit.source,
+                    action="D",
+                    accessors=[accessor],
+                    patient=patient,
+                    studies=[m.study_object(u, sorted(c.items())) for u, c in studies.items()],
+                    description=f"{count} index row(s) of deleted files removed",
+                )
+            )
+        removed.clear()
+
+    index.remove = audited_remove  # type: ignore[method-assign]
+    return flush
 
 
 def record_orders(

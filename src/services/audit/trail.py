@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import logging
 import os
 import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -152,7 +153,13 @@ class Sink:
 
 
 class FileSink(Sink):
-    """Append one message per line to ``path``; rotate to ``path.1``... past ``max_bytes``."""
+    """Append one message per line to ``path``; rotate to ``path.1``... past ``max_bytes``.
+
+    Several processes may share the file (``dicomwire serve --workers N``): each append,
+    the size check and the rotation happen under an exclusive ``flock`` on ``path.lock``,
+    so a message is never split nor written into a file another process is renaming, and
+    only the writer whose message crossed ``max_bytes`` rotates (once).
+    """
 
     retries = True
 
@@ -160,16 +167,20 @@ class FileSink(Sink):
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._thread_lock = threading.Lock()
 
     def send(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "ab") as file:
-            file.write(data + b"\n")
-            size = file.tell()
-        if self.max_bytes and size >= self.max_bytes:
-            self._rotate()
+        with self._thread_lock, _exclusive(self.lock_path):
+            with open(self.path, "ab") as file:
+                file.write(data + b"\n")
+                size = file.tell()
+            if self.max_bytes and size >= self.max_bytes:
+                self._rotate()
 
     def _rotate(self) -> None:
+        """Shift ``path.N`` to ``path.N+1`` and ``path`` to ``path.1`` (under the lock)."""
         if self.backups <= 0:
             self.path.unlink(missing_ok=True)
             return
@@ -178,6 +189,17 @@ class FileSink(Sink):
             if older.exists():
                 older.replace(self.path.with_name(f"{self.path.name}.{number + 1}"))
         self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock_path`` (shared by every process writing there)."""
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # closing releases the lock
 
 
 class UDPSink(Sink):

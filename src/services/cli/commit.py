@@ -138,7 +138,7 @@ async def request_commitment(
         print(f"commit failed: {exc}", file=sys.stderr)
         return 1
     print_report(report, paths, as_json=getattr(args, "json", False))
-    from ..audit.tool import URI_MEDIA, audit_of  # Data Export (PS3.15 A.5.3.5)
+    from ..audit.tool import URI_MEDIA, audit_of  # Data Export (PS3.15 A.5.3.4)
 
     audit_of(args).exported(paths.values(), media=URI_MEDIA, outcome=4 * (not report.all_committed))
     if not report.all_committed:

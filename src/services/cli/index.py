@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import DicomWireError
+from .flags import add_audit
 
 if TYPE_CHECKING:
     from ..index import Index
@@ -74,6 +75,7 @@ def add_parser(
         )
         action.add_argument("-d", "--debug", action="store_true", help="log everything")
         action.set_defaults(run=run)
+    add_audit(rebuild)  # DICOM Instances Accessed (delete) for the rows it removes
     return parser
 
 
@@ -128,7 +130,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"index {index.path}: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
             return 0
         assert root is not None
-        return _rebuild(index, root, database, verbose=args.verbose or args.debug)
+        from ..audit.tool import audit_of, record_removals
+
+        recorded = record_removals(index, audit_of(args))
+        try:
+            return _rebuild(index, root, database, verbose=args.verbose or args.debug)
+        finally:
+            recorded()
     except DicomWireError as exc:
         print(f"index: {exc}", file=sys.stderr)
         return 1

@@ -196,7 +196,7 @@ async def run(args: argparse.Namespace) -> int:
             print(f"film {film.number}: failed: {film.error}: {names}")
         else:
             print(f"film {film.number}: not printed: {names}")
-    from ..audit.tool import FILM, audit_of  # Data Export on film (PS3.15 A.5.3.5)
+    from ..audit.tool import FILM, audit_of  # Data Export on film (PS3.15 A.5.3.4)
 
     audit_of(args).exported(args.images, media=FILM, outcome=0 if result.ok else 8)
     if not result.ok:

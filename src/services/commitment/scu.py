@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse, NEventReportRQ
 from ...dimse.session import DimseSession, Handler, Request
-from ...dimse.status import NO_SUCH_EVENT_TYPE, PROCESSING_FAILURE, SUCCESS, Status
+from ...dimse.status import NO_SUCH_EVENT_TYPE, PROCESSING_FAILURE, SUCCESS, Category, Status
 from ...errors import DicomTimeoutError, DimseStatusError, LocalProtocolError, TransportError
 from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH
-from ..service import Binding, Service
+from ..service import Binding, ScuActivity, Service, StatusReaction
 from .model import (
     ACTION_TYPE_REQUEST,
     EVENT_TYPE_FAILURES,
@@ -49,9 +49,36 @@ if TYPE_CHECKING:
     from ..client import Client
     from ..node import Node
 
-__all__ = ["PendingCommitments", "ReportInbox", "commit", "describe_status", "references"]
+__all__ = [
+    "COMMITMENT_ACTIVITY",
+    "PendingCommitments",
+    "ReportInbox",
+    "commit",
+    "describe_status",
+    "references",
+]
 
 log = logging.getLogger("dicomwire.services.commitment")
+
+#: What :func:`commit` (and ``dicomwire commit``) do with the N-ACTION's status.
+COMMITMENT_ACTIVITY = ScuActivity(
+    "Ask for commitment",
+    "dicomwire commit, store --commit; commit",
+    (STORAGE_COMMITMENT_SOP_CLASS,),
+    "N-ACTION (and N-EVENT-REPORT answered as SCP)",
+    (
+        StatusReaction(Category.SUCCESS, "the request is taken: the report is awaited (--timeout)"),
+        StatusReaction(
+            Category.WARNING,
+            "not taken as a success: DimseStatusError; no report is awaited; commit exits 1",
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "DimseStatusError with the status and Error Comment; no report is awaited; "
+            "commit exits 1",
+        ),
+    ),
+)
 
 Instance = str | Path | tuple[str, str] | Any  # a file, (class, instance) or a Dataset
 

@@ -25,22 +25,52 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...dimse.status import DUPLICATE_SOP_INSTANCE
+from ...dimse.status import DUPLICATE_SOP_INSTANCE, Category
 from ...errors import DicomWireError, DimseStatusError, LocalProtocolError
 from ..jobs import Job, JobQueue, JobRunner, RetryPolicy
+from ..service import ScuActivity, StatusReaction
 
 if TYPE_CHECKING:
     from ...ul.timeouts import Timeouts
     from ...ul.tls import TLSConfig
     from ..directory import RemoteAE
 
-__all__ = ["RELAY_KIND", "MPPSRelay"]
+__all__ = ["MPPS_RELAY_ACTIVITY", "RELAY_KIND", "MPPSRelay"]
 
 log = logging.getLogger("dicomwire.services.mpps.relay")
 
 #: The job kind of relayed MPPS messages in the node's queue.
 RELAY_KIND = "mpps-relay"
 MPPS_SOP_CLASS = "1.2.840.10008.3.1.2.3.3"
+
+#: What :meth:`MPPSRelay.deliver` does with the status a destination answers.
+MPPS_RELAY_ACTIVITY = ScuActivity(
+    "Relay procedure steps",
+    "the node's MPPS relay ([mpps] relay_to)",
+    (MPPS_SOP_CLASS,),
+    "N-CREATE, N-SET",
+    (
+        StatusReaction(Category.SUCCESS, "delivered: the job is done (an INFO log line)"),
+        StatusReaction(Category.WARNING, "delivered, as success"),
+        StatusReaction(
+            Category.FAILURE,
+            "to an N-CREATE: an earlier attempt got through, delivered (to an N-SET: "
+            "refused, as below)",
+            (DUPLICATE_SOP_INSTANCE,),
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "out of resources: retried with back-off until the retry policy's max_attempts, "
+            "then failed (kept in the job queue, an ERROR log line)",
+            ((0xA700, 0xA7FF),),
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "refused: given up at once; the job fails and stays in the queue for the "
+            "operator (an ERROR log line)",
+        ),
+    ),
+)
 N_CREATE = "N-CREATE"
 N_SET = "N-SET"
 

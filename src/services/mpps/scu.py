@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...dimse.status import Status
+from ...dimse.status import Category, Status
 from ...errors import DimseStatusError, ValidationError
+from ..service import ScuActivity, StatusReaction
 from .attributes import COMPLETED, DISCONTINUED, IN_PROGRESS
 from .service import MPPS_SOP_CLASS
 
@@ -27,12 +28,31 @@ if TYPE_CHECKING:
     from ..client import Client
 
 __all__ = [
+    "MPPS_ACTIVITY",
     "completion",
     "create_step",
     "series_from_files",
     "set_step",
     "step_from_worklist",
 ]
+
+#: What create_step / set_step (and ``dicomwire mpps``) do with the status received.
+MPPS_ACTIVITY = ScuActivity(
+    "Report a procedure step",
+    "dicomwire mpps create / set; create_step, set_step",
+    (MPPS_SOP_CLASS,),
+    "N-CREATE, N-SET",
+    (
+        StatusReaction(Category.SUCCESS, "the step is created or set; mpps exits 0"),
+        StatusReaction(
+            Category.WARNING, "accepted as done (set_step returns the status); mpps exits 0"
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "DimseStatusError with the status and Error Comment; mpps prints it, exits 1",
+        ),
+    ),
+)
 
 #: Copied from a worklist item into each Scheduled Step Attributes Sequence item.
 _FROM_REQUESTED = (

@@ -38,6 +38,7 @@ from ...dimse.status import Category, ServiceClass, Status
 from ...errors import DicomWireError, DimseStatusError, LocalProtocolError
 from ...ul.association import Timeouts
 from ...ul.tls import TLSConfig
+from ..service import ScuActivity, StatusReaction
 from .model import (
     ACTION_PRINT,
     BASIC_COLOR_IMAGE_BOX,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from ..client import Client, NResult
 
 __all__ = [
+    "PRINT_ACTIVITY",
     "FilmResult",
     "PrintJob",
     "PrintOptions",
@@ -73,6 +75,35 @@ log = logging.getLogger("dicomwire.services.print")
 PRINT_WARNINGS = frozenset((0xB603, 0xB604, 0xB609, 0xB60A))
 #: What ``--accept-warnings`` accepts: the scanner's configurable ones.
 CONFIGURABLE_WARNINGS = frozenset((0x0001, 0x0107, 0x0116, 0xB605))
+
+#: What PrintJob._check (and ``dicomwire print``) do with the status of each request.
+PRINT_ACTIVITY = ScuActivity(
+    "Print films",
+    "dicomwire print; print_images",
+    (BASIC_GRAYSCALE_PRINT_META, BASIC_COLOR_PRINT_META),
+    "N-GET, N-CREATE, N-SET, N-ACTION, N-DELETE",
+    (
+        StatusReaction(Category.SUCCESS, "the step is done; print exits 0"),
+        StatusReaction(
+            Category.WARNING,
+            "to the print N-ACTION: the film is printed with the warning (logged, a "
+            "`warning:` line); print exits 0. To another request: as other warnings",
+            tuple(sorted(PRINT_WARNINGS)),
+        ),
+        StatusReaction(
+            Category.WARNING,
+            "an error (`warning not accepted`), print exits 1; unless accepted "
+            "(--accept-warnings: "
+            + ", ".join(f"{code:04X}" for code in sorted(CONFIGURABLE_WARNINGS))
+            + "; --accept-warning HEX): then logged, listed as `warning:`, print exits 0",
+        ),
+        StatusReaction(
+            Category.FAILURE,
+            "DimseStatusError naming the request and its Error Comment; the film is not "
+            "printed; print exits 1",
+        ),
+    ),
+)
 
 
 @dataclass(slots=True)

@@ -13,8 +13,12 @@ import datetime
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ...dimse.status import Category
 from ...errors import ValidationError
 from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH
+from ..client import FIND_REACTIONS
+from ..qr.models import QUERY_MODELS
+from ..service import ScuActivity, StatusReaction
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -22,7 +26,31 @@ if TYPE_CHECKING:
     from ...ul.association import Timeouts
     from ...ul.tls import TLSConfig
 
-__all__ = ["RETURN_KEYS", "STEP_RETURN_KEYS", "date_range", "query_worklist", "worklist_identifier"]
+__all__ = [
+    "WORKLIST_ACTIVITY",
+    "RETURN_KEYS",
+    "STEP_RETURN_KEYS",
+    "date_range",
+    "query_worklist",
+    "worklist_identifier",
+]
+
+#: Worklist queries go through Client.find, with its reactions (conformance statement),
+#: except a failure: query_worklist returns the matches only when the query completed.
+WORKLIST_ACTIVITY = ScuActivity(
+    "Query a worklist",
+    "dicomwire worklist query; query_worklist",
+    (QUERY_MODELS[("worklist", "find")],),
+    "C-FIND",
+    (
+        *(row for row in FIND_REACTIONS if row.category is not Category.FAILURE),
+        StatusReaction(
+            Category.FAILURE,
+            "query_worklist raises DimseStatusError (status, Error Comment); the matches "
+            "received are not returned; worklist query prints the status and exits 1",
+        ),
+    ),
+)
 
 #: Return keys asked for by default outside the step sequence (PS3.4 Table K.6-1).
 RETURN_KEYS = (
