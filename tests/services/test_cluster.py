@@ -90,9 +90,9 @@ def make_runs(directory: Path, runs: int, per_run: int) -> list[Run]:
 
 def storescu(port: int, files: list[Path], sender: str) -> tuple[int, set[Path]]:
     """One DCMTK ``storescu`` run: its exit status and the files it saw confirmed."""
+    command = [find_dcmtk_tool("storescu"), "-v", "-aet", sender, "-aec", NODE_AE]
     done = subprocess.run(
-        [find_dcmtk_tool("storescu"), "-v", "-aet", sender, "-aec", NODE_AE, LOCALHOST, str(port)]
-        + list(map(str, files)),
+        [*command, LOCALHOST, str(port), *map(str, files)],
         capture_output=True,
         text=True,
         timeout=120,
