@@ -167,10 +167,11 @@ class Cluster:
     """PostgreSQL, ``nodes`` ``dicomwire serve`` processes and HAProxy on 127.0.0.1.
 
     Every node has the same AE title, the storage root ``directory/storage`` and the
-    database ``database_url`` (a throwaway PostgreSQL when None). ``node_tables`` is TOML
-    appended to each node's configuration (tables only: ``[[nodes]]``,
-    ``[storage_commitment]``...). Use it as a context manager or call :meth:`start` and
-    :meth:`stop`.
+    database ``database_url`` (a throwaway PostgreSQL when None), and an audit trail of its
+    own (``directory/<name>-audit.log``, AuditSourceID ``<AE title>-<name>``).
+    ``node_tables`` is TOML appended to each node's configuration (tables only, not
+    ``[storage]`` or ``[audit]``: ``[[nodes]]``, ``[storage_commitment]``...). Use it as a
+    context manager or call :meth:`start` and :meth:`stop`.
     """
 
     directory: Path
@@ -243,6 +244,10 @@ class Cluster:
             f'database = "{self.database_url}"\n'
             f'health_check_callers = ["{HEALTH_CHECK_AE_TITLE}"]\n'
             f'[storage]\nroot = "{self.storage_root}"\nfsync = {str(self.fsync).lower()}\n'
+            # each node its own audit trail and AuditSourceID: the default file lives in
+            # the (shared) storage root, and the AE title is every node's
+            f'[audit]\ndestinations = ["file:{self.directory / name}-audit.log"]\n'
+            f'source_id = "{self.ae_title}-{name}"\n'
             f"{self.node_tables}"
         )
         return ClusterNode(name, port, config, self.directory / f"{name}.log")

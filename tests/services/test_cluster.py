@@ -235,7 +235,8 @@ def test_ten_senders_through_haproxy_store_each_instance_once(
     """10 parallel storescu runs of 100 files through HAProxy to 3 nodes: 1000 rows, one
     file each; C-FIND through every node and through HAProxy finds the 10 studies whole;
     a C-MOVE through HAProxy sends a study to storescp (from whichever node served it).
-    The health checks (every 0.5 s on each node) leave no line in the nodes' ``-v`` log."""
+    The health checks (every 0.5 s on each node) leave no line in the nodes' ``-v`` log
+    and no record in their audit trails."""
     running, url, _ = cluster
     runs = make_runs(tmp_path, 10, 100)
     with ThreadPoolExecutor(len(runs)) as senders:
@@ -270,8 +271,12 @@ def test_ten_senders_through_haproxy_store_each_instance_once(
     assert result.ok and result.completed == 100 and result.failed == 0
     received = {dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in moved.iterdir()}
     assert received == set(runs[0].uids.values())
-    for node in running.members:
+    audits = [running.directory / f"{node.name}-audit.log" for node in running.members]
+    for node, audit in zip(running.members, audits, strict=True):
         assert HEALTH_CHECK_AE_TITLE not in node.log.read_text(errors="replace")
+        assert HEALTH_CHECK_AE_TITLE not in audit.read_text(errors="replace")
+        assert f"{NODE_AE}-{node.name}" in audit.read_text()  # its own trail, naming itself
+    assert any("SENDER0" in audit.read_text() for audit in audits)
 
 
 def test_a_node_killed_under_the_senders_loses_nothing_confirmed(
