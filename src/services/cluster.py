@@ -46,7 +46,7 @@ __all__ = [
 #: ``health_check_callers`` so its associations are logged at DEBUG, not INFO.
 HEALTH_CHECK_AE_TITLE = "HAPROXY-CHECK"
 
-#: The DICOM port HAProxy listens on and the nodes' AE title when none is given.
+#: The nodes' AE title when none is given.
 DEFAULT_AE_TITLE = "DICOMWIRE"
 
 
