@@ -38,6 +38,7 @@ __all__ = [
     "Cluster",
     "ClusterNode",
     "haproxy_config",
+    "haproxy_server_states",
     "health_check_release",
     "health_check_request",
 ]
@@ -76,15 +77,18 @@ def haproxy_config(
     ae_title: str = DEFAULT_AE_TITLE,
     check_ae_title: str = HEALTH_CHECK_AE_TITLE,
     check_interval: float = 2.0,
+    check_timeout: float = 5.0,
     stats_socket: Path | None = None,
 ) -> str:
     """HAProxy's configuration: TCP mode, least connections, the DICOM health check.
 
     ``nodes`` are (host, port); ``listen`` is where modalities connect. A node is taken
     out after two failed checks and back after two good ones (``check_interval`` apart);
-    a connection refused by a node is retried on another (``redispatch``).
+    a connection refused by a node is retried on another (``redispatch``). A node that
+    does not answer the check within ``check_timeout`` fails it.
     """
     interval_ms = max(100, round(check_interval * 1000))
+    timeout_ms = max(100, round(check_timeout * 1000))
     associate_ac, release_rp = f"{PDUType.A_ASSOCIATE_AC:02x}", f"{PDUType.A_RELEASE_RP:02x}"
     lines = [
         "# Written by dicomwire (dicomwire.services.cluster.haproxy_config); docs/scale-out.md",
@@ -102,7 +106,7 @@ def haproxy_config(
         "    # the nodes' own idle timeout ends it first",
         "    timeout client 1h",
         "    timeout server 1h",
-        "    timeout check 5s",
+        f"    timeout check {timeout_ms}ms",
         "    retries 3",
         "    option redispatch",
         "",
@@ -130,6 +134,29 @@ def haproxy_config(
         for number, (host, port) in enumerate(nodes, 1)
     ]
     return "\n".join(lines) + "\n"
+
+
+def haproxy_server_states(stats_socket: Path) -> dict[str, str]:
+    """The backend's servers and their states (``UP``, ``DOWN``...), from HAProxy's stats
+    socket (``show stat``)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(stats_socket))
+        sock.sendall(b"show stat\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    lines = b"".join(chunks).decode(errors="replace").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    header = lines[0][2:].split(",")
+    name, state = header.index("svname"), header.index("status")
+    rows = [line.split(",") for line in lines[1:] if line]
+    return {
+        row[name]: row[state]
+        for row in rows
+        if row[0] == "nodes" and row[name] not in ("BACKEND", "FRONTEND")
+    }
 
 
 def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -269,25 +296,8 @@ class Cluster:
             node.process.wait(timeout=10)
 
     def server_states(self) -> dict[str, str]:
-        """HAProxy's view: each server's name to its state (``UP``, ``DOWN``...)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.stats_socket))
-            sock.sendall(b"show stat\n")
-            chunks = []
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        lines = b"".join(chunks).decode(errors="replace").splitlines()
-        if not lines or not lines[0].startswith("# "):
-            return {}
-        header = lines[0][2:].split(",")
-        name, state = header.index("svname"), header.index("status")
-        rows = [line.split(",") for line in lines[1:] if line]
-        return {
-            row[name]: row[state]
-            for row in rows
-            if row[0] == "nodes" and row[name] not in ("BACKEND", "FRONTEND")
-        }
+        """HAProxy's view: each node's server name to its state (``UP``, ``DOWN``...)."""
+        return haproxy_server_states(self.stats_socket)
 
     def wait_for_servers(self, up: int, timeout: float = 30.0) -> dict[str, str]:
         """Wait until exactly ``up`` servers are UP in HAProxy (its checks passed)."""

@@ -9,10 +9,13 @@ order (the second kills a node and starts it again, the third kills another for 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +36,7 @@ from dicomwire.services.cluster import (
     HEALTH_CHECK_AE_TITLE,
     Cluster,
     haproxy_config,
+    haproxy_server_states,
     health_check_release,
     health_check_request,
 )
@@ -277,6 +281,70 @@ def test_ten_senders_through_haproxy_store_each_instance_once(
         assert HEALTH_CHECK_AE_TITLE not in audit.read_text(errors="replace")
         assert f"{NODE_AE}-{node.name}" in audit.read_text()  # its own trail, naming itself
     assert any("SENDER0" in audit.read_text() for audit in audits)
+
+
+def test_the_dicom_check_takes_out_nodes_that_still_accept_tcp(
+    cluster: tuple[Cluster, str, int], tmp_path: Path
+) -> None:
+    """What a plain TCP check would miss (docs/scale-out.md): a node whose AE title is not
+    the one asked for rejects the check (A-ASSOCIATE-RJ), and a stopped node (SIGSTOP:
+    the kernel still completes TCP handshakes) never answers; HAProxy takes both out and
+    brings the stopped one back after SIGCONT. Real HAProxy processes, fast checks."""
+    running, _, _ = cluster
+    good, stuck = running.members[0], running.members[1]
+    servers = [(LOCALHOST, good.port), (LOCALHOST, stuck.port)]
+    haproxy = find_tool("haproxy", "apt-get install haproxy")
+    fast = {"check_interval": 0.2, "check_timeout": 0.5}
+    started = []
+    for name, ae_title in (("right", NODE_AE), ("wrong", "NOT-THE-NODE")):
+        config = tmp_path / f"{name}.cfg"
+        socket_path = tmp_path / f"{name}.sock"
+        listen = (LOCALHOST, get_free_tcp_port())
+        config.write_text(
+            haproxy_config(
+                servers, listen=listen, ae_title=ae_title, stats_socket=socket_path, **fast
+            )
+        )
+        process = subprocess.Popen(
+            [haproxy, "-db", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append((process, socket_path))
+
+    def states(socket_path: Path, wanted: dict[str, str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                found = haproxy_server_states(socket_path)
+            if found == wanted:
+                break
+            time.sleep(0.05)
+        return found
+
+    assert stuck.process is not None
+    try:
+        (_, right_socket), (_, wrong_socket) = started
+        assert states(right_socket, {"node1": "UP", "node2": "UP"}) == {
+            "node1": "UP",
+            "node2": "UP",
+        }
+        os.kill(stuck.pid, signal.SIGSTOP)
+        assert states(right_socket, {"node1": "UP", "node2": "DOWN"})["node2"] == "DOWN"
+        with socket.create_connection((LOCALHOST, stuck.port), timeout=2):
+            pass  # ...while the stopped node still accepts TCP connections
+        os.kill(stuck.pid, signal.SIGCONT)
+        assert states(right_socket, {"node1": "UP", "node2": "UP"})["node2"] == "UP"
+        assert states(wrong_socket, {"node1": "DOWN", "node2": "DOWN"}) == {
+            "node1": "DOWN",
+            "node2": "DOWN",
+        }
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+        for process, _ in started:
+            stop_process(process)
+    running.wait_for_servers(up=3)  # the cluster's own HAProxy saw the stop too
 
 
 def test_a_node_killed_under_the_senders_loses_nothing_confirmed(
