@@ -7,6 +7,7 @@ AET    ?= DICOMWIRE
 DATA   ?= ./data
 
 .PHONY: serve test lint typecheck pytest bench fuzz fuzz-ci dcmtk peers clean
+.PHONY: cluster
 
 # The venv itself; Debian's python3 needs python3-venv, which root can install.
 $(PY):
@@ -32,7 +33,7 @@ serve: $(VENV)/.installed
 # The real peers the tests require (Debian packages): DCMTK, Orthanc (with its worklists
 # plugin), rsyslog with its TLS driver (audit trail), PostgreSQL (the shared backend).
 # Installed when missing and running as root; in CI (CI=true) a missing peer fails.
-PEER_PACKAGES = dcmtk orthanc rsyslog rsyslog-gnutls postgresql
+PEER_PACKAGES = dcmtk orthanc rsyslog rsyslog-gnutls postgresql haproxy
 dcmtk peers:
 	@missing=""; for package in $(PEER_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$package"; done; \
@@ -96,3 +97,14 @@ fuzz-ci: $(VENV)/.installed-dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks fuzz/corpus fuzz/crashes bench/.cache
+
+# Several nodes behind HAProxy sharing a throwaway PostgreSQL (docs/scale-out.md): starts
+# them on free ports of 127.0.0.1, prints how to send to them, Ctrl-C stops them all.
+CLUSTER_NODES ?= 3
+CLUSTER_PORT  ?= 0
+$(VENV)/.installed-postgres: $(PY) pyproject.toml
+	$(PY) -m pip install -q -e '.[postgres]'
+	@touch $(VENV)/.installed $@
+
+cluster: $(VENV)/.installed-postgres peers
+	$(VENV)/bin/dicomwire cluster --nodes $(CLUSTER_NODES) --port $(CLUSTER_PORT) --aet $(AET)

@@ -42,6 +42,7 @@ __all__ = [
     "DimseStatusError",
     "IndexUnavailableError",
     "InvalidQueryError",
+    "LaunchError",
     "LocalProtocolError",
     "NoAcceptedContextError",
     "PDUError",
@@ -299,3 +300,15 @@ class DimseStatusError(DicomWireError):
         self.comment = comment
         self.permanent = not 0xA700 <= status <= 0xA7FF  # out of resources may pass
         super().__init__(f"{self.status}{': ' + comment if comment else ''}")
+
+
+class LaunchError(DicomWireError):
+    """A program a local try-out needs (PostgreSQL, HAProxy, a node) is missing or did not
+    start; the message carries its output. ``missing`` tells an absent program apart."""
+
+    reason = "launch-failed"
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+        self.permanent = missing

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL cluster for the tests: ``initdb`` in a temp dir, ``pg_ctl start``.
+"""A throwaway PostgreSQL cluster for the tests: ``initdb`` in a temp dir, ``pg_ctl start``
+(:mod:`dicomwire.services.postgres.throwaway`, which ``dicomwire cluster`` uses too).
 
 One server per test session (started by the first test that asks, stopped when the last
 user's session fixture ends, ``atexit`` as a safety net); each test gets a database of
@@ -14,115 +15,28 @@ import atexit
 import contextlib
 import itertools
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import get_free_tcp_port, import_or_fail, skip_or_fail
+from dicomwire.errors import LaunchError
+from dicomwire.services.postgres.throwaway import ThrowawayPostgres, start_throwaway_postgres
+from tests.conftest import import_or_fail, skip_or_fail
 
-
-@dataclass
-class PostgresServer:
-    directory: Path
-    port: int
-    run_as: list[str]
-    bin: Path
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def restart(self) -> None:
-        """Restart the server (fast shutdown: every connection is closed)."""
-        data, log = str(self.directory / "data"), str(self.directory / "log")
-        # -l: else the server inherits our pipes and the run waits for it to end
-        pg_ctl = [*self.run_as, str(self.bin / "pg_ctl"), "-D", data, "-l", log]
-        _run([*pg_ctl, "-m", "fast", "-w", "restart"], 90)
-
-    def stop(self) -> None:
-        subprocess.run(
-            [
-                *self.run_as,
-                str(self.bin / "pg_ctl"),
-                "-D",
-                str(self.directory / "data"),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-#: initdb: trust (only 127.0.0.1 and the private socket), no fsync, byte-order collation.
-INITDB = ("-A", "trust", "--no-sync", "--locale=C", "-E", "UTF8")
-#: pg_ctl start: wait until it accepts connections, at most 60 s.
-START = ("-w", "-t", "60", "start")
-
-
-def _run(argv: list[str], timeout: float) -> None:
-    """Run a PostgreSQL tool; its output in the error when it fails."""
-    done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr).decode(errors="replace")
-        raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {output}")
-
-
-def _bin_dir() -> Path:
-    base = Path("/usr/lib/postgresql")
-    found = sorted(
-        base.glob("*/bin/initdb"),
-        key=lambda p: [int(n) for n in p.parent.parent.name.split(".") if n.isdigit()],
-    )
-    if not found:
-        skip_or_fail("PostgreSQL is not installed (apt-get install postgresql)")
-    return found[-1].parent
+#: The server class lives in src (``dicomwire cluster`` starts one too): one place.
+PostgresServer = ThrowawayPostgres
 
 
 def start_server() -> PostgresServer:
-    """initdb and start a cluster; stop it with :meth:`PostgresServer.stop`."""
+    """initdb and start a cluster (a skip, or a failure in CI, when it cannot be had)."""
     import_or_fail("psycopg")
-    bin_dir = _bin_dir()
-    directory = Path(tempfile.mkdtemp(prefix="dicomwire-pg-"))
-    run_as: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            user = pwd.getpwnam("postgres")
-        except KeyError:
-            skip_or_fail("running as root and there is no postgres user to run PostgreSQL")
-        os.chown(directory, user.pw_uid, user.pw_gid)
-        run_as = ["runuser", "-u", "postgres", "--"]
-    data = directory / "data"
-    log = str(directory / "log")
     try:
-        _run(
-            [*run_as, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", *INITDB],
-            120,
-        )
-        port = get_free_tcp_port()
-        options = (
-            f"-F -p {port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        )
-        _run(
-            [*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, *START],
-            90,
-        )
-    except BaseException:
-        if Path(log).exists():
-            print(Path(log).read_text(errors="replace"))  # the server's reason, in the report
-        shutil.rmtree(directory, ignore_errors=True)
+        return start_throwaway_postgres()
+    except LaunchError as exc:
+        if exc.missing:
+            skip_or_fail(str(exc))
         raise
-    return PostgresServer(directory, port, run_as, bin_dir)
 
 
 _lock = threading.Lock()

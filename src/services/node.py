@@ -116,6 +116,9 @@ class NodeConfig:
     #: empty means ``<storage root>/.dicomwire/node.sqlite`` (see :func:`database_path`);
     #: a ``postgresql://`` URL shares the Q/R index between nodes (docs/scale-out.md).
     database: str | Path | None = None
+    #: Calling AE titles of load balancer health checks (``HAPROXY-CHECK``): their
+    #: associations are summarised at DEBUG, not INFO, so ``-v`` is not one line per check.
+    health_check_callers: list[str] = field(default_factory=list)
 
 
 def database_path(config: NodeConfig) -> Path:
@@ -434,8 +437,13 @@ class Node:
             ending = exc
             raise
         finally:
-            if association_log.isEnabledFor(logging.INFO):
-                self._summarize(association, session, time.monotonic() - started, ending)
+            negotiated = association.negotiated
+            quiet = negotiated is not None and (
+                negotiated.remote_ae_title.strip() in self.config.health_check_callers
+            )
+            level = logging.DEBUG if quiet else logging.INFO
+            if association_log.isEnabledFor(level):
+                self._summarize(association, session, time.monotonic() - started, ending, level)
 
     def _summarize(
         self,
@@ -443,13 +451,15 @@ class Node:
         session: DimseSession,
         seconds: float,
         ending: BaseException | None,
+        level: int = logging.INFO,
     ) -> None:
         tally = AssociationTally()
         with contextlib.suppress(KeyError):
             tally = self.storage.tally(session)
         error = ending if isinstance(ending, DicomWireError) else association.error
         negotiated = association.negotiated
-        association_log.info(
+        association_log.log(
+            level,
             "association from %s at %s: %d stored, %d refused, %d bytes in %.3f s (%s)",
             negotiated.remote_ae_title if negotiated is not None else "?",
             peer_text(association.peer_address),

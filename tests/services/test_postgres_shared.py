@@ -509,3 +509,43 @@ def test_dcmtk_stores_through_one_serve_and_finds_through_another(url: str, tmp_
     files = [p for root in roots for p in root.rglob("*.dcm") if ".incoming" not in p.parts]
     assert len(rows) == len(sources)
     assert sorted(map(str, files)) == sorted(map(str, rows.values()))
+
+
+def test_commit_add_flushes_synchronously_only_for_durable_additions(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row written after the rename commits with ``synchronous_commit = off`` when the
+    addition is not durable (as its intent, and SQLite's ``synchronous=NORMAL``): one WAL
+    flush less per instance; a durable addition keeps its synchronous commit. Either way
+    the row is visible to another connection as soon as ``commit_add`` returns."""
+    from dicomwire.services.postgres import index as postgres_index
+
+    settings: list[str] = []
+    complete = postgres_index._complete
+
+    def spying(conn: Any, token: int, staged: Any) -> str:
+        settings.append(conn.execute("SHOW synchronous_commit").fetchone()[0])
+        return complete(conn, token, staged)
+
+    monkeypatch.setattr(postgres_index, "_complete", spying)
+    writer, reader = PostgresIndex(url), PostgresIndex(url)
+    try:
+        for ds, durable in zip(instances(2), (False, True), strict=True):
+            staged = tmp_path / f"{ds.SOPInstanceUID}.part"
+            staged.write_bytes(b"x" * 20)
+            target = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+            token = writer.prepare_add(
+                entry_from_dataset(ds),
+                target,
+                ExplicitVRLittleEndian,
+                20,
+                staged=staged,
+                durable=durable,
+            )
+            os.replace(staged, target)
+            assert writer.commit_add(token)
+            assert reader.locate(str(ds.SOPInstanceUID)) == target
+    finally:
+        writer.close()
+        reader.close()
+    assert settings == ["off", "on"]

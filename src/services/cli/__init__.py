@@ -17,7 +17,8 @@
   statement (PS3.2), Markdown or HTML, :mod:`.conformance`;
 - ``dicomwire certs DIR`` — a test CA and certificates for trying TLS, :mod:`.certs`;
 - ``dicomwire probe HOST PORT`` — the PS3.8/PS3.7 conformance prober,
-  :mod:`dicomwire.testing.probe_cli`.
+  :mod:`dicomwire.testing.probe_cli`;
+- ``dicomwire cluster`` — nodes behind HAProxy sharing a throwaway PostgreSQL, :mod:`.cluster`.
 
 Each subcommand module adds its parser (``add_parser``) and sets its runner (``run``: a
 function, or a coroutine function that :func:`main` runs on the event loop); the flags
@@ -36,6 +37,7 @@ from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
 from . import certs, commit, conformance, echo, index, mpps, query, serve, store, worklist
+from . import cluster as cluster_command
 from . import print as print_command
 from .flags import configure_logging
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     index.add_parser(commands)
     conformance.add_parser(commands)
     add_probe_parser(commands).set_defaults(run=run_probe)
+    cluster_command.add_parser(commands)
     return parser
 
 

@@ -231,7 +231,8 @@ class PostgresIndex(Index):
         self.url = url
         self.path = redact(url)  # what the node's banner prints
         self._db = Database(url, _schema(), "pending_owner", max_size=pool_size)
-        self._staged: dict[int, tuple[_Intent, str]] = {}
+        #: This process's prepared additions: the intent, its host, whether it is durable.
+        self._staged: dict[int, tuple[_Intent, str, bool]] = {}
         self._owner_lock = threading.Lock()
         self._owner: int | None = None
         self._owner_conn: Any = None
@@ -306,12 +307,19 @@ class PostgresIndex(Index):
             return int(row[0])
 
         token = self._db.run(record)
-        self._staged[token] = (intent, _HOST)
+        self._staged[token] = (intent, _HOST, durable)
         return token
 
     def commit_add(self, token: int) -> bool:
         staged = self._staged.pop(token, None)
-        return self._db.run(lambda conn: _complete(conn, token, staged)) == "completed"
+        durable = staged is None or staged[2]
+
+        def complete(conn: psycopg.Connection[Any]) -> str:
+            if not durable:  # as its intent: the row is visible at once, flushed shortly
+                conn.execute("SET LOCAL synchronous_commit = off")
+            return _complete(conn, token, staged[:2] if staged is not None else None)
+
+        return self._db.run(complete) == "completed"
 
     def cancel_add(self, token: int) -> None:
         self._staged.pop(token, None)
