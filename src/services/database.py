@@ -11,6 +11,7 @@ index; the queues carry PS3.4 J.3.3 reports and the PS3.4 F.7 relay).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .index import Index, SQLiteIndex
@@ -23,12 +24,15 @@ if TYPE_CHECKING:
     from .node import NodeConfig
 
 __all__ = [
+    "database_location",
     "database_url",
     "is_postgres_url",
+    "job_queue_at",
     "open_index",
     "open_job_queue",
     "open_step_store",
     "open_worklist_store",
+    "step_store_at",
 ]
 
 
@@ -59,28 +63,39 @@ def open_index(config: NodeConfig) -> Index:
 def open_job_queue(config: NodeConfig) -> JobQueue:
     """The node's durable job queue: in PostgreSQL when ``database`` is a URL (shared by
     every node, claims with ``SKIP LOCKED``), else in the node's SQLite file."""
-    url = database_url(config)
-    if url is not None:
+    return job_queue_at(database_location(config))
+
+
+def job_queue_at(location: str | Path) -> JobQueue:
+    """The job queue in the database at ``location``: a PostgreSQL URL or a SQLite file
+    (what a service given its own database, outside a node, opens)."""
+    if is_postgres_url(str(location)):
         from .postgres.jobs import PostgresJobQueue
 
-        return PostgresJobQueue(url)
-    from .node import database_path
-
-    path = database_path(config)
-    return SQLiteJobQueue(path)
+        return PostgresJobQueue(str(location))
+    return SQLiteJobQueue(location)
 
 
 def open_step_store(config: NodeConfig) -> StepStore:
     """The node's MPPS steps (PS3.4 F.7.2): shared in PostgreSQL when ``database`` is a
     URL (an N-SET through any node finds the step an N-CREATE made through another)."""
-    url = database_url(config)
-    if url is not None:
+    return step_store_at(database_location(config))
+
+
+def step_store_at(location: str | Path) -> StepStore:
+    """The MPPS step store in the database at ``location`` (URL or SQLite file)."""
+    if is_postgres_url(str(location)):
         from .postgres.mpps import PostgresStepStore
 
-        return PostgresStepStore(url)
+        return PostgresStepStore(str(location))
+    return StepStore(location)
+
+
+def database_location(config: NodeConfig) -> str | Path:
+    """The node's database: its PostgreSQL URL, else its SQLite file."""
     from .node import database_path
 
-    return StepStore(database_path(config))
+    return database_url(config) or database_path(config)
 
 
 def open_worklist_store(config: NodeConfig) -> WorklistStore:

@@ -61,8 +61,7 @@ from ...errors import ConfigError, DataSetError, DimseStatusError
 from ...ul.identifiers import is_valid_uid
 from ...ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 from ...ul.timeouts import Timeouts
-from ..jobs import JobQueue, RetryPolicy, SQLiteJobQueue
-from ..postgres.connection import is_postgres_url
+from ..jobs import JobQueue, RetryPolicy
 from ..service import Binding, Service, StatusDeclaration, StatusTable
 from .attributes import (
     FINAL_STATES,
@@ -246,11 +245,10 @@ class MPPS(Service):
 
     async def start(self, node: Node) -> None:
         """Open the steps and the relay queue in the node's database; start relaying."""
-        from ..database import database_url
-        from ..node import database_path
+        from ..database import database_location
 
         self.open(
-            self.database or database_url(node.config) or database_path(node.config),
+            self.database or database_location(node.config),
             directory=node.directory,
             calling_ae=node.config.ae_titles[0],
             tls=node.config.tls,
@@ -275,15 +273,10 @@ class MPPS(Service):
                     directory.resolve(title)
                 except Exception as exc:
                     raise ConfigError(f"mpps.relay_to: {exc}", key="relay_to") from None
-        if is_postgres_url(str(database)):  # shared by every node of a cluster
-            from ..postgres.jobs import PostgresJobQueue
-            from ..postgres.mpps import PostgresStepStore
+        from ..database import job_queue_at, step_store_at
 
-            self.store = PostgresStepStore(str(database))
-            self.queue = PostgresJobQueue(str(database))
-        else:
-            self.store = StepStore(database)
-            self.queue = SQLiteJobQueue(database)
+        self.store = step_store_at(database)  # PostgreSQL: shared by every node of a cluster
+        self.queue = job_queue_at(database)
         self._lock = asyncio.Lock()
         if destinations:
             assert directory is not None
