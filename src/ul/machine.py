@@ -460,8 +460,13 @@ class UpperLayer:
     def _ar5(self, event: Event, detail: str) -> list[Effect]:
         return self._stop_artim()
 
-    _ar6 = _dt2  # P-DATA indication while awaiting A-RELEASE-RP
-    _ar7 = _dt1  # P-DATA-TF sent while awaiting the local A-RELEASE response
+    # AR-6 and AR-7 are DT-2 and DT-1 in the release states. Methods, not class-level
+    # aliases (``_ar6 = _dt2``), which mypyc cannot compile (a native class's attribute).
+    def _ar6(self, event: Event, detail: str) -> list[Effect]:
+        return self._dt2(event, detail)  # P-DATA indication while awaiting A-RELEASE-RP
+
+    def _ar7(self, event: Event, detail: str) -> list[Effect]:
+        return self._dt1(event, detail)  # P-DATA-TF sent while awaiting our A-RELEASE-RP
 
     def _ar8(self, event: Event, detail: str) -> list[Effect]:
         self.state = State.STA9 if self.requestor else State.STA10

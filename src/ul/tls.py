@@ -25,7 +25,6 @@ import contextlib
 import ipaddress
 import os
 import ssl
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -135,6 +134,8 @@ def _pem_from_pkcs12(path: Path, password: bytes | None) -> Iterator[tuple[str, 
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    import tempfile  # here, not at the top: a plain-TCP tool never needs it
+
     with tempfile.TemporaryDirectory(prefix="dicomwire-tls-") as directory:
         os.chmod(directory, 0o700)
         cert_path = os.path.join(directory, "cert.pem")
@@ -180,6 +181,8 @@ def server_context(config: TLSConfig) -> ssl.SSLContext:
     if config.certificate is None and config.pkcs12 is None:
         raise TLSError("a TLS acceptor needs a certificate and key (or a PKCS#12 file)")
     context = _context(config, ssl.PROTOCOL_TLS_SERVER)
+    import tempfile
+
     with tempfile.NamedTemporaryFile(suffix=".pem") as dh:
         dh.write(_FFDHE2048)
         dh.flush()

@@ -13,7 +13,6 @@ within ``--timeout``, a failure); 2 for bad usage.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +88,8 @@ def print_report(
     report: CommitmentReport, paths: dict[str, Path], *, as_json: bool = False
 ) -> None:
     """One line per instance (or JSON): committed, failed with the reason, missing."""
+    import json
+
     from ..commitment import describe_status
 
     if as_json:

@@ -18,7 +18,6 @@ Comment on stderr) or cannot be reached, 2 for bad usage or an unreadable file.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +144,8 @@ def _is_hex(text: str) -> bool:
 
 def read_dataset(path: Path) -> Dataset:
     """A data set from DICOM JSON, ``{keyword: value}`` JSON or a DICOM file."""
+    import json
+
     from pydicom import Dataset, dcmread
     from pydicom.errors import InvalidDicomError
 

@@ -25,8 +25,6 @@ the key).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -378,6 +376,8 @@ class _Output:
         self.json: list[dict[str, Any]] = []
         self.writer: Any = None
         if self.kind == "csv":
+            import csv
+
             self.writer = csv.writer(sys.stdout, lineterminator="\n")
             self.writer.writerow([name for name, _ in columns])
 
@@ -392,6 +392,8 @@ class _Output:
 
     def finish(self) -> None:
         if self.kind == "json":
+            import json
+
             json.dump(self.json, sys.stdout, ensure_ascii=False, indent=1)
             sys.stdout.write("\n")
         elif self.kind == "table" and self.rows and self.columns:

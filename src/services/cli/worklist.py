@@ -15,8 +15,6 @@ default node's (``data/.dicomwire/node.sqlite``). ``query`` may be left out.
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -164,6 +162,8 @@ def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStor
     :class:`~dicomwire.errors.ConfigError` for a bad configuration, :class:`OSError`
     when the database cannot be opened (or does not exist and ``create`` is false).
     """
+    import sqlite3
+
     from ..node import SERVICE_TYPES, NodeConfig, database_path, load_config
     from ..worklist import SQLiteWorklistStore, Worklist
 
@@ -224,6 +224,8 @@ def _identifier(args: argparse.Namespace) -> Dataset:
 
 async def run_query(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist query``; the exit status."""
+    import json
+
     from ..worklist import query_worklist
 
     try:
@@ -297,6 +299,8 @@ def format_table(matches: Sequence[Dataset]) -> str:
 
 def run_add(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist add``; the exit status."""
+    import sqlite3
+
     from ..worklist import read_entries
 
     store = _store_or_status(args, create=True, audited=True)
@@ -318,6 +322,9 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist list``; the exit status."""
+    import json
+    import sqlite3
+
     store = _store_or_status(args, create=False)
     if isinstance(store, int):
         return store
@@ -350,6 +357,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_remove(args: argparse.Namespace) -> int:
     """Run ``dicomwire worklist remove``; exit 1 when a key matched nothing."""
+    import sqlite3
+
     store = _store_or_status(args, create=False, audited=True)
     if isinstance(store, int):
         return store
