@@ -411,7 +411,7 @@ def test_a_commitment_accepted_by_one_node_is_reported_by_another(
     assert status == 0 and confirmed == set(first)
     node_a = running.members[0]
     command = [sys.executable, "-m", "dicomwire.services.cli", "commit", "-aet", REQUESTER]
-    command += ["-aec", NODE_AE, "--listen-port", str(report_port), "--timeout", "60"]
+    command += ["-aec", NODE_AE, "--listen-port", str(report_port), "--timeout", "60", "-v"]
     requester = subprocess.Popen(
         [*command, LOCALHOST, str(node_a.port), *map(str, first)],
         stdout=subprocess.PIPE,
@@ -429,8 +429,17 @@ def test_a_commitment_accepted_by_one_node_is_reported_by_another(
                     break
                 time.sleep(0.02)
             assert owed == [("pending",)]
+            # the job is committed before A answers the N-ACTION: kill A only once the
+            # requester has its answer (its INFO line), else the request itself fails
+            assert requester.stderr is not None
+            told = []
+            for line in requester.stderr:
+                told.append(line)
+                if "instances accepted by" in line:
+                    break
             running.kill(node_a)
             output, errors = requester.communicate(timeout=90)
+            errors = "".join(told) + errors
             assert requester.returncode == 0, output + errors
             assert output.count("committed:") == len(first)
             state = db.execute(
