@@ -58,8 +58,11 @@ class FileSystemStorage:
     def place(self, staged: Path, key: Path, *, durable: bool) -> None:
         if durable:
             _fsync(staged)
-        key.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, key)  # atomic: readers see the old file or the new one
+        try:
+            os.replace(staged, key)  # atomic: readers see the old file or the new one
+        except FileNotFoundError:  # the first file of its folder (a new series)
+            key.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, key)
         if durable:
             try:
                 _fsync(key.parent)

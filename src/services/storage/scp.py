@@ -188,8 +188,11 @@ class _ReceivedDataSet:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+            try:
+                self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+            except FileNotFoundError:  # .incoming removed while running: made again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(path, "wb")  # noqa: SIM115
             self._file.write(meta)
         except OSError as exc:
             self._failed(exc)
@@ -412,7 +415,9 @@ class StorageSCP:
                 log.error("cannot store %s: %s", target, exc)
                 return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
         storage = self.storage
-        if storage.exists(target) or (previous is not None and storage.exists(previous)):
+        if storage.exists(target) or (
+            previous is not None and previous != target and storage.exists(previous)
+        ):
             if self.config.duplicates == "keep":
                 log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
