@@ -172,19 +172,19 @@ class Index:
 
     #: Where the index lives, for messages: a file, ``":memory:"``, a URL (no password).
     path: str | Path = ""
-    _storage: StorageBackend | None = None
+    _backend: StorageBackend | None = None
 
     @property
-    def storage(self) -> StorageBackend:
+    def backend(self) -> StorageBackend:
         """Where the indexed files are (:mod:`.storage.backend`): intents and reconcile
         check and remove files through it. The local filesystem unless set."""
-        if self._storage is None:
-            self._storage = _local_storage()
-        return self._storage
+        if self._backend is None:
+            self._backend = _local_storage()
+        return self._backend
 
-    @storage.setter
-    def storage(self, storage: StorageBackend) -> None:
-        self._storage = storage
+    @backend.setter
+    def backend(self, backend: StorageBackend) -> None:
+        self._backend = backend
 
     def open(self) -> None:
         """Connect and create the schema now (it is otherwise done on first use)."""
@@ -222,7 +222,7 @@ class Index:
         transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
         its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
-        identity = self.storage.identity(staged)
+        identity = self.backend.identity(staged)
         if identity is None:
             raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
         intent = _Intent(
@@ -720,7 +720,7 @@ class SQLiteIndex(Index):
     # -- writing ------------------------------------------------------------------------
 
     def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
-        identity = self.storage.identity(path)
+        identity = self.backend.identity(path)
         with self._transaction() as db:
             _insert(db, entry, path, transfer_syntax, size, identity)
 
@@ -744,7 +744,7 @@ class SQLiteIndex(Index):
         if intent is None:  # not prepared by this process: settle it as a reconcile would
             with self._transaction() as db:
                 return self._settle_intent(db, token) == "completed"
-        if self.storage.identity(intent.path) != intent.identity:
+        if self.backend.identity(intent.path) != intent.identity:
             with self._lock:
                 self._settled.append(token)
             return False  # not renamed into place, or another copy was renamed over it
@@ -762,7 +762,7 @@ class SQLiteIndex(Index):
                 entry, identity = intent.entry, intent.identity
                 _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
                 db.execute(_DELETE_INTENT, (token,))
-        _remove_replaced(intent.path, intent.replaces, self.storage)
+        _remove_replaced(intent.path, intent.replaces, self.backend)
         return True
 
     def cancel_add(self, token: int) -> None:
@@ -782,7 +782,7 @@ class SQLiteIndex(Index):
             return "gone"
         db.execute(_DELETE_INTENT, (token,))
         uid, path, replaces, *identity = found
-        storage = self.storage
+        storage = self.backend
         if storage.identity(path) == tuple(identity):
             row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
             if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:

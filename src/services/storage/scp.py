@@ -274,15 +274,15 @@ class StorageSCP:
         self,
         config: StorageConfig,
         index: Index | None = None,
-        storage: StorageBackend = LOCAL_STORAGE,
+        backend: StorageBackend = LOCAL_STORAGE,
     ) -> None:
         self.config = config
         #: Where each stored instance is indexed (None: files only).
         self.index = index
         #: Where the files go (:mod:`.backend`); the index checks them through it too.
-        self.storage = storage
+        self.backend = backend
         if index is not None:
-            index.storage = storage
+            index.backend = backend
         self.root = config.root
         self._resolved_root = config.root.resolve()
         self._inside: dict[Path, bool] = {}
@@ -414,7 +414,7 @@ class StorageSCP:
             except IndexUnavailableError as exc:
                 log.error("cannot store %s: %s", target, exc)
                 return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
-        storage = self.storage
+        storage = self.backend
         if storage.exists(target) or (
             previous is not None and previous != target and storage.exists(previous)
         ):
