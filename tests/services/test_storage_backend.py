@@ -2,8 +2,8 @@
 
 - :class:`FileSystemStorage` places a staged file atomically under its key (a rename keeps
   its identity, so the index can tell the file it prepared), creates missing folders,
-  fsyncs file and folder when durable, and the SCP and the index go through the backend
-  they are given;
+  fsyncs file and folder when durable, and the SCP, the index, C-GET and the commitment
+  check go through the backend they are given;
 - the index entry built from the completeness walk (:func:`entry_from_walk`) is the one
   the separate header scan (:func:`entry_from_head`) builds, for every pydicom test file
   fed in arbitrary fragments;
@@ -19,12 +19,13 @@ import random
 from pathlib import Path
 
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian
 
 import dicomwire
 from dicomwire.services.audit import AuditConfig
+from dicomwire.services.commitment import StorageCommitment
 from dicomwire.services.completeness import CompletenessCheck
 from dicomwire.services.index import (
     INDEXED_TAGS,
@@ -33,6 +34,7 @@ from dicomwire.services.index import (
     entry_from_walk,
 )
 from dicomwire.services.node import Node, NodeConfig
+from dicomwire.services.qr import QueryRetrieve
 from dicomwire.services.storage import Storage, StorageConfig
 from dicomwire.services.storage.backend import LOCAL_STORAGE, FileSystemStorage
 from dicomwire.services.storage.header import HEAD_BYTES
@@ -74,11 +76,16 @@ def test_filesystem_place_is_a_rename_that_keeps_the_identity(tmp_path: Path) ->
 
 def test_the_scp_and_its_index_use_the_backend_given(tmp_path: Path) -> None:
     placed: list[Path] = []
+    read: list[Path] = []
 
     class Recording(FileSystemStorage):
         def place(self, staged: Path, key: Path, *, durable: bool) -> None:
             placed.append(key)
             super().place(staged, key, durable=durable)
+
+        def local_path(self, key: Path | str) -> Path:
+            read.append(Path(key))
+            return super().local_path(key)
 
     ct = Path(get_testdata_file("CT_small.dcm"))  # type: ignore[arg-type]
     index = SQLiteIndex(tmp_path / "index.sqlite")
@@ -87,14 +94,26 @@ def test_the_scp_and_its_index_use_the_backend_given(tmp_path: Path) -> None:
     storage = Storage(stored, index=index, backend=backend)
     assert storage.scp.backend is backend and index.backend is backend
     config = NodeConfig(host="127.0.0.1", port=0, storage=stored, shutdown_grace=1.0)
+    services = [storage, QueryRetrieve(index), StorageCommitment(index=index)]
 
     async def main() -> None:
-        async with (
-            Node(config, [storage]) as node,
-            dicomwire.connect("127.0.0.1", node.port, called_ae="DICOMWIRE", sending=[ct]) as c,
-        ):
-            assert await c.store(ct) == 0
+        async with Node(config, services) as node:
+            async with dicomwire.connect(
+                "127.0.0.1", node.port, called_ae="DICOMWIRE", sending=[ct]
+            ) as client:
+                assert await client.store(ct) == 0
+            async with dicomwire.connect(
+                "127.0.0.1", node.port, called_ae="DICOMWIRE", services=["get"]
+            ) as client:
+                study = {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": header.StudyInstanceUID}
+                assert (await client.get(study, tmp_path / "got")).completed == 1
+        assert read == placed  # C-GET read the file through the backend
+        commitment = services[2]
+        assert isinstance(commitment, StorageCommitment)
+        assert commitment.check([(header.SOPClassUID, header.SOPInstanceUID)]) == [None]
+        assert read == placed * 2  # and so did the commitment check
 
+    header = dcmread(ct, stop_before_pixels=True)
     run_bounded(main(), 60)
     assert len(placed) == 1 and placed[0].is_file()
     assert [path for _, path in index.paths()] == placed

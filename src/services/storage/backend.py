@@ -6,15 +6,16 @@ The storage SCP answers success only once an instance is stored (PS3.4 §B.2.3: 
 (docs/scale-out.md). What they ask of the storage is small, and :class:`StorageBackend`
 names it: make a received file visible atomically under its final key, say whether a key
 holds a file and which one (its identity: a reconcile or a commitment check must tell "the
-file I wrote" from "another copy"), open it for reading, remove it.
+file I wrote" from "another copy"), open it (or give a local path to it) for reading,
+remove it.
 
 :class:`FileSystemStorage` is the one implementation: a local or shared (NFS) filesystem.
 A received file is written under a temporary name in the same filesystem (the SCP's
 ``.incoming``), fsync'd, renamed over its key (atomic on POSIX, NFS included: another
 node sees the whole file or none) and the directory fsync'd, so the name survives a crash.
 An object store would implement the same calls (a multipart upload completed under the
-key, the object's ETag or version as its identity); the key is then the path relative to
-the storage root.
+key, the object's ETag or version as its identity, a local cache for ``local_path``); the
+key is then the path relative to the storage root.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class StorageBackend(Protocol):
 
     def open(self, key: Path | str) -> BinaryIO:
         """The file at ``key``, open for reading (OSError when it cannot be)."""
+
+    def local_path(self, key: Path | str) -> Path:
+        """A path on this host holding the file at ``key``, for the Part 10 readers
+        (C-MOVE/C-GET and the commitment check read files by path)."""
 
     def remove(self, key: Path | str) -> bool:
         """Remove the file at ``key``; False when there was none."""
@@ -85,6 +90,9 @@ class FileSystemStorage:
 
     def open(self, key: Path | str) -> BinaryIO:
         return open(key, "rb")
+
+    def local_path(self, key: Path | str) -> Path:
+        return Path(key)  # the key is the path: nothing to fetch
 
     def remove(self, key: Path | str) -> bool:
         try:
