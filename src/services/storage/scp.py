@@ -29,6 +29,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import re
 import uuid
 import weakref
@@ -121,7 +122,8 @@ class StorageConfig:
 class StoreResult:
     """What a storage sink hands to the C-STORE handler."""
 
-    #: The temporary file holding it (None when discarding, or after a write error).
+    #: The temporary file holding it (None when discarding, after a write error, or once
+    #: renamed into place).
     path: Path | None
     length: int
     error: OSError | None = None
@@ -168,7 +170,16 @@ class _ReceivedDataSet:
     the index entry (one copy of at most :data:`.header.HEAD_BYTES`), and the walk notes
     the header's layout for it."""
 
-    __slots__ = ("_check", "_file", "_head", "dataset_offset", "error", "length", "path")
+    __slots__ = (
+        "_check",
+        "_fd",
+        "_head",
+        "_unwritten",
+        "dataset_offset",
+        "error",
+        "length",
+        "path",
+    )
 
     def __init__(
         self,
@@ -184,25 +195,26 @@ class _ReceivedDataSet:
         self.error: OSError | None = None
         self._check = CompletenessCheck(transfer_syntax, capture, layout=keep_head)
         self._head = bytearray() if keep_head else None
-        self._file = None
+        #: The file meta, written with the first fragment (a small data set: one write).
+        self._unwritten = meta
+        self._fd: int | None = None
         if path is None:
             return
-        try:
+        try:  # unbuffered: each fragment is written as it comes, in one system call
             try:
-                self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
+                self._fd = os.open(path, _CREATE, 0o666)
             except FileNotFoundError:  # .incoming removed while running: made again
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(path, "wb")  # noqa: SIM115
-            self._file.write(meta)
+                self._fd = os.open(path, _CREATE, 0o666)
         except OSError as exc:
             self._failed(exc)
 
     def _failed(self, exc: OSError) -> None:
         self.error = exc
-        if self._file is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+                os.close(self._fd)
+            self._fd = None
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
@@ -213,21 +225,27 @@ class _ReceivedDataSet:
         head = self._head
         if head is not None and len(head) < HEAD_BYTES:
             head += data[: HEAD_BYTES - len(head)]
-        if self._file is None:
+        if self._fd is None:
             return  # discarding, or after an error: swallow the rest of the data set
         try:
-            self._file.write(data)
+            if self._unwritten:
+                _write_all(self._fd, self._unwritten + data)
+                self._unwritten = b""
+            else:
+                _write_all(self._fd, data)
         except OSError as exc:
             self._failed(exc)
 
     async def close(self) -> StoreResult:
-        if self._file is not None:
+        if self._fd is not None:
             try:
-                self._file.flush()
-                self._file.close()
+                if self._unwritten:  # an empty data set: the file meta alone
+                    _write_all(self._fd, self._unwritten)
+                os.close(self._fd)
             except OSError as exc:
+                self._fd = None  # closed even when close() fails (POSIX: do not retry)
                 self._failed(exc)
-            self._file = None
+            self._fd = None
         path = None if self.error else self.path
         check = self._check
         raw = check.raw
@@ -246,6 +264,18 @@ class _ReceivedDataSet:
         if self.path is None:
             return
         self._failed(OSError("association ended before the data set was complete"))
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (a regular file takes it whole; a short write continues)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(view):
+            written += os.write(fd, view[written:])
 
 
 def _uid_text(raw: bytes) -> str:
@@ -353,13 +383,12 @@ class StorageSCP:
             log.error("storing failed: %s", result.error)
             tally.refused += 1
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
-        partial = result.path
         try:
-            response = await self._place(request, partial, result)
+            response = await self._place(request, result.path, result)
         finally:
-            if partial is not None:
+            if result.path is not None:  # not placed (refused, a duplicate kept, an error)
                 with contextlib.suppress(OSError):
-                    partial.unlink()
+                    result.path.unlink()
         if Status(response.status).is_failure:
             tally.refused += 1
         else:
@@ -446,6 +475,7 @@ class StorageSCP:
         except IndexUnavailableError as exc:
             log.error("storing %s failed, no file kept: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, "index write failed")
+        stored.path = None  # renamed into place: no temporary file left to remove
         self.stored += 1
         log.debug("stored %s", target)
         if self._observers:
