@@ -119,7 +119,8 @@ class CompletenessCheck:
         self._capture = capture
         #: The values of the ``capture`` elements met so far, by tag, as encoded.
         self.raw: dict[int, bytes] = {}
-        #: The offset of the first top-level element at or after Pixel Data (None: not met).
+        #: With ``layout``: the offset of the first top-level element at or after Pixel Data
+        #: (None: not met).
         self.header_end: int | None = None
         #: With ``layout``: (start, end, tag, VR or None) of each top-level element of
         #: defined length over :data:`BULK_LIMIT` bytes (not captured), in order.
@@ -195,6 +196,7 @@ class CompletenessCheck:
         position = self._skip
         frames = self._frames
         encoding = frames[-1][1] if frames else self._encoding
+        capture, bulk = self._capture, self.bulk  # bulk: None unless the layout is noted
         while position < end:
             if end - position < 8:
                 break
@@ -222,16 +224,15 @@ class CompletenessCheck:
                     )
                     return
             else:
-                if not frames:
-                    if tag >= _PIXEL_DATA and self.header_end is None:
-                        self.header_end = base + position
-                elif frames[-1][0] == _SEQUENCE:
-                    self._error = (
-                        f"element {_tag_text(tag)} where an item was expected, at byte "
-                        f"{base + position}"
-                    )
-                    return
-                vr = None
+                if frames:
+                    if frames[-1][0] == _SEQUENCE:
+                        self._error = (
+                            f"element {_tag_text(tag)} where an item was expected, at byte "
+                            f"{base + position}"
+                        )
+                        return
+                elif bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
+                    self.header_end = base + position
                 if encoding != _IMPLICIT_LE:
                     vr_struct = _TAG_VR_LENGTH[encoding]
                     assert vr_struct is not None
@@ -254,15 +255,16 @@ class CompletenessCheck:
                     position += header
                     continue
             if not frames:
-                if tag in self._capture:  # a value to keep: short text
+                if tag in capture:  # a value to keep: short text
                     following = position + header + length
                     if following > end and length <= _CAPTURE_LIMIT:
                         break  # cut by the fragment's end: take it whole next time
                     value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
                     self.raw[tag] = bytes(value)
-                elif length > BULK_LIMIT and self.bulk is not None:
+                elif bulk is not None and length > BULK_LIMIT:
                     start = base + position
-                    self.bulk.append((start, start + header + length, tag, vr))
+                    explicit_vr = vr if encoding != _IMPLICIT_LE else None
+                    bulk.append((start, start + header + length, tag, explicit_vr))
             self._tag = tag
             position += header + length
         if position >= end:
