@@ -12,8 +12,10 @@ of undefined length (FFFFFFFFH) is followed through its items and delimiters (PS
 items of defined length are skipped; an item of undefined length is a nested data set,
 walked the same way, up to its Item Delimitation Item). Deflated data sets (PS3.5 §A.5)
 are inflated as they stream, and the deflate stream itself must end. The same walk keeps
-the values of the few top-level elements asked for (``capture``): the SCP's header check
-costs no second walk and no copy of the data set's first bytes.
+the values of the few top-level elements asked for (``capture``), where the header ends
+(the offset of Pixel Data, :attr:`CompletenessCheck.header_end`) and where its large
+top-level values are (``layout``): the SCP's header check and its index entry cost no
+second walk.
 
 The element layout is that of :mod:`.elements` (Implicit VR: 4-byte length; Explicit VR:
 2-byte length, or 4 after two reserved bytes for the long VRs; group FFFE tags: a 4-byte
@@ -33,7 +35,7 @@ from ..uids import (
 )
 from .elements import LONG_VRS, UNDEFINED_LENGTH
 
-__all__ = ["CompletenessCheck", "incompleteness"]
+__all__ = ["BULK_LIMIT", "CompletenessCheck", "incompleteness"]
 
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
@@ -53,6 +55,10 @@ _LENGTH32 = (struct.Struct("<L"), struct.Struct("<L"), struct.Struct(">L"))
 
 #: A captured value longer than this is kept as "" (a UI value has at most 64 bytes).
 _CAPTURE_LIMIT = 1024
+#: Top-level values longer than this are listed in :attr:`CompletenessCheck.bulk`.
+BULK_LIMIT = 1024
+#: Where a data set's header ends: Pixel Data (7FE0,0010) or any later top-level tag.
+_PIXEL_DATA = 0x7FE00010
 #: A deflated data set is inflated this much at a time (memory bound, not a size limit).
 _INFLATE_STEP = 1 << 20
 
@@ -80,10 +86,14 @@ class CompletenessCheck:
         "_offset",
         "_skip",
         "_tag",
-        "values",
+        "bulk",
+        "header_end",
+        "raw",
     )
 
-    def __init__(self, transfer_syntax: str, capture: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, transfer_syntax: str, capture: frozenset[int] = frozenset(), layout: bool = False
+    ) -> None:
         if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
             self._encoding = _IMPLICIT_LE
         elif transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
@@ -107,8 +117,24 @@ class CompletenessCheck:
         self._error: str | None = None
         #: Top-level elements whose values to keep (as text), e.g. the UIDs the SCP checks.
         self._capture = capture
-        #: The values of the ``capture`` elements met so far, by tag.
-        self.values: dict[int, str] = {}
+        #: The values of the ``capture`` elements met so far, by tag, as encoded.
+        self.raw: dict[int, bytes] = {}
+        #: With ``layout``: the offset of the first top-level element at or after Pixel Data
+        #: (None: not met).
+        self.header_end: int | None = None
+        #: With ``layout``: (start, end, tag, VR or None) of each top-level element of
+        #: defined length over :data:`BULK_LIMIT` bytes (not captured), in order.
+        self.bulk: list[tuple[int, int, int, bytes | None]] | None = [] if layout else None
+
+    @property
+    def values(self) -> dict[int, str]:
+        """The captured values as text (padding stripped): UIDs, codes."""
+        return {tag: _text(raw) for tag, raw in self.raw.items()}
+
+    @property
+    def length(self) -> int:
+        """How many bytes of the (inflated) data set were fed."""
+        return self._offset
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next fragment of the data set."""
@@ -170,6 +196,7 @@ class CompletenessCheck:
         position = self._skip
         frames = self._frames
         encoding = frames[-1][1] if frames else self._encoding
+        capture, bulk = self._capture, self.bulk  # bulk: None unless the layout is noted
         while position < end:
             if end - position < 8:
                 break
@@ -197,12 +224,15 @@ class CompletenessCheck:
                     )
                     return
             else:
-                if frames and frames[-1][0] == _SEQUENCE:
-                    self._error = (
-                        f"element {_tag_text(tag)} where an item was expected, at byte "
-                        f"{base + position}"
-                    )
-                    return
+                if frames:
+                    if frames[-1][0] == _SEQUENCE:
+                        self._error = (
+                            f"element {_tag_text(tag)} where an item was expected, at byte "
+                            f"{base + position}"
+                        )
+                        return
+                elif bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
+                    self.header_end = base + position
                 if encoding != _IMPLICIT_LE:
                     vr_struct = _TAG_VR_LENGTH[encoding]
                     assert vr_struct is not None
@@ -224,12 +254,17 @@ class CompletenessCheck:
                     self._tag = tag
                     position += header
                     continue
-            if not frames and tag in self._capture:  # a value to keep: short text
-                following = position + header + length
-                if following > end and length <= _CAPTURE_LIMIT:
-                    break  # the element is cut by the fragment's end: take it whole next time
-                value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
-                self.values[tag] = bytes(value).decode("ascii", "replace").rstrip("\x00 ")
+            if not frames:
+                if tag in capture:  # a value to keep: short text
+                    following = position + header + length
+                    if following > end and length <= _CAPTURE_LIMIT:
+                        break  # cut by the fragment's end: take it whole next time
+                    value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
+                    self.raw[tag] = bytes(value)
+                elif bulk is not None and length > BULK_LIMIT:
+                    start = base + position
+                    explicit_vr = vr if encoding != _IMPLICIT_LE else None
+                    bulk.append((start, start + header + length, tag, explicit_vr))
             self._tag = tag
             position += header + length
         if position >= end:
@@ -238,6 +273,10 @@ class CompletenessCheck:
             self._skip = 0
             self._carry = bytes(data[position:end])
         self._offset = base + end
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\x00 ")
 
 
 def incompleteness(data: bytes | bytearray | memoryview, transfer_syntax: str) -> str | None:

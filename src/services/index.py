@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import struct
 import threading
@@ -46,11 +45,14 @@ from ..uids import (
     EXPLICIT_VR_BIG_ENDIAN,
     IMPLICIT_VR_LITTLE_ENDIAN,
 )
+from .completeness import BULK_LIMIT, CompletenessCheck
 from .elements import LONG_VRS, UNDEFINED_LENGTH
 from .matching import KeyCondition, MatchKind, Query, compile_query, name_key, period
 
 if TYPE_CHECKING:
     from pydicom import Dataset
+
+    from .storage.backend import StorageBackend
 
 __all__ = [
     "LEVELS",
@@ -62,6 +64,9 @@ __all__ = [
     "entry_from_dataset",
     "entry_from_file",
     "entry_from_head",
+    "entry_from_walk",
+    "INDEXED_TAGS",
+    "text_value",
     "rebuild",
 ]
 
@@ -106,7 +111,7 @@ _PARENT = {"STUDY": "patient", "SERIES": "study", "IMAGE": "series"}
 _PN_COLUMNS = {"patient_name", "referring_physician_name"}
 _TIME_COLUMNS = {"study_time"}
 #: Values larger than this are left out of the stored header (pixel data, big blobs).
-_BULK_LIMIT = 1024
+_BULK_LIMIT = BULK_LIMIT
 
 #: The VRs whose large values are left out of the stored header (PS3.5 Table 6.2-1).
 _BINARY_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"UN"))
@@ -167,6 +172,19 @@ class Index:
 
     #: Where the index lives, for messages: a file, ``":memory:"``, a URL (no password).
     path: str | Path = ""
+    _backend: StorageBackend | None = None
+
+    @property
+    def backend(self) -> StorageBackend:
+        """Where the indexed files are (:mod:`.storage.backend`): intents and reconcile
+        check and remove files through it. The local filesystem unless set."""
+        if self._backend is None:
+            self._backend = _local_storage()
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: StorageBackend) -> None:
+        self._backend = backend
 
     def open(self) -> None:
         """Connect and create the schema now (it is otherwise done on first use)."""
@@ -204,7 +222,7 @@ class Index:
         transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
         its file is, and :meth:`reconcile` corrects it if the file never comes).
         """
-        identity = _identity(staged)
+        identity = self.backend.identity(staged)
         if identity is None:
             raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
         intent = _Intent(
@@ -449,6 +467,46 @@ def entry_from_head(head: bytes, transfer_syntax: str, *, whole: bool) -> IndexE
     return _entry(header, values, implicit)
 
 
+def entry_from_walk(
+    head: bytes, walk: CompletenessCheck, transfer_syntax: str
+) -> IndexEntry | None:
+    """The entry of a received data set from the walk that checked it as it streamed in.
+
+    ``walk`` captured :data:`INDEXED_TAGS` and noted the layout (where the header ends,
+    its large values); ``head`` is the data set's first bytes. The header kept is cut from
+    ``head`` as :func:`entry_from_head` would, with no second walk. None when the header
+    runs past ``head``, or the transfer syntax is one the scanner leaves to pydicom.
+    """
+    if transfer_syntax in (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN):
+        return None
+    end = walk.header_end if walk.header_end is not None else walk.length
+    if end > len(head) or walk.bulk is None:
+        return None
+    parts: list[bytes] = []
+    kept_from = 0
+    for start, following, tag, vr in walk.bulk:
+        if start >= end:
+            break
+        if _binary(tag, vr):
+            parts.append(head[kept_from:start])
+            kept_from = following
+    header = head[kept_from:end] if not parts else b"".join((*parts, head[kept_from:end]))
+    return _entry(header, walk.raw, transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+def text_value(values: dict[int, bytes], tag: int) -> str:
+    """A captured text element's value as pydicom reads it (in the data set's character
+    set, padding stripped); "" when absent."""
+    raw = values.get(tag)
+    if not raw:
+        return ""
+    if raw.isascii():
+        return raw.decode("ascii").strip(" \x00")
+    column = _COLUMN_OF[tag][1] if tag in _COLUMN_OF else ""
+    encodings = _encodings(values.get(_SPECIFIC_CHARACTER_SET))
+    return _decode(raw, column, encodings).strip(" \x00")
+
+
 def entry_from_dataset(dataset: Dataset) -> IndexEntry:
     """The entry of a pydicom data set (encoded Explicit VR Little Endian, bulk left out)."""
     from pydicom import Dataset
@@ -508,13 +566,11 @@ def _column_value(column: str, value: Any) -> str | None:
     return text
 
 
-def _identity(path: Path | str) -> tuple[int, int, int] | None:
-    """(device, inode, size) of the file at ``path``, None if there is none."""
-    try:
-        status = os.stat(path)
-    except OSError:
-        return None
-    return status.st_dev, status.st_ino, status.st_size
+def _local_storage() -> StorageBackend:
+    """The filesystem storage (imported late: the storage package imports this module)."""
+    from .storage.backend import LOCAL_STORAGE
+
+    return LOCAL_STORAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,7 +720,7 @@ class SQLiteIndex(Index):
     # -- writing ------------------------------------------------------------------------
 
     def add_entry(self, entry: IndexEntry, path: Path, transfer_syntax: str, size: int) -> None:
-        identity = _identity(path)
+        identity = self.backend.identity(path)
         with self._transaction() as db:
             _insert(db, entry, path, transfer_syntax, size, identity)
 
@@ -688,7 +744,7 @@ class SQLiteIndex(Index):
         if intent is None:  # not prepared by this process: settle it as a reconcile would
             with self._transaction() as db:
                 return self._settle_intent(db, token) == "completed"
-        if _identity(intent.path) != intent.identity:
+        if self.backend.identity(intent.path) != intent.identity:
             with self._lock:
                 self._settled.append(token)
             return False  # not renamed into place, or another copy was renamed over it
@@ -706,7 +762,7 @@ class SQLiteIndex(Index):
                 entry, identity = intent.entry, intent.identity
                 _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
                 db.execute(_DELETE_INTENT, (token,))
-        _remove_replaced(intent.path, intent.replaces)
+        _remove_replaced(intent.path, intent.replaces, self.backend)
         return True
 
     def cancel_add(self, token: int) -> None:
@@ -726,13 +782,14 @@ class SQLiteIndex(Index):
             return "gone"
         db.execute(_DELETE_INTENT, (token,))
         uid, path, replaces, *identity = found
-        if _identity(path) == tuple(identity):
+        storage = self.backend
+        if storage.identity(path) == tuple(identity):
             row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
             if row is None or tuple(row[1:]) != tuple(identity) or row[0] != path:
-                _reindex(db, uid, [path])  # the row is another copy's: describe this
-            _remove_replaced(path, replaces)
+                _reindex(db, uid, [path], storage=storage)  # the row is another copy's
+            _remove_replaced(path, replaces, storage)
             return "completed"
-        outcome = _reindex(db, uid, [path, replaces], keep=True)
+        outcome = _reindex(db, uid, [path, replaces], keep=True, storage=storage)
         return "removed" if outcome == "removed" else "dropped"
 
     def reconcile(self) -> Reconciled:
@@ -1015,32 +1072,45 @@ def _stored_entry(path: Path) -> tuple[IndexEntry, str, int]:
     return entry, info.transfer_syntax, info.size
 
 
-def _in_place(path: str, identity: Sequence[int | None], *, same_host: bool = True) -> bool:
+def _in_place(
+    path: str,
+    identity: Sequence[int | None],
+    *,
+    same_host: bool = True,
+    storage: StorageBackend | None = None,
+) -> bool:
     """Whether ``path`` holds the file of this identity (unknown identity: any file).
 
     An identity taken on another host is compared on inode and size only: a shared
     filesystem has another device number on each client.
     """
+    storage = storage or _local_storage()
     if identity[0] is None:
-        return os.path.exists(path)
-    found = _identity(path)
+        return storage.exists(path)
+    found = storage.identity(path)
     if found is None or same_host:
         return found == tuple(identity)
     return found[1:] == tuple(identity[1:])
 
 
 def _reindex(
-    db: sqlite3.Connection, uid: str, candidates: Sequence[str | None], *, keep: bool = False
+    db: sqlite3.Connection,
+    uid: str,
+    candidates: Sequence[str | None],
+    *,
+    keep: bool = False,
+    storage: StorageBackend | None = None,
 ) -> str:
     """Make the row of ``uid`` describe a file that is there: "kept" (``keep``: its own
     file is in place), "restored" from the first of ``candidates`` that holds the
     instance, else "removed" (or "none": there was no row)."""
+    storage = storage or _local_storage()
     if keep:
         row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
-        if row is not None and _in_place(row[0], row[1:]):
+        if row is not None and _in_place(row[0], row[1:], storage=storage):
             return "kept"
     for candidate in candidates:
-        if not candidate or not os.path.isfile(candidate):
+        if not candidate or not storage.exists(candidate):
             continue
         try:
             entry, transfer_syntax, size = _stored_entry(Path(candidate))
@@ -1048,7 +1118,7 @@ def _reindex(
             log.warning("index: cannot re-read %s: %s", candidate, exc)
             continue
         if entry.sop_instance_uid == uid:
-            _insert(db, entry, candidate, transfer_syntax, size, _identity(candidate))
+            _insert(db, entry, candidate, transfer_syntax, size, storage.identity(candidate))
             return "restored"
     return "removed" if _delete(db, uid) else "none"
 
@@ -1097,11 +1167,12 @@ def _delete(
     return outcome
 
 
-def _remove_replaced(path: str, replaces: str | None) -> None:
+def _remove_replaced(
+    path: str, replaces: str | None, storage: StorageBackend | None = None
+) -> None:
     """Remove an overwritten instance's earlier copy, when it was under another path."""
     if replaces and replaces != path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(replaces)
+        (storage or _local_storage()).remove(replaces)
 
 
 def _entity_row(level: str, values: dict[str, str | None], parent: int | None) -> dict[str, Any]:
@@ -1152,6 +1223,9 @@ _COLUMN_OF: dict[int, tuple[str, str]] = {
 }
 #: What :func:`_scan` keeps the raw value of: the columns' keys and the character set.
 _SCANNED = frozenset(_COLUMN_OF) | {_SPECIFIC_CHARACTER_SET}
+#: The top-level elements an index entry is made of (its columns and their character set):
+#: what a walk over a received data set captures (:func:`entry_from_walk`).
+INDEXED_TAGS = _SCANNED
 #: Columns stored in a normalised form (see :func:`_column_value`).
 _NORMALISED = _PN_COLUMNS | _TIME_COLUMNS
 #: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity; the

@@ -5,8 +5,8 @@ records, through an :class:`~.trail.AuditTrail`:
 
 - Application Activity (start, stop) from :meth:`Audit.start`/:meth:`Audit.stop`;
 - DICOM Instances Transferred (import) once per association that stored instances,
-  with its studies (SOP classes and counts) and patients, read from the stored files off
-  the event loop (the :attr:`StorageConfig.on_stored` hook);
+  with its studies (SOP classes and counts) and patients, as the storage SCP read them
+  while they streamed in (:meth:`StorageSCP.observe`: no stored file is read again);
 - Query for each C-FIND (Q/R and worklist), with the identifier as received;
 - Begin Transferring and DICOM Instances Transferred (export) around each C-MOVE/C-GET;
 - Procedure Record for MPPS N-CREATE/N-SET;
@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from ...ul.pdu import UserIdentityRQItem
     from ..node import Node, NodeConfig
     from ..print.scp import PrintedFilm
+    from ..storage.scp import StoredInstance
 
 __all__ = ["NODE_EVENTS", "Audit", "AuditedEvent", "outcome_of"]
 
@@ -124,7 +125,7 @@ class Audit(Service):
         self.trail: AuditTrail | None = None
         self.source = m.Source(self.config.source_id or "dicomwire")
         self._ae_title = "DICOMWIRE"
-        self._stored: dict[DimseSession, list[Path]] = defaultdict(list)
+        self._stored: dict[DimseSession, list[StoredInstance]] = defaultdict(list)
 
     @classmethod
     def for_node(cls, config: NodeConfig) -> Audit | None:
@@ -216,23 +217,20 @@ class Audit(Service):
             scp = node.storage
         except KeyError:
             return
-        previous = scp.config.on_stored
-
-        def on_stored(path: Path, request: Request) -> Awaitable[None] | None:
-            self._stored[request.session].append(path)
-            return previous(path, request) if previous is not None else None
-
-        scp.config.on_stored = on_stored
+        stored = self._stored
+        scp.observe(lambda instance, request: stored[request.session].append(instance))
 
     def _association_ended(self, session: DimseSession) -> None:
-        paths = self._stored.pop(session, None)
-        if not paths:
+        instances = self._stored.pop(session, None)
+        if not instances:
             return
         sender = self._peer(session, m.SOURCE)
         receiver = m.Participant.ae(session.negotiated.local_ae_title, False, m.DESTINATION)
 
         self.record(
-            files_transferred(self.source, paths, sender=sender, receiver=receiver, imported=True)
+            files_transferred(
+                self.source, instances, sender=sender, receiver=receiver, imported=True
+            )
         )
 
     # -- handlers --------------------------------------------------------------------
@@ -580,7 +578,7 @@ def _then(handler: Handler, ended: Callable[[Request, Any], None]) -> Handler:
 
 def files_transferred(
     source: m.Source,
-    paths: list[Path],
+    paths: Sequence[Path | StoredInstance],
     *,
     sender: m.Participant,
     receiver: m.Participant,
@@ -588,8 +586,8 @@ def files_transferred(
     outcome: int = m.SUCCESS,
     description: str | None = None,
 ) -> Callable[[], m.AuditMessage]:
-    """DICOM Instances Transferred of stored files, built when recorded (their headers are
-    read then, off the caller's path)."""
+    """DICOM Instances Transferred of stored files, built when recorded (the headers of
+    those given as paths are read then, off the caller's path)."""
 
     def build() -> m.AuditMessage:
         patients, studies = _describe_files(paths)
@@ -608,32 +606,46 @@ def files_transferred(
 
 
 def _describe_files(
-    paths: list[Path],
+    paths: Sequence[Path | StoredInstance],
 ) -> tuple[list[tuple[str, str | None]], list[m.ParticipantObject]]:
-    """Patients and studies (SOP classes with counts) of stored files, headers only."""
-    from pydicom import dcmread
-
+    """Patients and studies (SOP classes with counts) of stored files: as the storage SCP
+    described them, or (a path) read from their headers."""
     patients: dict[str, str | None] = {}
     classes: dict[str, Counter[str]] = defaultdict(Counter)
-    for path in paths:
-        try:
-            dataset = dcmread(
-                path,
-                stop_before_pixels=True,
-                specific_tags=[_PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS],
-            )
-        except Exception as exc:  # moved or deleted since: audit what can be read
-            log.debug("audit: cannot read %s: %s", path, exc)
-            continue
-        patients.setdefault(
-            str(dataset.get("PatientID", "") or ""),
-            str(dataset.get("PatientName", "") or "") or None,
-        )
-        classes[str(dataset.get("StudyInstanceUID", "") or "-")][
-            str(dataset.get("SOPClassUID", ""))
-        ] += 1
+    for item in paths:
+        if isinstance(item, Path):
+            described = _read_description(item)
+            if described is None:
+                continue
+            patient_id, patient_name, study, sop_class = described
+        else:
+            patient_id, patient_name = item.patient_id, item.patient_name
+            study, sop_class = item.study_instance_uid, item.sop_class_uid
+        patients.setdefault(patient_id, patient_name or None)
+        classes[study or "-"][sop_class] += 1
     studies = [m.study_object(uid, sorted(counts.items())) for uid, counts in classes.items()]
     return list(patients.items()), studies
+
+
+def _read_description(path: Path) -> tuple[str, str, str, str] | None:
+    """(patient ID, patient name, Study Instance UID, SOP Class UID) of a stored file."""
+    from pydicom import dcmread
+
+    try:
+        dataset = dcmread(
+            path,
+            stop_before_pixels=True,
+            specific_tags=[_PATIENT_ID, _PATIENT_NAME, _STUDY_UID, _SOP_CLASS],
+        )
+    except Exception as exc:  # moved or deleted since: audit what can be read
+        log.debug("audit: cannot read %s: %s", path, exc)
+        return None
+    return (
+        str(dataset.get("PatientID", "") or ""),
+        str(dataset.get("PatientName", "") or ""),
+        str(dataset.get("StudyInstanceUID", "") or ""),
+        str(dataset.get("SOPClassUID", "")),
+    )
 
 
 def _identifier_objects(

@@ -383,7 +383,8 @@ class StorageCommitment(Service):
             elif indexed.sop_class_uid != sop_class:
                 reasons.append(0x0119)
             else:
-                reasons.append(_file_problem(indexed.path, sop_class, sop_instance))
+                path = index.backend.local_path(indexed.path)
+                reasons.append(_file_problem(path, sop_class, sop_instance))
         reasons.extend(0x0213 for _ in pairs[limit:])
         return reasons
 

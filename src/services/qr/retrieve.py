@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from ..directory import RemoteAE
     from ..index import Index, IndexedInstance
     from ..node import Node
+    from ..storage.backend import StorageBackend
     from .service import QueryRetrieveConfig
 
 __all__ = ["INDEX_FAILURE", "MOVE_WINDOW", "RetrieveSCP", "without_bulk_data"]
@@ -530,7 +531,7 @@ class RetrieveSCP:
             if stopping(position):
                 break
             try:
-                info = _inspected(instance)  # while the previous C-STOREs are out
+                info = _inspected(instance, self.index.backend)  # while C-STOREs are out
             except (Part10Error, OSError) as exc:
                 self._failed(session, instance, exc)
                 progress.fail(instance.sop_instance_uid)
@@ -693,9 +694,10 @@ class RetrieveSCP:
                 self._running.discard(task)
 
 
-def _inspected(instance: IndexedInstance) -> FileInfo:
-    """The instance's file, checked (:func:`inspect_file`) and holding the indexed UID."""
-    info = inspect_file(instance.path)
+def _inspected(instance: IndexedInstance, backend: StorageBackend) -> FileInfo:
+    """The instance's file (read where ``backend`` has it), checked (:func:`inspect_file`)
+    and holding the indexed UID."""
+    info = inspect_file(backend.local_path(instance.path))
     if info.sop_instance_uid != instance.sop_instance_uid:
         raise Part10Error(
             f"{instance.path} holds {info.sop_instance_uid}, not the indexed "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -54,8 +55,16 @@ from ...errors import ConfigError, DataSetError, DicomWireError, IndexUnavailabl
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
 from ..completeness import CompletenessCheck
-from ..index import Index, IndexEntry, entry_from_file, entry_from_head
+from ..index import (
+    INDEXED_TAGS,
+    Index,
+    IndexEntry,
+    entry_from_file,
+    entry_from_walk,
+    text_value,
+)
 from ..part10 import build_file_meta
+from .backend import LOCAL_STORAGE, StorageBackend
 from .header import HEAD_BYTES, HEADER_TAGS
 from .sop_classes import STORAGE_TRANSFER_SYNTAXES
 
@@ -72,6 +81,7 @@ __all__ = [
     "StorageConfig",
     "StorageSCP",
     "StoreResult",
+    "StoredInstance",
     "peer_text",
     "prepare_root",
     "validate_layout",
@@ -112,7 +122,8 @@ class StorageConfig:
 class StoreResult:
     """What a storage sink hands to the C-STORE handler."""
 
-    #: The temporary file holding it (None when discarding, or after a write error).
+    #: The temporary file holding it (None when discarding, after a write error, or once
+    #: renamed into place).
     path: Path | None
     length: int
     error: OSError | None = None
@@ -123,6 +134,22 @@ class StoreResult:
     header: dict[int, str] = field(default_factory=dict)
     #: The data set's first bytes (up to :data:`.header.HEAD_BYTES`) when it is indexed.
     head: bytes = b""
+    #: The walk that checked it: the index columns' values and the header's layout.
+    walk: CompletenessCheck | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """One instance just stored, as the SCP read it while it streamed in: what an
+    observer (:meth:`StorageSCP.observe`, e.g. the audit trail) needs without reading
+    the file again."""
+
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str
 
 
 @dataclass(slots=True)
@@ -140,35 +167,54 @@ class _ReceivedDataSet:
     on the way (:class:`~dicomwire.services.completeness.CompletenessCheck`) and, unless
     ``path`` is None (``--discard``), write it as a Part 10 file under a temporary name;
     remember a write error, not raise it. With ``keep_head`` its first bytes are kept for
-    the index entry (one copy of at most :data:`.header.HEAD_BYTES`)."""
+    the index entry (one copy of at most :data:`.header.HEAD_BYTES`), and the walk notes
+    the header's layout for it."""
 
-    __slots__ = ("_check", "_file", "_head", "dataset_offset", "error", "length", "path")
+    __slots__ = (
+        "_check",
+        "_fd",
+        "_head",
+        "_unwritten",
+        "dataset_offset",
+        "error",
+        "length",
+        "path",
+    )
 
     def __init__(
-        self, path: Path | None, meta: bytes, transfer_syntax: str, keep_head: bool = False
+        self,
+        path: Path | None,
+        meta: bytes,
+        transfer_syntax: str,
+        keep_head: bool = False,
+        capture: frozenset[int] = frozenset(HEADER_TAGS),
     ) -> None:
         self.path = path
         self.dataset_offset = len(meta)
         self.length = 0
         self.error: OSError | None = None
-        self._check = CompletenessCheck(transfer_syntax, _HEADER_TAGS)
+        self._check = CompletenessCheck(transfer_syntax, capture, layout=keep_head)
         self._head = bytearray() if keep_head else None
-        self._file = None
+        #: The file meta, written with the first fragment (a small data set: one write).
+        self._unwritten = meta
+        self._fd: int | None = None
         if path is None:
             return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "wb")  # noqa: SIM115 - closed in close()/abort()
-            self._file.write(meta)
+        try:  # unbuffered: each fragment is written as it comes, in one system call
+            try:
+                self._fd = os.open(path, _CREATE, 0o666)
+            except FileNotFoundError:  # .incoming removed while running: made again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, _CREATE, 0o666)
         except OSError as exc:
             self._failed(exc)
 
     def _failed(self, exc: OSError) -> None:
         self.error = exc
-        if self._file is not None:
+        if self._fd is not None:
             with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+                os.close(self._fd)
+            self._fd = None
         if self.path is not None:
             with contextlib.suppress(OSError):
                 self.path.unlink()
@@ -179,30 +225,39 @@ class _ReceivedDataSet:
         head = self._head
         if head is not None and len(head) < HEAD_BYTES:
             head += data[: HEAD_BYTES - len(head)]
-        if self._file is None:
+        if self._fd is None:
             return  # discarding, or after an error: swallow the rest of the data set
         try:
-            self._file.write(data)
+            if self._unwritten:
+                _write_all(self._fd, self._unwritten + data)
+                self._unwritten = b""
+            else:
+                _write_all(self._fd, data)
         except OSError as exc:
             self._failed(exc)
 
     async def close(self) -> StoreResult:
-        if self._file is not None:
+        if self._fd is not None:
             try:
-                self._file.flush()
-                self._file.close()
+                if self._unwritten:  # an empty data set: the file meta alone
+                    _write_all(self._fd, self._unwritten)
+                os.close(self._fd)
             except OSError as exc:
+                self._fd = None  # closed even when close() fails (POSIX: do not retry)
                 self._failed(exc)
-            self._file = None
+            self._fd = None
         path = None if self.error else self.path
+        check = self._check
+        raw = check.raw
         return StoreResult(
             path,
             self.length,
             self.error,
             self.dataset_offset,
-            self._check.problem(),
-            self._check.values,
+            check.problem(),
+            {tag: _uid_text(raw[tag]) for tag in HEADER_TAGS if tag in raw},
             bytes(self._head) if self._head is not None else b"",
+            check,
         )
 
     async def abort(self) -> None:
@@ -211,7 +266,25 @@ class _ReceivedDataSet:
         self._failed(OSError("association ended before the data set was complete"))
 
 
-_HEADER_TAGS = frozenset(HEADER_TAGS)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (a regular file takes it whole; a short write continues)."""
+    written = os.write(fd, data)
+    if written < len(data):
+        view = memoryview(data)
+        while written < len(view):
+            written += os.write(fd, view[written:])
+
+
+def _uid_text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\x00 ")
+
+
+#: What the SCP reads of each data set it keeps: the index columns (the header UIDs among
+#: them) and the patient, for observers.
+_STORED_TAGS = INDEXED_TAGS | frozenset(HEADER_TAGS)
 
 _SAFE_COMPONENT = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 
@@ -227,10 +300,19 @@ def _path_component(value: str | None) -> str:
 class StorageSCP:
     """C-STORE SCP: a sink factory and a handler to register with a :class:`DimseSession`."""
 
-    def __init__(self, config: StorageConfig, index: Index | None = None) -> None:
+    def __init__(
+        self,
+        config: StorageConfig,
+        index: Index | None = None,
+        backend: StorageBackend = LOCAL_STORAGE,
+    ) -> None:
         self.config = config
         #: Where each stored instance is indexed (None: files only).
         self.index = index
+        #: Where the files go (:mod:`.backend`); the index checks them through it too.
+        self.backend = backend
+        if index is not None:
+            index.backend = backend
         self.root = config.root
         self._resolved_root = config.root.resolve()
         self._inside: dict[Path, bool] = {}
@@ -239,6 +321,12 @@ class StorageSCP:
         self._tallies: weakref.WeakKeyDictionary[DimseSession, AssociationTally] = (
             weakref.WeakKeyDictionary()
         )
+        self._observers: list[Callable[[StoredInstance, Request], None]] = []
+
+    def observe(self, observer: Callable[[StoredInstance, Request], None]) -> None:
+        """Call ``observer`` after each instance is stored (before ``on_stored``), with
+        what the SCP read of it: the file is not read again. It must not block."""
+        self._observers.append(observer)
 
     def tally(self, session: DimseSession) -> AssociationTally:
         """What ``session``'s association brought so far (for its summary line)."""
@@ -261,7 +349,8 @@ class StorageSCP:
                 session.negotiated.remote_ae_title,
             )
             path = self._incoming / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
-            return _ReceivedDataSet(path, meta, transfer_syntax, self.index is not None)
+            indexed = self.index is not None
+            return _ReceivedDataSet(path, meta, transfer_syntax, indexed, _STORED_TAGS)
 
         return factory
 
@@ -294,13 +383,12 @@ class StorageSCP:
             log.error("storing failed: %s", result.error)
             tally.refused += 1
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {result.error}")
-        partial = result.path
         try:
-            response = await self._place(request, partial, result)
+            response = await self._place(request, result.path, result)
         finally:
-            if partial is not None:
+            if result.path is not None:  # not placed (refused, a duplicate kept, an error)
                 with contextlib.suppress(OSError):
-                    partial.unlink()
+                    result.path.unlink()
         if Status(response.status).is_failure:
             tally.refused += 1
         else:
@@ -355,7 +443,10 @@ class StorageSCP:
             except IndexUnavailableError as exc:
                 log.error("cannot store %s: %s", target, exc)
                 return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
-        if target.exists() or (previous is not None and previous.exists()):
+        storage = self.backend
+        if storage.exists(target) or (
+            previous is not None and previous != target and storage.exists(previous)
+        ):
             if self.config.duplicates == "keep":
                 log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
@@ -365,25 +456,40 @@ class StorageSCP:
         try:
             if index is None or entry is None:
                 if fsync:  # fsync blocks for milliseconds: not on the event loop
-                    await asyncio.to_thread(_commit, partial, target, True)
+                    await asyncio.to_thread(storage.place, partial, target, durable=True)
                 else:
-                    _commit(partial, target, False)
+                    storage.place(partial, target, durable=False)
             else:
                 size = stored.dataset_offset + stored.length
                 replaces = previous if previous is not None and previous != target else None
-                place = (partial, target, fsync, index, entry, transfer_syntax, size, replaces)
+                place = functools.partial(
+                    _commit_indexed, storage, partial, target, fsync, index, entry
+                )
                 if fsync:  # the index's durable intent and the fsyncs, off the event loop
-                    await asyncio.to_thread(_commit_indexed, *place)
+                    await asyncio.to_thread(place, transfer_syntax, size, replaces)
                 else:
-                    _commit_indexed(*place)
+                    place(transfer_syntax, size, replaces)
         except OSError as exc:
             log.error("storing %s failed: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, f"write failed: {exc.strerror}")
         except IndexUnavailableError as exc:
             log.error("storing %s failed, no file kept: %s", target, exc)
             return _refuse(request, OUT_OF_RESOURCES, "index write failed")
+        stored.path = None  # renamed into place: no temporary file left to remove
         self.stored += 1
         log.debug("stored %s", target)
+        if self._observers:
+            raw = stored.walk.raw if stored.walk is not None else {}
+            described = StoredInstance(
+                target,
+                sop_class,
+                instance,
+                header.get(0x0020000D, ""),
+                text_value(raw, 0x00100020),
+                text_value(raw, 0x00100010),
+            )
+            for observer in self._observers:
+                observer(described, request)
         hook = self.config.on_stored
         if hook is not None:
             outcome = hook(target, request)
@@ -438,40 +544,17 @@ def peer_text(address: tuple[str, int] | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _commit(partial: Path, target: Path, fsync: bool) -> None:
-    """Make ``partial`` durable and move it to ``target`` atomically."""
-    if fsync:
-        fd = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(partial, target)
-    if fsync:
-        try:
-            fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError:
-            # Its name may not survive a crash and A700 is answered: a retry must not find
-            # a file that looks stored (a duplicate to keep or reject).
-            with contextlib.suppress(OSError):
-                target.unlink()
-            raise
-
-
 def _index_entry(stored: StoreResult, partial: Path, transfer_syntax: str) -> IndexEntry:
-    """The index entry of a received data set: from the bytes kept as it streamed in, or
-    (a header longer than them, a deflated or big endian data set) read from its file."""
-    whole = stored.length <= len(stored.head)
-    entry = entry_from_head(stored.head, transfer_syntax, whole=whole)
+    """The index entry of a received data set: from what its walk found and the bytes kept
+    as it streamed in, or (a header longer than them, a deflated or big endian data set)
+    read from its file."""
+    walk = stored.walk
+    entry = entry_from_walk(stored.head, walk, transfer_syntax) if walk is not None else None
     return entry if entry is not None else entry_from_file(partial)
 
 
 def _commit_indexed(
+    storage: StorageBackend,
     partial: Path,
     target: Path,
     fsync: bool,
@@ -481,7 +564,8 @@ def _commit_indexed(
     size: int,
     replaces: Path | None,
 ) -> None:
-    """:func:`_commit` with the index: row and intent, the file made visible, confirmed.
+    """:meth:`StorageBackend.place` with the index: row and intent, the file made visible,
+    confirmed.
 
     A failure leaves neither: the intent is cancelled (the row then describes the file
     that is there, or goes), or the file placed is removed again when it cannot be
@@ -492,7 +576,7 @@ def _commit_indexed(
         entry, target, transfer_syntax, size, staged=partial, replaces=replaces, durable=fsync
     )
     try:
-        _commit(partial, target, fsync)
+        storage.place(partial, target, durable=fsync)
     except BaseException:
         _cancel(index, token)
         raise
@@ -500,7 +584,7 @@ def _commit_indexed(
         index.commit_add(token)
     except BaseException:
         with contextlib.suppress(OSError):
-            target.unlink()  # visible without its row: not stored, as A700 says
+            storage.remove(target)  # visible without its row: not stored, as A700 says
         _cancel(index, token)
         raise
 

@@ -18,6 +18,7 @@ from ...dimse.status import (
 )
 from ...errors import IndexUnavailableError
 from ..service import ANY_SOP_CLASS, Binding, HandlerKey, Service, StatusDeclaration, StatusTable
+from .backend import LOCAL_STORAGE, StorageBackend
 from .scp import StorageConfig, StorageSCP
 from .sop_classes import storage_sop_classes
 
@@ -69,10 +70,11 @@ class Storage(Service):
         *,
         accept_any: bool = False,
         index: Index | None = None,
+        backend: StorageBackend = LOCAL_STORAGE,
     ) -> None:
         self.config = config or StorageConfig()
         self.index = index
-        self.scp = StorageSCP(self.config, None if self.config.discard else index)
+        self.scp = StorageSCP(self.config, None if self.config.discard else index, backend)
         self.accept_any = accept_any
 
     async def start(self, node: Node) -> None:
