@@ -13,6 +13,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+from dicomwire.services.node import NodeConfig
+from dicomwire.services.storage import StorageConfig
 
 from ._support import LOCALHOST, NodeThread, running_node
 
@@ -71,3 +75,31 @@ def test_version_does_not_start_the_event_loop_machinery() -> None:
         "dicomwire.ul.association",
         "dicomwire.dimse.session",
     } & modules == set()
+
+
+#: What a sender of Part 10 files has no use for: the storage SCP's side of the package.
+NOT_FOR_STORE = {
+    "pydicom": "a Part 10 file is sent from its bytes: ~65 ms with its pixel handlers",
+    "sqlite3": "the node's databases",
+    "dicomwire.services.storage.scp": "the storage SCP (index, matching, pydicom)",
+    "dicomwire.services.index": "the Q/R index",
+    "dicomwire.services.node": "the node",
+}
+
+
+def test_store_of_a_part10_file_imports_no_scp_side(tmp_path: Path) -> None:
+    from pydicom.data import get_testdata_file
+
+    source = get_testdata_file("CT_small.dcm")
+    assert source is not None
+    received = tmp_path / "received"
+    config = NodeConfig(storage=StorageConfig(root=received, fsync=False))
+    with running_node(config) as node:
+        status, modules = modules_after(
+            "store", LOCALHOST, str(node.port), "--aec", "DICOMWIRE", str(source)
+        )
+        assert status == 0
+        assert len(list(received.rglob("*.dcm"))) == 1  # it did send the file
+    assert "dicomwire.services.storage.scu" in modules
+    loaded = {name: why for name, why in NOT_FOR_STORE.items() if name in modules}
+    assert loaded == {}

@@ -7,22 +7,16 @@
 - :mod:`.header` — reading a received data set's header (the UIDs checked and filed by);
 - :mod:`.sop_classes` — the storage SOP classes and transfer syntaxes.
 
-Every public name is importable from here.
+Every public name is importable from here. The SCP's names (and ``Storage``) are imported
+on first use: a sender (``dicomwire store``) needs only the SCU core, and the SCP brings
+the index and pydicom with it (docs/performance.md, start-up).
 """
 
-from .scp import (
-    CANNOT_UNDERSTAND,
-    DATASET_MISMATCH,
-    DEFAULT_LAYOUT,
-    DUPLICATE_SOP_INSTANCE,
-    LAYOUT_FIELDS,
-    OUT_OF_RESOURCES,
-    Duplicates,
-    StorageConfig,
-    StorageSCP,
-    StoreResult,
-    validate_layout,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .scu import (
     MAX_CONTEXTS,
     FileOutcome,
@@ -38,13 +32,54 @@ from .scu import (
     store_file,
     store_files,
 )
-from .service import Storage
 from .sop_classes import (
     COMPRESSED_TRANSFER_SYNTAXES,
     STORAGE_TRANSFER_SYNTAXES,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     storage_sop_classes,
 )
+
+if TYPE_CHECKING:
+    from .scp import (
+        CANNOT_UNDERSTAND,
+        DATASET_MISMATCH,
+        DEFAULT_LAYOUT,
+        DUPLICATE_SOP_INSTANCE,
+        LAYOUT_FIELDS,
+        OUT_OF_RESOURCES,
+        Duplicates,
+        StorageConfig,
+        StorageSCP,
+        StoreResult,
+        validate_layout,
+    )
+    from .service import Storage
+
+#: The names imported on first use, and the module of each.
+_LAZY = {
+    "CANNOT_UNDERSTAND": ".scp",
+    "DATASET_MISMATCH": ".scp",
+    "DEFAULT_LAYOUT": ".scp",
+    "DUPLICATE_SOP_INSTANCE": ".scp",
+    "LAYOUT_FIELDS": ".scp",
+    "OUT_OF_RESOURCES": ".scp",
+    "Duplicates": ".scp",
+    "StorageConfig": ".scp",
+    "StorageSCP": ".scp",
+    "StoreResult": ".scp",
+    "validate_layout": ".scp",
+    "Storage": ".service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CANNOT_UNDERSTAND",
