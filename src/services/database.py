@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "database_location",
     "database_url",
+    "index_at",
     "is_postgres_url",
     "job_queue_at",
     "open_index",
@@ -48,16 +49,19 @@ def open_index(config: NodeConfig) -> Index:
     PostgreSQL when ``database`` is a URL; else SQLite at the node's database file, or in
     memory (and empty) for a node that discards what it receives and names no database.
     """
-    url = database_url(config)
-    if url is not None:
-        from .postgres.index import PostgresIndex
-
-        return PostgresIndex(url)
     if config.storage.discard and config.database is None:
         return SQLiteIndex(":memory:")
-    from .node import database_path
+    return index_at(database_location(config))
 
-    return SQLiteIndex(database_path(config))
+
+def index_at(location: str | Path) -> Index:
+    """The Q/R index in the database at ``location`` (a PostgreSQL URL or a SQLite file):
+    what ``dicomwire index`` opens from ``--database``."""
+    if is_postgres_url(str(location)):
+        from .postgres.index import PostgresIndex
+
+        return PostgresIndex(str(location))
+    return SQLiteIndex(location)
 
 
 def open_job_queue(config: NodeConfig) -> JobQueue:

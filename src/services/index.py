@@ -1458,9 +1458,14 @@ def _answer(candidate: Dataset, query: Query, level: str) -> Dataset:
 
 
 def rebuild(
-    index: Index, root: Path, *, on_indexed: Callable[[Path], None] | None = None
+    index: Index,
+    root: Path,
+    *,
+    on_indexed: Callable[[Path], None] | None = None,
+    exclude: Sequence[Path] = (),
 ) -> tuple[int, list[tuple[Path, str]]]:
-    """Index every Part 10 file under ``root`` (``.incoming`` left out): (count, failures).
+    """Index every Part 10 file under ``root`` (``.incoming`` and the folders in
+    ``exclude``, such as the print spool, left out): (count, failures).
 
     What ``dicomwire index rebuild DIR`` runs after a crash or a copy of files by hand.
     Each file's header is read from its first bytes as the storage SCP reads a received
@@ -1470,8 +1475,11 @@ def rebuild(
     added = 0
     failures: list[tuple[Path, str]] = []
     seen: set[str] = set()
+    excluded = [folder.resolve() for folder in exclude]
     for path in sorted(root.rglob("*.dcm")):
         if ".incoming" in path.relative_to(root).parts:
+            continue
+        if excluded and any(path.resolve().is_relative_to(folder) for folder in excluded):
             continue
         try:
             entry, transfer_syntax, size = _stored_entry(path)

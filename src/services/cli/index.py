@@ -26,6 +26,7 @@ from .flags import add_audit
 
 if TYPE_CHECKING:
     from ..index import Index
+    from ..node import NodeConfig
 
 __all__ = ["add_parser", "run"]
 
@@ -79,8 +80,9 @@ def add_parser(
     return parser
 
 
-def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path]:
-    """(storage root, database) from the arguments; DicomWireError when neither is known."""
+def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path, NodeConfig | None]:
+    """(storage root, database, the node configuration if given) from the arguments;
+    DicomWireError when neither root nor database is known."""
     from ..node import NodeConfig, database_path, load_config
     from ..postgres.connection import is_postgres_url
     from ..storage import StorageConfig
@@ -88,25 +90,34 @@ def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path]:
     config = load_config(args.config) if args.config else None
     root = args.directory or (config.storage.root if config is not None else None)
     if args.database is not None:
-        return root, args.database
+        return root, args.database, config
     if config is not None:
         if args.directory is not None:
             config.storage.root = args.directory
         if is_postgres_url(config.database):
-            return root, str(config.database)
-        return root, database_path(config)
+            return root, str(config.database), config
+        return root, database_path(config), config
     if root is None:
         raise DicomWireError("give the storage directory DIR, --database or --config")
-    return root, database_path(NodeConfig(storage=StorageConfig(root=root)))
+    return root, database_path(NodeConfig(storage=StorageConfig(root=root))), None
+
+
+def _print_spool(config: NodeConfig | None, root: Path) -> Path | None:
+    """The node's print spool (hardcopy images, not archive content), left out of a rebuild."""
+    from ..print.scp import PrintConfig
+    from ..print.service import spool_directory
+
+    section = config.sections.get("print") if config is not None else None
+    return spool_directory(section if isinstance(section, PrintConfig) else PrintConfig(), root)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dicomwire index ACTION``; the exit status."""
-    from ..index import SQLiteIndex
+    from ..database import index_at
     from ..postgres.connection import is_postgres_url
 
     try:
-        root, database = _locate(args)
+        root, database, config = _locate(args)
     except DicomWireError as exc:
         print(f"index: {exc}", file=sys.stderr)
         return 2
@@ -117,13 +128,7 @@ def run(args: argparse.Namespace) -> int:
     elif not is_postgres_url(str(database)) and not Path(database).exists():
         print(f"index stats: no index at {database}", file=sys.stderr)
         return 2
-    index: Index
-    if is_postgres_url(str(database)):  # a cluster's shared index
-        from ..postgres.index import PostgresIndex
-
-        index = PostgresIndex(str(database))
-    else:
-        index = SQLiteIndex(database)
+    index = index_at(database)
     try:
         if args.action == "stats":
             counts = index.stats()
@@ -134,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
 
         recorded = record_removals(index, audit_of(args))
         try:
-            return _rebuild(index, root, database, verbose=args.verbose or args.debug)
+            spool = _print_spool(config, root)
+            return _rebuild(
+                index, root, exclude=[spool] if spool else [], verbose=args.verbose or args.debug
+            )
         finally:
             recorded()
     except DicomWireError as exc:
@@ -144,13 +152,13 @@ def run(args: argparse.Namespace) -> int:
         index.close()
 
 
-def _rebuild(index: Index, root: Path, database: str | Path, *, verbose: bool) -> int:
+def _rebuild(index: Index, root: Path, *, exclude: list[Path], verbose: bool) -> int:
     from ..index import rebuild
 
     started = time.monotonic()
     index.reconcile()
     before = index.count()
-    added, failures = rebuild(index, root, on_indexed=_echo if verbose else None)
+    added, failures = rebuild(index, root, on_indexed=_echo if verbose else None, exclude=exclude)
     after = index.count()
     for path, reason in failures:
         print(f"failed: {path}: {reason}", file=sys.stderr)

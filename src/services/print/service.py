@@ -70,7 +70,7 @@ _ATTRIBUTES = (
 )
 
 
-__all__ = ["Print", "validate_print_config"]
+__all__ = ["Print", "spool_directory", "validate_print_config"]
 
 
 def validate_print_config(config: PrintConfig) -> PrintConfig:
@@ -95,6 +95,14 @@ def validate_print_config(config: PrintConfig) -> PrintConfig:
         f"{config.default_film_size!r} is not one of {list(FILM_SIZES)}",
     )
     return config
+
+
+def spool_directory(config: PrintConfig, storage_root: str | Path | None) -> Path | None:
+    """Where the printer writes its films: ``[print] spool``, else ``<storage root>/print``
+    (what ``dicomwire index rebuild`` leaves out: hardcopy images are not archive content)."""
+    if config.spool is not None:
+        return Path(config.spool)
+    return Path(storage_root) / "print" if storage_root is not None else None
 
 
 class Print(Service):
@@ -133,10 +141,7 @@ class Print(Service):
         self, config: PrintConfig | None = None, *, storage_root: str | Path | None = None
     ) -> None:
         self.config = validate_print_config(config or PrintConfig())
-        spool = self.config.spool
-        if spool is None and storage_root is not None:
-            spool = Path(storage_root) / "print"
-        self.scp = PrintSCP(self.config, spool)
+        self.scp = PrintSCP(self.config, spool_directory(self.config, storage_root))
 
     def _handlers(self) -> dict[int, Handler]:
         scp = self.scp
