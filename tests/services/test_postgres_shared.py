@@ -523,9 +523,9 @@ def test_commit_add_flushes_synchronously_only_for_durable_additions(
     settings: list[str] = []
     complete = postgres_index._complete
 
-    def spying(conn: Any, token: int, staged: Any) -> str:
+    def spying(conn: Any, token: int, staged: Any, storage: Any) -> str:
         settings.append(conn.execute("SHOW synchronous_commit").fetchone()[0])
-        return complete(conn, token, staged)
+        return complete(conn, token, staged, storage)
 
     monkeypatch.setattr(postgres_index, "_complete", spying)
     writer, reader = PostgresIndex(url), PostgresIndex(url)
@@ -549,3 +549,59 @@ def test_commit_add_flushes_synchronously_only_for_durable_additions(
         writer.close()
         reader.close()
     assert settings == ["off", "on"]
+
+
+def test_commit_and_reconcile_check_files_through_the_index_backend(
+    url: str, tmp_path: Path
+) -> None:
+    """The PostgreSQL index asks its storage backend, not the local filesystem, whether a
+    placed file is there (docs/scale-out.md, storage behind an interface): an addition whose
+    file the backend does not vouch for is dropped at commit, and so is a dead writer's
+    intent at reconcile, though the bytes are on the local disk."""
+    from dicomwire.services.storage.backend import FileSystemStorage
+
+    asked: list[str] = []
+
+    class Elsewhere(FileSystemStorage):
+        """A store that takes the staged files but holds no placed object under the
+        local paths (say, an object store that lost them)."""
+
+        def identity(self, key: Path | str) -> Any:
+            if str(key).endswith(".part"):
+                return super().identity(key)
+            asked.append(str(key))
+            return None
+
+        def exists(self, key: Path | str) -> bool:
+            asked.append(str(key))
+            return False
+
+    first, second = instances(2)
+    root = tmp_path / "store"
+    root.mkdir()
+
+    def placed(index: PostgresIndex, ds: Dataset) -> tuple[int, Path]:
+        staged, target = tmp_path / f"{ds.SOPInstanceUID}.part", root / f"{ds.SOPInstanceUID}.dcm"
+        staged.write_bytes(b"x" * 20)
+        token = index.prepare_add(
+            entry_from_dataset(ds), target, ExplicitVRLittleEndian, 20, staged=staged
+        )
+        os.replace(staged, target)
+        return token, target
+
+    index = PostgresIndex(url)
+    index.backend = Elsewhere()
+    dead = PostgresIndex(url)
+    try:
+        token, target = placed(index, first)
+        assert target.exists() and not index.commit_add(token)
+        assert str(target) in asked
+        _, orphan = placed(dead, second)  # its writer dies before committing
+        dead.close()
+        asked.clear()
+        index.reconcile()
+        assert str(orphan) in asked
+        assert dict(index.paths()) == {}
+        assert index.stats()["pending"] == 0
+    finally:
+        index.close()

@@ -64,6 +64,8 @@ if TYPE_CHECKING:
     import psycopg
     from pydicom import Dataset
 
+    from ..storage.backend import StorageBackend
+
 __all__ = ["PostgresIndex"]
 
 log = logging.getLogger("dicomwire.services.postgres.index")
@@ -313,29 +315,32 @@ class PostgresIndex(Index):
     def commit_add(self, token: int) -> bool:
         staged = self._staged.pop(token, None)
         durable = staged is None or staged[2]
+        storage = self.backend
 
         def complete(conn: psycopg.Connection[Any]) -> str:
             if not durable:  # as its intent: the row is visible at once, flushed shortly
                 conn.execute("SET LOCAL synchronous_commit = off")
-            return _complete(conn, token, staged[:2] if staged is not None else None)
+            return _complete(conn, token, staged[:2] if staged is not None else None, storage)
 
         return self._db.run(complete) == "completed"
 
     def cancel_add(self, token: int) -> None:
         self._staged.pop(token, None)
+        storage = self.backend
 
         def cancel(conn: psycopg.Connection[Any]) -> None:
             row = conn.execute(
                 "DELETE FROM pending WHERE pk = %s RETURNING sop_instance_uid", (token,)
             ).fetchone()
             if row is not None:
-                _drop_if_missing(conn, row[0])
+                _drop_if_missing(conn, row[0], storage)
 
         self._db.run(cancel)
 
     def reconcile(self) -> Reconciled:
         """Settle the intents of processes that are gone (their owner lock is free)."""
         mine = self._owner if self._owner_pid == os.getpid() else None
+        storage = self.backend
 
         def settle(conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
             completed = dropped = removed = 0
@@ -353,12 +358,12 @@ class PostgresIndex(Index):
                     (owner,),
                 ).fetchall()
                 for token, uid in intents:
-                    outcome = _complete(conn, token, None)
+                    outcome = _complete(conn, token, None, storage)
                     if outcome == "completed":
                         completed += 1
                     elif outcome == "dropped":
                         dropped += 1
-                        removed += _drop_if_missing(conn, uid)
+                        removed += _drop_if_missing(conn, uid, storage)
             return completed, dropped, removed
 
         completed, dropped, removed = self._db.run(settle)
@@ -431,7 +436,12 @@ class PostgresIndex(Index):
             )
 
 
-def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, str] | None) -> str:
+def _complete(
+    conn: psycopg.Connection[Any],
+    token: int,
+    staged: tuple[_Intent, str] | None,
+    storage: StorageBackend,
+) -> str:
     """Settle one intent: "completed", "dropped" or "gone".
 
     Prepared by this process (``staged``), the intent is completed even if a reconcile
@@ -459,19 +469,21 @@ def _complete(conn: psycopg.Connection[Any], token: int, staged: tuple[_Intent, 
             int(row[6]),
         )
         host = row[9]
-    if not _in_place(intent.path, intent.identity, same_host=host == _HOST):
+    if not _in_place(intent.path, intent.identity, same_host=host == _HOST, storage=storage):
         return "dropped"  # not renamed into place, or another copy was renamed over it
     _insert(conn, intent.entry, intent.path, intent.transfer_syntax, intent.size)
-    _remove_replaced(intent.path, intent.replaces)  # the earlier copy: overwritten
+    _remove_replaced(intent.path, intent.replaces, storage)  # the earlier copy: overwritten
     return "completed"
 
 
-def _drop_if_missing(conn: psycopg.Connection[Any], sop_instance_uid: str) -> bool:
+def _drop_if_missing(
+    conn: psycopg.Connection[Any], sop_instance_uid: str, storage: StorageBackend
+) -> bool:
     """Remove the instance's row if its file is gone (an overwrite undone halfway)."""
     found = conn.execute(
         "SELECT path FROM instance WHERE sop_instance_uid = %s", (sop_instance_uid,)
     ).fetchone()
-    if found is None or os.path.exists(found[0]):
+    if found is None or storage.exists(found[0]):
         return False
     return _delete(conn, sop_instance_uid)
 
