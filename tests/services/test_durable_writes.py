@@ -162,7 +162,9 @@ class FaultSpy:
                 self.injected += 1
                 raise fault(self.code)
             fd = real_os_open(path, flags, *args, **kwargs)
-            if under(path, self.root) and flags & (os.O_WRONLY | os.O_RDWR):
+            # the received file only (the node's audit trail writes under the root too)
+            received = under(path, self.root) and ".incoming" in Path(os.fsdecode(path)).parts
+            if received and flags & (os.O_WRONLY | os.O_RDWR):
                 written_fds.add(fd)
             return fd
 
@@ -171,6 +173,12 @@ class FaultSpy:
                 self.writes += 1
                 self.check_write()
             return real_write(fd, data)
+
+        real_close = os.close
+
+        def spy_close(fd: int) -> None:
+            written_fds.discard(fd)  # its number may be reused for another file
+            real_close(fd)
 
         def syncing(real: Any) -> Any:
             def spy_sync(fd: int) -> None:
@@ -196,6 +204,7 @@ class FaultSpy:
         monkeypatch.setattr(builtins, "open", spy_open)
         monkeypatch.setattr(os, "open", spy_os_open)
         monkeypatch.setattr(os, "write", spy_write)
+        monkeypatch.setattr(os, "close", spy_close)
         monkeypatch.setattr(os, "fsync", syncing(real_fsync))
         if real_fdatasync is not None:
             monkeypatch.setattr(os, "fdatasync", syncing(real_fdatasync))
@@ -205,7 +214,8 @@ class FaultSpy:
 
 
 def send_one(tmp_path: Path, root: Path) -> StoreSummary:
-    (source,) = write_corpus(tmp_path / "in", 1, "ct", rows=64, columns=64)
+    # 256 x 256 x 16 bits: the data set arrives in several fragments, each its own write
+    (source,) = write_corpus(tmp_path / "in", 1, "ct", rows=256, columns=256)
 
     async def scenario() -> StoreSummary:
         async with serving(root) as node:
