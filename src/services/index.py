@@ -912,29 +912,55 @@ _DELETE_INTENT = "DELETE FROM pending WHERE pk = ?"
 _ROW_IDENTITY = "SELECT path, device, inode, file_size FROM instance WHERE sop_instance_uid = ?"
 
 
-def _create(db: sqlite3.Connection) -> None:
-    """The schema: a table per level, the instances' files, and the pending intents."""
+@dataclass(frozen=True)
+class SchemaTypes:
+    """How a backend spells the entity tables' column types and keys (:func:`entity_schema`)."""
+
+    #: Key and attribute columns (PostgreSQL: byte-wise collation, as the matcher compares).
+    text: str
+    #: A row's own key, and what references it.
+    primary_key: str
+    reference: str
+    #: Sizes and file identities; the stored header and whether it is implicit VR.
+    integer: str
+    blob: str
+    boolean: str
+    #: The unique index expression of a patient: its ID and issuer, NULL as empty.
+    patient_unique: str
+    #: Whether :attr:`patient_unique` serves a lookup by ``patient_id = ?`` (it does when
+    #: it starts with the bare column, not an expression of it).
+    patient_unique_leads_with_id: bool
+    #: Columns of the instance table beyond the shared ones.
+    instance_extra: tuple[str, ...] = ()
+
+
+def entity_schema(types: SchemaTypes) -> list[str]:
+    """The statements creating the patient, study, series and instance tables and their
+    indexes, for both backends: one place decides which columns get an index."""
     statements = []
+    uniquely_indexed = _UNIQUELY_INDEXED - (
+        set() if types.patient_unique_leads_with_id else {"patient_id"}
+    )
     for level in LEVELS:
         table = _TABLE[level]
-        columns = [f"{name} TEXT" for name in _COLUMNS[level].values()]
+        columns = [f"{name} {types.text}" for name in _COLUMNS[level].values()]
         parent = _PARENT.get(level)
         if parent is not None:
-            columns.append(f"{parent}_pk INTEGER NOT NULL REFERENCES {parent}(pk)")
+            columns.append(f"{parent}_pk {types.reference} NOT NULL REFERENCES {parent}(pk)")
         if level == "IMAGE":
             columns += [
                 "transfer_syntax TEXT",
                 "path TEXT",
-                "size INTEGER",
-                "header BLOB",
-                "header_implicit INTEGER",
-                *(f"{name} INTEGER" for name in _IDENTITY_COLUMNS),
+                f"size {types.integer}",
+                f"header {types.blob}",
+                f"header_implicit {types.boolean}",
+                *types.instance_extra,
             ]
         statements.append(
-            f"CREATE TABLE IF NOT EXISTS {table} (pk INTEGER PRIMARY KEY, {', '.join(columns)})"
+            f"CREATE TABLE IF NOT EXISTS {table} (pk {types.primary_key}, {', '.join(columns)})"
         )
         for name in _COLUMNS[level].values():
-            if name in _UNIQUELY_INDEXED or name in _UNINDEXED:
+            if name in uniquely_indexed or name in _UNINDEXED:
                 continue  # the unique index below serves lookups by it
             statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
         if parent is not None:
@@ -945,9 +971,27 @@ def _create(db: sqlite3.Connection) -> None:
         table, column = _TABLE[level], _COLUMNS[level][tag]
         statements.append(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_unique ON {table}({column})")
     statements.append(
-        "CREATE UNIQUE INDEX IF NOT EXISTS patient_unique "
-        "ON patient(patient_id, IFNULL(issuer_of_patient_id, ''))"
+        f"CREATE UNIQUE INDEX IF NOT EXISTS patient_unique ON patient({types.patient_unique})"
     )
+    return statements
+
+
+_SQLITE_TYPES = SchemaTypes(
+    text="TEXT",
+    primary_key="INTEGER PRIMARY KEY",
+    reference="INTEGER",
+    integer="INTEGER",
+    blob="BLOB",
+    boolean="INTEGER",
+    patient_unique="patient_id, IFNULL(issuer_of_patient_id, '')",
+    patient_unique_leads_with_id=True,
+    instance_extra=tuple(f"{name} INTEGER" for name in _IDENTITY_COLUMNS),
+)
+
+
+def _create(db: sqlite3.Connection) -> None:
+    """The schema: a table per level, the instances' files, and the pending intents."""
+    statements = entity_schema(_SQLITE_TYPES)
     statements.append(
         "CREATE TABLE IF NOT EXISTS pending (pk INTEGER PRIMARY KEY, sop_instance_uid TEXT "
         "NOT NULL, path TEXT NOT NULL, replaces TEXT, device INTEGER, inode INTEGER, "

@@ -35,15 +35,14 @@ from typing import TYPE_CHECKING, Any
 from ...errors import IndexUnavailableError
 from ..index import (
     _COLUMNS,
-    _PARENT,
     _PATIENT_KEYS,
     _STAT_TABLES,
     _TABLE,
-    LEVELS,
     Index,
     IndexedInstance,
     IndexEntry,
     Reconciled,
+    SchemaTypes,
     SQLDialect,
     _candidates_sql,
     _dataset,
@@ -55,6 +54,7 @@ from ..index import (
     _Intent,
     _remove_replaced,
     _scan,
+    entity_schema,
 )
 from ..index import _delete as _delete_row
 from ..matching import Query
@@ -70,43 +70,32 @@ __all__ = ["PostgresIndex"]
 
 log = logging.getLogger("dicomwire.services.postgres.index")
 
+#: The patient's unique key, as its unique index and ``ON CONFLICT`` name it.
+_CONFLICT_PATIENT = "(COALESCE(patient_id, '')), (COALESCE(issuer_of_patient_id, ''))"
+
 #: Advisory lock class of intent owners ("DWIR"); the object id is the owner's key.
 _OWNER_LOCK_CLASS = 1146571090
 _HOST = socket.gethostname()
 
 
+#: PostgreSQL's column types; text compares byte-wise (``COLLATE "C"``), as the matcher
+#: and SQLite do. The patient's unique index is on expressions (NULL as empty), which a
+#: lookup by ``patient_id = %s`` cannot use: patient_id keeps a plain index.
+_POSTGRES_TYPES = SchemaTypes(
+    text='TEXT COLLATE "C"',
+    primary_key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    reference="BIGINT",
+    integer="BIGINT",
+    blob="BYTEA",
+    boolean="BOOLEAN",
+    patient_unique=_CONFLICT_PATIENT,
+    patient_unique_leads_with_id=False,
+)
+
+
 def _schema() -> str:
-    statements = []
-    for level in LEVELS:
-        table = _TABLE[level]
-        columns = [f'{name} TEXT COLLATE "C"' for name in _COLUMNS[level].values()]
-        parent = _PARENT.get(level)
-        if parent is not None:
-            columns.append(f"{parent}_pk BIGINT NOT NULL REFERENCES {parent}(pk)")
-        if level == "IMAGE":
-            columns += [
-                "transfer_syntax TEXT",
-                "path TEXT",
-                "size BIGINT",
-                "header BYTEA",
-                "header_implicit BOOLEAN",
-            ]
-        statements.append(
-            f"CREATE TABLE IF NOT EXISTS {table} "
-            f"(pk BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, {', '.join(columns)})"
-        )
-        for name in _COLUMNS[level].values():
-            statements.append(f"CREATE INDEX IF NOT EXISTS {table}_{name} ON {table}({name})")
-        if parent is not None:
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {table}_{parent} ON {table}({parent}_pk)"
-            )
+    statements = entity_schema(_POSTGRES_TYPES)
     statements += [
-        "CREATE UNIQUE INDEX IF NOT EXISTS study_unique ON study(study_instance_uid)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS series_unique ON series(series_instance_uid)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS instance_unique ON instance(sop_instance_uid)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS patient_unique ON patient("
-        "(COALESCE(patient_id, '')), (COALESCE(issuer_of_patient_id, '')))",
         "CREATE TABLE IF NOT EXISTS pending (pk BIGINT GENERATED ALWAYS AS IDENTITY "
         "PRIMARY KEY, owner INTEGER NOT NULL, host TEXT NOT NULL, sop_instance_uid TEXT "
         "NOT NULL, path TEXT NOT NULL, replaces TEXT, device BIGINT, inode BIGINT, "
@@ -118,7 +107,7 @@ def _schema() -> str:
 
 
 _CONFLICT = {
-    "PATIENT": "((COALESCE(patient_id, '')), (COALESCE(issuer_of_patient_id, '')))",
+    "PATIENT": f"({_CONFLICT_PATIENT})",
     "STUDY": "(study_instance_uid)",
     "SERIES": "(series_instance_uid)",
 }
