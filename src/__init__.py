@@ -16,10 +16,10 @@ They are imported on first use, so ``import dicomwire`` stays cheap for the tool
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import DicomWireError, ValidationError
+from .lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -89,13 +89,7 @@ if TYPE_CHECKING:
     from .ul.tls import TLSConfig
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'dicomwire' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(globals(), _LAZY)
 
 
 __all__ = [
