@@ -34,6 +34,7 @@ __all__ = [
     "open_step_store",
     "open_worklist_store",
     "step_store_at",
+    "worklist_store_at",
 ]
 
 
@@ -105,11 +106,14 @@ def database_location(config: NodeConfig) -> str | Path:
 def open_worklist_store(config: NodeConfig) -> WorklistStore:
     """The node's worklist entries (PS3.4 K.6.1): shared in PostgreSQL when ``database``
     is a URL (an entry added through one node is answered by all), else its SQLite file."""
-    url = database_url(config)
-    if url is not None:
+    return worklist_store_at(database_location(config))
+
+
+def worklist_store_at(location: str | Path) -> WorklistStore:
+    """The worklist store in the database at ``location`` (URL or SQLite file): what
+    ``dicomwire worklist add|list|remove`` opens."""
+    if is_postgres_url(str(location)):
         from .postgres.worklist import PostgresWorklistStore
 
-        return PostgresWorklistStore(url)
-    from .node import database_path
-
-    return SQLiteWorklistStore(database_path(config))
+        return PostgresWorklistStore(str(location))
+    return SQLiteWorklistStore(location)

@@ -605,3 +605,34 @@ def test_commit_and_reconcile_check_files_through_the_index_backend(
         assert index.stats()["pending"] == 0
     finally:
         index.close()
+
+
+def test_worklist_cli_manages_a_cluster_nodes_shared_entries(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dicomwire worklist add|list|remove`` with ``--config`` of a node whose database is
+    a PostgreSQL URL (or ``--database URL``) works on the entries every node serves, not
+    on a SQLite file beside the storage root."""
+    import json
+
+    from dicomwire.services.cli import main
+    from dicomwire.services.postgres.worklist import PostgresWorklistStore
+    from tests.services.test_worklist_data import entries
+
+    config = tmp_path / "node.toml"
+    config.write_text(f'database = "{url}"\n\n[storage]\nroot = "{tmp_path / "store"}"\n')
+    source = tmp_path / "entry.json"
+    source.write_text(json.dumps(entries()[0].to_json_dict()))
+    assert main(["worklist", "add", str(source), "--config", str(config)]) == 0
+    shared = PostgresWorklistStore(url)
+    try:
+        (entry,) = shared.entries()
+        assert str(entry.dataset.PatientName) == "DOE^JOHN"
+        assert not (tmp_path / "store" / ".dicomwire" / "node.sqlite").exists()
+        capsys.readouterr()
+        assert main(["worklist", "list", "--database", url]) == 0
+        assert "DOE^JOHN" in capsys.readouterr().out
+        assert main(["worklist", "remove", entry.key, "--database", url]) == 0
+        assert shared.entries() == []
+    finally:
+        shared.close()

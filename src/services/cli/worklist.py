@@ -32,7 +32,7 @@ from .flags import (
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-    from ..worklist.store import SQLiteWorklistStore
+    from ..worklist.store import WorklistStore
 
 __all__ = ["add_parser"]
 
@@ -148,7 +148,11 @@ def add_parser(
 
 def _add_database(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--database", type=Path, metavar="PATH", help="the node's SQLite database")
+    where.add_argument(
+        "--database",
+        metavar="PATH|URL",
+        help="the node's database: an SQLite file or a postgresql:// URL",
+    )
     where.add_argument(
         "--config", "-c", type=Path, metavar="TOML", help="the node's configuration (its database)"
     )
@@ -156,7 +160,7 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-d", "--debug", action="store_true", help="log everything")
 
 
-def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStore:
+def _open_store(args: argparse.Namespace, *, create: bool) -> WorklistStore:
     """The store of ``--database``, ``--config``'s node or the default node.
 
     :class:`~dicomwire.errors.ConfigError` for a bad configuration, :class:`OSError`
@@ -164,26 +168,30 @@ def _open_store(args: argparse.Namespace, *, create: bool) -> SQLiteWorklistStor
     """
     import sqlite3
 
-    from ..node import SERVICE_TYPES, NodeConfig, database_path, load_config
-    from ..worklist import SQLiteWorklistStore, Worklist
+    from ..database import database_location, is_postgres_url, worklist_store_at
+    from ..node import SERVICE_TYPES, NodeConfig, load_config
+    from ..worklist import Worklist
 
+    location: str | Path
     if args.database is not None:
-        path = Path(args.database)
+        location = args.database if is_postgres_url(args.database) else Path(args.database)
     elif args.config is not None:
-        path = database_path(load_config(args.config, {**SERVICE_TYPES, "worklist": Worklist}))
+        location = database_location(
+            load_config(args.config, {**SERVICE_TYPES, "worklist": Worklist})
+        )
     else:
-        path = database_path(NodeConfig())
-    if not create and not path.exists():
-        raise FileNotFoundError(f"no database at {path}")
+        location = database_location(NodeConfig())
+    if isinstance(location, Path) and not create and not location.exists():
+        raise FileNotFoundError(f"no database at {location}")
     try:
-        return SQLiteWorklistStore(path)
+        return worklist_store_at(location)
     except sqlite3.Error as exc:
-        raise OSError(f"cannot open the database {path}: {exc}") from exc
+        raise OSError(f"cannot open the database {location}: {exc}") from exc
 
 
 def _store_or_status(
     args: argparse.Namespace, *, create: bool, audited: bool = False
-) -> SQLiteWorklistStore | int:
+) -> WorklistStore | int:
     """The store, or the exit status after saying why there is none (2 usage, 1 else).
 
     ``audited``: its additions and removals record Order Records (PS3.15 A.5.3.13).
@@ -330,7 +338,7 @@ def run_list(args: argparse.Namespace) -> int:
         return store
     try:
         found = store.entries()
-    except sqlite3.Error as exc:
+    except (DicomWireError, sqlite3.Error) as exc:
         print(f"worklist list: {exc}", file=sys.stderr)
         return 1
     finally:
@@ -367,7 +375,7 @@ def run_remove(args: argparse.Namespace) -> int:
         for key in args.keys:
             try:
                 count = store.remove(key)
-            except sqlite3.Error as exc:
+            except (DicomWireError, sqlite3.Error) as exc:
                 print(f"worklist remove: {key}: {exc}", file=sys.stderr)
                 return 1
             if count:

@@ -146,6 +146,10 @@ class WorklistStore:
         """Forget the entries of watched files that are gone."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the database connections (the store reopens on next use)."""
+        raise NotImplementedError
+
 
 def read_entries(path: str | Path) -> list[Dataset]:
     """The worklist entries in a file: DICOM JSON (one object or a list) or DICOM.
