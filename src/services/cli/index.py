@@ -83,8 +83,8 @@ def add_parser(
 def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path, NodeConfig | None]:
     """(storage root, database, the node configuration if given) from the arguments;
     DicomWireError when neither root nor database is known."""
-    from ..node import NodeConfig, database_path, load_config
-    from ..postgres.connection import is_postgres_url
+    from ..database import database_location
+    from ..node import NodeConfig, load_config
     from ..storage import StorageConfig
 
     config = load_config(args.config) if args.config else None
@@ -94,12 +94,10 @@ def _locate(args: argparse.Namespace) -> tuple[Path | None, str | Path, NodeConf
     if config is not None:
         if args.directory is not None:
             config.storage.root = args.directory
-        if is_postgres_url(config.database):
-            return root, str(config.database), config
-        return root, database_path(config), config
+        return root, database_location(config), config
     if root is None:
         raise DicomWireError("give the storage directory DIR, --database or --config")
-    return root, database_path(NodeConfig(storage=StorageConfig(root=root))), None
+    return root, database_location(NodeConfig(storage=StorageConfig(root=root))), None
 
 
 def _print_spool(config: NodeConfig | None, root: Path) -> Path | None:
