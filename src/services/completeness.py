@@ -35,7 +35,7 @@ from ..uids import (
 )
 from .elements import LONG_VRS, UNDEFINED_LENGTH
 
-__all__ = ["BULK_LIMIT", "CompletenessCheck", "incompleteness"]
+__all__ = ["BULK_LIMIT", "CompletenessCheck", "ascii_text", "incompleteness"]
 
 _ITEM = 0xFFFEE000
 _ITEM_DELIMITER = 0xFFFEE00D
@@ -129,7 +129,7 @@ class CompletenessCheck:
     @property
     def values(self) -> dict[int, str]:
         """The captured values as text (padding stripped): UIDs, codes."""
-        return {tag: _text(raw) for tag, raw in self.raw.items()}
+        return {tag: ascii_text(raw) for tag, raw in self.raw.items()}
 
     @property
     def length(self) -> int:
@@ -275,7 +275,8 @@ class CompletenessCheck:
         self._offset = base + end
 
 
-def _text(raw: bytes) -> str:
+def ascii_text(raw: bytes) -> str:
+    """A captured UID or code string's value as text, its padding stripped."""
     return raw.decode("ascii", "replace").rstrip("\x00 ")
 
 

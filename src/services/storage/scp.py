@@ -54,7 +54,7 @@ from ...dimse.streams import DataSetSink
 from ...errors import ConfigError, DataSetError, DicomWireError, IndexUnavailableError
 from ...uids import IMPLICIT_VR_LITTLE_ENDIAN
 from ...ul.negotiation import PresentationContext
-from ..completeness import CompletenessCheck
+from ..completeness import CompletenessCheck, ascii_text
 from ..index import (
     INDEXED_TAGS,
     Index,
@@ -255,7 +255,7 @@ class _ReceivedDataSet:
             self.error,
             self.dataset_offset,
             check.problem(),
-            {tag: _uid_text(raw[tag]) for tag in HEADER_TAGS if tag in raw},
+            {tag: ascii_text(raw[tag]) for tag in HEADER_TAGS if tag in raw},
             bytes(self._head) if self._head is not None else b"",
             check,
         )
@@ -276,10 +276,6 @@ def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while written < len(view):
             written += os.write(fd, view[written:])
-
-
-def _uid_text(raw: bytes) -> str:
-    return raw.decode("ascii", "replace").rstrip("\x00 ")
 
 
 #: What the SCP reads of each data set it keeps: the index columns (the header UIDs among
