@@ -51,7 +51,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from peers import LOCALHOST, child_env  # noqa: E402
+from peers import LOCALHOST, child_env, free_port  # noqa: E402
 
 CACHE = BENCH / ".cache" / "qr"
 UID_ROOT = "1.2.826.0.1.3680043.10.1515"
@@ -153,14 +153,6 @@ def write_data_set(shape: Shape) -> list[Path]:
     done.touch()
     print(f"wrote {len(files)} files in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return files
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -34,6 +34,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from peers import free_port  # noqa: E402
+
 CACHE = HERE / ".cache" / "qr_move"
 LOCALHOST = "127.0.0.1"
 NODE_AE, DEST_AE = "DICOMWIRE", "STORESCP"
@@ -77,15 +81,6 @@ def build_index(database: Path, paths: list[Path]) -> None:
         header = dcmread(path, stop_before_pixels=True)
         index.add(header, path, str(header.file_meta.TransferSyntaxUID), path.stat().st_size)
     index.close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(port: int, timeout: float = 15.0) -> None:
