@@ -210,11 +210,8 @@ def study(tmp_path: Path) -> tuple[str, list[Path]]:
 # --------------------------------------------------------------------------- C-MOVE
 
 
-def test_move_to_storescp_sends_every_instance(
-    tmp_path: Path, study: tuple[str, list[Path]]
-) -> None:
-    study_uid, paths = study
-    index = build_index(paths)
+def move_study_to_storescp(tmp_path: Path, index: SQLiteIndex, study_uid: str) -> RetrieveResult:
+    """C-MOVE the study from a node over ``index`` to DCMTK storescp (into tmp_path/dest)."""
     with storescp(tmp_path / "dest") as port:
 
         async def run() -> RetrieveResult:
@@ -224,7 +221,15 @@ def test_move_to_storescp_sends_every_instance(
                     node, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid}, "STORESCP"
                 )
 
-        result = run_bounded(run(), 60)
+        return run_bounded(run(), 60)
+
+
+def test_move_to_storescp_sends_every_instance(
+    tmp_path: Path, study: tuple[str, list[Path]]
+) -> None:
+    study_uid, paths = study
+    index = build_index(paths)
+    result = move_study_to_storescp(tmp_path, index, study_uid)
     assert int(result.status) == 0x0000
     assert (result.completed, result.failed, result.warning) == (len(paths), 0, 0)
     assert received_uids(tmp_path / "dest") == {sop_uid(p) for p in paths}
@@ -311,16 +316,7 @@ def test_missing_file_is_a_failed_suboperation(
     index = build_index(paths)
     gone = sop_uid(paths[2])
     paths[2].unlink()
-    with storescp(tmp_path / "dest") as port:
-
-        async def run() -> RetrieveResult:
-            nodes = [RemoteAE("STORESCP", LOCALHOST, port)]
-            async with retrieve_node(tmp_path / "store", index, nodes) as node:
-                return await move(
-                    node, {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": study_uid}, "STORESCP"
-                )
-
-        result = run_bounded(run(), 60)
+    result = move_study_to_storescp(tmp_path, index, study_uid)
     assert int(result.status) == 0xB000
     assert (result.completed, result.failed) == (len(paths) - 1, 1)
     assert result.failed_instances == [gone]
