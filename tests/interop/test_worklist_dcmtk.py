@@ -32,7 +32,7 @@ from ..services.test_worklist_data import (
     SCP_AE,
     accessions,
     entries,
-    entry,
+    many_entries,
     worklist_node,
     write_wl_files,
 )
@@ -161,22 +161,7 @@ def test_findscu_specific_character_set(
 
 
 def test_findscu_cancel(tmp_path: Path) -> None:
-    store = SQLiteWorklistStore(":memory:")
-    for number in range(600):
-        store.add(
-            entry(
-                study=f"1.2.826.0.1.3680043.9.7433.92.{number}",
-                name=f"PATIENT^{number}",
-                patient_id=f"ID{number}",
-                accession=f"X{number}",
-                procedure_id="RP",
-                modality="CT",
-                station_ae="CT1",
-                date="20261129",
-                time="080000",
-                station_name="CTROOM1",
-            )
-        )
+    store = many_entries(600, "1.2.826.0.1.3680043.9.7433.92")
     with worklist_node(store) as node:
         status, output, responses = findscu(node.port, keys(), tmp_path / "rsp", "--cancel", "1")
     assert status == 0, output

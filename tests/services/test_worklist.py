@@ -37,7 +37,7 @@ from .test_worklist_data import (
     SCP_AE,
     accessions,
     entries,
-    entry,
+    many_entries,
     worklist_node,
     write_wl,
     write_wl_files,
@@ -204,22 +204,7 @@ def test_cancel_answers_fe00(monkeypatch: pytest.MonkeyPatch) -> None:
         return answer_for(*args, **kwargs)
 
     monkeypatch.setattr(service, "answer_for", slow_answer)
-    store = SQLiteWorklistStore(":memory:")
-    for number in range(600):
-        store.add(
-            entry(
-                study=f"1.2.826.0.1.3680043.9.7433.91.{number}",
-                name=f"PATIENT^{number}",
-                patient_id=f"ID{number}",
-                accession=f"X{number}",
-                procedure_id="RP",
-                modality="CT",
-                station_ae="CT1",
-                date="20261129",
-                time="080000",
-                station_name="CTROOM1",
-            )
-        )
+    store = many_entries(600, "1.2.826.0.1.3680043.9.7433.91")
     with worklist_node(store) as node:
         _, matches, final = find(node.port, top_query(), cancel_after=1)
         assert int(final.status) == 0xFE00

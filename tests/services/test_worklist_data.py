@@ -141,6 +141,28 @@ def entries() -> list[Dataset]:
     ]
 
 
+def many_entries(count: int, study_root: str) -> SQLiteWorklistStore:
+    """An in-memory store of ``count`` CT entries for station CT1 on 2026-11-29 (studies
+    ``study_root.N``): enough answers for a C-CANCEL to arrive while they are sent."""
+    store = SQLiteWorklistStore(":memory:")
+    for number in range(count):
+        store.add(
+            entry(
+                study=f"{study_root}.{number}",
+                name=f"PATIENT^{number}",
+                patient_id=f"ID{number}",
+                accession=f"X{number}",
+                procedure_id="RP",
+                modality="CT",
+                station_ae="CT1",
+                date="20261129",
+                time="080000",
+                station_name="CTROOM1",
+            )
+        )
+    return store
+
+
 def write_wl(dataset: Dataset, path: Path) -> Path:
     """``dataset`` as a Part 10 ``.wl`` file (explicit VR little endian)."""
     path.parent.mkdir(parents=True, exist_ok=True)
