@@ -43,6 +43,10 @@ from pathlib import Path
 from dicomwire.services.certs import make_test_pki
 from dicomwire.testing.corpus import write_corpus
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peers import free_port
+
 LOCALHOST = "127.0.0.1"
 DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 TIMEOUT = 1800.0
@@ -65,12 +69,6 @@ def dicomwire_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "dicomwire.services.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

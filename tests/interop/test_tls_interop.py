@@ -22,7 +22,6 @@ import datetime
 import ipaddress
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
@@ -44,7 +43,7 @@ from dicomwire.testing.corpus import write_corpus
 from dicomwire.ul.association import Timeouts
 from dicomwire.ul.tls import PROFILE_CIPHERS, TLSConfig, TLSProfile
 
-from ..conftest import LOCALHOST, connected_tcp_pair, find_tool, stop_process
+from ..conftest import LOCALHOST, connected_tcp_pair, find_tool, get_free_tcp_port, stop_process
 from ._dcmtk_store_helpers import ToolResult
 from ._dcmtk_store_helpers import run_tool as run_dcmtk_tool
 
@@ -640,16 +639,10 @@ def test_openssl_downgrade_refused(
 # --------------------------------------------------------------------------- dicomwire serve
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOCALHOST, 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_cli_tls_port_with_echoscu(pki: PKI, tmp_path: Path) -> None:
     """``dicomwire serve --tls-port`` from flags: plain and TLS side by side, mutual auth."""
     echoscu = need_tool("echoscu")
-    plain_port, tls_port = _free_port(), _free_port()
+    plain_port, tls_port = get_free_tcp_port(), get_free_tcp_port()
     argv = [
         *dicomwire_argv(),
         "serve",
