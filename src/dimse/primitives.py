@@ -23,6 +23,7 @@ from enum import IntEnum
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..errors import CommandError
+from ..records import Record
 from ..uids import VERIFICATION_SOP_CLASS
 from .commands import (
     TAG_COMMAND_FIELD,
@@ -117,8 +118,8 @@ _ABSENT = int(DataSetType.ABSENT)
 _PRESENT = int(DataSetType.PRESENT)
 
 
-@dataclass(slots=True)
-class DimseMessage:
+@dataclass(slots=True, repr=False, eq=False)
+class DimseMessage(Record):
     """What every DIMSE message has: its message ID, its data set, unknown elements.
 
     ``dataset`` is bytes, a pydicom Dataset, an async iterable of bytes or a
@@ -182,7 +183,7 @@ def _coerce(values: dict[str, Any]) -> None:
         values["priority"] = Priority(priority)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DimseResponse(DimseMessage):
     """A response: its status and the error elements of PS3.7 Annex C."""
 
@@ -197,7 +198,7 @@ class DimseResponse(DimseMessage):
 RSP = TypeVar("RSP", bound=DimseResponse, covariant=True)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DimseRequest(DimseMessage, Generic[RSP]):
     """A request; :meth:`response` builds its matching response."""
 
@@ -233,7 +234,7 @@ _COPIED: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class InstanceResponse(DimseResponse):
     """A response naming the SOP instance it concerns (C-STORE and the N-services)."""
 
@@ -241,7 +242,7 @@ class InstanceResponse(DimseResponse):
     affected_sop_instance_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class SubOperationsResponse(DimseResponse):
     """A C-GET or C-MOVE response: the counts of its sub-operations (PS3.7 §9.1.3, §9.1.4)."""
 
@@ -252,7 +253,7 @@ class SubOperationsResponse(DimseResponse):
     warning: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class RequestedInstanceRequest(DimseRequest[RSP]):
     """An N-GET, N-SET, N-ACTION or N-DELETE request on one requested SOP instance."""
 
@@ -263,7 +264,7 @@ class RequestedInstanceRequest(DimseRequest[RSP]):
 # --------------------------------------------------------------------------- C-services §9
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CEchoRSP(DimseResponse):
     """C-ECHO-RSP (PS3.7 Table 9.3-13)."""
 
@@ -271,7 +272,7 @@ class CEchoRSP(DimseResponse):
     affected_sop_class_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CEchoRQ(DimseRequest[CEchoRSP]):
     """C-ECHO-RQ (PS3.7 Table 9.3-12)."""
 
@@ -280,14 +281,14 @@ class CEchoRQ(DimseRequest[CEchoRSP]):
     affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CStoreRSP(InstanceResponse):
     """C-STORE-RSP (PS3.7 Table 9.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.C_STORE_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CStoreRQ(DimseRequest[CStoreRSP]):
     """C-STORE-RQ (PS3.7 Table 9.3-1); the data set is the SOP instance."""
 
@@ -300,7 +301,7 @@ class CStoreRQ(DimseRequest[CStoreRSP]):
     move_originator_message_id: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CFindRSP(DimseResponse):
     """C-FIND-RSP (PS3.7 Table 9.3-4); pending ones carry a matching identifier."""
 
@@ -308,7 +309,7 @@ class CFindRSP(DimseResponse):
     affected_sop_class_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CFindRQ(DimseRequest[CFindRSP]):
     """C-FIND-RQ (PS3.7 Table 9.3-3); the data set is the identifier."""
 
@@ -318,14 +319,14 @@ class CFindRQ(DimseRequest[CFindRSP]):
     priority: Priority = Priority.MEDIUM
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CGetRSP(SubOperationsResponse):
     """C-GET-RSP (PS3.7 Table 9.3-6): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_GET_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CGetRQ(DimseRequest[CGetRSP]):
     """C-GET-RQ (PS3.7 Table 9.3-5); the data set is the identifier."""
 
@@ -335,14 +336,14 @@ class CGetRQ(DimseRequest[CGetRSP]):
     priority: Priority = Priority.MEDIUM
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CMoveRSP(SubOperationsResponse):
     """C-MOVE-RSP (PS3.7 Table 9.3-8): sub-operation counts as fields."""
 
     command_field: ClassVar[CommandField] = CommandField.C_MOVE_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CMoveRQ(DimseRequest[CMoveRSP]):
     """C-MOVE-RQ (PS3.7 Table 9.3-7); the data set is the identifier."""
 
@@ -353,7 +354,7 @@ class CMoveRQ(DimseRequest[CMoveRSP]):
     priority: Priority = Priority.MEDIUM
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CCancelRQ(DimseMessage):
     """C-CANCEL-RQ (PS3.7 Table 9.3-9): ``message_id`` is the ID of the operation cancelled."""
 
@@ -364,7 +365,7 @@ class CCancelRQ(DimseMessage):
 # --------------------------------------------------------------------------- N-services §10
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NEventReportRSP(InstanceResponse):
     """N-EVENT-REPORT-RSP (PS3.7 Table 10.3-2)."""
 
@@ -372,7 +373,7 @@ class NEventReportRSP(InstanceResponse):
     event_type_id: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NEventReportRQ(DimseRequest[NEventReportRSP]):
     """N-EVENT-REPORT-RQ (PS3.7 Table 10.3-1); the data set is the event information."""
 
@@ -383,14 +384,14 @@ class NEventReportRQ(DimseRequest[NEventReportRSP]):
     event_type_id: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NGetRSP(InstanceResponse):
     """N-GET-RSP (PS3.7 Table 10.3-4); the data set is the attribute list."""
 
     command_field: ClassVar[CommandField] = CommandField.N_GET_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NGetRQ(RequestedInstanceRequest[NGetRSP]):
     """N-GET-RQ (PS3.7 Table 10.3-3)."""
 
@@ -399,14 +400,14 @@ class NGetRQ(RequestedInstanceRequest[NGetRSP]):
     attribute_identifier_list: list[int] | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NSetRSP(InstanceResponse):
     """N-SET-RSP (PS3.7 Table 10.3-6)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_SET_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NSetRQ(RequestedInstanceRequest[NSetRSP]):
     """N-SET-RQ (PS3.7 Table 10.3-5); the data set is the modification list."""
 
@@ -414,7 +415,7 @@ class NSetRQ(RequestedInstanceRequest[NSetRSP]):
     response_class: ClassVar[type[DimseResponse]] = NSetRSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NActionRSP(InstanceResponse):
     """N-ACTION-RSP (PS3.7 Table 10.3-8)."""
 
@@ -422,7 +423,7 @@ class NActionRSP(InstanceResponse):
     action_type_id: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NActionRQ(RequestedInstanceRequest[NActionRSP]):
     """N-ACTION-RQ (PS3.7 Table 10.3-7); the data set is the action information."""
 
@@ -431,14 +432,14 @@ class NActionRQ(RequestedInstanceRequest[NActionRSP]):
     action_type_id: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NCreateRSP(InstanceResponse):
     """N-CREATE-RSP (PS3.7 Table 10.3-10)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_CREATE_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NCreateRQ(DimseRequest[NCreateRSP]):
     """N-CREATE-RQ (PS3.7 Table 10.3-9); without an instance UID the performer assigns one."""
 
@@ -448,14 +449,14 @@ class NCreateRQ(DimseRequest[NCreateRSP]):
     affected_sop_instance_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NDeleteRSP(InstanceResponse):
     """N-DELETE-RSP (PS3.7 Table 10.3-12)."""
 
     command_field: ClassVar[CommandField] = CommandField.N_DELETE_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class NDeleteRQ(RequestedInstanceRequest[NDeleteRSP]):
     """N-DELETE-RQ (PS3.7 Table 10.3-11)."""
 
