@@ -35,6 +35,7 @@ NOT_FOR_ECHO = {
     "dicomwire.services.qr": "Query/Retrieve",
     "dicomwire.services.worklist": "the worklist",
     "dicomwire.services.audit": "the audit trail (only with --audit)",
+    "dicomwire.dimse.other_primitives": "C-FIND/GET/MOVE and N-* primitives (~20 classes)",
 }
 
 
@@ -117,6 +118,7 @@ NOT_FOR_STORE = {
     "dicomwire.services.storage.scp": "the storage SCP (index, matching, pydicom)",
     "dicomwire.services.index": "the Q/R index",
     "dicomwire.services.node": "the node",
+    "dicomwire.dimse.other_primitives": "C-FIND/GET/MOVE and N-* primitives (~20 classes)",
 }
 
 
