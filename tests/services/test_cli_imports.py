@@ -119,6 +119,7 @@ NOT_FOR_STORE = {
     "dicomwire.services.index": "the Q/R index",
     "dicomwire.services.node": "the node",
     "dicomwire.dimse.other_primitives": "C-FIND/GET/MOVE and N-* primitives (~20 classes)",
+    "dicomwire.services.audit": "the audit trail, XML and hashlib (only with --audit)",
 }
 
 
