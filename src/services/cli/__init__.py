@@ -73,7 +73,7 @@ def _add_parsers(
     for module_name, function in dict.fromkeys(_ADDERS[name] for name in names):
         module = importlib.import_module(module_name, __name__)
         parser = getattr(module, function)(commands)
-        if function == "add_probe_parser":
+        if function == "add_probe_parser":  # the prober's adder leaves its runner to us
             parser.set_defaults(run=module.run_probe)
 
 
