@@ -80,7 +80,6 @@ def test_version_does_not_start_the_event_loop_machinery() -> None:
     # the PDU classes, TLS and ssl they import) are loaded
     assert {
         "ssl",
-        "dataclasses",
         "dicomwire.ul.pdu",
         "dicomwire.services.cli.flags",
         "dicomwire.services.cli.echo",
