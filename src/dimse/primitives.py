@@ -18,11 +18,15 @@ not validate: :func:`~dicomwire.dimse.commands.validate_command` stays the valid
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import MISSING, dataclass, field, fields
 from enum import IntEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from ..errors import CommandError
+from ..lazy import lazy_attributes
+from ..records import Record
 from ..uids import VERIFICATION_SOP_CLASS
 from .commands import (
     TAG_COMMAND_FIELD,
@@ -117,8 +121,8 @@ _ABSENT = int(DataSetType.ABSENT)
 _PRESENT = int(DataSetType.PRESENT)
 
 
-@dataclass(slots=True)
-class DimseMessage:
+@dataclass(slots=True, repr=False, eq=False)
+class DimseMessage(Record):
     """What every DIMSE message has: its message ID, its data set, unknown elements.
 
     ``dataset`` is bytes, a pydicom Dataset, an async iterable of bytes or a
@@ -182,7 +186,7 @@ def _coerce(values: dict[str, Any]) -> None:
         values["priority"] = Priority(priority)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DimseResponse(DimseMessage):
     """A response: its status and the error elements of PS3.7 Annex C."""
 
@@ -197,7 +201,7 @@ class DimseResponse(DimseMessage):
 RSP = TypeVar("RSP", bound=DimseResponse, covariant=True)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DimseRequest(DimseMessage, Generic[RSP]):
     """A request; :meth:`response` builds its matching response."""
 
@@ -233,7 +237,7 @@ _COPIED: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class InstanceResponse(DimseResponse):
     """A response naming the SOP instance it concerns (C-STORE and the N-services)."""
 
@@ -241,29 +245,10 @@ class InstanceResponse(DimseResponse):
     affected_sop_instance_uid: str | None = None
 
 
-@dataclass(slots=True)
-class SubOperationsResponse(DimseResponse):
-    """A C-GET or C-MOVE response: the counts of its sub-operations (PS3.7 §9.1.3, §9.1.4)."""
-
-    affected_sop_class_uid: str | None = None
-    remaining: int | None = None
-    completed: int | None = None
-    failed: int | None = None
-    warning: int | None = None
-
-
-@dataclass(slots=True)
-class RequestedInstanceRequest(DimseRequest[RSP]):
-    """An N-GET, N-SET, N-ACTION or N-DELETE request on one requested SOP instance."""
-
-    requested_sop_class_uid: str
-    requested_sop_instance_uid: str
-
-
 # --------------------------------------------------------------------------- C-services §9
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CEchoRSP(DimseResponse):
     """C-ECHO-RSP (PS3.7 Table 9.3-13)."""
 
@@ -271,7 +256,7 @@ class CEchoRSP(DimseResponse):
     affected_sop_class_uid: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CEchoRQ(DimseRequest[CEchoRSP]):
     """C-ECHO-RQ (PS3.7 Table 9.3-12)."""
 
@@ -280,14 +265,14 @@ class CEchoRQ(DimseRequest[CEchoRSP]):
     affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CStoreRSP(InstanceResponse):
     """C-STORE-RSP (PS3.7 Table 9.3-2)."""
 
     command_field: ClassVar[CommandField] = CommandField.C_STORE_RSP
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CStoreRQ(DimseRequest[CStoreRSP]):
     """C-STORE-RQ (PS3.7 Table 9.3-1); the data set is the SOP instance."""
 
@@ -300,60 +285,7 @@ class CStoreRQ(DimseRequest[CStoreRSP]):
     move_originator_message_id: int | None = None
 
 
-@dataclass(slots=True)
-class CFindRSP(DimseResponse):
-    """C-FIND-RSP (PS3.7 Table 9.3-4); pending ones carry a matching identifier."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_FIND_RSP
-    affected_sop_class_uid: str | None = None
-
-
-@dataclass(slots=True)
-class CFindRQ(DimseRequest[CFindRSP]):
-    """C-FIND-RQ (PS3.7 Table 9.3-3); the data set is the identifier."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_FIND_RQ
-    response_class: ClassVar[type[DimseResponse]] = CFindRSP
-    affected_sop_class_uid: str
-    priority: Priority = Priority.MEDIUM
-
-
-@dataclass(slots=True)
-class CGetRSP(SubOperationsResponse):
-    """C-GET-RSP (PS3.7 Table 9.3-6): sub-operation counts as fields."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_GET_RSP
-
-
-@dataclass(slots=True)
-class CGetRQ(DimseRequest[CGetRSP]):
-    """C-GET-RQ (PS3.7 Table 9.3-5); the data set is the identifier."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_GET_RQ
-    response_class: ClassVar[type[DimseResponse]] = CGetRSP
-    affected_sop_class_uid: str
-    priority: Priority = Priority.MEDIUM
-
-
-@dataclass(slots=True)
-class CMoveRSP(SubOperationsResponse):
-    """C-MOVE-RSP (PS3.7 Table 9.3-8): sub-operation counts as fields."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_MOVE_RSP
-
-
-@dataclass(slots=True)
-class CMoveRQ(DimseRequest[CMoveRSP]):
-    """C-MOVE-RQ (PS3.7 Table 9.3-7); the data set is the identifier."""
-
-    command_field: ClassVar[CommandField] = CommandField.C_MOVE_RQ
-    response_class: ClassVar[type[DimseResponse]] = CMoveRSP
-    affected_sop_class_uid: str
-    move_destination: str
-    priority: Priority = Priority.MEDIUM
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CCancelRQ(DimseMessage):
     """C-CANCEL-RQ (PS3.7 Table 9.3-9): ``message_id`` is the ID of the operation cancelled."""
 
@@ -361,183 +293,66 @@ class CCancelRQ(DimseMessage):
     _id_tag: ClassVar[int] = TAG_RESPONDED_TO
 
 
-# --------------------------------------------------------------------------- N-services §10
-
-
-@dataclass(slots=True)
-class NEventReportRSP(InstanceResponse):
-    """N-EVENT-REPORT-RSP (PS3.7 Table 10.3-2)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RSP
-    event_type_id: int | None = None
-
-
-@dataclass(slots=True)
-class NEventReportRQ(DimseRequest[NEventReportRSP]):
-    """N-EVENT-REPORT-RQ (PS3.7 Table 10.3-1); the data set is the event information."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_EVENT_REPORT_RQ
-    response_class: ClassVar[type[DimseResponse]] = NEventReportRSP
-    affected_sop_class_uid: str
-    affected_sop_instance_uid: str
-    event_type_id: int
-
-
-@dataclass(slots=True)
-class NGetRSP(InstanceResponse):
-    """N-GET-RSP (PS3.7 Table 10.3-4); the data set is the attribute list."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_GET_RSP
-
-
-@dataclass(slots=True)
-class NGetRQ(RequestedInstanceRequest[NGetRSP]):
-    """N-GET-RQ (PS3.7 Table 10.3-3)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_GET_RQ
-    response_class: ClassVar[type[DimseResponse]] = NGetRSP
-    attribute_identifier_list: list[int] | None = None
-
-
-@dataclass(slots=True)
-class NSetRSP(InstanceResponse):
-    """N-SET-RSP (PS3.7 Table 10.3-6)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_SET_RSP
-
-
-@dataclass(slots=True)
-class NSetRQ(RequestedInstanceRequest[NSetRSP]):
-    """N-SET-RQ (PS3.7 Table 10.3-5); the data set is the modification list."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_SET_RQ
-    response_class: ClassVar[type[DimseResponse]] = NSetRSP
-
-
-@dataclass(slots=True)
-class NActionRSP(InstanceResponse):
-    """N-ACTION-RSP (PS3.7 Table 10.3-8)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_ACTION_RSP
-    action_type_id: int | None = None
-
-
-@dataclass(slots=True)
-class NActionRQ(RequestedInstanceRequest[NActionRSP]):
-    """N-ACTION-RQ (PS3.7 Table 10.3-7); the data set is the action information."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_ACTION_RQ
-    response_class: ClassVar[type[DimseResponse]] = NActionRSP
-    action_type_id: int
-
-
-@dataclass(slots=True)
-class NCreateRSP(InstanceResponse):
-    """N-CREATE-RSP (PS3.7 Table 10.3-10)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_CREATE_RSP
-
-
-@dataclass(slots=True)
-class NCreateRQ(DimseRequest[NCreateRSP]):
-    """N-CREATE-RQ (PS3.7 Table 10.3-9); without an instance UID the performer assigns one."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_CREATE_RQ
-    response_class: ClassVar[type[DimseResponse]] = NCreateRSP
-    affected_sop_class_uid: str
-    affected_sop_instance_uid: str | None = None
-
-
-@dataclass(slots=True)
-class NDeleteRSP(InstanceResponse):
-    """N-DELETE-RSP (PS3.7 Table 10.3-12)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_DELETE_RSP
-
-
-@dataclass(slots=True)
-class NDeleteRQ(RequestedInstanceRequest[NDeleteRSP]):
-    """N-DELETE-RQ (PS3.7 Table 10.3-11)."""
-
-    command_field: ClassVar[CommandField] = CommandField.N_DELETE_RQ
-    response_class: ClassVar[type[DimseResponse]] = NDeleteRSP
-
-
-_ALL: tuple[type[DimseMessage], ...] = (
-    CEchoRQ,
-    CEchoRSP,
-    CStoreRQ,
-    CStoreRSP,
-    CFindRQ,
-    CFindRSP,
-    CGetRQ,
-    CGetRSP,
-    CMoveRQ,
-    CMoveRSP,
-    CCancelRQ,
-    NEventReportRQ,
-    NEventReportRSP,
-    NGetRQ,
-    NGetRSP,
-    NSetRQ,
-    NSetRSP,
-    NActionRQ,
-    NActionRSP,
-    NCreateRQ,
-    NCreateRSP,
-    NDeleteRQ,
-    NDeleteRSP,
-)
-
-#: Command field -> request class (C-CANCEL-RQ included).
-REQUEST_CLASSES: dict[CommandField, type[DimseMessage]] = {
-    cls.command_field: cls for cls in _ALL if not cls.command_field & 0x8000
-}
-#: Command field -> response class.
-RESPONSE_CLASSES: dict[CommandField, type[DimseResponse]] = {
-    cls.command_field: cls
-    for cls in _ALL
-    if cls.command_field & 0x8000 and issubclass(cls, DimseResponse)
-}
-_CLASS_OF: dict[int, type[DimseMessage]] = {
-    int(field): cls for field, cls in (*REQUEST_CLASSES.items(), *RESPONSE_CLASSES.items())
-}
+#: Command field -> request class (C-CANCEL-RQ included), of every primitive once
+#: :mod:`.other_primitives` is imported (reading this name imports it).
+_REQUEST_CLASSES: dict[CommandField, type[DimseMessage]] = {}
+#: Command field -> response class, likewise (``RESPONSE_CLASSES``).
+_RESPONSE_CLASSES: dict[CommandField, type[DimseResponse]] = {}
+_CLASS_OF: dict[int, type[DimseMessage]] = {}
 
 #: Per class: element -> field name, and the names of its fields.
 _NAMES_OF: dict[type[DimseMessage], dict[int, str]] = {}
 _FIELD_NAMES: dict[type[DimseMessage], frozenset[str]] = {}
 _EMPTY_OF_TYPE: dict[str, object] = {"str": "", "int": 0}
 
-
-def _describe_fields(cls: type[DimseMessage]) -> None:
-    """Fill the class's element table and lenient defaults from its dataclass fields."""
-    own = [f for f in fields(cls) if f.name in _TAG_OF_FIELD]
-    cls._elements = tuple((f.name, _TAG_OF_FIELD[f.name]) for f in own)
-    cls._required = {
-        f.name: _EMPTY_OF_TYPE[str(f.type)]
-        for f in own
-        if str(f.type) in _EMPTY_OF_TYPE and f.default is MISSING
-    }
-    _NAMES_OF[cls] = {tag: name for name, tag in cls._elements}
-    _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
-
-
-for _cls in _ALL:
-    _describe_fields(_cls)
-
 #: Per response class: (its field, the request fields it copies, first set wins), and
-#: the same as command elements, so both ways of answering follow one table.
-_COPIED_FIELDS: dict[type[DimseMessage], tuple[tuple[str, tuple[str, ...]], ...]] = {
-    cls: tuple((t, sources) for t, sources in _COPIED if t in _FIELD_NAMES[cls])
-    for cls in RESPONSE_CLASSES.values()
-}
-_COPIED_TAGS: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {
-    int(field): tuple(
-        (_TAG_OF_FIELD[t], tuple(_TAG_OF_FIELD[source] for source in sources))
-        for t, sources in _COPIED_FIELDS[cls]
-    )
-    for field, cls in RESPONSE_CLASSES.items()
-}
+#: the same as command elements (by the response's command field), so both ways of
+#: answering follow one table.
+_COPIED_FIELDS: dict[type[DimseMessage], tuple[tuple[str, tuple[str, ...]], ...]] = {}
+_COPIED_TAGS: dict[int, tuple[tuple[int, tuple[int, ...]], ...]] = {}
+
+
+def _register(*classes: type[DimseMessage]) -> None:
+    """Enter primitive classes in the tables above, from their dataclass fields."""
+    for cls in classes:
+        own = [f for f in fields(cls) if f.name in _TAG_OF_FIELD]
+        cls._elements = tuple((f.name, _TAG_OF_FIELD[f.name]) for f in own)
+        cls._required = {
+            f.name: _EMPTY_OF_TYPE[str(f.type)]
+            for f in own
+            if str(f.type) in _EMPTY_OF_TYPE and f.default is MISSING
+        }
+        _NAMES_OF[cls] = {tag: name for name, tag in cls._elements}
+        _FIELD_NAMES[cls] = frozenset(f.name for f in fields(cls))
+        _CLASS_OF[int(cls.command_field)] = cls
+        if not cls.command_field & 0x8000:
+            _REQUEST_CLASSES[cls.command_field] = cls
+            continue
+        assert issubclass(cls, DimseResponse)
+        _RESPONSE_CLASSES[cls.command_field] = cls
+        copied = tuple((t, sources) for t, sources in _COPIED if t in _FIELD_NAMES[cls])
+        _COPIED_FIELDS[cls] = copied
+        _COPIED_TAGS[int(cls.command_field)] = tuple(
+            (_TAG_OF_FIELD[t], tuple(_TAG_OF_FIELD[source] for source in sources))
+            for t, sources in copied
+        )
+
+
+_register(CEchoRQ, CEchoRSP, CStoreRQ, CStoreRSP, CCancelRQ)
+
+#: The module with the primitives of the other services (C-FIND, C-GET, C-MOVE, the
+#: N-services): imported when one of its names is first used here, or when a command of
+#: theirs arrives, so an echo or a store does not build their classes (start-up).
+_OTHERS = "dicomwire.dimse.other_primitives"
+
+
+def _registered(table: dict[int, Any], command_field: int) -> Any:
+    """``table[command_field]``, importing the other services' primitives on a miss."""
+    found = table.get(command_field)
+    if found is None and _OTHERS not in sys.modules:
+        importlib.import_module(_OTHERS)
+        found = table.get(command_field)
+    return found
 
 
 def response_command(request: CommandSet, status: int, has_dataset: bool) -> CommandSet:
@@ -548,7 +363,9 @@ def response_command(request: CommandSet, status: int, has_dataset: bool) -> Com
     request whose handler answers a plain status.
     """
     field_value = request.get(TAG_COMMAND_FIELD)
-    copied = _COPIED_TAGS.get(field_value | 0x8000) if isinstance(field_value, int) else None
+    copied = (
+        _registered(_COPIED_TAGS, field_value | 0x8000) if isinstance(field_value, int) else None
+    )
     if copied is None:
         raise CommandError(f"no response to CommandField {field_value!r}")
     command: CommandSet = {
@@ -572,9 +389,67 @@ def parse(command: CommandSet, dataset: object | None = None) -> DimseMessage:
     Raises :class:`CommandError` when the command field is missing or unknown.
     """
     field_value: CommandValue | None = command.get(TAG_COMMAND_FIELD)
-    cls = _CLASS_OF.get(field_value) if isinstance(field_value, int) else None
+    cls = _registered(_CLASS_OF, field_value) if isinstance(field_value, int) else None
     if cls is None:
         shown = f"0x{field_value:04X}" if isinstance(field_value, int) else "none"
         raise CommandError(f"no DIMSE primitive for CommandField {shown}")
     message: DimseMessage = cls.from_command(command, dataset)
     return message
+
+
+if TYPE_CHECKING:
+    from .other_primitives import (
+        REQUEST_CLASSES,
+        RESPONSE_CLASSES,
+        CFindRQ,
+        CFindRSP,
+        CGetRQ,
+        CGetRSP,
+        CMoveRQ,
+        CMoveRSP,
+        NActionRQ,
+        NActionRSP,
+        NCreateRQ,
+        NCreateRSP,
+        NDeleteRQ,
+        NDeleteRSP,
+        NEventReportRQ,
+        NEventReportRSP,
+        NGetRQ,
+        NGetRSP,
+        NSetRQ,
+        NSetRSP,
+        RequestedInstanceRequest,
+        SubOperationsResponse,
+    )
+
+__getattr__ = lazy_attributes(
+    globals(),
+    dict.fromkeys(
+        (
+            "REQUEST_CLASSES",
+            "RESPONSE_CLASSES",
+            "RequestedInstanceRequest",
+            "SubOperationsResponse",
+            "CFindRQ",
+            "CFindRSP",
+            "CGetRQ",
+            "CGetRSP",
+            "CMoveRQ",
+            "CMoveRSP",
+            "NActionRQ",
+            "NActionRSP",
+            "NCreateRQ",
+            "NCreateRSP",
+            "NDeleteRQ",
+            "NDeleteRSP",
+            "NEventReportRQ",
+            "NEventReportRSP",
+            "NGetRQ",
+            "NGetRSP",
+            "NSetRQ",
+            "NSetRSP",
+        ),
+        _OTHERS,
+    ),
+)

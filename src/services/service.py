@@ -23,6 +23,7 @@ from ..dimse.commands import CommandField
 from ..dimse.session import DimseSession, Handler, SinkFactory
 from ..dimse.status import Category, Status
 from ..errors import ConfigError
+from ..records import FrozenRecord
 from ..ul.negotiation import DEFAULT_TRANSFER_SYNTAXES
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ ANY_SOP_CLASS = "*"
 HandlerKey = int | tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class Binding(FrozenRecord):
     """One SOP class a service serves: transfer syntaxes, handlers, and roles.
 
     ``handlers`` maps a request's command field (``CommandField.C_FIND_RQ``...) to the
@@ -68,8 +69,8 @@ class Binding:
     extended_negotiation: Callable[[bytes], bytes | None] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StatusDeclaration:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class StatusDeclaration(FrozenRecord):
     """A status a service's handler can answer, and when (its conformance statement row).
 
     ``status`` is the named constant the handler returns (``dimse.status`` or the
@@ -84,8 +85,8 @@ class StatusDeclaration:
 StatusTable = Mapping[str, Sequence[StatusDeclaration]]
 
 
-@dataclass(frozen=True, slots=True)
-class StatusReaction:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class StatusReaction(FrozenRecord):
     """How an SCU reacts to statuses it receives (a conformance statement row, PS3.2).
 
     Declared beside the SCU code that acts on the status. ``codes`` are statuses or
@@ -105,8 +106,8 @@ class StatusReaction:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ScuActivity:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ScuActivity(FrozenRecord):
     """A real-world activity the tools and the API perform as SCU, and their reactions."""
 
     name: str

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import AssociationStateError
+from ..records import FrozenRecord
 from .framer import DEFAULT_MAX_CONTROL_PDU_LENGTH, PDUFramer
 from .fsm import NEXT_STATE, TRANSITIONS, Action, Event, State
 from .pdu import (
@@ -59,75 +60,80 @@ __all__ = [
 # --------------------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True, slots=True)
-class SendPDU:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class SendPDU(FrozenRecord):
     """Write this PDU to the transport."""
 
     pdu: PDU
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectTransport:
+class ConnectTransport(FrozenRecord):
     """AE-1: open the transport connection, then call :meth:`UpperLayer.transport_connected`."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class CloseTransport:
+
+class CloseTransport(FrozenRecord):
     """Close the transport connection (after writing what was sent before)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ARTIMStart:
+
+class ARTIMStart(FrozenRecord):
     """Start, or restart, the ARTIM timer; call :meth:`UpperLayer.artim_expired` on expiry."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ARTIMStop:
+
+class ARTIMStop(FrozenRecord):
     """Stop the ARTIM timer."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class AssociateIndication:
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AssociateIndication(FrozenRecord):
     """A-ASSOCIATE indication (acceptor, Sta3): answer with accept() or reject()."""
 
     request: AAssociateRQ
 
 
-@dataclass(frozen=True, slots=True)
-class AssociateAccepted:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AssociateAccepted(FrozenRecord):
     """A-ASSOCIATE confirmation, accept (requestor, Sta6)."""
 
     accept: AAssociateAC
 
 
-@dataclass(frozen=True, slots=True)
-class AssociateRejected:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AssociateRejected(FrozenRecord):
     """A-ASSOCIATE confirmation, reject (requestor): the peer's A-ASSOCIATE-RJ."""
 
     reject: AAssociateRJ
 
 
-@dataclass(frozen=True, slots=True)
-class PDataIndication:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class PDataIndication(FrozenRecord):
     """P-DATA indication: a received P-DATA-TF."""
 
     pdu: PDataTF
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseIndication:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class ReleaseIndication(FrozenRecord):
     """A-RELEASE indication: answer with release_response(); ``collision`` per AR-8."""
 
     collision: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseConfirmation:
+class ReleaseConfirmation(FrozenRecord):
     """A-RELEASE confirmation: the peer answered our A-RELEASE-RQ."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class AbortIndication:
+
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class AbortIndication(FrozenRecord):
     """A-ABORT (peer's service-user) or A-P-ABORT (a provider) indication.
 
     ``provider`` is True for A-P-ABORT; ``local`` is True when this side's provider

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from ..errors import ValidationError
+from ..records import Record
 from ..uids import EXPLICIT_VR_BIG_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN
 from .identifiers import normalize_ae_title, validate_ae_title, validate_uid
 from .pdu import (
@@ -82,8 +83,8 @@ def combine_window(ours: int, theirs: int) -> int:
     return min(ours, theirs)
 
 
-@dataclass(slots=True)
-class PresentationContext:
+@dataclass(slots=True, repr=False, eq=False)
+class PresentationContext(Record):
     """One presentation context as proposed and as negotiated.
 
     ``result`` is None until negotiated (see :class:`PresentationContextResult`);
@@ -104,8 +105,8 @@ class PresentationContext:
         return self.result == PresentationContextResult.ACCEPTANCE
 
 
-@dataclass(slots=True)
-class KnownNode:
+@dataclass(slots=True, repr=False, eq=False)
+class KnownNode(Record):
     """A remote AE the node knows: acceptance policy, C-MOVE destinations, relays.
 
     ``host`` is an IP address, a network in CIDR form, or a host name compared literally;
@@ -131,8 +132,8 @@ class KnownNode:
             return self.host == address
 
 
-@dataclass(slots=True)
-class NegotiatedAssociation:
+@dataclass(slots=True, repr=False, eq=False)
+class NegotiatedAssociation(Record):
     """What both sides agreed on; the same object on the requestor and the acceptor."""
 
     local_ae_title: str
@@ -174,8 +175,8 @@ class NegotiatedAssociation:
 # --------------------------------------------------------------------------- requestor
 
 
-@dataclass(slots=True)
-class RequestorConfig:
+@dataclass(slots=True, repr=False, eq=False)
+class RequestorConfig(Record):
     """What an association requestor proposes.
 
     ``contexts`` lists (abstract syntax, transfer syntaxes); IDs 1, 3, 5, ... are assigned
@@ -331,8 +332,8 @@ CertificateCheck = Callable[[Mapping[str, Any] | None, str], bool]
 ExtendedNegotiationHandler = Callable[[str, bytes], bytes | None]
 
 
-@dataclass(slots=True)
-class AcceptorPolicy:
+@dataclass(slots=True, repr=False, eq=False)
+class AcceptorPolicy(Record):
     """How an acceptor answers association requests (defaults as the issue states them).
 
     - ``ae_titles``: our AE titles; a called AE title not among them is rejected (1, 1, 7)

@@ -31,6 +31,7 @@ from enum import IntEnum
 from typing import ClassVar, TypeAlias
 
 from ..errors import PDUError, ValidationError
+from ..records import Record
 from .identifiers import (
     WireStr,
     decode_ae_title,
@@ -264,8 +265,8 @@ def _expect_length(item: str, actual: int, expected: int, offset: int) -> None:
 # --------------------------------------------------------------------------- simple items
 
 
-@dataclass(slots=True)
-class ApplicationContextItem:
+@dataclass(slots=True, repr=False, eq=False)
+class ApplicationContextItem(Record):
     """Application context item (10H, PS3.8 §9.3.2.1)."""
 
     item_type: ClassVar[int] = 0x10
@@ -276,8 +277,8 @@ class ApplicationContextItem:
         return _item(self.item_type, self.reserved, encode_uid(self.name, "application context"))
 
 
-@dataclass(slots=True)
-class AbstractSyntaxItem:
+@dataclass(slots=True, repr=False, eq=False)
+class AbstractSyntaxItem(Record):
     """Abstract syntax sub-item (30H, PS3.8 §9.3.2.2.1)."""
 
     item_type: ClassVar[int] = 0x30
@@ -288,8 +289,8 @@ class AbstractSyntaxItem:
         return _item(self.item_type, self.reserved, encode_uid(self.name, "abstract syntax"))
 
 
-@dataclass(slots=True)
-class TransferSyntaxItem:
+@dataclass(slots=True, repr=False, eq=False)
+class TransferSyntaxItem(Record):
     """Transfer syntax sub-item (40H, PS3.8 §9.3.2.2.2, §9.3.3.2.1)."""
 
     item_type: ClassVar[int] = 0x40
@@ -307,8 +308,8 @@ class TransferSyntaxItem:
 # --------------------------------------------------------------------------- presentation contexts
 
 
-@dataclass(slots=True)
-class UnknownItem:
+@dataclass(slots=True, repr=False, eq=False)
+class UnknownItem(Record):
     """An item or sub-item of a type this codec does not know, kept byte for byte.
 
     PS3.8 §9.3.1 and D.1 ask receivers to ignore and skip such items (wherever they stand:
@@ -327,8 +328,8 @@ class UnknownItem:
 SyntaxItem: TypeAlias = AbstractSyntaxItem | TransferSyntaxItem | UnknownItem
 
 
-@dataclass(slots=True)
-class PresentationContextRQItem:
+@dataclass(slots=True, repr=False, eq=False)
+class PresentationContextRQItem(Record):
     """Presentation context item of an A-ASSOCIATE-RQ (20H, PS3.8 §9.3.2.2).
 
     ``sub_items`` holds one abstract syntax followed by one or more transfer syntaxes, in
@@ -375,8 +376,8 @@ class PresentationContextRQItem:
         return _item(self.item_type, self.reserved, body)
 
 
-@dataclass(slots=True)
-class PresentationContextACItem:
+@dataclass(slots=True, repr=False, eq=False)
+class PresentationContextACItem(Record):
     """Presentation context item of an A-ASSOCIATE-AC (21H, PS3.8 §9.3.3.2).
 
     ``result`` is a :class:`PresentationContextResult` value; the transfer syntax is not
@@ -419,8 +420,8 @@ class PresentationContextACItem:
 # --------------------------------------------------------------------------- user information
 
 
-@dataclass(slots=True)
-class MaximumLengthItem:
+@dataclass(slots=True, repr=False, eq=False)
+class MaximumLengthItem(Record):
     """Maximum length sub-item (51H, PS3.8 D.1); 0 means no limit."""
 
     item_type: ClassVar[int] = 0x51
@@ -433,8 +434,8 @@ class MaximumLengthItem:
         return _item(self.item_type, self.reserved, _UINT32.pack(self.maximum_length))
 
 
-@dataclass(slots=True)
-class ImplementationClassUIDItem:
+@dataclass(slots=True, repr=False, eq=False)
+class ImplementationClassUIDItem(Record):
     """Implementation class UID sub-item (52H, PS3.7 D.3.3.2)."""
 
     item_type: ClassVar[int] = 0x52
@@ -446,8 +447,8 @@ class ImplementationClassUIDItem:
         return _item(self.item_type, self.reserved, value)
 
 
-@dataclass(slots=True)
-class ImplementationVersionNameItem:
+@dataclass(slots=True, repr=False, eq=False)
+class ImplementationVersionNameItem(Record):
     """Implementation version name sub-item (55H, PS3.7 D.3.3.2): 1 to 16 characters."""
 
     item_type: ClassVar[int] = 0x55
@@ -459,8 +460,8 @@ class ImplementationVersionNameItem:
         return _item(self.item_type, self.reserved, value)
 
 
-@dataclass(slots=True)
-class AsynchronousOperationsWindowItem:
+@dataclass(slots=True, repr=False, eq=False)
+class AsynchronousOperationsWindowItem(Record):
     """Asynchronous operations window sub-item (53H, PS3.7 D.3.3.3); 0 means unlimited."""
 
     item_type: ClassVar[int] = 0x53
@@ -476,8 +477,8 @@ class AsynchronousOperationsWindowItem:
         return _item(self.item_type, self.reserved, body)
 
 
-@dataclass(slots=True)
-class RoleSelectionItem:
+@dataclass(slots=True, repr=False, eq=False)
+class RoleSelectionItem(Record):
     """SCP/SCU role selection sub-item (54H, PS3.7 D.3.3.4); roles are 0 or 1."""
 
     item_type: ClassVar[int] = 0x54
@@ -495,8 +496,8 @@ class RoleSelectionItem:
         )
 
 
-@dataclass(slots=True)
-class SOPClassExtendedNegotiationItem:
+@dataclass(slots=True, repr=False, eq=False)
+class SOPClassExtendedNegotiationItem(Record):
     """SOP class extended negotiation sub-item (56H, PS3.7 D.3.3.5)."""
 
     item_type: ClassVar[int] = 0x56
@@ -510,8 +511,8 @@ class SOPClassExtendedNegotiationItem:
         return _item(self.item_type, self.reserved, uid + info)
 
 
-@dataclass(slots=True)
-class SOPClassCommonExtendedNegotiationItem:
+@dataclass(slots=True, repr=False, eq=False)
+class SOPClassCommonExtendedNegotiationItem(Record):
     """SOP class common extended negotiation sub-item (57H, PS3.7 D.3.3.6).
 
     Byte 1 is the sub-item version (0), not a reserved byte.
@@ -538,8 +539,8 @@ class SOPClassCommonExtendedNegotiationItem:
         return _item(self.item_type, self.sub_item_version, body)
 
 
-@dataclass(slots=True)
-class UserIdentityRQItem:
+@dataclass(slots=True, repr=False, eq=False)
+class UserIdentityRQItem(Record):
     """User identity negotiation sub-item of the RQ (58H, PS3.7 D.3.3.7.1)."""
 
     item_type: ClassVar[int] = 0x58
@@ -563,8 +564,8 @@ class UserIdentityRQItem:
         return _item(self.item_type, self.reserved, body)
 
 
-@dataclass(slots=True)
-class UserIdentityACItem:
+@dataclass(slots=True, repr=False, eq=False)
+class UserIdentityACItem(Record):
     """User identity negotiation sub-item of the AC (59H, PS3.7 D.3.3.7.2)."""
 
     item_type: ClassVar[int] = 0x59
@@ -590,8 +591,8 @@ UserInformationSubItem: TypeAlias = (
 )
 
 
-@dataclass(slots=True)
-class UserInformationItem:
+@dataclass(slots=True, repr=False, eq=False)
+class UserInformationItem(Record):
     """User information item (50H, PS3.8 §9.3.2.3, Annex D); sub-items in wire order."""
 
     item_type: ClassVar[int] = 0x50
@@ -694,8 +695,8 @@ AssociateItem: TypeAlias = (
 )
 
 
-@dataclass(slots=True)
-class _AssociatePDU:
+@dataclass(slots=True, repr=False, eq=False)
+class _AssociatePDU(Record):
     """Shared shape of A-ASSOCIATE-RQ and -AC (PS3.8 Tables 9-11 and 9-17)."""
 
     pdu_type: ClassVar[int]
@@ -739,7 +740,7 @@ class _AssociatePDU:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AAssociateRQ(_AssociatePDU):
     """A-ASSOCIATE-RQ PDU (PS3.8 §9.3.2)."""
 
@@ -750,7 +751,7 @@ class AAssociateRQ(_AssociatePDU):
         return [i for i in self.variable_items if isinstance(i, PresentationContextRQItem)]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AAssociateAC(_AssociatePDU):
     """A-ASSOCIATE-AC PDU (PS3.8 §9.3.3); the AE title fields echo the RQ's."""
 
@@ -761,8 +762,8 @@ class AAssociateAC(_AssociatePDU):
         return [i for i in self.variable_items if isinstance(i, PresentationContextACItem)]
 
 
-@dataclass(slots=True)
-class AAssociateRJ:
+@dataclass(slots=True, repr=False, eq=False)
+class AAssociateRJ(Record):
     """A-ASSOCIATE-RJ PDU (PS3.8 §9.3.4)."""
 
     pdu_type: ClassVar[int] = PDUType.A_ASSOCIATE_RJ
@@ -781,8 +782,8 @@ class AAssociateRJ:
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
 
-@dataclass(slots=True, eq=False)
-class PresentationDataValue:
+@dataclass(slots=True, eq=False, repr=False)
+class PresentationDataValue(Record):
     """One presentation data value item of a P-DATA-TF (PS3.8 §9.3.5.1, Annex E.2).
 
     ``data`` is a fragment of a command or data set; when decoded it is a memoryview into
@@ -835,8 +836,8 @@ class PresentationDataValue:
         )
 
 
-@dataclass(slots=True)
-class PDataTF:
+@dataclass(slots=True, repr=False, eq=False)
+class PDataTF(Record):
     """P-DATA-TF PDU (PS3.8 §9.3.5): one or more presentation data values."""
 
     pdu_type: ClassVar[int] = PDUType.P_DATA_TF
@@ -862,8 +863,8 @@ class PDataTF:
         return b"".join(self.encode_parts())
 
 
-@dataclass(slots=True)
-class _FourReservedBytesPDU:
+@dataclass(slots=True, repr=False, eq=False)
+class _FourReservedBytesPDU(Record):
     """Shape of A-RELEASE-RQ and -RP: a 4-byte reserved field (PS3.8 Tables 9-24, 9-25)."""
 
     pdu_type: ClassVar[int]
@@ -876,22 +877,22 @@ class _FourReservedBytesPDU:
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AReleaseRQ(_FourReservedBytesPDU):
     """A-RELEASE-RQ PDU (PS3.8 §9.3.6)."""
 
     pdu_type: ClassVar[int] = PDUType.A_RELEASE_RQ
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AReleaseRP(_FourReservedBytesPDU):
     """A-RELEASE-RP PDU (PS3.8 §9.3.7)."""
 
     pdu_type: ClassVar[int] = PDUType.A_RELEASE_RP
 
 
-@dataclass(slots=True)
-class AAbort:
+@dataclass(slots=True, repr=False, eq=False)
+class AAbort(Record):
     """A-ABORT PDU (PS3.8 §9.3.8); see :class:`AbortSource` and :class:`AbortReason`."""
 
     pdu_type: ClassVar[int] = PDUType.A_ABORT

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..records import Record
+
 __all__ = ["Timeouts"]
 
 
-@dataclass(slots=True)
-class Timeouts:
+@dataclass(slots=True, repr=False, eq=False)
+class Timeouts(Record):
     """Timeouts in seconds; None disables one (defaults as PS3.8 users expect them).
 
     ``network_idle`` also ends a peer that trickles bytes without completing PDUs;

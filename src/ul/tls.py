@@ -31,6 +31,7 @@ from enum import Enum
 from pathlib import Path
 
 from ..errors import TLSError
+from ..records import FrozenRecord, Record
 
 __all__ = [
     "TLSConfig",
@@ -93,8 +94,8 @@ ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
 """
 
 
-@dataclass(slots=True)
-class TLSConfig:
+@dataclass(slots=True, repr=False, eq=False)
+class TLSConfig(Record):
     """Our certificate and key, whom we trust, and how strict to be.
 
     ``certificate``/``key`` are PEM files (``password`` for an encrypted key), or
@@ -304,8 +305,8 @@ _SSL_REASONS: dict[str, tuple[str, str, bool]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class HandshakeFailure:
+@dataclass(frozen=True, slots=True, repr=False, eq=False)
+class HandshakeFailure(FrozenRecord):
     """Why a TLS connection failed: a stable ``reason`` code, a one-line ``text``, and
     ``permanent``: trying again with the same settings will not help."""
 

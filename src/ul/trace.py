@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
 import time
 from pathlib import Path
 from typing import IO
@@ -26,6 +25,9 @@ class PDUTrace:
     """A JSON-lines file of PDUs; one per process, shared by every association."""
 
     def __init__(self, path: str | Path) -> None:
+        import json  # here, not at import: only a traced process pays for it (start-up)
+
+        self._dumps = json.dumps
         self.path = Path(path)
         self._file: IO[str] = open(self.path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
         self._ids = itertools.count(1)
@@ -46,7 +48,7 @@ class PDUTrace:
             "length": len(raw),
             "pdu": base64.b64encode(raw).decode("ascii"),
         }
-        self._file.write(json.dumps(line) + "\n")
+        self._file.write(self._dumps(line) + "\n")
 
     def close(self) -> None:
         self._file.close()

@@ -35,6 +35,7 @@ NOT_FOR_ECHO = {
     "dicomwire.services.qr": "Query/Retrieve",
     "dicomwire.services.worklist": "the worklist",
     "dicomwire.services.audit": "the audit trail (only with --audit)",
+    "dicomwire.dimse.other_primitives": "C-FIND/GET/MOVE and N-* primitives (~20 classes)",
 }
 
 
@@ -75,6 +76,38 @@ def test_version_does_not_start_the_event_loop_machinery() -> None:
         "dicomwire.ul.association",
         "dicomwire.dimse.session",
     } & modules == set()
+    # no subcommand's parser is built, so neither its module nor the shared flags (with
+    # the PDU classes, TLS and ssl they import) are loaded
+    assert {
+        "ssl",
+        "dicomwire.ul.pdu",
+        "dicomwire.services.cli.flags",
+        "dicomwire.services.cli.echo",
+    } & modules == set()
+
+
+#: The subcommand modules besides echo's: ``main`` imports only the one it runs.
+OTHER_SUBCOMMANDS = {
+    "dicomwire.services.cli.serve",
+    "dicomwire.services.cli.store",
+    "dicomwire.services.cli.commit",
+    "dicomwire.services.cli.certs",
+    "dicomwire.services.cli.print",
+    "dicomwire.services.cli.query",
+    "dicomwire.services.cli.mpps",
+    "dicomwire.services.cli.worklist",
+    "dicomwire.services.cli.index",
+    "dicomwire.services.cli.conformance",
+    "dicomwire.services.cli.cluster",
+    "dicomwire.testing.probe_cli",
+}
+
+
+def test_echo_builds_only_its_own_parser() -> None:
+    status, modules = modules_after("echo", LOCALHOST, "1", "--connect-timeout", "5")
+    assert status == 1  # nothing listens on port 1: the run fails, after parsing
+    assert "dicomwire.services.cli.echo" in modules
+    assert OTHER_SUBCOMMANDS & modules == set()
 
 
 #: What a sender of Part 10 files has no use for: the storage SCP's side of the package.
@@ -84,6 +117,8 @@ NOT_FOR_STORE = {
     "dicomwire.services.storage.scp": "the storage SCP (index, matching, pydicom)",
     "dicomwire.services.index": "the Q/R index",
     "dicomwire.services.node": "the node",
+    "dicomwire.dimse.other_primitives": "C-FIND/GET/MOVE and N-* primitives (~20 classes)",
+    "dicomwire.services.audit": "the audit trail, XML and hashlib (only with --audit)",
 }
 
 

@@ -23,7 +23,9 @@
 Each subcommand module adds its parser (``add_parser``) and sets its runner (``run``: a
 function, or a coroutine function that :func:`main` runs on the event loop); the flags
 they share are in :mod:`.flags`. A runner imports what it runs only when it runs, so the
-command starts fast (``--version`` and ``echo`` import neither pydicom nor storage).
+command starts fast (``--version`` and ``echo`` import neither pydicom nor storage), and
+:func:`main` imports and builds only the parser of the subcommand it runs (``dicomwire
+--help`` and a mistyped command build them all, for the list).
 
 Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, timeout);
 2 bad usage.
@@ -32,22 +34,61 @@ Exit codes: 0 success; 1 a DICOM failure (non-success status, rejection, abort, 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ... import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, __version__
-from . import certs, commit, conformance, echo, index, mpps, query, serve, store, worklist
-from . import cluster as cluster_command
-from . import print as print_command
-from .flags import configure_logging
 
 __all__ = ["build_parser", "main"]
 
+#: Each subcommand, in ``dicomwire --help``'s order -> the module (relative to this
+#: package) and its function that adds the subcommand's parser (``find``, ``move`` and
+#: ``get`` come together). Imported only when that parser is built.
+_ADDERS: dict[str, tuple[str, str]] = {
+    "echo": (".echo", "add_parser"),
+    "serve": (".serve", "add_parser"),
+    "store": (".store", "add_parser"),
+    "commit": (".commit", "add_parser"),
+    "certs": (".certs", "add_parser"),
+    "print": (".print", "add_parser"),
+    "printer": (".print", "add_printer_parser"),
+    "find": (".query", "add_parsers"),
+    "move": (".query", "add_parsers"),
+    "get": (".query", "add_parsers"),
+    "mpps": (".mpps", "add_parser"),
+    "worklist": (".worklist", "add_parser"),
+    "index": (".index", "add_parser"),
+    "conformance-statement": (".conformance", "add_parser"),
+    "probe": ("...testing.probe_cli", "add_probe_parser"),
+    "cluster": (".cluster", "add_parser"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``dicomwire`` parser with every subcommand."""
-    from ...testing.probe_cli import add_probe_parser, run_probe
 
+def _add_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], names: Sequence[str]
+) -> None:
+    """Add the parsers of the subcommands ``names`` to ``commands``, each adder once."""
+    for module_name, function in dict.fromkeys(_ADDERS[name] for name in names):
+        module = importlib.import_module(module_name, __name__)
+        parser = getattr(module, function)(commands)
+        if function == "add_probe_parser":  # the prober's adder leaves its runner to us
+            parser.set_defaults(run=module.run_probe)
+
+
+def _needed(argv: Sequence[str]) -> Sequence[str]:
+    """The subcommands whose parsers ``argv`` needs: the one it names first, none for
+    ``--version`` alone, else all (``--help``, no command, a mistyped one: the list)."""
+    if argv and argv[0] in _ADDERS:
+        return argv[:1]
+    if list(argv) == ["--version"]:
+        return ()
+    return list(_ADDERS)
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dicomwire`` parser with the subcommands ``commands`` (default: every one)."""
     parser = argparse.ArgumentParser(
         prog="dicomwire",
         description="DICOM networking tools and node (asyncio, PS3.8/PS3.7/PS3.4).",
@@ -60,31 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
             f"version name {IMPLEMENTATION_VERSION_NAME})"
         ),
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    echo.add_parser(commands)
-    serve.add_parser(commands)
-    store.add_parser(commands)
-    commit.add_parser(commands)
-    certs.add_parser(commands)
-    print_command.add_parser(commands)
-    print_command.add_printer_parser(commands)
-    query.add_parsers(commands)
-    mpps.add_parser(commands)
-    worklist.add_parser(commands)
-    index.add_parser(commands)
-    conformance.add_parser(commands)
-    add_probe_parser(commands).set_defaults(run=run_probe)
-    cluster_command.add_parser(commands)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_parsers(subparsers, list(_ADDERS) if commands is None else commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dicomwire`` with ``argv`` (default: the process's); the exit status."""
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(_needed(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    from .flags import configure_logging
+
     configure_logging(args)
     if getattr(args, "trace", None) is not None:
         from ...ul.trace import start_trace

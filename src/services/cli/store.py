@@ -166,11 +166,15 @@ async def run(args: argparse.Namespace) -> int:
         + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
     stored = summary.failures == 0 and summary.sent
-    from ..audit.tool import audit_of  # Instances Transferred, export (PS3.15 A.5.3.7)
+    if args.audit:  # Instances Transferred, export (PS3.15 A.5.3.7); without --audit the
+        # trail is silent, and its package (XML, hashlib, json) is not imported for nothing
+        from ..audit.tool import audit_of
 
-    audit_of(args).transferred(
-        [o.path for o in summary.outcomes if o.delivered], exported=True, outcome=0 if stored else 4
-    )
+        audit_of(args).transferred(
+            [o.path for o in summary.outcomes if o.delivered],
+            exported=True,
+            outcome=0 if stored else 4,
+        )
     if stored and args.commit:
         from ..storage.scu import collect_files
 
