@@ -600,6 +600,17 @@ class _Intent:
     find_replaced: bool = False
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """One :meth:`SQLiteIndex.prepare_add` waiting for the transaction that takes it."""
+
+    intent: _Intent
+    durable: bool
+    token: int = 0
+    error: BaseException | None = None
+    done: bool = False
+
+
 class SQLiteIndex(Index):
     """The embedded index: one SQLite file (or ``":memory:"``), WAL, one writer at a time.
 
@@ -624,6 +635,12 @@ class SQLiteIndex(Index):
     connection wrote, which the next write transaction sees (``PRAGMA data_version``) and
     only then checks the row, before it removes the intent — so a crash in between still
     leaves the intent for :meth:`reconcile`.
+
+    Group commit: additions prepared while another thread's transaction runs (concurrent
+    associations storing with fsync, whose prepares run in threads) wait, and the next
+    of them writes all that are waiting then in one transaction — one ``BEGIN``,
+    ``COMMIT`` and, durable, one WAL fsync for all. No delay is added to gather them; a
+    failure of that transaction fails each of its additions.
     """
 
     _finds_replaced = True
@@ -645,6 +662,10 @@ class SQLiteIndex(Index):
         #: its own (:meth:`commit_add` compares them).
         self._writes = 0
         self._prepared_at: dict[int, int] = {}
+        #: Prepares waiting for a transaction (group commit), and whether one is running.
+        self._batching = threading.Condition(threading.Lock())
+        self._waiting: list[_Waiting] = []
+        self._leading = False
         #: The parent rows of the last addition (:func:`_upsert`), valid while no other
         #: connection writes (``PRAGMA data_version``) and no parent is deleted.
         self._parents: _Parents = {}
@@ -775,23 +796,71 @@ class SQLiteIndex(Index):
             _insert(db, entry, path, transfer_syntax, size, identity)
 
     def _prepare(self, intent: _Intent, durable: bool) -> int:
-        entry, identity = intent.entry, intent.identity
-        # The row and the intent in one transaction: the row is visible (and, durable,
-        # on disk) before its file is; the intent tells a reconcile to check that file.
-        with self._transaction(durable, adding=True) as db:
-            previous = _insert(
-                db, entry, intent.path, intent.transfer_syntax, intent.size, identity, self._parents
-            )
-            if intent.find_replaced and previous is not None and previous != intent.path:
-                intent = dataclasses.replace(intent, replaces=previous)
-            token = db.execute(
-                _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
-            ).lastrowid
-            written = self._writes + 1  # this transaction's, counted at its commit
-        assert token is not None
-        self._staged[token] = intent
-        self._prepared_at[token] = written
-        return token
+        waiting = _Waiting(intent, durable)
+        with self._batching:
+            self._waiting.append(waiting)
+            while self._leading and not waiting.done:
+                self._batching.wait()
+            batch: list[_Waiting] = []
+            if not waiting.done:  # no transaction running: this thread writes all waiting
+                self._leading = True
+                batch, self._waiting = self._waiting, []
+        if batch:
+            try:
+                self._prepare_batch(batch)  # raises this thread's failure itself
+            finally:
+                with self._batching:
+                    self._leading = False
+                    self._batching.notify_all()
+        if waiting.error is not None:  # the transaction of another thread failed
+            raise IndexUnavailableError(str(waiting.error)) from waiting.error
+        return waiting.token
+
+    def _prepare_batch(self, batch: list[_Waiting]) -> None:
+        """Write the rows and intents of ``batch`` in one transaction (see the class).
+
+        The row and the intent of each in one transaction: the row is visible (and,
+        durable, on disk) before its file is; the intent tells a reconcile to check that
+        file.
+        """
+        try:
+            with self._transaction(any(w.durable for w in batch), adding=True) as db:
+                latest: dict[str, _Waiting] = {}
+                for waiting in batch:
+                    intent = waiting.intent
+                    entry, identity = intent.entry, intent.identity
+                    previous = _insert(
+                        db,
+                        entry,
+                        intent.path,
+                        intent.transfer_syntax,
+                        intent.size,
+                        identity,
+                        self._parents,
+                    )
+                    if intent.find_replaced and previous is not None and previous != intent.path:
+                        intent = waiting.intent = dataclasses.replace(intent, replaces=previous)
+                    token = db.execute(
+                        _INSERT_INTENT,
+                        (entry.sop_instance_uid, intent.path, intent.replaces, *identity),
+                    ).lastrowid
+                    assert token is not None
+                    waiting.token = token
+                    earlier = latest.get(entry.sop_instance_uid)
+                    if earlier is not None:  # its row replaced within this transaction
+                        self._prepared_at[earlier.token] = -1  # commit_add reads it back
+                    latest[entry.sop_instance_uid] = waiting
+                    self._staged[token] = intent
+                    self._prepared_at[token] = self._writes + 1  # this transaction's
+        except BaseException as exc:  # rolled back: none of them is recorded
+            for waiting in batch:
+                self._staged.pop(waiting.token, None)
+                self._prepared_at.pop(waiting.token, None)
+                waiting.error = exc
+            raise
+        finally:
+            for waiting in batch:
+                waiting.done = True
 
     def commit_add(self, token: int) -> bool:
         intent = self._staged.pop(token, None)
