@@ -662,10 +662,9 @@ class SQLiteIndex(Index):
         #: its own (:meth:`commit_add` compares them).
         self._writes = 0
         self._prepared_at: dict[int, int] = {}
-        #: Prepares waiting for a transaction (group commit), and whether one is running.
-        self._batching = threading.Condition(threading.Lock())
+        #: Prepares waiting for the writer's lock (group commit), under their own lock.
+        self._queue_lock = threading.Lock()
         self._waiting: list[_Waiting] = []
-        self._leading = False
         #: The parent rows of the last addition (:func:`_upsert`), valid while no other
         #: connection writes (``PRAGMA data_version``) and no parent is deleted.
         self._parents: _Parents = {}
@@ -732,48 +731,53 @@ class SQLiteIndex(Index):
         It starts by removing the intents :meth:`commit_add` settled since the last one.
         Only an ``adding`` transaction keeps the parent rows known (the others may delete).
         """
-        with self._lock:
-            db = self._connect()
-            try:
-                synchronous = "FULL" if durable else "NORMAL"
-                if synchronous != self._synchronous:
-                    db.execute(f"PRAGMA synchronous={synchronous}")
-                    self._synchronous = synchronous
-                db.execute("BEGIN IMMEDIATE")
-                if not adding:
-                    self._parents.clear()
-                others_wrote = False
-                if adding or self._unchecked:
-                    (version,) = db.execute("PRAGMA data_version").fetchone()
-                    if version != self._data_version:  # another connection wrote
-                        others_wrote = self._data_version != -1 or bool(self._unchecked)
-                        self._parents.clear()
-                        self._data_version = version
-            except sqlite3.Error as exc:
+        with self._lock, self._locked_transaction(durable, adding) as db:
+            yield db
+
+    @contextlib.contextmanager
+    def _locked_transaction(self, durable: bool, adding: bool) -> Iterator[sqlite3.Connection]:
+        """:meth:`_transaction`, the caller holding the writer's lock."""
+        db = self._connect()
+        try:
+            synchronous = "FULL" if durable else "NORMAL"
+            if synchronous != self._synchronous:
+                db.execute(f"PRAGMA synchronous={synchronous}")
+                self._synchronous = synchronous
+            db.execute("BEGIN IMMEDIATE")
+            if not adding:
                 self._parents.clear()
+            others_wrote = False
+            if adding or self._unchecked:
+                (version,) = db.execute("PRAGMA data_version").fetchone()
+                if version != self._data_version:  # another connection wrote
+                    others_wrote = self._data_version != -1 or bool(self._unchecked)
+                    self._parents.clear()
+                    self._data_version = version
+        except sqlite3.Error as exc:
+            self._parents.clear()
+            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+        settled = self._settled
+        try:
+            if others_wrote:
+                for intent in self._unchecked:
+                    self._check_row(db, intent)
+            if len(settled) == 1:
+                db.execute(_DELETE_INTENT, settled)
+            elif settled:
+                db.executemany(_DELETE_INTENT, [(token,) for token in settled])
+            yield db
+            db.execute("COMMIT")
+            self._writes += 1
+        except BaseException as exc:
+            self._parents.clear()  # rows it created are gone
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
-            settled = self._settled
-            try:
-                if others_wrote:
-                    for intent in self._unchecked:
-                        self._check_row(db, intent)
-                if len(settled) == 1:
-                    db.execute(_DELETE_INTENT, settled)
-                elif settled:
-                    db.executemany(_DELETE_INTENT, [(token,) for token in settled])
-                yield db
-                db.execute("COMMIT")
-                self._writes += 1
-            except BaseException as exc:
-                self._parents.clear()  # rows it created are gone
-                with contextlib.suppress(sqlite3.Error):
-                    db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
-                raise
-            if settled:
-                self._settled = []
-                self._unchecked = []
+            raise
+        if settled:
+            self._settled = []
+            self._unchecked = []
 
     def _check_row(self, db: sqlite3.Connection, intent: _Intent) -> None:
         """Make the row of a confirmed copy describe it again if another connection's
@@ -797,34 +801,28 @@ class SQLiteIndex(Index):
 
     def _prepare(self, intent: _Intent, durable: bool) -> int:
         waiting = _Waiting(intent, durable)
-        with self._batching:
+        with self._queue_lock:
             self._waiting.append(waiting)
-            while self._leading and not waiting.done:
-                self._batching.wait()
-            batch: list[_Waiting] = []
-            if not waiting.done:  # no transaction running: this thread writes all waiting
-                self._leading = True
-                batch, self._waiting = self._waiting, []
-        if batch:
-            try:
+        with self._lock:
+            if not waiting.done:  # not taken by the transaction that held the lock
+                with self._queue_lock:
+                    batch, self._waiting = self._waiting, []
                 self._prepare_batch(batch)  # raises this thread's failure itself
-            finally:
-                with self._batching:
-                    self._leading = False
-                    self._batching.notify_all()
         if waiting.error is not None:  # the transaction of another thread failed
             raise IndexUnavailableError(str(waiting.error)) from waiting.error
         return waiting.token
 
     def _prepare_batch(self, batch: list[_Waiting]) -> None:
-        """Write the rows and intents of ``batch`` in one transaction (see the class).
+        """Write the rows and intents of ``batch`` in one transaction (see the class);
+        the caller holds the writer's lock.
 
         The row and the intent of each in one transaction: the row is visible (and,
         durable, on disk) before its file is; the intent tells a reconcile to check that
         file.
         """
         try:
-            with self._transaction(any(w.durable for w in batch), adding=True) as db:
+            durable = any(waiting.durable for waiting in batch)
+            with self._locked_transaction(durable, adding=True) as db:
                 latest: dict[str, _Waiting] = {}
                 for waiting in batch:
                     intent = waiting.intent
