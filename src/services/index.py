@@ -600,17 +600,6 @@ class _Intent:
     find_replaced: bool = False
 
 
-@dataclass(slots=True)
-class _Waiting:
-    """One :meth:`SQLiteIndex.prepare_add` waiting for the transaction that takes it."""
-
-    intent: _Intent
-    durable: bool
-    token: int = 0
-    error: BaseException | None = None
-    done: bool = False
-
-
 class SQLiteIndex(Index):
     """The embedded index: one SQLite file (or ``":memory:"``), WAL, one writer at a time.
 
@@ -635,12 +624,6 @@ class SQLiteIndex(Index):
     connection wrote, which the next write transaction sees (``PRAGMA data_version``) and
     only then checks the row, before it removes the intent — so a crash in between still
     leaves the intent for :meth:`reconcile`.
-
-    Group commit: additions prepared while another thread's transaction runs (concurrent
-    associations storing with fsync, whose prepares run in threads) wait, and the next
-    of them writes all that are waiting then in one transaction — one ``BEGIN``,
-    ``COMMIT`` and, durable, one WAL fsync for all. No delay is added to gather them; a
-    failure of that transaction fails each of its additions.
     """
 
     _finds_replaced = True
@@ -662,9 +645,6 @@ class SQLiteIndex(Index):
         #: its own (:meth:`commit_add` compares them).
         self._writes = 0
         self._prepared_at: dict[int, int] = {}
-        #: Prepares waiting for the writer's lock (group commit), under their own lock.
-        self._queue_lock = threading.Lock()
-        self._waiting: list[_Waiting] = []
         #: The parent rows of the last addition (:func:`_upsert`), valid while no other
         #: connection writes (``PRAGMA data_version``) and no parent is deleted.
         self._parents: _Parents = {}
@@ -731,53 +711,48 @@ class SQLiteIndex(Index):
         It starts by removing the intents :meth:`commit_add` settled since the last one.
         Only an ``adding`` transaction keeps the parent rows known (the others may delete).
         """
-        with self._lock, self._locked_transaction(durable, adding) as db:
-            yield db
-
-    @contextlib.contextmanager
-    def _locked_transaction(self, durable: bool, adding: bool) -> Iterator[sqlite3.Connection]:
-        """:meth:`_transaction`, the caller holding the writer's lock."""
-        db = self._connect()
-        try:
-            synchronous = "FULL" if durable else "NORMAL"
-            if synchronous != self._synchronous:
-                db.execute(f"PRAGMA synchronous={synchronous}")
-                self._synchronous = synchronous
-            db.execute("BEGIN IMMEDIATE")
-            if not adding:
-                self._parents.clear()
-            others_wrote = False
-            if adding or self._unchecked:
-                (version,) = db.execute("PRAGMA data_version").fetchone()
-                if version != self._data_version:  # another connection wrote
-                    others_wrote = self._data_version != -1 or bool(self._unchecked)
+        with self._lock:
+            db = self._connect()
+            try:
+                synchronous = "FULL" if durable else "NORMAL"
+                if synchronous != self._synchronous:
+                    db.execute(f"PRAGMA synchronous={synchronous}")
+                    self._synchronous = synchronous
+                db.execute("BEGIN IMMEDIATE")
+                if not adding:
                     self._parents.clear()
-                    self._data_version = version
-        except sqlite3.Error as exc:
-            self._parents.clear()
-            raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
-        settled = self._settled
-        try:
-            if others_wrote:
-                for intent in self._unchecked:
-                    self._check_row(db, intent)
-            if len(settled) == 1:
-                db.execute(_DELETE_INTENT, settled)
-            elif settled:
-                db.executemany(_DELETE_INTENT, [(token,) for token in settled])
-            yield db
-            db.execute("COMMIT")
-            self._writes += 1
-        except BaseException as exc:
-            self._parents.clear()  # rows it created are gone
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
+                others_wrote = False
+                if adding or self._unchecked:
+                    (version,) = db.execute("PRAGMA data_version").fetchone()
+                    if version != self._data_version:  # another connection wrote
+                        others_wrote = self._data_version != -1 or bool(self._unchecked)
+                        self._parents.clear()
+                        self._data_version = version
+            except sqlite3.Error as exc:
+                self._parents.clear()
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
-            raise
-        if settled:
-            self._settled = []
-            self._unchecked = []
+            settled = self._settled
+            try:
+                if others_wrote:
+                    for intent in self._unchecked:
+                        self._check_row(db, intent)
+                if len(settled) == 1:
+                    db.execute(_DELETE_INTENT, settled)
+                elif settled:
+                    db.executemany(_DELETE_INTENT, [(token,) for token in settled])
+                yield db
+                db.execute("COMMIT")
+                self._writes += 1
+            except BaseException as exc:
+                self._parents.clear()  # rows it created are gone
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
+                raise
+            if settled:
+                self._settled = []
+                self._unchecked = []
 
     def _check_row(self, db: sqlite3.Connection, intent: _Intent) -> None:
         """Make the row of a confirmed copy describe it again if another connection's
@@ -800,65 +775,23 @@ class SQLiteIndex(Index):
             _insert(db, entry, path, transfer_syntax, size, identity)
 
     def _prepare(self, intent: _Intent, durable: bool) -> int:
-        waiting = _Waiting(intent, durable)
-        with self._queue_lock:
-            self._waiting.append(waiting)
-        with self._lock:
-            if not waiting.done:  # not taken by the transaction that held the lock
-                with self._queue_lock:
-                    batch, self._waiting = self._waiting, []
-                self._prepare_batch(batch)  # raises this thread's failure itself
-        if waiting.error is not None:  # the transaction of another thread failed
-            raise IndexUnavailableError(str(waiting.error)) from waiting.error
-        return waiting.token
-
-    def _prepare_batch(self, batch: list[_Waiting]) -> None:
-        """Write the rows and intents of ``batch`` in one transaction (see the class);
-        the caller holds the writer's lock.
-
-        The row and the intent of each in one transaction: the row is visible (and,
-        durable, on disk) before its file is; the intent tells a reconcile to check that
-        file.
-        """
-        try:
-            durable = any(waiting.durable for waiting in batch)
-            with self._locked_transaction(durable, adding=True) as db:
-                latest: dict[str, _Waiting] = {}
-                for waiting in batch:
-                    intent = waiting.intent
-                    entry, identity = intent.entry, intent.identity
-                    previous = _insert(
-                        db,
-                        entry,
-                        intent.path,
-                        intent.transfer_syntax,
-                        intent.size,
-                        identity,
-                        self._parents,
-                    )
-                    if intent.find_replaced and previous is not None and previous != intent.path:
-                        intent = waiting.intent = dataclasses.replace(intent, replaces=previous)
-                    token = db.execute(
-                        _INSERT_INTENT,
-                        (entry.sop_instance_uid, intent.path, intent.replaces, *identity),
-                    ).lastrowid
-                    assert token is not None
-                    waiting.token = token
-                    earlier = latest.get(entry.sop_instance_uid)
-                    if earlier is not None:  # its row replaced within this transaction
-                        self._prepared_at[earlier.token] = -1  # commit_add reads it back
-                    latest[entry.sop_instance_uid] = waiting
-                    self._staged[token] = intent
-                    self._prepared_at[token] = self._writes + 1  # this transaction's
-        except BaseException as exc:  # rolled back: none of them is recorded
-            for waiting in batch:
-                self._staged.pop(waiting.token, None)
-                self._prepared_at.pop(waiting.token, None)
-                waiting.error = exc
-            raise
-        finally:
-            for waiting in batch:
-                waiting.done = True
+        entry, identity = intent.entry, intent.identity
+        # The row and the intent in one transaction: the row is visible (and, durable,
+        # on disk) before its file is; the intent tells a reconcile to check that file.
+        with self._transaction(durable, adding=True) as db:
+            previous = _insert(
+                db, entry, intent.path, intent.transfer_syntax, intent.size, identity, self._parents
+            )
+            if intent.find_replaced and previous is not None and previous != intent.path:
+                intent = dataclasses.replace(intent, replaces=previous)
+            token = db.execute(
+                _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
+            ).lastrowid
+            written = self._writes + 1  # this transaction's, counted at its commit
+        assert token is not None
+        self._staged[token] = intent
+        self._prepared_at[token] = written
+        return token
 
     def commit_add(self, token: int) -> bool:
         intent = self._staged.pop(token, None)

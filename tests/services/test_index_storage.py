@@ -697,105 +697,13 @@ def test_serve_refuses_to_start_when_the_index_cannot_be_opened(tmp_path: Path) 
     assert f"cannot open the index {database}" in served.stderr
 
 
-# --------------------------------------------------------------------------- group commit
-
-
-class HeldConnection:
-    """The writer connection, counting transactions; the first one's intent is held until
-    ``behind`` more prepares wait for it, and ``failing`` statements raise (full disk)."""
-
-    def __init__(self, real: Any, index: SQLiteIndex, behind: int, failing: str = "") -> None:
-        self._real, self._index, self._behind, self._failing = real, index, behind, failing
-        self.transactions = 0
-
-    def execute(self, sql: str, *args: Any) -> Any:
-        import sqlite3
-        import time
-
-        if sql == "BEGIN IMMEDIATE":
-            self.transactions += 1
-        if sql.startswith("INSERT INTO pending") and self.transactions == 1:
-            while len(self._index._waiting) < self._behind:  # the others queue up meanwhile
-                time.sleep(0.001)
-        if self._failing and self.transactions > 1 and sql.startswith(self._failing):
-            raise sqlite3.OperationalError("database or disk is full")
-        return self._real.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-def prepare_concurrently(
-    tmp_path: Path, failing: str = ""
-) -> tuple[SQLiteIndex, HeldConnection, list[Any]]:
-    """Four threads storing one instance each through the index (prepare, rename,
-    commit), the first transaction held until the three others wait behind it."""
-    import threading
-    import time
-
-    sources = write_corpus(tmp_path / "in", 4, "small")
-    index = SQLiteIndex(tmp_path / "index.sqlite")
-    index.open()
-    held = HeldConnection(index._writer, index, behind=3, failing=failing)
-    index._writer = held  # type: ignore[assignment]
-    outcomes: list[Any] = [None] * len(sources)
-
-    def store(number: int) -> None:
-        staged = tmp_path / f"{number}.part"
-        staged.write_bytes(sources[number].read_bytes())
-        target = tmp_path / "store" / f"{number}.dcm"
-        target.parent.mkdir(exist_ok=True)
-        try:
-            entry = entry_from_file(staged)
-            ts = "1.2.840.10008.1.2.1"
-            token = index.prepare_add(entry, target, ts, 1, staged=staged, durable=True)
-            os.replace(staged, target)
-            outcomes[number] = index.commit_add(token)
-        except Exception as exc:
-            outcomes[number] = exc
-
-    threads = [threading.Thread(target=store, args=(n,)) for n in range(1, len(sources))]
-    first = threading.Thread(target=store, args=(0,))
-    first.start()
-    while held.transactions == 0:  # the first prepare holds the writer before the others
-        time.sleep(0.001)
-    for thread in threads:
-        thread.start()
-    for thread in (first, *threads):
-        thread.join(timeout=30)
-        assert not thread.is_alive()  # a failed batch answers, never hangs
-    return index, held, outcomes
-
-
-def test_prepares_waiting_for_a_transaction_share_the_next_one(tmp_path: Path) -> None:
-    """Group commit: the three additions that arrive while the first one's transaction
-    runs are written together by the next — two transactions for four instances."""
-    index, held, outcomes = prepare_concurrently(tmp_path)
-    assert outcomes == [True] * 4
-    assert held.transactions == 2
-    assert index.count() == 4
-    index.close()
-    again = SQLiteIndex(tmp_path / "index.sqlite")
-    assert again.stats()["pending"] == 0 and again.count() == 4
-    assert {path.name for _, path in again.paths()} == {f"{n}.dcm" for n in range(4)}
-    again.close()
-
-
-def test_a_failing_shared_transaction_fails_each_of_its_additions(tmp_path: Path) -> None:
-    index, held, outcomes = prepare_concurrently(tmp_path, failing="INSERT INTO instance")
-    from dicomwire.errors import IndexUnavailableError
-
-    assert outcomes[0] is True
-    assert all(isinstance(outcome, IndexUnavailableError) for outcome in outcomes[1:])
-    assert held.transactions == 2  # the three failed together, none retried alone
-    assert index.count() == 1
-    index.close()
+# --------------------------------------------------------------------------- concurrency
 
 
 def test_concurrent_senders_are_each_refused_when_the_index_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Several associations storing with fsync (prepares in threads, sharing transactions)
+    """Several associations storing with fsync (the index written from several threads)
     into a failing index: every instance is answered A700, none hangs, no file is kept."""
     sources = write_corpus(tmp_path / "in", 12, "small")
     config = node_config(tmp_path / "store")
