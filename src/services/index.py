@@ -645,9 +645,6 @@ class SQLiteIndex(Index):
         #: its own (:meth:`commit_add` compares them).
         self._writes = 0
         self._prepared_at: dict[int, int] = {}
-        #: A settled intent whose row the running addition rewrites with its own intent
-        #: (one statement instead of a delete and an insert), 0 when there is none.
-        self._reusable = 0
         #: The parent rows of the last addition (:func:`_upsert`), valid while no other
         #: connection writes (``PRAGMA data_version``) and no parent is deleted.
         self._parents: _Parents = {}
@@ -739,21 +736,14 @@ class SQLiteIndex(Index):
                 if others_wrote:
                     for intent in self._unchecked:
                         self._check_row(db, intent)
-                removed = settled
-                if adding and settled:  # one settled intent's row is rewritten, not removed
-                    self._reusable, removed = settled[-1], settled[:-1]
-                if len(removed) == 1:
-                    db.execute(_DELETE_INTENT, removed)
-                elif removed:
-                    db.executemany(_DELETE_INTENT, [(token,) for token in removed])
+                if len(settled) == 1:
+                    db.execute(_DELETE_INTENT, settled)
+                elif settled:
+                    db.executemany(_DELETE_INTENT, [(token,) for token in settled])
                 yield db
-                if self._reusable:  # not taken by the addition
-                    db.execute(_DELETE_INTENT, (self._reusable,))
-                    self._reusable = 0
                 db.execute("COMMIT")
                 self._writes += 1
             except BaseException as exc:
-                self._reusable = 0
                 self._parents.clear()  # rows it created are gone
                 with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
@@ -794,13 +784,9 @@ class SQLiteIndex(Index):
             )
             if intent.find_replaced and previous is not None and previous != intent.path:
                 intent = dataclasses.replace(intent, replaces=previous)
-            record = (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
-            token: int | None = self._reusable
-            if token:
-                db.execute(_REUSE_INTENT, (*record, token))
-                self._reusable = 0
-            else:
-                token = db.execute(_INSERT_INTENT, record).lastrowid
+            token = db.execute(
+                _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
+            ).lastrowid
             written = self._writes + 1  # this transaction's, counted at its commit
         assert token is not None
         self._staged[token] = intent
@@ -988,10 +974,6 @@ _INSERT_INTENT = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _DELETE_INTENT = "DELETE FROM pending WHERE pk = ?"
-_REUSE_INTENT = (
-    "UPDATE pending SET sop_instance_uid = ?, path = ?, replaces = ?, device = ?, inode = ?, "
-    "file_size = ? WHERE pk = ?"
-)
 _ROW_IDENTITY = "SELECT path, device, inode, file_size FROM instance WHERE sop_instance_uid = ?"
 
 
