@@ -315,7 +315,8 @@ class StorageSCP:
         self._inside: dict[Path, bool] = {}
         self._incoming = config.root / ".incoming"
         #: Temporary names: a random prefix drawn once (unique across the processes and
-        #: hosts sharing the storage) and a counter, not a random draw per instance.
+        #: hosts sharing the storage; ``serve --workers`` makes its SCPs after the fork)
+        #: and a counter, not a random draw per instance.
         self._partial_prefix = f"{secrets.token_hex(8)}-{os.getpid()}-"
         self._partial_numbers = itertools.count()
         self.stored = 0
