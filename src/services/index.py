@@ -29,6 +29,7 @@ use. The interface (:class:`Index`) keeps backend SQL out of the services.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 import struct
@@ -173,6 +174,8 @@ class Index:
     #: Where the index lives, for messages: a file, ``":memory:"``, a URL (no password).
     path: str | Path = ""
     _backend: StorageBackend | None = None
+    #: Whether :meth:`_prepare` looks up the earlier copy of ``find_replaced`` itself.
+    _finds_replaced = False
 
     @property
     def backend(self) -> StorageBackend:
@@ -210,6 +213,7 @@ class Index:
         staged: Path,
         replaces: Path | None = None,
         durable: bool = True,
+        find_replaced: bool = False,
     ) -> int:
         """Record the intent to place ``staged`` at ``path``; return its token.
 
@@ -218,6 +222,9 @@ class Index:
         file. ``replaces`` is the file of an earlier copy of the instance stored under
         another path (removed once this one is visible). ``durable``: the intent is on
         stable storage when this returns (needed before the rename when files are fsync'd).
+        ``find_replaced``: the caller did not look the instance up; the index finds the
+        earlier copy under another path itself (:class:`SQLiteIndex` in the transaction
+        that replaces its row, saving the separate lookup).
         A backend may write the instance's row here already, with the intent, in one
         transaction (:class:`SQLiteIndex` does: the row is then visible a moment before
         its file is, and :meth:`reconcile` corrects it if the file never comes).
@@ -225,6 +232,10 @@ class Index:
         identity = self.backend.identity(staged)
         if identity is None:
             raise IndexUnavailableError(f"cannot prepare {path}: {staged} is gone")
+        if find_replaced and replaces is None and not self._finds_replaced:
+            previous = self.locate(entry.sop_instance_uid)
+            if previous is not None and str(previous) != str(path):
+                replaces = previous
         intent = _Intent(
             entry,
             str(path),
@@ -232,6 +243,7 @@ class Index:
             identity,
             transfer_syntax,
             size,
+            find_replaced and replaces is None,
         )
         return self._prepare(intent, durable)
 
@@ -583,6 +595,9 @@ class _Intent:
     identity: tuple[int, int, int]
     transfer_syntax: str
     size: int
+    #: The earlier copy under another path is to be found by the backend (``replaces``
+    #: is then None until it is).
+    find_replaced: bool = False
 
 
 class SQLiteIndex(Index):
@@ -603,7 +618,15 @@ class SQLiteIndex(Index):
     by a crash is only re-checked by :meth:`reconcile`: the row stays if its file is in
     place, else the row is made to describe the file that is there (the earlier copy of an
     overwrite), or removed.
+
+    :meth:`commit_add` reads nothing either when no write transaction of this object
+    came between the prepare and it: the row is then still this copy's unless another
+    connection wrote, which the next write transaction sees (``PRAGMA data_version``) and
+    only then checks the row, before it removes the intent — so a crash in between still
+    leaves the intent for :meth:`reconcile`.
     """
+
+    _finds_replaced = True
 
     def __init__(self, path: str | Path) -> None:
         self.path = path if str(path) == ":memory:" else Path(path)
@@ -615,6 +638,13 @@ class SQLiteIndex(Index):
         self._staged: dict[int, _Intent] = {}
         #: Intents settled by :meth:`commit_add`, removed with the next write transaction.
         self._settled: list[int] = []
+        #: Of those, the ones whose row was not read back (nothing of this object wrote
+        #: since their prepare): checked by the next transaction if another connection wrote.
+        self._unchecked: list[_Intent] = []
+        #: Write transactions this object committed; per prepared token, the count after
+        #: its own (:meth:`commit_add` compares them).
+        self._writes = 0
+        self._prepared_at: dict[int, int] = {}
         #: The parent rows of the last addition (:func:`_upsert`), valid while no other
         #: connection writes (``PRAGMA data_version``) and no parent is deleted.
         self._parents: _Parents = {}
@@ -691,9 +721,11 @@ class SQLiteIndex(Index):
                 db.execute("BEGIN IMMEDIATE")
                 if not adding:
                     self._parents.clear()
-                elif self._parents:
+                others_wrote = False
+                if adding or self._unchecked:
                     (version,) = db.execute("PRAGMA data_version").fetchone()
                     if version != self._data_version:  # another connection wrote
+                        others_wrote = self._data_version != -1 or bool(self._unchecked)
                         self._parents.clear()
                         self._data_version = version
             except sqlite3.Error as exc:
@@ -701,12 +733,16 @@ class SQLiteIndex(Index):
                 raise IndexUnavailableError(f"index {self.path}: {exc}") from exc
             settled = self._settled
             try:
+                if others_wrote:
+                    for intent in self._unchecked:
+                        self._check_row(db, intent)
                 if len(settled) == 1:
                     db.execute(_DELETE_INTENT, settled)
                 elif settled:
                     db.executemany(_DELETE_INTENT, [(token,) for token in settled])
                 yield db
                 db.execute("COMMIT")
+                self._writes += 1
             except BaseException as exc:
                 self._parents.clear()  # rows it created are gone
                 with contextlib.suppress(sqlite3.Error):
@@ -716,6 +752,20 @@ class SQLiteIndex(Index):
                 raise
             if settled:
                 self._settled = []
+                self._unchecked = []
+
+    def _check_row(self, db: sqlite3.Connection, intent: _Intent) -> None:
+        """Make the row of a confirmed copy describe it again if another connection's
+        prepare of another copy rewrote it and that copy's rename never came (the file at
+        the path decides). A row removed meanwhile stays removed: the removal may have
+        come after the confirmation."""
+        if self.backend.identity(intent.path) != intent.identity:
+            return  # renamed over since: that copy's own commit describes it
+        uid = intent.entry.sop_instance_uid
+        row = db.execute(_ROW_IDENTITY, (uid,)).fetchone()
+        if row is not None and (tuple(row[1:]) != intent.identity or row[0] != intent.path):
+            entry, identity = intent.entry, intent.identity
+            _insert(db, entry, intent.path, intent.transfer_syntax, intent.size, identity)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -729,18 +779,23 @@ class SQLiteIndex(Index):
         # The row and the intent in one transaction: the row is visible (and, durable,
         # on disk) before its file is; the intent tells a reconcile to check that file.
         with self._transaction(durable, adding=True) as db:
-            _insert(
+            previous = _insert(
                 db, entry, intent.path, intent.transfer_syntax, intent.size, identity, self._parents
             )
+            if intent.find_replaced and previous is not None and previous != intent.path:
+                intent = dataclasses.replace(intent, replaces=previous)
             token = db.execute(
                 _INSERT_INTENT, (entry.sop_instance_uid, intent.path, intent.replaces, *identity)
             ).lastrowid
+            written = self._writes + 1  # this transaction's, counted at its commit
         assert token is not None
         self._staged[token] = intent
+        self._prepared_at[token] = written
         return token
 
     def commit_add(self, token: int) -> bool:
         intent = self._staged.pop(token, None)
+        written = self._prepared_at.pop(token, None)
         if intent is None:  # not prepared by this process: settle it as a reconcile would
             with self._transaction() as db:
                 return self._settle_intent(db, token) == "completed"
@@ -748,6 +803,14 @@ class SQLiteIndex(Index):
             with self._lock:
                 self._settled.append(token)
             return False  # not renamed into place, or another copy was renamed over it
+        with self._lock:
+            if written == self._writes:  # the row is as prepared, unless another connection
+                self._settled.append(token)  # wrote: the next transaction checks then
+                self._unchecked.append(intent)
+                written = None
+        if written is None:
+            _remove_replaced(intent.path, intent.replaces, self.backend)
+            return True
         uid = intent.entry.sop_instance_uid
         try:
             with self._lock:
@@ -767,6 +830,7 @@ class SQLiteIndex(Index):
 
     def cancel_add(self, token: int) -> None:
         self._staged.pop(token, None)
+        self._prepared_at.pop(token, None)
         with self._transaction() as db:
             self._settle_intent(db, token)
 
@@ -802,6 +866,7 @@ class SQLiteIndex(Index):
                 dropped += outcome in ("dropped", "removed")
                 removed += outcome == "removed"
         self._staged.clear()
+        self._prepared_at.clear()
         if dropped or removed:
             log.warning(
                 "index %s: %d interrupted additions dropped, %d rows without a file removed "
@@ -1070,8 +1135,9 @@ def _insert(
     size: int,
     identity: tuple[int, int, int] | None,
     known: _Parents | None = None,
-) -> None:
-    """Write one instance's row (replacing the row of its SOP Instance UID).
+) -> str | None:
+    """Write one instance's row (replacing the row of its SOP Instance UID); return the
+    path of the row it replaced (None: there was none).
 
     The parents first, then the earlier row deleted: an overwrite in the same series
     leaves nothing to clean up. ``known``: see :func:`_upsert` (cleared when a parent is
@@ -1081,7 +1147,8 @@ def _insert(
     patient = _upsert(db, "PATIENT", values["PATIENT"], None, _PATIENT_KEYS, known)
     study = _upsert(db, "STUDY", values["STUDY"], patient, ("study_instance_uid",), known)
     series = _upsert(db, "SERIES", values["SERIES"], study, ("series_instance_uid",), known)
-    if _delete(db, entry.sop_instance_uid, series) == "parents" and known is not None:
+    outcome, previous = _delete_row(db, entry.sop_instance_uid, series)
+    if outcome == "parents" and known is not None:
         known.clear()
     db.execute(
         _INSERT_INSTANCE,
@@ -1096,6 +1163,7 @@ def _insert(
             *(identity or (None, None, None)),
         ),
     )
+    return previous
 
 
 def _stored_entry(path: Path) -> tuple[IndexEntry, str, int]:
@@ -1180,16 +1248,23 @@ def _delete(
 
     "" when there was no row, "row" when only the row went, "parents" when parents too.
     """
+    return _delete_row(db, sop_instance_uid, kept_series, dialect)[0]
+
+
+def _delete_row(
+    db: _Connection, sop_instance_uid: str, kept_series: int = 0, dialect: SQLDialect | None = None
+) -> tuple[str, str | None]:
+    """:func:`_delete`'s outcome, and the deleted row's path."""
     mark = (dialect or SQLITE).mark
     row = db.execute(
-        f"DELETE FROM instance WHERE sop_instance_uid = {mark} RETURNING series_pk",
+        f"DELETE FROM instance WHERE sop_instance_uid = {mark} RETURNING series_pk, path",
         (sop_instance_uid,),
     ).fetchone()
     if row is None:
-        return ""  # the usual case: one statement
-    pk = row[0]
+        return "", None  # the usual case: one statement
+    pk, path = row
     if pk == kept_series:
-        return "row"  # replaced in the same series: its parents stay
+        return "row", path  # replaced in the same series: its parents stay
     outcome = "row"
     for table, child, parent in (
         ("series", "instance", "study"),
@@ -1208,7 +1283,7 @@ def _delete(
         if found is None:
             break
         pk = found[0]
-    return outcome
+    return outcome, path
 
 
 def _remove_replaced(

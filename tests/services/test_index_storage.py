@@ -695,3 +695,43 @@ def test_serve_refuses_to_start_when_the_index_cannot_be_opened(tmp_path: Path) 
     )
     assert served.returncode == 2
     assert f"cannot open the index {database}" in served.stderr
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_concurrent_senders_are_each_refused_when_the_index_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several associations storing with fsync (the index written from several threads)
+    into a failing index: every instance is answered A700, none hangs, no file is kept."""
+    sources = write_corpus(tmp_path / "in", 12, "small")
+    config = node_config(tmp_path / "store")
+    real_connect = SQLiteIndex._connect
+
+    def connect(self: SQLiteIndex) -> Any:
+        db = real_connect(self)
+        if not isinstance(db, FailingConnection):
+            self._writer = FailingConnection(db, "INSERT INTO instance")  # type: ignore[assignment]
+        return self._writer
+
+    monkeypatch.setattr(SQLiteIndex, "_connect", connect)
+
+    async def scenario() -> list[int]:
+        async with Node(config) as node:
+            summary = await store_files(
+                LOCALHOST,
+                node.port,
+                sources,
+                called_ae_title=NODE_AE,
+                associations=3,
+                window=4,
+                retries=0,
+                timeouts=SCU_TIMEOUTS,
+            )
+        return [int(o.status) if o.status is not None else -1 for o in summary.outcomes]
+
+    assert run_bounded(scenario()) == [0xA700] * len(sources)
+    monkeypatch.undo()
+    assert stored(config.storage.root) == []
+    assert rows(config) == {}

@@ -28,10 +28,11 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
 import os
 import re
-import uuid
+import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -313,6 +314,11 @@ class StorageSCP:
         self._resolved_root = config.root.resolve()
         self._inside: dict[Path, bool] = {}
         self._incoming = config.root / ".incoming"
+        #: Temporary names: a random prefix drawn once (unique across the processes and
+        #: hosts sharing the storage; ``serve --workers`` makes its SCPs after the fork)
+        #: and a counter, not a random draw per instance.
+        self._partial_prefix = f"{secrets.token_hex(8)}-{os.getpid()}-"
+        self._partial_numbers = itertools.count()
         self.stored = 0
         self._tallies: weakref.WeakKeyDictionary[DimseSession, AssociationTally] = (
             weakref.WeakKeyDictionary()
@@ -344,7 +350,8 @@ class StorageSCP:
                 transfer_syntax,
                 session.negotiated.remote_ae_title,
             )
-            path = self._incoming / f"{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+            name = f"{self._partial_prefix}{next(self._partial_numbers)}{PARTIAL_SUFFIX}"
+            path = self._incoming / name
             indexed = self.index is not None
             return _ReceivedDataSet(path, meta, transfer_syntax, indexed, _STORED_TAGS)
 
@@ -429,25 +436,29 @@ class StorageSCP:
         if not self._inside_root(target.parent):
             return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
         index, entry, previous = self.index, None, None
+        # Overwriting, a duplicate changes nothing here: no lookup, no stat. The index
+        # finds an earlier copy under another path itself, in the addition's transaction.
+        overwrite = self.config.duplicates == "overwrite"
         if index is not None:
             transfer_syntax = request.context.transfer_syntax or IMPLICIT_VR_LITTLE_ENDIAN
             try:
                 entry = _index_entry(stored, partial, transfer_syntax)
-                previous = index.locate(instance)
+                if not overwrite:
+                    previous = index.locate(instance)
             except DataSetError as exc:
                 return _refuse(request, CANNOT_UNDERSTAND, f"cannot index: {exc}")
             except IndexUnavailableError as exc:
                 log.error("cannot store %s: %s", target, exc)
                 return _refuse(request, OUT_OF_RESOURCES, "index unavailable")
         storage = self.backend
-        if storage.exists(target) or (
-            previous is not None and previous != target and storage.exists(previous)
+        if not overwrite and (
+            storage.exists(target)
+            or (previous is not None and previous != target and storage.exists(previous))
         ):
             if self.config.duplicates == "keep":
                 log.debug("duplicate %s kept as first received", instance)
                 return Response(0)
-            if self.config.duplicates == "reject":
-                return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
+            return _refuse(request, DUPLICATE_SOP_INSTANCE, "duplicate SOP instance")
         fsync = self.config.fsync
         try:
             if index is None or entry is None:
@@ -459,7 +470,7 @@ class StorageSCP:
                 size = stored.dataset_offset + stored.length
                 replaces = previous if previous is not None and previous != target else None
                 place = functools.partial(
-                    _commit_indexed, storage, partial, target, fsync, index, entry
+                    _commit_indexed, storage, partial, target, fsync, index, entry, overwrite
                 )
                 if fsync:  # the index's durable intent and the fsyncs, off the event loop
                     await asyncio.to_thread(place, transfer_syntax, size, replaces)
@@ -556,6 +567,7 @@ def _commit_indexed(
     fsync: bool,
     index: Index,
     entry: IndexEntry,
+    find_replaced: bool,
     transfer_syntax: str,
     size: int,
     replaces: Path | None,
@@ -566,10 +578,17 @@ def _commit_indexed(
     A failure leaves neither: the intent is cancelled (the row then describes the file
     that is there, or goes), or the file placed is removed again when it cannot be
     confirmed. A crash leaves the intent to :meth:`Index.reconcile`. ``replaces``: an
-    earlier copy under another path, removed.
+    earlier copy under another path, removed (``find_replaced``: the index looks it up).
     """
     token = index.prepare_add(
-        entry, target, transfer_syntax, size, staged=partial, replaces=replaces, durable=fsync
+        entry,
+        target,
+        transfer_syntax,
+        size,
+        staged=partial,
+        replaces=replaces,
+        durable=fsync,
+        find_replaced=find_replaced,
     )
     try:
         storage.place(partial, target, durable=fsync)
@@ -612,7 +631,7 @@ def prepare_root(config: StorageConfig) -> int:
             f"cannot create storage directory {incoming}: {exc.strerror or exc}",
             key="storage.root",
         ) from None
-    probe = incoming / f"probe-{uuid.uuid4().hex}.tmp"
+    probe = incoming / f"probe-{secrets.token_hex(16)}.tmp"
     try:
         probe.write_bytes(b"")
         probe.unlink()
