@@ -769,3 +769,72 @@ def test_no_answer_on_the_same_association_falls_back_to_a_new_one(tmp_path: Pat
         server.shutdown()
     calling, event_type, information = listener_catcher.wait()
     assert (calling, event_type, str(information.TransactionUID)) == ("DICOMWIRE", 1, "1.2.3.121")
+
+
+async def _relay_until_release(
+    client: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    node_port: int,
+    cut: asyncio.Event,
+) -> None:
+    """Forward one association to the node, PDU by PDU; at the requester's A-RELEASE-RQ
+    (PDU type 05) close both sides, as a node that dies after answering would."""
+    upstream, upstream_writer = await asyncio.open_connection(LOCALHOST, node_port)
+
+    async def answers() -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await upstream.read(65536):
+                client_writer.write(data)
+                await client_writer.drain()
+
+    answering = asyncio.create_task(answers())
+    try:
+        while True:
+            header = await client.readexactly(6)
+            body = await client.readexactly(int.from_bytes(header[2:], "big"))
+            if header[0] == 0x05:
+                cut.set()
+                break
+            upstream_writer.write(header + body)
+            await upstream_writer.drain()
+    except asyncio.IncompleteReadError:
+        pass
+    finally:
+        answering.cancel()
+        for writer in (client_writer, upstream_writer):
+            writer.transport.abort()
+
+
+def test_a_request_accepted_before_its_association_is_lost_still_gets_its_report(
+    tmp_path: Path,
+) -> None:
+    """The SCP accepts the N-ACTION, then the connection is lost while the requester
+    releases (the node's host dies, a proxy cuts it): the request stands, so ``commit``
+    logs the failed release and still takes the report, which comes on a new association."""
+    files = make_files(tmp_path / "in", 2)
+    listen = get_free_tcp_port()
+    entry = RemoteAE("MODALITY", LOCALHOST, listen)
+
+    async def main() -> Any:
+        config = StorageCommitmentConfig(same_association=False, report_delay=0.5)
+        async with commitment_node(tmp_path / "node", nodes=[entry], config=config) as (node, _):
+            await store(node.port, files)
+            cut = asyncio.Event()
+            relay = await asyncio.start_server(
+                lambda r, w: _relay_until_release(r, w, node.port, cut), LOCALHOST, 0
+            )
+            async with relay:
+                report = await commit(
+                    (LOCALHOST, relay.sockets[0].getsockname()[1]),
+                    [uids(path) for path in files],
+                    called_ae="DICOMWIRE",
+                    calling_ae="MODALITY",
+                    listen_port=listen,
+                    timeout=20,
+                )
+            return report, cut.is_set()
+
+    report, cut = run_bounded(main(), 60)
+    assert cut, "the relay never saw the A-RELEASE-RQ"
+    assert report.all_committed and not report.same_association
+    assert sorted(report.committed) == sorted((uid, cls) for cls, uid in map(uids, files))

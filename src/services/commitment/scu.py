@@ -27,7 +27,13 @@ from ...dimse.commands import CommandField
 from ...dimse.primitives import DimseResponse, NEventReportRQ
 from ...dimse.session import DimseSession, Handler, Request
 from ...dimse.status import NO_SUCH_EVENT_TYPE, PROCESSING_FAILURE, SUCCESS, Category, Status
-from ...errors import DicomTimeoutError, DimseStatusError, LocalProtocolError, TransportError
+from ...errors import (
+    AssociationAborted,
+    DicomTimeoutError,
+    DimseStatusError,
+    LocalProtocolError,
+    TransportError,
+)
 from ...ul.negotiation import DEFAULT_MAX_PDU_LENGTH
 from ..service import Binding, ScuActivity, Service, StatusReaction
 from .model import (
@@ -306,7 +312,17 @@ async def commit(
             "storage commitment %s: %d instances accepted by %s", transaction, len(pairs), called_ae
         )
         if opened is not None and not same_association:
-            await opened.release()
+            # The request stands once accepted: a release that fails (the SCP's host
+            # died, the connection was cut) does not cancel it, and the report comes on
+            # a new association, perhaps from another node of a cluster.
+            try:
+                await opened.release()
+            except (AssociationAborted, TransportError, DicomTimeoutError) as exc:
+                log.warning(
+                    "storage commitment %s: the release failed (%s); waiting for the report",
+                    transaction,
+                    exc,
+                )
             opened = None
         try:
             return await asyncio.wait_for(asyncio.shield(future), timeout)
