@@ -35,6 +35,7 @@ from dicomwire.services.storage import (
     send_files,
     store_files,
 )
+from dicomwire.services.storage.scu import Part10Error, inspect_file
 from dicomwire.testing.corpus import make_ct, write_corpus, write_part10
 from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import RequestorConfig
@@ -233,6 +234,30 @@ def test_collect_files_skips_non_dicom_in_directories_but_not_when_named(
         syntax, data = split_part10(info.path)
         assert info.transfer_syntax == syntax
         assert info.dataset_length == len(data)
+
+
+@pytest.mark.parametrize("filler", [100, 3610, 20000], ids=["head", "across", "past"])
+def test_inspect_file_names_and_checks_a_header_longer_than_the_first_read(
+    tmp_path: Path, filler: int
+) -> None:
+    """The SOP UIDs before, across and after the end of the first page read with the meta.
+
+    A value before (0008,0016) leaves the UIDs inside the first 4 KiB, pushes the SOP Class
+    UID across its end (3610 bytes with make_ct's elements: the walk cannot take it, the
+    header reader does) or far past it (read from the file); each file is named by its own
+    UIDs, and one cut inside its pixel data is still refused.
+    """
+    ds = make_ct(1, rows=16, columns=16)
+    ds.add_new(0x00080010, "OB", b"\x00" * filler)  # before the SOP Class UID
+    path = write_part10(ds, tmp_path / "long.dcm")
+    info = inspect_file(path)
+    assert (info.sop_class_uid, info.sop_instance_uid) == (ds.SOPClassUID, ds.SOPInstanceUID)
+    assert info.note is None
+
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(Part10Error, match="truncated"):
+        inspect_file(cut)
 
 
 def test_store_files_reports_unreadable_files_as_failures(tmp_path: Path) -> None:
