@@ -166,11 +166,11 @@ async def run(args: argparse.Namespace) -> int:
         + (f", {summary.skipped} skipped (not DICOM)" if summary.skipped else "")
     )
     stored = summary.failures == 0 and summary.sent
-    from ..audit.tool import audit_of  # Instances Transferred, export (PS3.15 A.5.3.7)
+    if args.audit:  # the audit package only when asked for: ~20 ms of start-up otherwise
+        from ..audit.tool import audit_of  # Instances Transferred, export (PS3.15 A.5.3.7)
 
-    audit_of(args).transferred(
-        [o.path for o in summary.outcomes if o.delivered], exported=True, outcome=0 if stored else 4
-    )
+        delivered = [o.path for o in summary.outcomes if o.delivered]
+        audit_of(args).transferred(delivered, exported=True, outcome=0 if stored else 4)
     if stored and args.commit:
         from ..storage.scu import collect_files
 
