@@ -337,6 +337,34 @@ def test_window_and_parallel_associations_deliver_every_file(
     assert {invoked for _, invoked, _ in seen} == {window}
 
 
+def test_large_data_sets_are_sent_from_the_mapped_file_and_a_file_cut_since_fails_alone(
+    tmp_path: Path,
+) -> None:
+    """Data sets from 128 KiB are sent from the file mapped in memory (no copy), a window
+    of them outstanding at once: each arrives byte for byte. A file cut short after it was
+    inspected fails with the reason, and only it: the others are stored."""
+    sources = write_corpus(tmp_path / "in", 4, "ct", rows=256, columns=256)  # 131 KB each
+    infos, failures = collect_files([tmp_path / "in"])
+    assert failures == [] and all(i.dataset_length >= 128 << 10 for i in infos)
+    cut = infos[1].path
+    cut.write_bytes(cut.read_bytes()[: infos[1].dataset_offset + 1000])
+    root = tmp_path / "store"
+
+    async def scenario() -> list[FileOutcome]:
+        async with serving(root) as node:
+            config = RequestorConfig(
+                "SCU", NODE_AE, plan_contexts(infos), maximum_invoked=4, maximum_performed=1
+            )
+            async with open_session(LOCALHOST, node.port, config, timeouts=TIMEOUTS) as session:
+                return await send_files(session, infos)
+
+    outcomes = run(scenario())
+    assert [o.delivered for o in outcomes] == [True, False, True, True]
+    assert "cannot read the file" in (outcomes[1].error or "")
+    received = {split_part10(p)[1] for p in stored(root)}
+    assert received == {split_part10(p)[1] for p in sources if p != cut}
+
+
 # --------------------------------------------------------------------------- the public core
 
 
