@@ -31,7 +31,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...dimse.commands import CommandSet
+from ...dimse.commands import CommandSet, Tag
 from ...dimse.datasets import decode_dataset, encode_dataset
 from ...dimse.primitives import CStoreRQ
 from ...dimse.session import DimseSession, Operation, open_session
@@ -624,7 +624,9 @@ async def send_files(
         try:
             response = await operation.wait()
             outcome.status = response.status
-            outcome.error_comment = getattr(response.primitive, "error_comment", None) or None
+            # Read from the command set: the typed primitive is not built for every file.
+            comment = response.command.get(Tag.ErrorComment)
+            outcome.error_comment = str(comment) if comment else None
             outcome.error = None
         except DicomWireError as exc:
             if not session.association.is_established:
