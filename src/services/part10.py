@@ -18,7 +18,7 @@ from ..errors import Part10Error
 from ..ul.identifiers import WireStr
 from .elements import LONG_VRS, iter_elements
 
-__all__ = ["FileInfo", "Part10Error", "build_file_meta", "read_file_info"]
+__all__ = ["FileInfo", "Part10Error", "build_file_meta", "read_file_head", "read_file_info"]
 
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -28,7 +28,8 @@ _LONG = struct.Struct("<HH2s2xL")  # group, element, VR, reserved, 32-bit length
 _UINT32 = struct.Struct("<L")
 #: Preamble, "DICM" and the group length element: where the file meta's elements start.
 _PREFIX_LENGTH = PREAMBLE_LENGTH + 4 + 12
-#: Enough for a usual file meta (about 200 bytes) in the same system call.
+#: The first page: a usual file meta (about 200 bytes) and the element headers of the data
+#: set before its pixel data, in the same system call.
 _FIRST_READ = 4096
 #: Media Storage SOP Class UID, Media Storage SOP Instance UID, Transfer Syntax UID.
 _WANTED = frozenset((0x0002, 0x0003, 0x0010))
@@ -100,10 +101,23 @@ def read_file_info(path: str | Path) -> FileInfo:
     One ``open``, usually one ``read`` and one ``fstat``: a sender reads every file's meta
     before it associates, so this runs once per file and shows in the time to first byte.
     """
+    return read_file_head(path)[0]
+
+
+def read_file_head(path: str | Path) -> tuple[FileInfo, bytes]:
+    """The file meta of ``path`` and the data set's first bytes read with it.
+
+    One ``open``, one ``fstat`` and usually one ``read`` of the first page: a sender
+    checks a data set's element headers from those bytes before it sends the file, without
+    reading its pixel data (:func:`~dicomwire.services.storage.scu.inspect_file`). The data
+    set's bytes may be none (a file meta longer than the first read). Raises
+    :class:`Part10Error`.
+    """
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
+            size = os.fstat(fd).st_size
             head = os.read(fd, _FIRST_READ)
             if len(head) < _PREFIX_LENGTH or head[PREAMBLE_LENGTH:132] != MAGIC:
                 raise Part10Error(f"{path}: not a DICOM Part 10 file (no DICM prefix)", "not-dicom")
@@ -116,7 +130,6 @@ def read_file_info(path: str | Path) -> FileInfo:
             end = _PREFIX_LENGTH + group_length
             if len(head) < end:  # a file meta longer than the first read, or a short read
                 head += pread_range(fd, len(head), end - len(head))
-            size = os.fstat(fd).st_size
         finally:
             os.close(fd)
     except OSError as exc:
@@ -138,7 +151,7 @@ def read_file_info(path: str | Path) -> FileInfo:
             raise Part10Error(f"{path}: file meta lacks {name}")
         return raw.rstrip(b"\x00 ").decode("ascii", "replace")
 
-    return FileInfo(
+    info = FileInfo(
         path=path,
         sop_class_uid=uid(0x0002, "Media Storage SOP Class UID"),
         sop_instance_uid=uid(0x0003, "Media Storage SOP Instance UID"),
@@ -146,3 +159,4 @@ def read_file_info(path: str | Path) -> FileInfo:
         dataset_offset=end,
         size=size,
     )
+    return info, head[end:]

@@ -94,6 +94,9 @@ _PROGRESS_BYTES = 512
 # application, stop reading the socket until it has caught up (backpressure to the peer).
 _RECEIVE_QUEUE_HIGH = 64
 _RECEIVE_QUEUE_HIGH_BYTES = 8 << 20
+#: Messages sent in a row are written together up to this many bytes (one ``writev``);
+#: a batch that reaches it is written at once, so that backpressure sees large messages.
+_BATCH_BYTES = 64 << 10
 
 
 def _set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -166,6 +169,9 @@ class Association(asyncio.BufferedProtocol):
         self._received: deque[tuple[PDataTF, int]] = deque()
         self._received_bytes = 0
         self._corked: list[bytes | bytearray | memoryview] | None = None
+        #: Messages of send_many_nowait not yet written: written at the loop's next turn.
+        self._batch: list[bytes | bytearray | memoryview] = []
+        self._batch_bytes = 0
         self._receive_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
         self._established: asyncio.Future[NegotiatedAssociation] = self._loop.create_future()
@@ -421,6 +427,7 @@ class Association(asyncio.BufferedProtocol):
                     self._artim = None
             elif isinstance(event, CloseTransport):
                 if self._transport is not None:
+                    self._flush()
                     if self._writing_paused:  # a peer that does not read would keep it open
                         self._transport.abort()
                     else:
@@ -457,6 +464,8 @@ class Association(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        if self._batch and self._corked is None:  # what was sent before goes first
+            self._flush()
         if pdu_log.isEnabledFor(logging.DEBUG):
             pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
         if self._trace is not None:
@@ -587,16 +596,39 @@ class Association(asyncio.BufferedProtocol):
         self._apply(self._session.send_data(pdu))
 
     def send_many_nowait(self, pdus: Iterable[PDataTF]) -> None:
-        """Send several P-DATA-TF in one write (one system call for a small message)."""
-        self._corked = []
+        """Send the P-DATA-TF of a message without waiting, written with the next ones.
+
+        The messages sent before the event loop's next turn are written together, in one
+        system call (``writev``): a window of small C-STOREs sent in a row, or the
+        responses to requests received in one read. A batch is written as soon as it
+        reaches :data:`_BATCH_BYTES`, and before any other PDU.
+        """
+        parts: list[bytes | bytearray | memoryview] = []
+        self._corked = parts
         send_data = self._session.send_data
         try:
             for pdu in pdus:
                 self._apply(send_data(pdu))
         finally:
-            parts, self._corked = self._corked, None
-            if parts and self._transport is not None and not self._transport.is_closing():
-                self._transport.writelines(parts)
+            self._corked = None
+            if parts:
+                if not self._batch:
+                    self._loop.call_soon(self._flush)
+                self._batch += parts
+                for part in parts:
+                    self._batch_bytes += len(part)
+                if self._batch_bytes >= _BATCH_BYTES:
+                    self._flush()
+
+    def _flush(self) -> None:
+        """Write the messages batched by :meth:`send_many_nowait`."""
+        parts = self._batch
+        if not parts:
+            return
+        self._batch, self._batch_bytes = [], 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.writelines(parts)
 
     @property
     def writing_paused(self) -> bool:
@@ -605,6 +637,7 @@ class Association(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
+        self._flush()
         if self.writing_paused:
             await self._drain()
 

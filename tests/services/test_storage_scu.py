@@ -35,6 +35,7 @@ from dicomwire.services.storage import (
     send_files,
     store_files,
 )
+from dicomwire.services.storage.scu import Part10Error, inspect_file
 from dicomwire.testing.corpus import make_ct, write_corpus, write_part10
 from dicomwire.ul.association import Timeouts
 from dicomwire.ul.negotiation import RequestorConfig
@@ -235,6 +236,30 @@ def test_collect_files_skips_non_dicom_in_directories_but_not_when_named(
         assert info.dataset_length == len(data)
 
 
+@pytest.mark.parametrize("filler", [100, 3610, 20000], ids=["head", "across", "past"])
+def test_inspect_file_names_and_checks_a_header_longer_than_the_first_read(
+    tmp_path: Path, filler: int
+) -> None:
+    """The SOP UIDs before, across and after the end of the first page read with the meta.
+
+    A value before (0008,0016) leaves the UIDs inside the first 4 KiB, pushes the SOP Class
+    UID across its end (3610 bytes with make_ct's elements: the walk cannot take it, the
+    header reader does) or far past it (read from the file); each file is named by its own
+    UIDs, and one cut inside its pixel data is still refused.
+    """
+    ds = make_ct(1, rows=16, columns=16)
+    ds.add_new(0x00080010, "OB", b"\x00" * filler)  # before the SOP Class UID
+    path = write_part10(ds, tmp_path / "long.dcm")
+    info = inspect_file(path)
+    assert (info.sop_class_uid, info.sop_instance_uid) == (ds.SOPClassUID, ds.SOPInstanceUID)
+    assert info.note is None
+
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(Part10Error, match="truncated"):
+        inspect_file(cut)
+
+
 def test_store_files_reports_unreadable_files_as_failures(tmp_path: Path) -> None:
     good = write_corpus(tmp_path / "in", 2, "small")
     bad = tmp_path / "bad.dcm"
@@ -310,6 +335,34 @@ def test_window_and_parallel_associations_deliver_every_file(
     assert len(stored(root)) == len(sources)
     assert len({session for session, _, _ in seen}) == associations
     assert {invoked for _, invoked, _ in seen} == {window}
+
+
+def test_large_data_sets_are_sent_from_the_mapped_file_and_a_file_cut_since_fails_alone(
+    tmp_path: Path,
+) -> None:
+    """Data sets from 128 KiB are sent from the file mapped in memory (no copy), a window
+    of them outstanding at once: each arrives byte for byte. A file cut short after it was
+    inspected fails with the reason, and only it: the others are stored."""
+    sources = write_corpus(tmp_path / "in", 4, "ct", rows=256, columns=256)  # 131 KB each
+    infos, failures = collect_files([tmp_path / "in"])
+    assert failures == [] and all(i.dataset_length >= 128 << 10 for i in infos)
+    cut = infos[1].path
+    cut.write_bytes(cut.read_bytes()[: infos[1].dataset_offset + 1000])
+    root = tmp_path / "store"
+
+    async def scenario() -> list[FileOutcome]:
+        async with serving(root) as node:
+            config = RequestorConfig(
+                "SCU", NODE_AE, plan_contexts(infos), maximum_invoked=4, maximum_performed=1
+            )
+            async with open_session(LOCALHOST, node.port, config, timeouts=TIMEOUTS) as session:
+                return await send_files(session, infos)
+
+    outcomes = run(scenario())
+    assert [o.delivered for o in outcomes] == [True, False, True, True]
+    assert "cannot read the file" in (outcomes[1].error or "")
+    received = {split_part10(p)[1] for p in stored(root)}
+    assert received == {split_part10(p)[1] for p in sources if p != cut}
 
 
 # --------------------------------------------------------------------------- the public core

@@ -18,18 +18,20 @@ numbers 1-255), :func:`choose_context` picks the accepted context for one file, 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import mmap
 import os
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ...dimse.commands import CommandSet
+from ...dimse.commands import CommandSet, Tag
 from ...dimse.datasets import decode_dataset, encode_dataset
 from ...dimse.primitives import CStoreRQ
 from ...dimse.session import DimseSession, Operation, open_session
@@ -52,7 +54,7 @@ from ...ul.negotiation import (
 )
 from ...ul.tls import TLSConfig
 from ..elements import UNDEFINED_LENGTH, iter_elements
-from ..part10 import FileInfo, Part10Error, read_file_info
+from ..part10 import FileInfo, Part10Error, read_file_head
 from .header import HEAD_BYTES, header_from_head, parse_header, read_header
 from .sop_classes import storage_sop_classes
 
@@ -202,15 +204,16 @@ def inspect_file(path: str | Path, *, without_meta: bool = False) -> FileInfo:
     preamble and file meta as a bare data set, its transfer syntax guessed from its first
     element, as DCMTK does. Raises :class:`Part10Error` (permanent) with the reason.
     """
+    head = b""
     try:
-        info = read_file_info(path)
+        info, head = read_file_head(path)
         from_meta = True
     except Part10Error as exc:
         if not (without_meta and exc.reason == "not-dicom"):
             raise
         info, from_meta = _bare_dataset_info(Path(path)), False
     try:
-        header, walked = _header_and_walk(info)
+        header, walked = _header_and_walk(info, head)
     except DataSetError as exc:
         raise Part10Error(f"{info.path}: {exc}", "bad-dataset") from exc
     if walked is not None:
@@ -237,8 +240,15 @@ def inspect_file(path: str | Path, *, without_meta: bool = False) -> FileInfo:
         info.transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
         and (info.size - info.dataset_offset) % 2 == 1
     )
-    return replace(
-        info, sop_class_uid=sop_class, sop_instance_uid=sop_instance, note=note, pad=odd_deflated
+    return FileInfo(
+        info.path,
+        sop_class,
+        sop_instance,
+        info.transfer_syntax,
+        info.dataset_offset,
+        info.size,
+        note=note,
+        pad=odd_deflated,
     )
 
 
@@ -271,8 +281,14 @@ def _bare_dataset_info(path: Path) -> FileInfo:
     return FileInfo(path, "", "", syntax, 0, size)
 
 
-def _header_and_walk(info: FileInfo) -> tuple[dict[int, str], str | None]:
-    """The data set's header (:mod:`.header`) and what its walk found wrong, if anything."""
+def _header_and_walk(info: FileInfo, head: bytes = b"") -> tuple[dict[int, str], str | None]:
+    """The data set's header (:mod:`.header`) and what its walk found wrong, if anything.
+
+    ``head`` holds the data set's first bytes when they were read with the file meta: the
+    walk starts from them and reads the file only past them (never the pixel data), and
+    takes the SOP Class and Instance UIDs as it passes them; :mod:`.header` reads them
+    only when the walk could not (big endian, a value cut by the first read).
+    """
     syntax, length = info.transfer_syntax, info.size - info.dataset_offset
     if syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         if length > _DEFLATED_LIMIT:  # too big to check here: named by the header reader
@@ -286,28 +302,80 @@ def _header_and_walk(info: FileInfo) -> tuple[dict[int, str], str | None]:
             raise DataSetError(f"the deflated data set cannot be inflated: {exc}") from exc
         header = parse_header(BytesIO(inflated), EXPLICIT_VR_LITTLE_ENDIAN)
         return header, _walk(lambda at, size: inflated[at : at + size], len(inflated), False)
-    fd = os.open(info.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    if syntax == EXPLICIT_VR_BIG_ENDIAN:  # the scanner reads little endian only
+        return read_header(info.path, info.dataset_offset, syntax), None
+    reader = _DataSetReader(info, head)
     try:
-        head = pread_range(fd, info.dataset_offset, min(length, HEAD_BYTES))
-        header = header_from_head(head, length, syntax) or read_header(
+        found: dict[int, bytes] = {}
+        walked = _walk(reader.read, length, syntax == IMPLICIT_VR_LITTLE_ENDIAN, found)
+        if len(found) == len(_NAMING_TAGS):
+            return {tag: _uid_text(raw) for tag, raw in found.items()}, walked
+        # Not met at the top level of the data set (or cut by a read): as the SCP reads it.
+        first = reader.first(min(length, HEAD_BYTES))
+        header = header_from_head(first, length, syntax) or read_header(
             info.path, info.dataset_offset, syntax
         )
-        if syntax == EXPLICIT_VR_BIG_ENDIAN:  # the scanner reads little endian only
-            return header, None
-
-        def read(at: int, size: int) -> bytes:
-            if at + size <= len(head):
-                return head[at : at + size]
-            return pread_range(fd, info.dataset_offset + at, min(size, length - at))
-
-        return header, _walk(read, length, syntax == IMPLICIT_VR_LITTLE_ENDIAN)
+        return header, walked
     except OSError as exc:
         raise DataSetError(f"cannot read the data set: {exc.strerror or exc}") from exc
     finally:
-        os.close(fd)
+        reader.close()
 
 
-def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str | None:
+#: What the C-STORE-RQ names, taken from the data set as it is walked.
+_NAMING_TAGS = frozenset((_SOP_CLASS_UID, _SOP_INSTANCE_UID))
+
+
+def _uid_text(raw: bytes) -> str:
+    return raw.decode("ascii", "replace").rstrip("\x00 ")
+
+
+class _DataSetReader:
+    """Ranges of a file's data set: from the bytes read with its file meta, else the file.
+
+    The file is opened only when the walk goes past those bytes (a long header, a value
+    after the pixel data), once, and closed by :meth:`close`.
+    """
+
+    __slots__ = ("_fd", "head", "info", "length")
+
+    def __init__(self, info: FileInfo, head: bytes) -> None:
+        self.info = info
+        self.head = head
+        self.length = info.size - info.dataset_offset
+        self._fd: int | None = None
+
+    def read(self, at: int, size: int) -> bytes:
+        """Up to ``size`` bytes from ``at``: fewer when the first bytes end before that,
+        but always a few element headers' worth, or up to the end of the data set."""
+        head = self.head
+        if at < len(head) and (len(head) - at >= _AFTER_JUMP_WINDOW or len(head) >= self.length):
+            return head[at : at + size]
+        return self._pread(at, size)
+
+    def first(self, size: int) -> bytes:
+        """The data set's first ``size`` bytes (fewer only where it ends)."""
+        if len(self.head) >= size:
+            return self.head[:size]
+        return self._pread(0, size)
+
+    def _pread(self, at: int, size: int) -> bytes:
+        if self._fd is None:
+            self._fd = os.open(self.info.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return pread_range(self._fd, self.info.dataset_offset + at, min(size, self.length - at))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _walk(
+    read: Callable[[int, int], bytes],
+    length: int,
+    implicit: bool,
+    found: dict[int, bytes] | None = None,
+) -> str | None:
     """Walk every element header of a data set of ``length`` bytes (PS3.5 §7.1, §7.5).
 
     Values are skipped by their length with the shared scanner (:func:`..elements
@@ -315,7 +383,8 @@ def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str
     data of undefined length are entered and must end by their delimiters. Returns what
     is wrong (the data ends inside an element, an encapsulated fragment has an odd
     length), or None: also when the walk meets what it does not follow (an undefined
-    length UN, whose content is Implicit VR), which is left to the peer.
+    length UN, whose content is Implicit VR), which is left to the peer. ``found``
+    receives the raw values of the top-level :data:`_NAMING_TAGS` met on the way.
     """
     position, want = 0, _WALK_WINDOW
     open_values: list[int] = []  # the tags of the undefined-length values we are inside
@@ -330,6 +399,9 @@ def _walk(read: Callable[[int, int], bytes], length: int, implicit: bool) -> str
                 open_values.append(tag)
                 position, moved = at, True
                 break
+            top_level_name = tag in _NAMING_TAGS and not open_values
+            if top_level_name and found is not None and start + size <= len(window):
+                found[tag] = window[start : start + size]
             if tag in (_ITEM_END, _SEQUENCE_END):
                 if not open_values:
                     return f"a delimiter at byte {at - 8} closes nothing"
@@ -552,7 +624,9 @@ async def send_files(
         try:
             response = await operation.wait()
             outcome.status = response.status
-            outcome.error_comment = getattr(response.primitive, "error_comment", None) or None
+            # Read from the command set: the typed primitive is not built for every file.
+            comment = response.command.get(Tag.ErrorComment)
+            outcome.error_comment = str(comment) if comment else None
             outcome.error = None
         except DicomWireError as exc:
             if not session.association.is_established:
@@ -612,18 +686,52 @@ async def send_file(
     (C-GET: only those where the requestor took the SCP role), the session's by default.
     """
     context, convert = choose_context(negotiated or session.negotiated, info)
-    payload: bytes | FileSource
+    payload: bytes | memoryview | FileSource
     if convert:
         payload = await asyncio.to_thread(_converted, info, context.transfer_syntax or "")
     else:
         source = FileSource(info.path, info.dataset_offset, info.size - info.dataset_offset)
         if info.pad:  # an odd deflated data set: sent with its pad byte (PS3.5 §A.5)
             payload = source.read() + b"\x00"
+        elif not source.fits_in_memory():
+            payload = source  # streamed from disk, a chunk at a time
+        elif info.size - info.dataset_offset >= _MAP_FROM:
+            payload = _mapped(info)
         else:
             # Read a small data set now, while the previous operation is still out.
-            payload = source.read() if source.fits_in_memory() else source
+            payload = source.read()
     command = _store_command_for(info.sop_class_uid, info.sop_instance_uid, move_originator)
     return await session.request(context.context_id, command, payload)
+
+
+#: Data sets from this size are mapped rather than read: no copy, no fresh pages to fault
+#: in (a 525 KiB CT: ~45 µs instead of ~230 µs of CPU; below ~64 KiB a read is cheaper).
+_MAP_FROM = 128 << 10
+
+
+def _mapped(info: FileInfo) -> memoryview:
+    """The data set of ``info`` as a read-only view of the file mapped in memory.
+
+    The pages come from the page cache as they are (``MAP_POPULATE``: mapped in one
+    system call); the transport writes the PDUs straight from them. The mapping lives as
+    long as a view of it does, until the last PDU is written. Only the kernel reads it:
+    a file cut short while it is being sent fails that write (the association is lost and
+    the file tried again), where a read would have sent the shorter data set.
+    """
+    fd = os.open(info.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mapping = mmap.mmap(
+            fd, info.size, flags=mmap.MAP_SHARED | _MAP_POPULATE, prot=mmap.PROT_READ
+        )
+    except ValueError as exc:  # shorter than when it was inspected
+        raise OSError(errno.EIO, f"the file changed since it was inspected: {exc}") from exc
+    finally:
+        os.close(fd)
+    return memoryview(mapping)[info.dataset_offset : info.size]
+
+
+#: Linux: fault the pages in when mapping (elsewhere they are faulted in as written).
+_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 async def store_file(session: DimseSession, info: FileInfo) -> Status:
