@@ -376,9 +376,7 @@ class DimseDispatcher(Generic[Op, R]):
         self, context_id: int, command: CommandSet, dataset: Buffer | None
     ) -> list[PDataTF]:
         """P-DATA-TF PDUs for one whole message, within the peer's maximum PDU length."""
-        return list(
-            fragment_message(context_id, encode_command(command), dataset, self._max_pdu_length)
-        )
+        return fragment_message(context_id, encode_command(command), dataset, self._max_pdu_length)
 
     def response_command(
         self, message: ReceivedMessage, result: Response | DimseResponse
