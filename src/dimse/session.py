@@ -87,7 +87,7 @@ DataSetInput: TypeAlias = "bytes | bytearray | memoryview | Dataset | AsyncItera
 class Request:
     """A received request as its handler sees it."""
 
-    __slots__ = ("cancelled", "context", "message", "session")
+    __slots__ = ("_cancelled", "context", "message", "session")
 
     def __init__(
         self, session: DimseSession, message: ReceivedMessage, context: PresentationContext
@@ -95,8 +95,17 @@ class Request:
         self.session = session
         self.message = message
         self.context = context
-        #: Set when the requestor sends C-CANCEL-RQ for this operation.
-        self.cancelled = asyncio.Event()
+        self._cancelled: asyncio.Event | None = None
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        """Set when the requestor sends C-CANCEL-RQ for this operation.
+
+        Made when first asked for: most requests (a C-STORE, a C-ECHO) never look.
+        """
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+        return self._cancelled
 
     @property
     def command(self) -> CommandSet:
