@@ -240,6 +240,15 @@ def _decode_value(tag: int, raw: bytes) -> CommandValue:
     return raw
 
 
+def _element_error(group: int, element: int, length: int, previous: int) -> CommandError:
+    """What is wrong with an element header decode_command refused."""
+    if group != 0:
+        return CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
+    if element <= previous:
+        return CommandError(f"command elements out of order at ({group:04X},{element:04X})")
+    return CommandError(f"element (0000,{element:04X}) length {length} overruns the command set")
+
+
 def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     """Decode a command set; raises :class:`CommandError` naming what is wrong."""
     raw = bytes(data)
@@ -250,27 +259,22 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     unpack_us = _US.unpack_from
     us_tags = _US_TAGS
     ui_tags = _UI_TAGS
-    while pos < end:
-        if end - pos < 8:
-            raise CommandError(f"truncated command element header at byte {pos}")
-        group, element, length = unpack_header(raw, pos)
-        if group != 0:
-            raise CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
-        if element <= previous:
-            raise CommandError(f"command elements out of order at ({group:04X},{element:04X})")
-        previous = element
-        start = pos + 8
-        pos = start + length
-        if pos > end:
-            raise CommandError(
-                f"element (0000,{element:04X}) length {length} overruns the command set"
-            )
-        if length == 2 and element in us_tags:
-            command[element] = unpack_us(raw, start)[0]
-        elif element in ui_tags:
-            command[element] = decode_uid(raw[start:pos])
-        else:
-            command[element] = _decode_value(element, raw[start:pos])
+    try:
+        while pos < end:
+            group, element, length = unpack_header(raw, pos)
+            start = pos + 8
+            pos = start + length
+            if group or element <= previous or pos > end:
+                raise _element_error(group, element, length, previous)
+            previous = element
+            if length == 2 and element in us_tags:
+                command[element] = unpack_us(raw, start)[0]
+            elif element in ui_tags:
+                command[element] = decode_uid(raw[start:pos])
+            else:
+                command[element] = _decode_value(element, raw[start:pos])
+    except struct.error:  # fewer than 8 bytes left for an element header
+        raise CommandError(f"truncated command element header at byte {pos}") from None
     group_length = command.get(_COMMAND_GROUP_LENGTH)
     if isinstance(group_length, int) and raw[:4] == b"\x00\x00\x00\x00":
         following = len(raw) - 12  # bytes after the (0000,0000) element itself
