@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -269,7 +270,7 @@ class DimseSession:
         self.handlers: dict[int | tuple[str, int], Handler] = dict(handlers or {})
         self.sinks: dict[int | tuple[str, int], SinkFactory] = dict(sinks or {})
         self.dispatcher: DimseDispatcher[Operation, Request] = DimseDispatcher(
-            negotiated, self._make_request, self._sink_for
+            negotiated, functools.partial(Request, self), self._sink_for
         )
         self._send_lock = asyncio.Lock()
         # Requests waiting for a slot of the invoked window, first come first served.
@@ -474,9 +475,6 @@ class DimseSession:
             await self._send_stream(context_id, pdus, prepared)
 
     # -- receiving ------------------------------------------------------------------
-
-    def _make_request(self, message: ReceivedMessage, context: PresentationContext) -> Request:
-        return Request(self, message, context)
 
     def _sink_for(
         self, message: ReceivedMessage, context: PresentationContext
