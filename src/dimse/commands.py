@@ -132,7 +132,8 @@ _AT = struct.Struct("<HH")
 _US_ELEMENT = struct.Struct("<HHLH")
 #: (0000,0000) UL 4 and its value: the head of every encoded command set.
 _GROUP_LENGTH_ELEMENT = struct.Struct("<HHLL")
-_US_TAGS = frozenset(tag for tag, vr in COMMAND_ELEMENTS.items() if vr == "US")
+_US_TAGS = frozenset(int(tag) for tag, vr in COMMAND_ELEMENTS.items() if vr == "US")
+_UI_TAGS = frozenset(int(tag) for tag, vr in COMMAND_ELEMENTS.items() if vr == "UI")
 #: Plain-int keys: hashing an IntEnum member in a hot loop is slower than hashing an int.
 _VR_OF: dict[int, str] = {int(tag): vr for tag, vr in COMMAND_ELEMENTS.items()}
 _COMMAND_GROUP_LENGTH = int(Tag.CommandGroupLength)
@@ -149,6 +150,7 @@ TAG_REQUESTED_SOP_CLASS = int(Tag.RequestedSOPClassUID)
 TAG_AFFECTED_SOP_INSTANCE = int(Tag.AffectedSOPInstanceUID)
 TAG_REQUESTED_SOP_INSTANCE = int(Tag.RequestedSOPInstanceUID)
 TAG_GROUP_LENGTH = int(Tag.CommandGroupLength)
+_DATA_SET_ABSENT = int(DataSetType.ABSENT)
 
 
 _NAME_OF: dict[int, str] = {int(tag): tag.name for tag in Tag}
@@ -201,13 +203,15 @@ def encode_command(command: CommandSet) -> bytes:
     for tag in sorted(command):
         value = command[tag]
         if tag in _US_TAGS and type(value) is int and 0 <= value <= 0xFFFF:
-            element = pack_us(0, tag, 2, value)  # group 0000: the tag is the element number
-            parts.append(element)
+            parts.append(pack_us(0, tag, 2, value))  # group 0000: the tag is the element number
             length += 10
             continue
         if tag == _COMMAND_GROUP_LENGTH:
             continue
-        encoded = _encode_value(tag, value)
+        if type(value) is WireStr and tag in _UI_TAGS:  # a UID as received (a response's)
+            encoded = value.wire if not len(value.wire) % 2 else value.wire + b"\x00"
+        else:
+            encoded = _encode_value(tag, value)
         parts.append(pack_header(tag >> 16, tag & 0xFFFF, len(encoded)))
         parts.append(encoded)
         length += 8 + len(encoded)
@@ -236,6 +240,15 @@ def _decode_value(tag: int, raw: bytes) -> CommandValue:
     return raw
 
 
+def _element_error(group: int, element: int, length: int, previous: int) -> CommandError:
+    """What is wrong with an element header decode_command refused."""
+    if group != 0:
+        return CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
+    if element <= previous:
+        return CommandError(f"command elements out of order at ({group:04X},{element:04X})")
+    return CommandError(f"element (0000,{element:04X}) length {length} overruns the command set")
+
+
 def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     """Decode a command set; raises :class:`CommandError` naming what is wrong."""
     raw = bytes(data)
@@ -245,25 +258,23 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     unpack_header = _ELEMENT_HEADER.unpack_from
     unpack_us = _US.unpack_from
     us_tags = _US_TAGS
-    while pos < end:
-        if end - pos < 8:
-            raise CommandError(f"truncated command element header at byte {pos}")
-        group, element, length = unpack_header(raw, pos)
-        if group != 0:
-            raise CommandError(f"element ({group:04X},{element:04X}) is not in group 0000")
-        if element <= previous:
-            raise CommandError(f"command elements out of order at ({group:04X},{element:04X})")
-        previous = element
-        start = pos + 8
-        pos = start + length
-        if pos > end:
-            raise CommandError(
-                f"element (0000,{element:04X}) length {length} overruns the command set"
-            )
-        if length == 2 and element in us_tags:
-            command[element] = unpack_us(raw, start)[0]
-        else:
-            command[element] = _decode_value(element, raw[start:pos])
+    ui_tags = _UI_TAGS
+    try:
+        while pos < end:
+            group, element, length = unpack_header(raw, pos)
+            start = pos + 8
+            pos = start + length
+            if group or element <= previous or pos > end:
+                raise _element_error(group, element, length, previous)
+            previous = element
+            if length == 2 and element in us_tags:
+                command[element] = unpack_us(raw, start)[0]
+            elif element in ui_tags:
+                command[element] = decode_uid(raw[start:pos])
+            else:
+                command[element] = _decode_value(element, raw[start:pos])
+    except struct.error:  # fewer than 8 bytes left for an element header
+        raise CommandError(f"truncated command element header at byte {pos}") from None
     group_length = command.get(_COMMAND_GROUP_LENGTH)
     if isinstance(group_length, int) and raw[:4] == b"\x00\x00\x00\x00":
         following = len(raw) - 12  # bytes after the (0000,0000) element itself
@@ -325,22 +336,35 @@ DATASET_FORBIDDEN = frozenset(
 )
 
 
+#: REQUIRED_ELEMENTS with plain-int tags, and the Data Set Type rule, for validate_command
+#: (it runs for every message sent and received).
+_REQUIRED_TAGS: dict[int, tuple[int, ...]] = {
+    int(field): tuple(int(tag) for tag in tags) for field, tags in REQUIRED_ELEMENTS.items()
+}
+_DATASET_REQUIRED = frozenset(int(field) for field in DATASET_REQUIRED)
+_DATASET_FORBIDDEN = frozenset(int(field) for field in DATASET_FORBIDDEN)
+
+
 def validate_command(command: CommandSet) -> None:
     """Check a command set's required and conditional elements (PS3.7 §9.3, §10.3).
 
     Raises :class:`CommandError` naming the first missing or wrong element.
     """
-    field = command.get(Tag.CommandField)
+    field = command.get(TAG_COMMAND_FIELD)
     if not isinstance(field, int):
         raise CommandError("command set lacks CommandField (0000,0100)")
-    if field not in REQUIRED_ELEMENTS:
+    required = _REQUIRED_TAGS.get(field)
+    if required is None:
         raise CommandError(f"unknown CommandField 0x{field:04X}")
-    require(command, *REQUIRED_ELEMENTS[field])
-    present = command[Tag.CommandDataSetType] != DataSetType.ABSENT
-    name = CommandField(field).name
-    if field in DATASET_REQUIRED and not present:
+    for tag in required:
+        if tag not in command:
+            require(command, Tag(tag))  # raises, naming it
+    present = command[TAG_DATA_SET_TYPE] != _DATA_SET_ABSENT
+    if field in _DATASET_REQUIRED and not present:
+        name = CommandField(field).name
         raise CommandError(f"{name} needs a data set but CommandDataSetType says none")
-    if field in DATASET_FORBIDDEN and present:
+    if field in _DATASET_FORBIDDEN and present:
+        name = CommandField(field).name
         raise CommandError(f"{name} carries no data set but CommandDataSetType says one")
 
 

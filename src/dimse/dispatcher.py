@@ -107,6 +107,7 @@ class ReceivedMessage:
         "context_id",
         "dataset",
         "message_id",
+        "sop_class_uid",
         "transfer_syntax",
     )
 
@@ -126,6 +127,10 @@ class ReceivedMessage:
         responds = self.command_field & 0x8000 or self.command_field == _C_CANCEL_RQ
         message_id = command.get(TAG_RESPONDED_TO if responds else TAG_MESSAGE_ID)
         self.message_id: int = message_id if isinstance(message_id, int) else -1
+        #: The Affected, else the Requested, SOP Class UID (handlers and sinks are chosen by it).
+        self.sop_class_uid: str | None = self._first_uid(
+            TAG_AFFECTED_SOP_CLASS, TAG_REQUESTED_SOP_CLASS
+        )
         self._status: Status | None = None
         self._primitive: DimseMessage | None = None
 
@@ -157,11 +162,6 @@ class ReceivedMessage:
             status = Status(value if isinstance(value, int) else CANNOT_UNDERSTAND)
             self._status = status
         return status
-
-    @property
-    def sop_class_uid(self) -> str | None:
-        """The Affected, else the Requested, SOP Class UID."""
-        return self._first_uid(TAG_AFFECTED_SOP_CLASS, TAG_REQUESTED_SOP_CLASS)
 
     @property
     def sop_instance_uid(self) -> str | None:
@@ -376,9 +376,7 @@ class DimseDispatcher(Generic[Op, R]):
         self, context_id: int, command: CommandSet, dataset: Buffer | None
     ) -> list[PDataTF]:
         """P-DATA-TF PDUs for one whole message, within the peer's maximum PDU length."""
-        return list(
-            fragment_message(context_id, encode_command(command), dataset, self._max_pdu_length)
-        )
+        return fragment_message(context_id, encode_command(command), dataset, self._max_pdu_length)
 
     def response_command(
         self, message: ReceivedMessage, result: Response | DimseResponse
@@ -452,7 +450,7 @@ class DimseDispatcher(Generic[Op, R]):
         if not event.has_dataset:
             return message
         sink = None
-        if message.is_request and self._sink_for is not None:
+        if not message.command_field & 0x8000 and self._sink_for is not None:  # a request
             sink = self._sink_for(message, context)
         self._receiving = (message, sink if sink is not None else BytesSink())
         return None

@@ -18,12 +18,11 @@ a data set fragment with no command before it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, AsyncIterator
 
 from ..errors import DicomWireError, DimseProtocolError
 from ..ul.pdu import PDV_HEADER_LENGTH, PDataTF, PresentationDataValue
-from .commands import CommandError, CommandSet, DataSetType, Tag, decode_command
+from .commands import TAG_DATA_SET_TYPE, CommandError, CommandSet, DataSetType, decode_command
 
 __all__ = [
     "MAX_COMMAND_LENGTH",
@@ -43,24 +42,42 @@ MAX_COMMAND_LENGTH = 1 << 20
 
 _COMMAND = 0x01
 _LAST = 0x02
+_ABSENT = int(DataSetType.ABSENT)
 
 
-@dataclass(frozen=True, slots=True)
+# Events are plain slotted classes: one or two are made per message, and a frozen
+# dataclass's __init__ (object.__setattr__ per field) costs several times a plain one's.
+
+
 class CommandComplete:
     """A whole command set arrived; a data set follows when ``has_dataset``."""
 
-    context_id: int
-    command: CommandSet
-    has_dataset: bool
+    __slots__ = ("command", "context_id", "has_dataset")
+
+    def __init__(self, context_id: int, command: CommandSet, has_dataset: bool) -> None:
+        self.context_id = context_id
+        self.command = command
+        self.has_dataset = has_dataset
+
+    def __repr__(self) -> str:
+        return f"CommandComplete(context_id={self.context_id}, has_dataset={self.has_dataset})"
 
 
-@dataclass(frozen=True, slots=True)
 class DataSetFragment:
     """A piece of the current message's data set (a view into the received PDU)."""
 
-    context_id: int
-    data: memoryview
-    last: bool
+    __slots__ = ("context_id", "data", "last")
+
+    def __init__(self, context_id: int, data: memoryview, last: bool) -> None:
+        self.context_id = context_id
+        self.data = data
+        self.last = last
+
+    def __repr__(self) -> str:
+        return (
+            f"DataSetFragment(context_id={self.context_id}, data=<{len(self.data)} bytes>, "
+            f"last={self.last})"
+        )
 
 
 AssemblyEvent = CommandComplete | DataSetFragment
@@ -121,17 +138,26 @@ def _batch(pdvs: list[PresentationDataValue], max_pdu_length: int) -> list[PData
 
 def fragment_message(
     context_id: int, command: bytes, dataset: Buffer | None, max_pdu_length: int
-) -> Iterator[PDataTF]:
+) -> list[PDataTF]:
     """P-DATA-TF PDUs for one message whose data set is in memory.
 
-    Built as lists, not generators: most messages are one PDU, and the caller writes them
-    all at once anyway.
+    Built as lists, not generators: most messages are one PDU (built here without the
+    cutting and batching a larger one needs), and the caller writes them all at once.
     """
     limit = fragment_limit(max_pdu_length)
+    data = None if dataset is None else _as_bytes_view(dataset)
+    size = len(command) + PDV_HEADER_LENGTH
+    if data is not None:
+        size += len(data) + PDV_HEADER_LENGTH
+    if not limit or (size <= max_pdu_length and len(command) <= limit):
+        pdvs = [PresentationDataValue(context_id, _COMMAND | _LAST, command)]
+        if data is not None:
+            pdvs.append(PresentationDataValue(context_id, _LAST, data))
+        return [PDataTF(pdvs)]
     pdvs = _fragments(context_id, command, _COMMAND, limit)
-    if dataset is not None:
-        pdvs += _fragments(context_id, dataset, 0, limit)
-    return iter(_batch(pdvs, max_pdu_length))
+    if data is not None:
+        pdvs += _fragments(context_id, data, 0, limit)
+    return _batch(pdvs, max_pdu_length)
 
 
 async def fragment_stream(
@@ -175,8 +201,9 @@ class MessageAssembler:
         events: list[AssemblyEvent] = []
         for pdv in pdu.pdvs:
             context_id = pdv.context_id
+            control = pdv.control_header
             if self._context_id is None:
-                if not pdv.is_command:
+                if not control & _COMMAND:
                     raise DimseProtocolError(
                         f"data set fragment on presentation context {context_id} with no "
                         "command before it"
@@ -188,33 +215,39 @@ class MessageAssembler:
                     f"context {self._context_id} (PS3.8 E.1)"
                 )
             if self._in_dataset:
-                if pdv.is_command:
+                if control & _COMMAND:
                     raise DimseProtocolError(
                         "command fragment while a data set is due: messages interleaved (PS3.8 E.1)"
                     )
-                last = pdv.is_last
+                last = bool(control & _LAST)
                 events.append(DataSetFragment(context_id, memoryview(pdv.data), last))
                 if last:
                     self._context_id = None
                     self._in_dataset = False
                 continue
-            if not pdv.is_command:
+            if not control & _COMMAND:
                 raise DimseProtocolError("data set fragment before the command set was complete")
-            self._command += pdv.data
-            if len(self._command) > MAX_COMMAND_LENGTH:
-                raise DimseProtocolError(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
-            if pdv.is_last:
-                try:
-                    command = decode_command(self._command)
-                except CommandError as exc:
-                    raise DimseProtocolError(f"undecodable command set: {exc}") from exc
+            if not control & _LAST:
+                self._command += pdv.data
+                if len(self._command) > MAX_COMMAND_LENGTH:
+                    raise DimseProtocolError(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
+                continue
+            if self._command:  # the last of several fragments
+                self._command += pdv.data
+                encoded: Buffer = self._command
                 self._command = bytearray()
-                has_dataset = command.get(Tag.CommandDataSetType, DataSetType.ABSENT) != (
-                    DataSetType.ABSENT
-                )
-                events.append(CommandComplete(context_id, command, has_dataset))
-                if has_dataset:
-                    self._in_dataset = True
-                else:
-                    self._context_id = None
+            else:  # the whole command set in one fragment: decoded where it lies
+                encoded = pdv.data
+            if len(encoded) > MAX_COMMAND_LENGTH:
+                raise DimseProtocolError(f"command set longer than {MAX_COMMAND_LENGTH} bytes")
+            try:
+                command = decode_command(encoded)
+            except CommandError as exc:
+                raise DimseProtocolError(f"undecodable command set: {exc}") from exc
+            has_dataset = command.get(TAG_DATA_SET_TYPE, _ABSENT) != _ABSENT
+            events.append(CommandComplete(context_id, command, has_dataset))
+            if has_dataset:
+                self._in_dataset = True
+            else:
+                self._context_id = None
         return events

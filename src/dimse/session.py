@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
@@ -87,7 +88,7 @@ DataSetInput: TypeAlias = "bytes | bytearray | memoryview | Dataset | AsyncItera
 class Request:
     """A received request as its handler sees it."""
 
-    __slots__ = ("cancelled", "context", "message", "session")
+    __slots__ = ("_cancelled", "context", "message", "session")
 
     def __init__(
         self, session: DimseSession, message: ReceivedMessage, context: PresentationContext
@@ -95,8 +96,17 @@ class Request:
         self.session = session
         self.message = message
         self.context = context
-        #: Set when the requestor sends C-CANCEL-RQ for this operation.
-        self.cancelled = asyncio.Event()
+        self._cancelled: asyncio.Event | None = None
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        """Set when the requestor sends C-CANCEL-RQ for this operation.
+
+        Made when first asked for: most requests (a C-STORE, a C-ECHO) never look.
+        """
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
+        return self._cancelled
 
     @property
     def command(self) -> CommandSet:
@@ -260,7 +270,7 @@ class DimseSession:
         self.handlers: dict[int | tuple[str, int], Handler] = dict(handlers or {})
         self.sinks: dict[int | tuple[str, int], SinkFactory] = dict(sinks or {})
         self.dispatcher: DimseDispatcher[Operation, Request] = DimseDispatcher(
-            negotiated, self._make_request, self._sink_for
+            negotiated, functools.partial(Request, self), self._sink_for
         )
         self._send_lock = asyncio.Lock()
         # Requests waiting for a slot of the invoked window, first come first served.
@@ -465,9 +475,6 @@ class DimseSession:
             await self._send_stream(context_id, pdus, prepared)
 
     # -- receiving ------------------------------------------------------------------
-
-    def _make_request(self, message: ReceivedMessage, context: PresentationContext) -> Request:
-        return Request(self, message, context)
 
     def _sink_for(
         self, message: ReceivedMessage, context: PresentationContext

@@ -143,7 +143,9 @@ class Association(asyncio.BufferedProtocol):
         self._session = session
         self._trace = active_trace()
         self._trace_id = self._trace.new_association_id() if self._trace else 0
-        if pdu_log.isEnabledFor(logging.DEBUG) or self._trace is not None:
+        #: PDUs are logged or traced (decided once, as for the PDUs received).
+        self._log_pdus = pdu_log.isEnabledFor(logging.DEBUG) or self._trace is not None
+        if self._log_pdus:
             session.on_pdu = self._log_received
         self._transport: asyncio.Transport | None = None
         self._tls_context = tls_context
@@ -466,11 +468,11 @@ class Association(asyncio.BufferedProtocol):
             return
         if self._batch and self._corked is None:  # what was sent before goes first
             self._flush()
-        if pdu_log.isEnabledFor(logging.DEBUG):
+        if self._log_pdus:
             pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
-        if self._trace is not None:
-            self._trace.record("sent", self._trace_id, self.peer_address, pdu)
-        if isinstance(pdu, PDataTF):
+            if self._trace is not None:
+                self._trace.record("sent", self._trace_id, self.peer_address, pdu)
+        if type(pdu) is PDataTF:
             if self._corked is not None:
                 self._corked.extend(pdu.encode_parts())
             else:

@@ -139,6 +139,16 @@ class PDUFramer:
         try:
             while pos < end:
                 if self._body is None:
+                    if not self._header_filled and end - pos >= PDU_HEADER_LENGTH:
+                        # A PDU starts here (most reads): when all of it is in this chunk
+                        # and it is small, one copy of it is its buffer (none zeroed first).
+                        pdu_type, length = peek_header(view[pos : pos + PDU_HEADER_LENGTH])
+                        total = PDU_HEADER_LENGTH + length
+                        if total <= end - pos and total < _POOLED_MINIMUM:
+                            self._check_length(pdu_type, length)
+                            pdus.append(_decode(bytes(view[pos : pos + total])))
+                            pos += total
+                            continue
                     take = min(PDU_HEADER_LENGTH - self._header_filled, end - pos)
                     filled = self._header_filled
                     self._header[filled : filled + take] = view[pos : pos + take]
@@ -170,8 +180,8 @@ class PDUFramer:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _start_body(self) -> None:
-        pdu_type, length = peek_header(self._header)
+    def _check_length(self, pdu_type: int, length: int) -> int:
+        """The limit that applies to the PDU's length; raise when it is above it."""
         if pdu_type == PDUType.P_DATA_TF:
             limit = self.max_pdu_length
             if limit and length > limit:
@@ -188,6 +198,11 @@ class PDUFramer:
                     f"the receiver's limit of {limit} bytes",
                     2,
                 )
+        return limit
+
+    def _start_body(self) -> None:
+        pdu_type, length = peek_header(self._header)
+        limit = self._check_length(pdu_type, length)
         total = PDU_HEADER_LENGTH + length
         self._body_length = total
         self._body_filled = PDU_HEADER_LENGTH
@@ -238,3 +253,10 @@ class PDUFramer:
         except PDUError as exc:
             self._failed = exc
             raise
+
+
+def _decode(body: bytes) -> PDU:
+    """A whole PDU whose header was checked (P-DATA-TF: only its items are left to read)."""
+    if body[0] == PDUType.P_DATA_TF:
+        return decode_p_data(memoryview(body), body[1])
+    return decode(body)

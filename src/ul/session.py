@@ -233,7 +233,7 @@ class AssociationSession:
         self._proposed: list[PresentationContext] = []
         self._framer = self._core.framer  # for buffered: read after most small reads
         #: Zero-copy receive (asyncio.BufferedProtocol): the buffer to fill next.
-        self.get_buffer: Callable[[int], memoryview] = self._core.get_buffer
+        self.get_buffer: Callable[[int], memoryview] = self._framer.get_buffer
         #: P-DATA request (Evt9): its only effect is a SendPDU, so the machine answers it
         #: directly (no call in between on the send path).
         self.send_data = cast("Callable[[PDataTF], list[SessionEvent]]", self._core.send_data)
