@@ -414,26 +414,26 @@ def _entry(header: bytes, values: dict[int, bytes], implicit: bool) -> IndexEntr
     """The entry of a scanned header: column values decoded with its character set."""
     encodings: list[str] | None = None
     columns: dict[str, dict[str, str | None]] = {}
-    for level, tags in _COLUMNS.items():
+    get = values.get
+    for level, plan in _ENTRY_PLAN:
         row: dict[str, str | None] = {}
-        for tag, column in tags.items():
-            raw = values.get(tag)
+        for tag, column, normalised in plan:
+            raw = get(tag)
             if raw is None:
                 row[column] = None
                 continue
             if raw.isascii():
                 text = raw.decode("ascii").strip(" \x00")
-                if column not in _NORMALISED:
+                if not normalised or not text:
                     row[column] = text or None  # the usual case: UIDs, codes, numbers
                     continue
             else:
                 if encodings is None:
-                    encodings = _encodings(values.get(_SPECIFIC_CHARACTER_SET))
+                    encodings = _encodings(get(_SPECIFIC_CHARACTER_SET))
                 text = _decode(raw, column, encodings)
             row[column] = _column_value(column, text)
         columns[level] = row
-    for level, tag in _UNIQUE.items():
-        name = _COLUMNS[level][tag]
+    for level, name in _UNIQUE_COLUMNS:
         if not columns[level][name]:
             raise DataSetError(f"cannot index an instance without {name}")
     return IndexEntry(columns, header, implicit)
@@ -1347,6 +1347,13 @@ _SCANNED = frozenset(_COLUMN_OF) | {_SPECIFIC_CHARACTER_SET}
 INDEXED_TAGS = _SCANNED
 #: Columns stored in a normalised form (see :func:`_column_value`).
 _NORMALISED = _PN_COLUMNS | _TIME_COLUMNS
+#: :data:`_COLUMNS` as :func:`_entry` walks it, per level: (tag, column, whether its text is
+#: normalised), worked out once rather than per instance.
+_ENTRY_PLAN = tuple(
+    (level, tuple((tag, column, column in _NORMALISED) for tag, column in tags.items()))
+    for level, tags in _COLUMNS.items()
+)
+_UNIQUE_COLUMNS = tuple((level, _COLUMNS[level][tag]) for level, tag in _UNIQUE.items())
 #: Derived keys: tag -> (keyword, levels, SQL over the instances below the entity; the
 #: modalities' aggregate is the dialect's, :attr:`SQLDialect.modalities`).
 _DERIVED: dict[int, tuple[str, tuple[str, ...], str]] = {
