@@ -7,6 +7,7 @@ starts and in which transfer syntax it is.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -58,19 +59,39 @@ def build_file_meta(
     source_ae_title: str | None = None,
 ) -> bytes:
     """Preamble, "DICM" and the File Meta Information group (Explicit VR Little Endian)."""
-    elements = [
-        _element(0x0001, b"OB", b"\x00\x01"),
-        _element(0x0002, b"UI", _ui(sop_class_uid)),
-        _element(0x0003, b"UI", _ui(sop_instance_uid)),
-        _element(0x0010, b"UI", _ui(transfer_syntax)),
+    before, after = _meta_around_instance(
+        _ui(sop_class_uid), _ui(transfer_syntax), source_ae_title.strip() if source_ae_title else ""
+    )
+    instance = _element(0x0003, b"UI", _ui(sop_instance_uid))
+    body_length = len(before) - _PREFIX_LENGTH + len(instance) + len(after)
+    start = _PREFIX_LENGTH - 4  # the group length's value
+    return b"".join(
+        (before[:start], _UINT32.pack(body_length), before[_PREFIX_LENGTH:], instance, after)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_around_instance(
+    sop_class_uid: bytes, transfer_syntax: bytes, source_ae_title: str
+) -> tuple[bytes, bytes]:
+    """The file meta before and after its SOP Instance UID element: only that and the
+    group length change between the instances of one association (a receiver writes a
+    file meta per instance). ``before`` holds a zero group length."""
+    before = (
+        bytes(PREAMBLE_LENGTH)
+        + MAGIC
+        + _element(0x0000, b"UL", bytes(4))
+        + _element(0x0001, b"OB", b"\x00\x01")
+        + _element(0x0002, b"UI", sop_class_uid)
+    )
+    after = [
+        _element(0x0010, b"UI", transfer_syntax),
         _element(0x0012, b"UI", _ui(IMPLEMENTATION_CLASS_UID)),
         _element(0x0013, b"SH", _text(IMPLEMENTATION_VERSION_NAME)),
     ]
     if source_ae_title:
-        elements.append(_element(0x0016, b"AE", _text(source_ae_title.strip())))
-    body = b"".join(elements)
-    group_length = _element(0x0000, b"UL", struct.pack("<L", len(body)))
-    return bytes(PREAMBLE_LENGTH) + MAGIC + group_length + body
+        after.append(_element(0x0016, b"AE", _text(source_ae_title)))
+    return before, b"".join(after)
 
 
 @dataclass(frozen=True, slots=True)
