@@ -33,6 +33,7 @@ import logging
 import os
 import re
 import secrets
+import string
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -312,7 +313,11 @@ class StorageSCP:
             index.backend = backend
         self.root = config.root
         self._resolved_root = config.root.resolve()
-        self._inside: dict[Path, bool] = {}
+        self._inside: dict[str, bool] = {}
+        #: The layout's fields: only those are made safe for each instance.
+        self._layout_fields = tuple(
+            name for _, name, _, _ in string.Formatter().parse(config.layout) if name
+        )
         self._incoming = config.root / ".incoming"
         #: Temporary names: a random prefix drawn once (unique across the processes and
         #: hosts sharing the storage; ``serve --workers`` makes its SCPs after the fork)
@@ -357,8 +362,9 @@ class StorageSCP:
 
         return factory
 
-    def _inside_root(self, directory: Path) -> bool:
-        """Whether ``directory`` resolves inside the storage root (a symlink could lead out).
+    def _inside_root(self, directory: str) -> bool:
+        """Whether ``directory`` (relative to the root) resolves inside the storage root
+        (a symlink could lead out).
 
         Resolving costs a system call per path component, and a study's instances share
         their directories: answers are kept for the directories seen last.
@@ -367,7 +373,8 @@ class StorageSCP:
         if known is None:
             if len(self._inside) >= 4096:
                 self._inside.clear()
-            known = directory.resolve().is_relative_to(self._resolved_root)
+            resolved = (self.root / directory).resolve()
+            known = resolved.is_relative_to(self._resolved_root)
             self._inside[directory] = known
         return known
 
@@ -425,16 +432,19 @@ class StorageSCP:
             )
         if partial is None:
             return Response(0)  # discarding: all checked, nothing to keep
-        fields = {
-            "StudyInstanceUID": _path_component(header.get(0x0020000D)),
-            "SeriesInstanceUID": _path_component(header.get(0x0020000E)),
-            "SOPInstanceUID": _path_component(instance),
-            "SOPClassUID": _path_component(sop_class),
-            "CallingAETitle": _path_component(request.negotiated.remote_ae_title),
+        named = {
+            "StudyInstanceUID": header.get(0x0020000D),
+            "SeriesInstanceUID": header.get(0x0020000E),
+            "SOPInstanceUID": instance,
+            "SOPClassUID": sop_class,
+            "CallingAETitle": request.negotiated.remote_ae_title,
         }
-        target = self.root / self.config.layout.format(**fields)
-        if not self._inside_root(target.parent):
+        relative = self.config.layout.format(
+            **{name: _path_component(named[name]) for name in self._layout_fields}
+        )
+        if not self._inside_root(relative.rpartition("/")[0]):
             return _refuse(request, CANNOT_UNDERSTAND, "storage path escapes the root")
+        target = self.root / relative
         index, entry, previous = self.index, None, None
         # Overwriting, a duplicate changes nothing here: no lookup, no stat. The index
         # finds an earlier copy under another path itself, in the addition's transaction.
