@@ -399,7 +399,7 @@ class StorageSCP:
             if result.path is not None:  # not placed (refused, a duplicate kept, an error)
                 with contextlib.suppress(OSError):
                     result.path.unlink()
-        if Status(response.status).is_failure:
+        if response.status and Status(response.status).is_failure:  # 0: stored
             tally.refused += 1
         else:
             tally.stored += 1
