@@ -223,15 +223,16 @@ class CompletenessCheck:
         encoding = frames[-1][1] if frames else self._encoding
         explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[encoding]
         capture, raw, bulk = self._capture, self.raw, self.bulk  # bulk: None without layout
-        last_tag = self._tag
+        top = not frames  # a top-level element: its value may be kept, its place noted
+        last_tag = self._tag  # the element whose value is being skipped
         vr = 0
         while position + 8 <= end:
             if explicit:
                 group, number, vr, length = unpack_header(data, position)
             else:
                 group, number, length = unpack_header(data, position)
-            tag = group << 16 | number
             if group == 0xFFFE:  # item and delimiters: a 4-byte length, no VR (§7.5)
+                tag = group << 16 | number
                 if explicit:
                     (length,) = unpack_length(data, position + 4)
                 kind = frames[-1][0] if frames else None
@@ -247,6 +248,7 @@ class CompletenessCheck:
                     tag == _SEQUENCE_DELIMITER and kind == _SEQUENCE
                 ):
                     frames.pop()
+                    top = not frames
                     outer = frames[-1][1] if frames else self._encoding
                     if outer != encoding:
                         encoding = outer
@@ -259,34 +261,26 @@ class CompletenessCheck:
                     f"misplaced item or delimiter {_tag_text(tag)} at byte {base + position}"
                 )
                 return
-            if frames:
-                if frames[-1][0] == _SEQUENCE:
-                    self._error = (
-                        f"element {_tag_text(tag)} where an item was expected, at byte "
-                        f"{base + position}"
-                    )
-                    return
-            elif bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
-                self.header_end = base + position
+            tag = group << 16 | number
+            if top:
+                if bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
+                    self.header_end = base + position
+            elif frames[-1][0] == _SEQUENCE:
+                self._error = (
+                    f"element {_tag_text(tag)} where an item was expected, at byte "
+                    f"{base + position}"
+                )
+                return
             header = 8
             if explicit and vr in long_vrs:
                 if position + 12 > end:
                     break
                 (length,) = unpack_length(data, position + 8)
                 header = 12
-            if length == UNDEFINED_LENGTH:  # a sequence, or an encapsulated value
-                # UN of undefined length: Implicit VR Little Endian inside (PS3.5 §6.2.2)
-                inner = _IMPLICIT_LE if explicit and vr == un else encoding
-                frames.append((_SEQUENCE, inner, tag))
-                if inner != encoding:
-                    encoding = inner
-                    explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[
-                        encoding
-                    ]
-                last_tag = tag
-                position += header
-                continue
-            if not frames:
+                opens = length == UNDEFINED_LENGTH  # a sequence, or an encapsulated value
+            else:  # a 16-bit length is never undefined
+                opens = not explicit and length == UNDEFINED_LENGTH
+            if top and not opens:
                 if tag in capture:  # a value to keep: short text
                     following = position + header + length
                     if length > _CAPTURE_LIMIT:
@@ -300,7 +294,19 @@ class CompletenessCheck:
                     explicit_vr = vr.to_bytes(2, byteorder) if explicit else None
                     bulk.append((start, start + header + length, tag, explicit_vr))
             last_tag = tag
-            position += header + length
+            if opens:
+                # UN of undefined length: Implicit VR Little Endian inside (PS3.5 §6.2.2)
+                inner = _IMPLICIT_LE if explicit and vr == un else encoding
+                frames.append((_SEQUENCE, inner, tag))
+                top = False
+                if inner != encoding:
+                    encoding = inner
+                    explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[
+                        encoding
+                    ]
+                position += header
+            else:
+                position += header + length
         self._tag = last_tag
         if position >= end:
             self._skip = position - end
