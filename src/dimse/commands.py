@@ -256,7 +256,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
     pos, end = 0, len(raw)
     previous = -1
     unpack_header = _ELEMENT_HEADER.unpack_from
-    unpack_us = _US.unpack_from
+    unpack_ul = _UL.unpack_from
     us_tags = _US_TAGS
     ui_tags = _UI_TAGS
     try:
@@ -267,10 +267,12 @@ def decode_command(data: bytes | bytearray | memoryview) -> CommandSet:
             if group or element <= previous or pos > end:
                 raise _element_error(group, element, length, previous)
             previous = element
-            if length == 2 and element in us_tags:
-                command[element] = unpack_us(raw, start)[0]
+            if length == 2 and element in us_tags:  # little endian, read where it lies
+                command[element] = raw[start] | raw[start + 1] << 8
             elif element in ui_tags:
                 command[element] = decode_uid(raw[start:pos])
+            elif element == _COMMAND_GROUP_LENGTH and length == 4:  # every command's first
+                command[element] = unpack_ul(raw, start)[0]
             else:
                 command[element] = _decode_value(element, raw[start:pos])
     except struct.error:  # fewer than 8 bytes left for an element header

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
+from typing import Any, Literal
 
 from ..uids import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -46,12 +48,35 @@ _SEQUENCE_DELIMITER = 0xFFFEE0DD
 # (kind _ITEM: elements and an Item Delimitation Item expected).
 _SEQUENCE, _ITEM_DATASET = 0, 1
 
-# Encodings: (implicit, little endian) -> structs for (tag+32-bit length), (tag+VR+16-bit
-# length) and a 32-bit length.
+# Encodings, and how each lays out an element header: whether the VR is explicit; the
+# header's unpacker (Implicit VR: tag and 32-bit length; Explicit VR: tag, the VR as a
+# 16-bit code, a 16-bit length), compiled once; the unpacker of a 32-bit length; the codes
+# of the VRs whose length is 32 bits after two reserved bytes; the code of UN; the byte
+# order (to turn a code back into the VR's two letters). An integer code, unlike the VR's
+# bytes, needs no object made and hashed per element.
 _IMPLICIT_LE, _EXPLICIT_LE, _EXPLICIT_BE = 0, 1, 2
-_TAG_LENGTH = (struct.Struct("<HHL"), struct.Struct("<HHL"), struct.Struct(">HHL"))
-_TAG_VR_LENGTH = (None, struct.Struct("<HH2sH"), struct.Struct(">HH2sH"))
-_LENGTH32 = (struct.Struct("<L"), struct.Struct("<L"), struct.Struct(">L"))
+_Unpack = Callable[[bytes | bytearray | memoryview, int], tuple[Any, ...]]
+_ByteOrder = Literal["little", "big"]
+
+
+def _layout(
+    implicit: bool, byteorder: _ByteOrder
+) -> tuple[bool, _Unpack, _Unpack, frozenset[int], int, _ByteOrder]:
+    order = "<" if byteorder == "little" else ">"
+    header = struct.Struct(order + ("HHL" if implicit else "HHHH"))
+    long_vrs = frozenset(int.from_bytes(vr, byteorder) for vr in LONG_VRS)
+    un = int.from_bytes(b"UN", byteorder)
+    return (
+        not implicit,
+        header.unpack_from,
+        struct.Struct(order + "L").unpack_from,
+        long_vrs,
+        un,
+        byteorder,
+    )
+
+
+_LAYOUTS = (_layout(True, "little"), _layout(False, "little"), _layout(False, "big"))
 
 #: A captured value longer than this is kept as "" (a UI value has at most 64 bytes).
 _CAPTURE_LIMIT = 1024
@@ -196,77 +221,93 @@ class CompletenessCheck:
         position = self._skip
         frames = self._frames
         encoding = frames[-1][1] if frames else self._encoding
-        capture, bulk = self._capture, self.bulk  # bulk: None unless the layout is noted
-        while position < end:
-            if end - position < 8:
-                break
-            tag_length = _TAG_LENGTH[encoding]
-            group, number, length = tag_length.unpack_from(data, position)
-            tag = group << 16 | number
-            header = 8
+        explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[encoding]
+        capture, raw, bulk = self._capture, self.raw, self.bulk  # bulk: None without layout
+        top = not frames  # a top-level element: its value may be kept, its place noted
+        last_tag = self._tag  # the element whose value is being skipped
+        vr = 0
+        while position + 8 <= end:
+            if explicit:
+                group, number, vr, length = unpack_header(data, position)
+            else:
+                group, number, length = unpack_header(data, position)
             if group == 0xFFFE:  # item and delimiters: a 4-byte length, no VR (§7.5)
+                tag = group << 16 | number
+                if explicit:
+                    (length,) = unpack_length(data, position + 4)
                 kind = frames[-1][0] if frames else None
                 if tag == _ITEM and kind == _SEQUENCE:
                     if length == UNDEFINED_LENGTH:  # a nested data set, ended by E00D
                         frames.append((_ITEM_DATASET, encoding, tag))
                         position += 8
-                        continue
-                elif (tag == _ITEM_DELIMITER and kind == _ITEM_DATASET) or (
+                    else:  # an item of defined length: skipped whole
+                        last_tag = tag
+                        position += 8 + length
+                    continue
+                if (tag == _ITEM_DELIMITER and kind == _ITEM_DATASET) or (
                     tag == _SEQUENCE_DELIMITER and kind == _SEQUENCE
                 ):
                     frames.pop()
-                    encoding = frames[-1][1] if frames else self._encoding
+                    top = not frames
+                    outer = frames[-1][1] if frames else self._encoding
+                    if outer != encoding:
+                        encoding = outer
+                        explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[
+                            encoding
+                        ]
                     position += 8 + (0 if length == UNDEFINED_LENGTH else length)
                     continue
-                else:
-                    self._error = (
-                        f"misplaced item or delimiter {_tag_text(tag)} at byte {base + position}"
-                    )
-                    return
-            else:
-                if frames:
-                    if frames[-1][0] == _SEQUENCE:
-                        self._error = (
-                            f"element {_tag_text(tag)} where an item was expected, at byte "
-                            f"{base + position}"
-                        )
-                        return
-                elif bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
+                self._error = (
+                    f"misplaced item or delimiter {_tag_text(tag)} at byte {base + position}"
+                )
+                return
+            tag = group << 16 | number
+            if top:
+                if bulk is not None and tag >= _PIXEL_DATA and self.header_end is None:
                     self.header_end = base + position
-                if encoding != _IMPLICIT_LE:
-                    vr_struct = _TAG_VR_LENGTH[encoding]
-                    assert vr_struct is not None
-                    _, _, vr, length = vr_struct.unpack_from(data, position)
-                    if vr in LONG_VRS:
-                        if end - position < 12:
-                            break
-                        (length,) = _LENGTH32[encoding].unpack_from(data, position + 8)
-                        header = 12
-                    if length == UNDEFINED_LENGTH:  # UN of undefined length: Implicit VR LE
-                        inner = _IMPLICIT_LE if vr == b"UN" else encoding
-                        frames.append((_SEQUENCE, inner, tag))
-                        encoding = inner
-                        self._tag = tag
-                        position += header
-                        continue
-                if length == UNDEFINED_LENGTH:
-                    frames.append((_SEQUENCE, encoding, tag))
-                    self._tag = tag
-                    position += header
-                    continue
-            if not frames:
+            elif frames[-1][0] == _SEQUENCE:
+                self._error = (
+                    f"element {_tag_text(tag)} where an item was expected, at byte "
+                    f"{base + position}"
+                )
+                return
+            header = 8
+            if explicit and vr in long_vrs:
+                if position + 12 > end:
+                    break
+                (length,) = unpack_length(data, position + 8)
+                header = 12
+                opens = length == UNDEFINED_LENGTH  # a sequence, or an encapsulated value
+            else:  # a 16-bit length is never undefined
+                opens = not explicit and length == UNDEFINED_LENGTH
+            if top and not opens:
                 if tag in capture:  # a value to keep: short text
                     following = position + header + length
-                    if following > end and length <= _CAPTURE_LIMIT:
+                    if length > _CAPTURE_LIMIT:
+                        raw[tag] = b""
+                    elif following > end:
                         break  # cut by the fragment's end: take it whole next time
-                    value = data[position + header : following] if length <= _CAPTURE_LIMIT else b""
-                    self.raw[tag] = bytes(value)
+                    else:
+                        raw[tag] = bytes(data[position + header : following])
                 elif bulk is not None and length > BULK_LIMIT:
                     start = base + position
-                    explicit_vr = vr if encoding != _IMPLICIT_LE else None
+                    explicit_vr = vr.to_bytes(2, byteorder) if explicit else None
                     bulk.append((start, start + header + length, tag, explicit_vr))
-            self._tag = tag
-            position += header + length
+            last_tag = tag
+            if opens:
+                # UN of undefined length: Implicit VR Little Endian inside (PS3.5 §6.2.2)
+                inner = _IMPLICIT_LE if explicit and vr == un else encoding
+                frames.append((_SEQUENCE, inner, tag))
+                top = False
+                if inner != encoding:
+                    encoding = inner
+                    explicit, unpack_header, unpack_length, long_vrs, un, byteorder = _LAYOUTS[
+                        encoding
+                    ]
+                position += header
+            else:
+                position += header + length
+        self._tag = last_tag
         if position >= end:
             self._skip = position - end
         else:
