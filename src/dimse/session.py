@@ -394,10 +394,6 @@ class DimseSession:
         except BaseException:
             self._forget(message_id)
             raise
-        if dispatcher.window_full:
-            # No other request can join the batch before a response: written now, not
-            # after the caller's next steps (reading the next file) on the loop's next turn.
-            self.association.flush()
         return operation
 
     async def _wait_for_window(self) -> None:

@@ -429,7 +429,7 @@ class Association(asyncio.BufferedProtocol):
                     self._artim = None
             elif isinstance(event, CloseTransport):
                 if self._transport is not None:
-                    self.flush()
+                    self._flush()
                     if self._writing_paused:  # a peer that does not read would keep it open
                         self._transport.abort()
                     else:
@@ -467,7 +467,7 @@ class Association(asyncio.BufferedProtocol):
         if transport is None or transport.is_closing():
             return
         if self._batch and self._corked is None:  # what was sent before goes first
-            self.flush()
+            self._flush()
         if self._log_pdus:
             pdu_log.debug("sent to %s: %r", self.peer_address, pdu)
             if self._trace is not None:
@@ -615,19 +615,15 @@ class Association(asyncio.BufferedProtocol):
             self._corked = None
             if parts:
                 if not self._batch:
-                    self._loop.call_soon(self.flush)
+                    self._loop.call_soon(self._flush)
                 self._batch += parts
                 for part in parts:
                     self._batch_bytes += len(part)
                 if self._batch_bytes >= _BATCH_BYTES:
-                    self.flush()
+                    self._flush()
 
-    def flush(self) -> None:
-        """Write the messages batched by :meth:`send_many_nowait` now.
-
-        For a sender that knows nothing more can join the batch this turn (a requestor
-        whose window is full): the write is then not left behind what it does next.
-        """
+    def _flush(self) -> None:
+        """Write the messages batched by :meth:`send_many_nowait`."""
         parts = self._batch
         if not parts:
             return
@@ -643,7 +639,7 @@ class Association(asyncio.BufferedProtocol):
 
     async def drain(self) -> None:
         """Wait until the transport's write buffer is below its high-water mark."""
-        self.flush()
+        self._flush()
         if self.writing_paused:
             await self._drain()
 
