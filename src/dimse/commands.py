@@ -7,6 +7,7 @@ this module does not know are kept as raw bytes and written back unchanged.
 
 from __future__ import annotations
 
+import functools
 import struct
 from enum import IntEnum
 from typing import TypeAlias
@@ -195,28 +196,45 @@ def _encode_value(tag: int, value: CommandValue) -> bytes:
 
 
 def encode_command(command: CommandSet) -> bytes:
-    """Encode a command set, Command Group Length first and elements in tag order."""
+    """Encode a command set, Command Group Length first and elements in tag order.
+
+    A US element is packed whole in one call; a UID element (a str the application
+    gave) comes from :func:`_uid_element`, which keeps the last few hundred encoded, so
+    that the ones a requestor sends again and again (the SOP Class UID of every
+    C-STORE-RQ) are validated and encoded once, not per message.
+    """
     parts: list[bytes] = [b""]
-    length = 0
+    append = parts.append
     pack_us = _US_ELEMENT.pack
-    pack_header = _ELEMENT_HEADER.pack
     for tag in sorted(command):
         value = command[tag]
         if tag in _US_TAGS and type(value) is int and 0 <= value <= 0xFFFF:
-            parts.append(pack_us(0, tag, 2, value))  # group 0000: the tag is the element number
-            length += 10
-            continue
-        if tag == _COMMAND_GROUP_LENGTH:
-            continue
-        if type(value) is WireStr and tag in _UI_TAGS:  # a UID as received (a response's)
-            encoded = value.wire if not len(value.wire) % 2 else value.wire + b"\x00"
-        else:
-            encoded = _encode_value(tag, value)
-        parts.append(pack_header(tag >> 16, tag & 0xFFFF, len(encoded)))
-        parts.append(encoded)
-        length += 8 + len(encoded)
-    parts[0] = _GROUP_LENGTH_ELEMENT.pack(0, 0, 4, length)
+            append(pack_us(0, tag, 2, value))  # group 0000: the tag is the element number
+        elif type(value) is str and tag in _UI_TAGS:
+            append(_uid_element(tag, value))
+        elif tag != _COMMAND_GROUP_LENGTH:
+            append(_element(tag, value))
+    parts[0] = _GROUP_LENGTH_ELEMENT.pack(0, 0, 4, sum(map(len, parts)))
     return b"".join(parts)
+
+
+def _element(tag: int, value: CommandValue) -> bytes:
+    """One element, header and value, of any VR."""
+    if type(value) is WireStr and tag in _UI_TAGS:  # a UID as received (a response's)
+        encoded = value.wire if not len(value.wire) % 2 else value.wire + b"\x00"
+    else:
+        encoded = _encode_value(tag, value)
+    return _ELEMENT_HEADER.pack(tag >> 16, tag & 0xFFFF, len(encoded)) + encoded
+
+
+@functools.lru_cache(maxsize=256)
+def _uid_element(tag: int, value: str) -> bytes:
+    """A UID element from a plain str (validated), remembered for the next message.
+
+    Only exact ``str`` values come here: a :class:`WireStr` equal to one would hash
+    alike but carry other bytes. A value that fails validation raises and is not kept.
+    """
+    return _element(tag, value)
 
 
 def _decode_value(tag: int, raw: bytes) -> CommandValue:

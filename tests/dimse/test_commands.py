@@ -28,6 +28,7 @@ from dicomwire.dimse.commands import (
     validate_command,
 )
 from dicomwire.errors import DicomWireError
+from dicomwire.ul.identifiers import WireStr
 
 CF = CommandField
 T = Tag
@@ -499,6 +500,19 @@ def test_encode_rejects_values_of_the_wrong_type(tag: Tag, value: object, match:
 def test_encode_rejects_a_malformed_uid() -> None:
     with pytest.raises(DicomWireError, match="AffectedSOPClassUID"):
         encode_command({**C_ECHO_RQ, T.AffectedSOPClassUID: "1.02.3"})
+
+
+def test_a_uid_encoded_once_is_encoded_alike_and_a_received_one_keeps_its_bytes() -> None:
+    # Plain-str UID elements are remembered between messages: the second encoding is the
+    # same, a malformed UID raises every time, and a received UID equal to a remembered
+    # one still goes out with its own padding.
+    assert encode_command(dict(C_ECHO_RQ)) == encode_command(dict(C_ECHO_RQ)) == C_ECHO_RQ_BYTES
+    for _ in range(2):
+        with pytest.raises(DicomWireError, match="AffectedSOPClassUID"):
+            encode_command({**C_ECHO_RQ, T.AffectedSOPClassUID: "1.02.3"})
+    received = WireStr.from_wire(b"1.2.840.10008.1.1 ", VERIFICATION)
+    encoded = encode_command({**C_ECHO_RQ, T.AffectedSOPClassUID: received})
+    assert encoded == C_ECHO_RQ_BYTES.replace(b"1.2.840.10008.1.1\x00", b"1.2.840.10008.1.1 ")
 
 
 # --------------------------------------------------------------------------- malformed input
