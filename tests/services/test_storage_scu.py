@@ -337,12 +337,12 @@ def test_window_and_parallel_associations_deliver_every_file(
     assert {invoked for _, invoked, _ in seen} == {window}
 
 
-def test_large_data_sets_are_sent_from_the_mapped_file_and_a_file_cut_since_fails_alone(
+def test_a_window_of_large_data_sets_arrives_and_a_file_cut_since_fails_alone(
     tmp_path: Path,
 ) -> None:
-    """Data sets from 128 KiB are sent from the file mapped in memory (no copy), a window
-    of them outstanding at once: each arrives byte for byte. A file cut short after it was
-    inspected fails with the reason, and only it: the others are stored."""
+    """Data sets of 128 KiB and more, a window of them outstanding at once: each arrives
+    byte for byte. A file cut short after it was inspected fails with the reason, and only
+    it (not sent short): the others are stored."""
     sources = write_corpus(tmp_path / "in", 4, "ct", rows=256, columns=256)  # 131 KB each
     infos, failures = collect_files([tmp_path / "in"])
     assert failures == [] and all(i.dataset_length >= 128 << 10 for i in infos)
