@@ -90,6 +90,13 @@ def __getattr__(name: str) -> object:
 #: when they complete a PDU.
 _PROGRESS_BYTES = 512
 
+#: A read that leaves less than this much of a PDU still to come is acknowledged at once
+#: (TCP_QUICKACK). A peer with Nagle's algorithm on that writes a PDU in two pieces (DCMTK
+#: without ``TCP_NODELAY=1`` in its environment does) holds the second piece until the
+#: first is acknowledged, and a delayed ACK waits ~40 ms: per message, without this.
+_QUICKACK_BELOW = 4096
+_TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
 # Bounded receive queue: past this many P-DATA-TF PDUs, or bytes, waiting for the
 # application, stop reading the socket until it has caught up (backpressure to the peer).
 _RECEIVE_QUEUE_HIGH = 64
@@ -156,6 +163,8 @@ class Association(asyncio.BufferedProtocol):
         self._answered: bool | None = None if session.requestor else False
         self._handshake_timeout = handshake_timeout
         self._tls: TLSSession | None = None
+        #: The TCP socket, for TCP_QUICKACK (None: not TCP, or not Linux).
+        self._ack_socket: socket.socket | None = None
         self._handshake: asyncio.Future[None] | None = None
         self._ciphertext = bytearray()  # sized when TLS starts: plain TCP never needs it
         self._artim: asyncio.TimerHandle | None = None
@@ -231,6 +240,10 @@ class Association(asyncio.BufferedProtocol):
     # -- asyncio protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        tcp = sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+        if tcp and _TCP_QUICKACK is not None:
+            self._ack_socket = sock
         if self._tls_context is None:
             self._transport_ready(transport)
             return
@@ -262,10 +275,20 @@ class Association(asyncio.BufferedProtocol):
                 if self._closed.done():
                     return
                 self._apply(session.receive_data(plaintext))
+        if 0 < session.buffered < _QUICKACK_BELOW and self._ack_socket is not None:
+            self._acknowledge_now()
         if nbytes >= _PROGRESS_BYTES or not session.buffered:
             # Progress: a real read, or one that completed a PDU. A peer trickling a byte at
             # a time does not count, so the network idle timeout still cuts it off.
             self._last_receive = time.monotonic()
+
+    def _acknowledge_now(self) -> None:
+        """Send the ACK of what was read now, not after the delayed-ACK timer."""
+        assert self._ack_socket is not None and _TCP_QUICKACK is not None
+        try:
+            self._ack_socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+        except OSError:
+            self._ack_socket = None
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
