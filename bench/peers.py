@@ -243,11 +243,21 @@ atexit.register(stop_all_receivers)
 class Receiver:
     """A server process on ``port``: started, waited for, measured and always stopped."""
 
-    def __init__(self, argv: Sequence[str], port: int, log: Path, *, cwd: Path) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        port: int,
+        log: Path,
+        *,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.port = port
         self.log = log
         self.cwd = cwd
+        #: The process's environment: :func:`child_env` unless given.
+        self.env = env
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
@@ -259,7 +269,7 @@ class Receiver:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.cwd,
-                env=child_env(),
+                env=self.env if self.env is not None else child_env(),
                 start_new_session=True,
             )
         _LIVE[self.process.pid] = self.process
