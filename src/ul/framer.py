@@ -146,7 +146,8 @@ class PDUFramer:
                         total = PDU_HEADER_LENGTH + length
                         if total <= end - pos and total < _POOLED_MINIMUM:
                             self._check_length(pdu_type, length)
-                            pdus.append(_decode(bytes(view[pos : pos + total])))
+                            whole = bytes(view[pos : pos + total])
+                            pdus.append(_decode_checked(whole, memoryview(whole)))
                             pos += total
                             continue
                     take = min(PDU_HEADER_LENGTH - self._header_filled, end - pos)
@@ -246,17 +247,15 @@ class PDUFramer:
         self._header_filled = 0
         self._body_filled = 0
         try:
-            if view is not None and body[0] == PDUType.P_DATA_TF:
-                # Type and length were checked from the header: only the items are left.
-                return decode_p_data(view, body[1])
-            return decode(body)
+            return _decode_checked(body, view)
         except PDUError as exc:
             self._failed = exc
             raise
 
 
-def _decode(body: bytes) -> PDU:
-    """A whole PDU whose header was checked (P-DATA-TF: only its items are left to read)."""
-    if body[0] == PDUType.P_DATA_TF:
-        return decode_p_data(memoryview(body), body[1])
+def _decode_checked(body: bytes | bytearray, view: memoryview | None) -> PDU:
+    """A whole PDU whose header's type and length were checked: of a P-DATA-TF held in
+    ``view`` (exactly its bytes), only the items are left to read."""
+    if view is not None and body[0] == PDUType.P_DATA_TF:
+        return decode_p_data(view, body[1])
     return decode(body)
