@@ -106,12 +106,15 @@ _RECEIVE_QUEUE_HIGH_BYTES = 8 << 20
 _BATCH_BYTES = 64 << 10
 
 
-def _set_nodelay(transport: asyncio.BaseTransport) -> None:
-    """TCP_NODELAY: without it Nagle and delayed ACKs cost ~40 ms per exchange."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def _tcp_socket(transport: asyncio.BaseTransport) -> socket.socket | None:
+    """The connection's TCP socket, TCP_NODELAY set (without it Nagle and delayed ACKs
+    cost ~40 ms per exchange); None when the transport is not TCP."""
+    sock: socket.socket | None = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return None
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _payload_length(pdu: PDataTF) -> int:
@@ -240,15 +243,13 @@ class Association(asyncio.BufferedProtocol):
     # -- asyncio protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        sock = transport.get_extra_info("socket")
-        tcp = sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
-        if tcp and _TCP_QUICKACK is not None:
+        sock = _tcp_socket(transport)  # the raw connection's, TLS or not
+        if _TCP_QUICKACK is not None:
             self._ack_socket = sock
         if self._tls_context is None:
             self._transport_ready(transport)
             return
         raw = cast(asyncio.Transport, transport)
-        _set_nodelay(raw)
         self._ciphertext = bytearray(1 << 16)
         self._handshake = self._loop.create_future()
         self._tls = TLSSession(
@@ -323,7 +324,6 @@ class Association(asyncio.BufferedProtocol):
     def _transport_ready(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        _set_nodelay(transport)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.peer_address = (str(peer[0]), int(peer[1]))
